@@ -1,0 +1,38 @@
+# sendbrake — the README's commands. Everything the tests need is installed from here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test check bench docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	touch $(STAMP)
+
+## Start the gateway on its embedded defaults (SMTP 127.0.0.1:2525, HTTP 127.0.0.1:8080).
+run: $(STAMP)
+	$(BIN)/sendbrake serve
+
+## Install what the tests need, then run them.
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+## Lint, format check and strict typing: what CI expects to stay clean.
+check: $(STAMP)
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/mypy
+
+## Regenerate docs/settings.md from the settings models.
+docs: $(STAMP)
+	$(BIN)/sendbrake config docs -o docs/settings.md
+
+## Throughput benchmark against Postfix's smtp-source/smtp-sink (installs postfix).
+bench: $(STAMP)
+	$(BIN)/python bench/relay_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,130 @@
+"""Campaign resolution and admission: from an inbound message to a durable submission.
+
+Owns DESIGN.md §2: which campaign a message belongs to (key header list, implicit
+campaigns, client scoping), what the sender declared, and the header edits an MTA makes
+on the way (declaration headers stripped, missing Date/Message-ID added). It hands the
+result to the spool with the campaign-level decision function; it never talks SMTP.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import structlog
+
+from gateway.mime import HeaderBlock
+from gateway.model import (
+    Admission,
+    CampaignRef,
+    Decide,
+    Declaration,
+    Inbound,
+    Submission,
+    new_id,
+    pass_all,
+)
+from gateway.settings import CampaignSettings
+from gateway.spool.base import Spool
+
+log = structlog.get_logger(__name__)
+
+DECLARATION_HEADERS = ("X-Declared-Size", "X-Campaign-Category", "X-Campaign-Locale")
+_SPACES = re.compile(r"\s+")
+
+__all__ = ["DECLARATION_HEADERS", "Admitter", "normalise_subject", "resolve"]
+
+
+def normalise_subject(subject: str) -> str:
+    """Fold case and whitespace so that cosmetic differences do not split a campaign."""
+    return _SPACES.sub(" ", subject).strip().casefold()
+
+
+def read_declaration(headers: HeaderBlock) -> Declaration:
+    """Read the declaration headers; a size that is not a whole number is left undeclared."""
+    size_text = headers.get("X-Declared-Size")
+    size = int(size_text) if size_text and size_text.strip().isdigit() else None
+    if size_text is not None and size is None:
+        log.warning("declared_size_invalid", value=size_text)
+    return Declaration(
+        size=size,
+        category=(headers.get("X-Campaign-Category") or "").strip().lower() or None,
+        locale=(headers.get("X-Campaign-Locale") or "").strip() or None,
+    )
+
+
+def resolve(headers: HeaderBlock, inbound: Inbound, settings: CampaignSettings) -> CampaignRef:
+    """Work out the campaign of a message (DESIGN.md §2)."""
+    subject = headers.get("Subject") or ""
+    declaration = read_declaration(headers)
+    for name in settings.key_headers:
+        value = headers.get(name)
+        if value and value.strip():
+            return CampaignRef(
+                client=inbound.client, key=value.strip(), implicit=False,
+                sender=inbound.mail_from, subject=subject, declaration=declaration,
+            )
+    key = f"implicit:{inbound.mail_from.lower()}:{normalise_subject(subject)}"
+    return CampaignRef(
+        client=inbound.client, key=key, implicit=True,
+        sender=inbound.mail_from, subject=subject, declaration=declaration,
+    )
+
+
+class Admitter:
+    """Turns inbound messages into durable submissions, one spool commit each."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        settings: CampaignSettings,
+        *,
+        hostname: str = "",
+        decide: Decide = pass_all,
+        clock: Callable[[], float] = time.time,
+        on_admitted: Callable[[Admission], None] | None = None,
+    ) -> None:
+        self._spool = spool
+        self._settings = settings
+        self._hostname = hostname or socket.getfqdn()
+        self._decide = decide
+        self._clock = clock
+        self._on_admitted = on_admitted
+        self._strip = frozenset(
+            name.lower() for name in DECLARATION_HEADERS if settings.strip_declaration_headers
+        )
+
+    async def admit(self, inbound: Inbound) -> Admission:
+        """Resolve, edit and spool one message; return once the commit is durable."""
+        now = self._clock()
+        message_id = new_id(now)
+        headers = HeaderBlock.parse(inbound.content)
+        ref = resolve(headers, inbound, self._settings)
+        content = self._edit(headers, message_id, now, inbound.trace).to_bytes()
+        submission = Submission(
+            message_id=message_id, client=inbound.client, mail_from=inbound.mail_from,
+            rcpt_tos=inbound.rcpt_tos, content=content, campaign=ref,
+            received_at=now, ingress=inbound.ingress,
+        )
+        admission = await self._spool.accept(submission, self._decide, self._settings.implicit_window)
+        log.info(
+            "message_accepted", message=message_id, campaign=admission.campaign_id,
+            key=ref.key, recipients=len(inbound.rcpt_tos), held=admission.held,
+        )
+        if self._on_admitted is not None:
+            self._on_admitted(admission)
+        return admission
+
+    def _edit(self, headers: HeaderBlock, message_id: str, now: float, trace: str) -> HeaderBlock:
+        """Strip declarations and add what an MTA adds when the sender left it out."""
+        added = [trace] if trace else []
+        if not headers.has("Date"):
+            added.append(f"Date: {format_datetime(datetime.fromtimestamp(now, UTC))}")
+        if not headers.has("Message-ID"):
+            added.append(f"Message-ID: <{message_id}@{self._hostname}>")
+        return headers.without(self._strip).prepend(*added)
+

@@ -1,0 +1,80 @@
+"""The `sendbrake` command: serve, and inspect the configuration.
+
+Commands are thin: they load settings once, configure logging, and call the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from gateway import __version__, log, settings
+from gateway.errors import ConfigError, SendbrakeError
+from gateway.service import Gateway
+
+CONFIG_HELP = "Settings file (default: $SENDBRAKE_CONFIG, else built-in defaults)."
+
+
+def _load(config: Path | None) -> settings.Settings:
+    try:
+        return settings.load(config)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sendbrake")
+def main() -> None:
+    """sendbrake: a guardrail SMTP relay that holds risky marketing campaigns for review."""
+
+
+@main.command()
+@click.option("--config", "-c", type=click.Path(path_type=Path, dir_okay=False), help=CONFIG_HELP)
+def serve(config: Path | None) -> None:
+    """Run the gateway: SMTP ingress, relay workers and the HTTP surface."""
+    cfg = _load(config)
+    log.configure(cfg.log.format, cfg.log.level)
+    gateway = Gateway(cfg)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, gateway.stop)
+        await gateway.run()
+
+    try:
+        asyncio.run(run())
+    except SendbrakeError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # typically: address already in use
+        raise click.ClickException(f"cannot start: {exc}") from None
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--config", "-c", "path", type=click.Path(path_type=Path, dir_okay=False), help=CONFIG_HELP)
+def config_show(path: Path | None) -> None:
+    """Print the effective configuration as YAML, secrets masked."""
+    data = settings.effective(_load(path))
+    click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+
+
+@config.command("docs")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Write here instead of standard output.")
+def config_docs(output: Path | None) -> None:
+    """Print the settings reference (docs/settings.md) generated from the code."""
+    text = settings.reference_markdown()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)

@@ -1,0 +1,45 @@
+"""The exception tree of sendbrake, drawn in one place.
+
+SendbrakeError
+ ├── ConfigError          a settings or policy file is wrong (names file, line, key)
+ ├── SpoolError           the spool could not commit or read; callers answer 4xx
+ │    └── SpoolLocked     another gateway already owns this SQLite spool
+ └── CampaignRejected     mail for a campaign an operator rejected (SMTP 550)
+"""
+
+from __future__ import annotations
+
+
+class SendbrakeError(Exception):
+    """Base of every error sendbrake raises on purpose."""
+
+
+class ConfigError(SendbrakeError):
+    """A configuration source is invalid.
+
+    `where` is a human location such as ``sendbrake.yaml:12`` or
+    ``environment SENDBRAKE_SMTP__LISTEN``; `key` is the dotted key path.
+    """
+
+    def __init__(self, where: str, key: str, reason: str) -> None:
+        super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
+        self.where = where
+        self.key = key
+        self.reason = reason
+
+
+class SpoolError(SendbrakeError):
+    """The spool failed to commit or read."""
+
+
+class SpoolLocked(SpoolError):
+    """Another process holds the lock on this SQLite spool."""
+
+
+class CampaignRejected(SendbrakeError):
+    """Mail arrived for a campaign that an operator rejected."""
+
+    def __init__(self, campaign_id: str, key: str) -> None:
+        super().__init__(f"campaign {key} ({campaign_id}) was rejected by an operator")
+        self.campaign_id = campaign_id
+        self.key = key

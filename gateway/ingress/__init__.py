@@ -1,0 +1,1 @@
+"""Ingress stages: where mail enters the gateway (SMTP now, an HTTP send API later)."""

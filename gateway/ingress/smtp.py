@@ -1,0 +1,145 @@
+"""SMTP ingress: an aiosmtpd server on the service's own event loop.
+
+Owns the SMTP conversation only: who may connect, envelope limits, and mapping the
+admission's outcome to a precise reply. The 250 is returned from `handle_DATA` after
+`admit` returns, which is after the spool's durable commit (STYLE.md rule 1). It knows
+nothing of campaigns or storage; both arrive through the injected `admit` callable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.errors import CampaignRejected, SpoolError
+from gateway.metrics import Metrics
+from gateway.model import Admission, Inbound
+from gateway.settings import SmtpSettings, split_hostport
+
+log = structlog.get_logger(__name__)
+
+Admit = Callable[[Inbound], Awaitable[Admission]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_AIOSMTPD_TOO_BIG = "552 Error: Too much mail data"
+REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+REPLY_TOO_MANY = "452 4.5.3 Too many recipients"
+REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gateway"
+REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
+
+
+class _Server(SMTP):  # type: ignore[misc]
+    """aiosmtpd's server with enhanced status codes on its own size reply."""
+
+    async def push(self, status: str) -> None:
+        await super().push(REPLY_TOO_BIG if status == _AIOSMTPD_TOO_BIG else status)
+
+
+class SmtpHandler:
+    """aiosmtpd hooks: each hook's return value is the reply."""
+
+    def __init__(self, settings: SmtpSettings, admit: Admit, metrics: Metrics, hostname: str) -> None:
+        self._settings = settings
+        self._admit = admit
+        self._metrics = metrics
+        self._hostname = hostname
+        self._networks: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(net) for net in settings.allowed_networks
+        )
+
+    def client_network(self, peer: Any) -> str | None:
+        """Return the allowed network the peer is in, or None when it may not relay."""
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except (TypeError, ValueError, IndexError):
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return next((str(net) for net in self._networks if address in net), None)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.client_network(session.peer) is None:
+            log.warning("smtp_client_refused", peer=str(session.peer[0]))
+            return REPLY_NOT_ALLOWED
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self._settings.max_recipients:
+            return REPLY_TOO_MANY
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        started = time.perf_counter()
+        user = session.auth_data if session.authenticated else None
+        client = user or self.client_network(session.peer) or "unknown"
+        peer = str(session.peer[0]) if session.peer else "unknown"
+        stamp = format_datetime(datetime.now(UTC))
+        trace = (
+            f"Received: from {session.host_name or 'unknown'} ([{peer}])"
+            f" by {self._hostname} (sendbrake) with ESMTP; {stamp}"
+        )
+        inbound = Inbound(
+            ingress="smtp", client=str(client), mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos), content=envelope.original_content or b"",
+            trace=trace,
+        )
+        try:
+            admission = await self._admit(inbound)
+        except CampaignRejected as exc:
+            return f"550 5.7.1 Campaign {exc.key} was rejected by an operator; not accepted"
+        except SpoolError as exc:
+            log.error("smtp_spool_failed", error=str(exc))
+            return REPLY_SPOOL_FAILED
+        except Exception:
+            log.exception("smtp_admit_crashed")
+            return REPLY_SPOOL_FAILED
+        finally:
+            self._metrics.ingest_duration.observe(time.perf_counter() - started)
+        self._metrics.messages_received.labels(ingress="smtp").inc()
+        self._metrics.recipients_received.inc(len(inbound.rcpt_tos))
+        return f"250 2.0.0 queued as {admission.message_id}"
+
+
+async def start_smtp(settings: SmtpSettings, admit: Admit, metrics: Metrics) -> asyncio.Server:
+    """Bind the SMTP listener on the running loop and return the server."""
+    hostname = settings.hostname or socket.getfqdn()
+    handler = SmtpHandler(settings, admit, metrics, hostname)
+    loop = asyncio.get_running_loop()
+    host, port = split_hostport(settings.listen)
+
+    def factory() -> SMTP:
+        return _Server(
+            handler,
+            data_size_limit=settings.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=hostname,
+            ident="sendbrake",
+            timeout=settings.timeout,
+            loop=loop,
+        )
+
+    return await loop.create_server(factory, host=host, port=port)

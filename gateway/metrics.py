@@ -1,0 +1,61 @@
+"""Prometheus metrics of one gateway, registered on an injected registry.
+
+Labels are bounded (ingress kind, outcome, rule); never a campaign or message ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The gateway's instruments; build one per process (or per test) with `create`."""
+
+    registry: CollectorRegistry
+    messages_received: Counter
+    recipients_received: Counter
+    recipients_relayed: Counter
+    ingest_duration: Histogram
+    relay_duration: Histogram
+    upstream_up: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        """Register every instrument on `registry` (a fresh one by default)."""
+        reg = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=reg,
+            messages_received=Counter(
+                "sendbrake_messages_received", "Messages accepted into the spool.",
+                ["ingress"], registry=reg,
+            ),
+            recipients_received=Counter(
+                "sendbrake_recipients_received", "Recipients accepted into the spool.",
+                registry=reg,
+            ),
+            recipients_relayed=Counter(
+                "sendbrake_recipients_relayed",
+                "Recipient delivery attempts by outcome (delivered, deferred, failed).",
+                ["outcome"], registry=reg,
+            ),
+            ingest_duration=Histogram(
+                "sendbrake_ingest_duration_seconds",
+                "Time from end of DATA to the reply, durable commit included.",
+                buckets=_LATENCY_BUCKETS, registry=reg,
+            ),
+            relay_duration=Histogram(
+                "sendbrake_relay_duration_seconds",
+                "Time of one upstream transaction.",
+                buckets=_LATENCY_BUCKETS, registry=reg,
+            ),
+            upstream_up=Gauge(
+                "sendbrake_upstream_up",
+                "1 when the last upstream transaction reached the provider, else 0.",
+                registry=reg,
+            ),
+        )

@@ -1,0 +1,262 @@
+"""Domain vocabulary shared by every layer: IDs, states, and the records stages exchange.
+
+Pure data only. Nothing here does I/O, reads settings or knows about SMTP sockets; the
+stages pass these records (and IDs) to each other through the spool, never live objects.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(now: float | None = None) -> str:
+    """Return a 26-character, time-sortable, URL-safe ID (ULID layout)."""
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return "".join(reversed(chars))
+
+
+class CampaignState(enum.StrEnum):
+    """Where a campaign stands in review (DESIGN.md §2)."""
+
+    OPEN = "open"
+    HELD = "held"
+    RELEASED = "released"
+    REJECTED = "rejected"
+
+
+CAMPAIGN_TRANSITIONS: Mapping[CampaignState, frozenset[CampaignState]] = {
+    CampaignState.OPEN: frozenset({CampaignState.HELD, CampaignState.REJECTED}),
+    CampaignState.HELD: frozenset({CampaignState.RELEASED, CampaignState.REJECTED}),
+    CampaignState.RELEASED: frozenset({CampaignState.HELD, CampaignState.REJECTED}),
+    CampaignState.REJECTED: frozenset(),
+}
+
+
+class RecipientState(enum.StrEnum):
+    """The queue a recipient sits in; like Postfix, the queues are the states."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a relay worker under a lease
+    DEFERRED = "deferred"
+    HELD = "held"
+    RELAYED = "relayed"
+    FAILED = "failed"
+    DISCARDED = "discarded"
+    SUPPRESSED = "suppressed"
+
+
+RECIPIENT_TRANSITIONS: Mapping[RecipientState, frozenset[RecipientState]] = {
+    RecipientState.QUEUED: frozenset({RecipientState.SENDING, RecipientState.HELD}),
+    RecipientState.DEFERRED: frozenset(
+        {RecipientState.SENDING, RecipientState.HELD, RecipientState.FAILED}
+    ),
+    RecipientState.SENDING: frozenset(
+        {
+            RecipientState.RELAYED,
+            RecipientState.DEFERRED,
+            RecipientState.FAILED,
+            RecipientState.QUEUED,  # lease given back on shutdown or crash recovery
+        }
+    ),
+    RecipientState.HELD: frozenset({RecipientState.QUEUED, RecipientState.DISCARDED}),
+    RecipientState.RELAYED: frozenset(),
+    RecipientState.FAILED: frozenset(),
+    RecipientState.DISCARDED: frozenset(),
+    RecipientState.SUPPRESSED: frozenset(),
+}
+
+# States a relay worker may claim from.
+CLAIMABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
+
+
+def can_transition(src: RecipientState, dst: RecipientState) -> bool:
+    """Tell whether a recipient may move from `src` to `dst`."""
+    return dst in RECIPIENT_TRANSITIONS[src]
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What the sender says the send is: headers or a registered manifest."""
+
+    size: int | None = None
+    category: str | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRef:
+    """Which campaign a message belongs to, before the spool gives it an ID."""
+
+    client: str
+    key: str
+    implicit: bool
+    sender: str
+    subject: str
+    declaration: Declaration
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message as an ingress received it, before campaign resolution."""
+
+    ingress: str  # "smtp" or "http"
+    client: str  # authenticated user, or the allowed network the peer is in
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+    trace: str = ""  # a Received: line for the ingress to add, or empty
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One accepted SMTP transaction (or API send), ready for the spool."""
+
+    message_id: str
+    client: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes  # as it will be relayed: declaration headers stripped, Date etc. added
+    campaign: CampaignRef
+    received_at: float
+    ingress: str = "smtp"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One policy observation with its evidence (DESIGN.md §3)."""
+
+    rule: str
+    kind: str
+    mode: str
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    policy_version: str = ""
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Per-campaign recipient counters (DESIGN.md §10)."""
+
+    received: int = 0
+    queued: int = 0
+    held: int = 0
+    relayed: int = 0
+    deferred: int = 0
+    failed: int = 0
+    discarded: int = 0
+    suppressed: int = 0
+    escaped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A campaign as stored: identity, declaration, state and counters."""
+
+    id: str
+    key: str
+    client: str
+    implicit: bool
+    state: CampaignState
+    sender: str
+    subject: str
+    declared: Declaration
+    counters: Counters
+    created_at: float
+    updated_at: float
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What campaign-level checks decided for one incoming message."""
+
+    hold: bool = False
+    findings: tuple[Finding, ...] = ()
+
+
+# Runs inside the spool transaction that admits a message, after the campaign's counters
+# include it, so the counter update and the decision are one atomic step.
+Decide = Callable[[Campaign, Submission], Verdict]
+
+
+def pass_all(_campaign: Campaign, _submission: Submission) -> Verdict:
+    """Decide without rules: every message may be relayed."""
+    return Verdict()
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The spool's answer once a submission is durable."""
+
+    message_id: str
+    campaign_id: str
+    held: bool
+
+
+class Outcome(enum.StrEnum):
+    """How the upstream answered for one recipient, classified where it happened."""
+
+    DELIVERED = "delivered"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """The upstream's answer for one recipient of one transaction."""
+
+    address: str
+    outcome: Outcome
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message claimed for relay with the recipients this worker leased."""
+
+    message_id: str
+    campaign_id: str
+    mail_from: str
+    content: bytes
+    recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
+    attempts: int
+    first_attempt_at: float  # when the message was received; bounds the retry age
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The relay stage's decision for one leased recipient."""
+
+    recipient_id: int
+    state: RecipientState
+    reply: str
+    next_attempt_at: float = 0.0
+
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRecord:
+    """One recipient row as the spool holds it (API and tests read these)."""
+
+    id: int
+    message_id: str
+    campaign_id: str
+    address: str
+    state: RecipientState
+    attempts: int
+    next_attempt_at: float
+    last_reply: str
+    updated_at: float

@@ -1,0 +1,1 @@
+"""The HTTP surface: health, metrics and the ops API, thin handlers over the stages."""

@@ -1,0 +1,51 @@
+"""aiohttp application: health checks and Prometheus metrics.
+
+Handlers are thin: they read from the spool and the metrics registry and never hold
+state of their own. The ops API of DESIGN.md §4 grows here.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.errors import SpoolError
+from gateway.metrics import Metrics
+from gateway.spool.base import Spool
+
+log = structlog.get_logger(__name__)
+
+SPOOL = web.AppKey("spool", Spool)
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the spool answers, so accepted mail can be stored."""
+    try:
+        await request.app[SPOOL].ping()
+    except SpoolError as exc:
+        return web.json_response({"status": "unavailable", "spool": str(exc)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this gateway's registry."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(spool: Spool, metrics_: Metrics, *, max_body_size: int) -> web.Application:
+    """Build the aiohttp application with its routes."""
+    app = web.Application(client_max_size=max_body_size)
+    app[SPOOL] = spool
+    app[METRICS] = metrics_
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

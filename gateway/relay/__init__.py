@@ -1,0 +1,1 @@
+"""Relay stage: workers that move queued recipients to the upstream provider."""

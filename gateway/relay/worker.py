@@ -1,0 +1,161 @@
+"""Relay workers: claim due recipients under a lease, deliver, settle each outcome.
+
+Owns retry policy: the upstream only classifies answers; this module turns transient
+ones into a deferral with exponential backoff and jitter, or a failure once a recipient
+is older than the maximum age. At most `concurrency` messages are in delivery at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from gateway.metrics import Metrics
+from gateway.model import Delivery, Outcome, RecipientResult, RecipientState, Settlement, new_id
+from gateway.relay.upstream import Upstream
+from gateway.settings import RelaySettings
+from gateway.spool.base import Spool
+
+log = structlog.get_logger(__name__)
+
+_MIN_WAIT = 0.005  # never spin: a due row that raced a claim is picked up this soon
+
+
+def backoff_delay(attempt: int, settings: RelaySettings, rand: float) -> float:
+    """Return the wait before try number `attempt` + 1; `rand` in [0, 1) spreads retries."""
+    base = min(settings.retry_base * 2 ** max(attempt - 1, 0), settings.retry_max_delay)
+    return base * (1 + settings.retry_jitter * rand)
+
+
+def plan_settlements(
+    delivery: Delivery,
+    results: Sequence[RecipientResult],
+    now: float,
+    settings: RelaySettings,
+    rand: Callable[[], float],
+) -> list[Settlement]:
+    """Decide, per recipient, what the upstream's answer means for the spool."""
+    attempt = delivery.attempts + 1
+    too_old = now - delivery.first_attempt_at >= settings.max_age
+    out = []
+    for (recipient_id, _address), result in zip(delivery.recipients, results, strict=True):
+        if result.outcome is Outcome.DELIVERED:
+            out.append(Settlement(recipient_id, RecipientState.RELAYED, result.reply))
+        elif result.outcome is Outcome.PERMANENT:
+            out.append(Settlement(recipient_id, RecipientState.FAILED, result.reply))
+        elif too_old:
+            reply = f"{result.reply} (gave up: older than relay.max_age)"
+            out.append(Settlement(recipient_id, RecipientState.FAILED, reply))
+        else:
+            retry_at = now + backoff_delay(attempt, settings, rand())
+            out.append(Settlement(recipient_id, RecipientState.DEFERRED, result.reply, retry_at))
+    return out
+
+
+# Settled state -> (metric outcome label, log event).
+_REPORT = {
+    RecipientState.RELAYED: ("delivered", "recipients_relayed"),
+    RecipientState.DEFERRED: ("deferred", "recipients_deferred"),
+    RecipientState.FAILED: ("failed", "recipients_failed"),
+}
+
+
+class Relay:
+    """A pool of relay workers sharing one claim loop."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        upstream: Upstream,
+        settings: RelaySettings,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._spool = spool
+        self._upstream = upstream
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._rand = rand
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()}"
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._inflight = 0
+
+    def wake(self) -> None:
+        """Tell the workers new work may be due (called after each admission)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming new work; `run` returns once in-flight deliveries settle."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and deliver until `stop`; in-flight deliveries finish before returning."""
+        log.info("relay_started", owner=self.owner, concurrency=self._settings.concurrency)
+        async with asyncio.TaskGroup() as tasks:
+            while not self._stopping.is_set():
+                self._wake.clear()  # before claiming, so a wake during the claim is not lost
+                free = self._settings.concurrency - self._inflight
+                claimed: list[Delivery] = []
+                if free > 0:
+                    claimed = await self._spool.claim(
+                        self.owner, self._clock(), min(free, self._settings.batch_size),
+                        self._settings.lease,
+                    )
+                for delivery in claimed:
+                    self._inflight += 1
+                    tasks.create_task(self._deliver(delivery))
+                if not claimed:
+                    await self._idle(free > 0)
+        log.info("relay_stopped", owner=self.owner)
+
+    async def _idle(self, may_claim: bool) -> None:
+        timeout = self._settings.poll_interval
+        if may_claim:
+            due = await self._spool.next_due()
+            if due is not None:
+                timeout = min(timeout, max(due - self._clock(), _MIN_WAIT))
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        bound = log.bind(message=delivery.message_id, campaign=delivery.campaign_id)
+        try:
+            started = time.perf_counter()
+            results = await self._upstream.deliver(
+                delivery.mail_from, [address for _, address in delivery.recipients], delivery.content
+            )
+            self._metrics.relay_duration.observe(time.perf_counter() - started)
+            # A reply that starts with a code means the provider answered at all.
+            self._metrics.upstream_up.set(int(any(r.reply[:1].isdigit() for r in results)))
+            now = self._clock()
+            settlements = plan_settlements(delivery, results, now, self._settings, self._rand)
+            await self._spool.settle(self.owner, settlements, now)
+            counts = Counter(s.state for s in settlements)
+            for state, count in counts.items():
+                outcome, event = _REPORT[state]
+                self._metrics.recipients_relayed.labels(outcome=outcome).inc(count)
+                bound.info(
+                    event, recipients=count,
+                    reply=next(s.reply for s in settlements if s.state is state),
+                )
+        except Exception:
+            # Leave the lease in place: the recipients are retried when it expires or at
+            # the next start, never dropped.
+            bound.exception("relay_delivery_crashed")
+        finally:
+            self._inflight -= 1
+            self._wake.set()

@@ -1,0 +1,123 @@
+"""The gateway process: wires settings, spool, stages and listeners, and shuts down in order.
+
+This is the only module that knows every part. Long-lived tasks run inside one TaskGroup.
+Shutdown order: close the listeners (no new mail), stop the relay from claiming and let
+in-flight deliveries finish within `relay.drain_timeout`, cancel the rest, give their
+leases back, then close the upstream and the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from gateway.campaigns import Admitter
+from gateway.ingress.smtp import start_smtp
+from gateway.metrics import Metrics
+from gateway.ops.http import create_app
+from gateway.relay.upstream import Upstream, create_upstream
+from gateway.relay.worker import Relay
+from gateway.settings import Settings, split_hostport
+from gateway.spool import Spool, create_spool
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Where the listeners actually bound (ports may have been 0)."""
+
+    smtp: tuple[str, int]
+    http: tuple[str, int]
+
+
+class Gateway:
+    """One sendbrake process: build with settings, then `run` until `stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        spool: Spool | None = None,
+        upstream: Upstream | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics.create()
+        self.spool = spool or create_spool(settings.spool)
+        self.upstream = upstream or create_upstream(settings.upstream)
+        self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
+        self.admitter = Admitter(
+            self.spool, settings.campaigns, hostname=settings.smtp.hostname or socket.getfqdn(),
+            clock=clock, on_admitted=lambda _admission: self.relay.wake(),
+        )
+        self.addresses: Addresses | None = None
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask `run` to shut down."""
+        self._stop.set()
+
+    async def wait_ready(self) -> Addresses:
+        """Wait until the listeners are bound and return their addresses."""
+        await self._ready.wait()
+        assert self.addresses is not None
+        return self.addresses
+
+    async def run(self) -> None:
+        """Open the spool, serve until `stop`, then shut down in order."""
+        await self.spool.open()
+        try:
+            smtp = await start_smtp(self.settings.smtp, self.admitter.admit, self.metrics)
+            runner = web.AppRunner(
+                create_app(self.spool, self.metrics, max_body_size=self.settings.http.max_body_size),
+                access_log=None,
+            )
+            await runner.setup()
+            host, port = split_hostport(self.settings.http.listen)
+            await web.TCPSite(runner, host, port).start()
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    relay_task = tasks.create_task(self.relay.run())
+                    self.addresses = Addresses(
+                        smtp=smtp.sockets[0].getsockname()[:2],
+                        http=tuple(runner.addresses[0][:2]),
+                    )
+                    log.info(
+                        "listening",
+                        smtp="{}:{}".format(*self.addresses.smtp),
+                        http="{}:{}".format(*self.addresses.http),
+                        upstream=self.settings.upstream.kind,
+                        spool=self.settings.spool.url,
+                    )
+                    self._ready.set()
+                    await self._stop.wait()
+                    log.info("shutdown_started")
+                    smtp.close()
+                    await runner.cleanup()
+                    self.relay.stop()
+                    try:
+                        await asyncio.wait_for(
+                            asyncio.shield(relay_task), self.settings.relay.drain_timeout
+                        )
+                    except TimeoutError:
+                        log.warning("relay_drain_timeout", seconds=self.settings.relay.drain_timeout)
+                        relay_task.cancel()
+            finally:
+                smtp.close()
+                await runner.cleanup()
+                given_back = await self.spool.release_leases(self.relay.owner)
+                if given_back:
+                    log.info("leases_given_back", recipients=given_back)
+                await self.upstream.close()
+        finally:
+            await self.spool.close()
+            log.info("shutdown_complete")

@@ -1,0 +1,302 @@
+"""The typed, frozen settings tree, loaded once from YAML and the environment.
+
+Every field has a default and a one-line description; `docs/settings.md` is generated
+from this module (`sendbrake config docs`), so the reference cannot drift. This is the
+only module that reads `os.environ` (STYLE.md rule 7). It must not import any other
+part of the gateway but `errors`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "SENDBRAKE_"
+CONFIG_ENV = "SENDBRAKE_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> object:
+    """Turn ``250ms``, ``30s``, ``5m``, ``1h``, ``7d`` or a number into seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 30s, 5m, 1h or 7d")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port`` into its parts."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:2525 or [::1]:2525")
+    return host.strip("[]"), int(port)
+
+
+def _check_hostport(value: str) -> str:
+    split_hostport(value)
+    return value
+
+
+def _check_network(value: str) -> str:
+    return str(ipaddress.ip_network(value, strict=False))
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+HostPort = Annotated[str, AfterValidator(_check_hostport)]
+Network = Annotated[str, AfterValidator(_check_network)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SmtpSettings(_Section):
+    """SMTP ingress: where the marketing platform connects."""
+
+    listen: HostPort = Field("127.0.0.1:2525", description="Address the SMTP ingress binds; port 0 picks a free port.")
+    hostname: str = Field("", description="Name in the greeting and added headers; empty means the machine's FQDN.")
+    max_message_size: int = Field(10 * 1024 * 1024, gt=0, description="Largest message accepted, in bytes (advertised as SIZE; larger gets 552).")
+    max_recipients: int = Field(1000, gt=0, description="Most recipients in one transaction; more get 452 4.5.3.")
+    allowed_networks: tuple[Network, ...] = Field(("127.0.0.0/8", "::1/128"), description="Client networks allowed to relay; others get 554 5.7.1.")
+    timeout: Duration = Field(300.0, description="Idle time before a client connection is closed.")
+
+
+class HttpSettings(_Section):
+    """The HTTP surface: health, metrics and (later) the ops API."""
+
+    listen: HostPort = Field("127.0.0.1:8080", description="Address the HTTP server binds; port 0 picks a free port.")
+    max_body_size: int = Field(1024 * 1024, gt=0, description="Largest JSON request body, in bytes.")
+
+
+class SpoolSettings(_Section):
+    """The durable spool that holds every accepted message until it is settled."""
+
+    url: str = Field("sqlite:///var/spool.db", description="sqlite:///relative, sqlite:////absolute or postgresql://user@host/db.")
+    commit_delay: Duration = Field(0.0, description="Extra time the writer waits to gather more commits into one fsync.")
+    max_batch: int = Field(256, gt=0, description="Most writes grouped into one commit.")
+
+
+class CampaignSettings(_Section):
+    """How mail is grouped into campaigns (DESIGN.md §2)."""
+
+    key_headers: tuple[str, ...] = Field(("X-Campaign-ID", "X-Mailgun-Campaign-Id"), description="Headers naming the campaign, first present wins.")
+    implicit_window: Duration = Field(3600.0, description="Mail with the same sender and subject within this time of the first forms one implicit campaign.")
+    strip_declaration_headers: bool = Field(True, description="Remove X-Declared-Size, X-Campaign-Category and X-Campaign-Locale before relay.")
+
+
+class PolicySettings(_Section):
+    """Where the operators' policy files live."""
+
+    dir: Path = Field(Path("policies"), description="Folder whose *.yaml policy files are merged.")
+
+
+class UpstreamSettings(_Section):
+    """The provider sendbrake relays to."""
+
+    kind: Literal["capture", "smtp"] = Field("capture", description="capture writes .eml files to outbox; smtp relays to host:port.")
+    outbox: Path = Field(Path("var/outbox"), description="Folder the capture upstream writes relayed mail to.")
+    host: str = Field("127.0.0.1", description="SMTP upstream host.")
+    port: int = Field(25, ge=0, le=65535, description="SMTP upstream port.")
+    tls: Literal["none", "starttls", "implicit"] = Field("none", description="TLS towards the upstream.")
+    verify_tls: bool = Field(True, description="Verify the upstream's certificate and host name.")
+    ca_file: Path | None = Field(None, description="Extra CA bundle to trust for the upstream.")
+    username: str = Field("", description="AUTH user towards the upstream; empty means no AUTH.")
+    password: SecretStr = Field(SecretStr(""), description="AUTH password towards the upstream.")
+    helo_name: str = Field("", description="Name sent in EHLO; empty means the machine's FQDN.")
+    connect_timeout: Duration = Field(10.0, description="Time allowed to connect and read the greeting.")
+    command_timeout: Duration = Field(60.0, description="Time allowed for each SMTP command, DATA included.")
+    pool_size: int = Field(8, gt=0, description="Most open connections to the upstream, reused between messages.")
+
+
+class RelaySettings(_Section):
+    """Relay workers that move queued recipients to the upstream."""
+
+    concurrency: int = Field(16, gt=0, description="Most messages in upstream delivery at once.")
+    batch_size: int = Field(64, gt=0, description="Most messages claimed from the spool in one go.")
+    lease: Duration = Field(300.0, description="How long a claim stays exclusive before another worker may retry it.")
+    retry_base: Duration = Field(60.0, description="First retry delay after a transient failure; doubles per attempt.")
+    retry_max_delay: Duration = Field(3600.0, description="Longest delay between two attempts.")
+    retry_jitter: float = Field(0.2, ge=0, le=1, description="Random spread added to each delay, as a fraction of it.")
+    max_age: Duration = Field(5 * 86400.0, description="A recipient still deferred this long after receipt fails.")
+    poll_interval: Duration = Field(1.0, description="Longest sleep between looks at the spool when nothing wakes the workers.")
+    drain_timeout: Duration = Field(30.0, description="On shutdown, time in-flight deliveries get to finish.")
+
+
+class LogSettings(_Section):
+    """Structured logging."""
+
+    format: Literal["auto", "json", "console"] = Field("auto", description="auto: console in a terminal, JSON otherwise.")
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level written.")
+
+
+class Settings(_Section):
+    """The whole configuration of one gateway process."""
+
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="SMTP ingress.")
+    http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP surface.")
+    spool: SpoolSettings = Field(default_factory=SpoolSettings, description="Durable spool.")
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings, description="Campaign grouping.")
+    policies: PolicySettings = Field(default_factory=PolicySettings, description="Policy files.")
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings, description="Upstream provider.")
+    relay: RelaySettings = Field(default_factory=RelaySettings, description="Relay workers.")
+    log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+
+
+def load(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from an optional YAML file and ``SENDBRAKE_*`` overrides.
+
+    `path` defaults to ``$SENDBRAKE_CONFIG``; with neither, only defaults and the
+    environment apply. Raises `ConfigError` naming file and line, or the variable.
+    """
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    raw: dict[str, Any] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    if path is not None:
+        raw, lines = _read_yaml(path)
+    origins: dict[tuple[str, ...], str] = {}
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+            _set_path(raw, keys, _env_value(value))
+            origins[keys] = f"environment {name}"
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc)
+        where = _origin(loc, origins, lines, path)
+        raise ConfigError(where, key, error["msg"]) from None
+
+
+def _origin(
+    loc: tuple[str, ...],
+    origins: Mapping[tuple[str, ...], str],
+    lines: Mapping[tuple[str, ...], int],
+    path: Path | None,
+) -> str:
+    for depth in range(len(loc), 0, -1):
+        prefix = loc[:depth]
+        if prefix in origins:
+            return origins[prefix]
+        if prefix in lines:
+            return f"{path}:{lines[prefix]}"
+    return str(path) if path is not None else "defaults"
+
+
+def _env_value(value: str) -> Any:
+    """Read an override as a YAML scalar or flow list, so ``[a, b]`` and ``30`` work."""
+    try:
+        return yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        return value
+
+
+def _set_path(target: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        child = target.get(key)
+        if not isinstance(child, dict):
+            child = target[key] = {}
+        target = child
+    target[keys[-1]] = value
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """Load a YAML mapping and remember the line of every key path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), "", exc.strerror or str(exc)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise ConfigError(f"{path}:{line}", "", f"invalid YAML: {exc.problem}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1", "", "the top level must be a mapping of sections")
+    return data, dict(yaml_key_lines(node))
+
+
+def yaml_key_lines(
+    node: yaml.Node | None, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], int]]:
+    """Yield (key path, 1-based line) for every mapping key and list item in a YAML tree."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*prefix, str(key_node.value))
+            yield path, key_node.start_mark.line + 1
+            yield from yaml_key_lines(value_node, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            path = (*prefix, str(index))
+            yield path, item.start_mark.line + 1
+            yield from yaml_key_lines(item, path)
+
+
+def env_name(path: tuple[str, ...]) -> str:
+    """Return the environment variable that overrides a key path."""
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    """Return the settings as plain data with secrets masked, for `config show`."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    return data
+
+
+def reference_markdown() -> str:
+    """Render the settings reference (docs/settings.md) from the models themselves."""
+    out = [
+        "# Settings reference",
+        "",
+        "<!-- Generated by `sendbrake config docs`; do not edit by hand. -->",
+        "",
+        "Settings come from `sendbrake.yaml` (path from `--config` or `SENDBRAKE_CONFIG`) and",
+        "the environment: every key can be overridden as `SENDBRAKE_` + the upper-cased key",
+        "path joined by `__`, for example `SENDBRAKE_SMTP__LISTEN=0.0.0.0:25`. Durations take",
+        "a number of seconds or a suffix: `250ms`, `30s`, `5m`, `1h`, `7d`.",
+        "",
+    ]
+    for section_name, section_field in Settings.model_fields.items():
+        section = section_field.annotation
+        assert isinstance(section, type)
+        assert issubclass(section, BaseModel)
+        out += [f"## `{section_name}`", "", (section.__doc__ or "").strip(), ""]
+        out += ["| key | default | environment | meaning |", "|---|---|---|---|"]
+        defaults = section().model_dump(mode="json")
+        for name, info in section.model_fields.items():
+            default = defaults[name]
+            shown = "`" + (yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()) + "`"
+            env = env_name((section_name, name))
+            out.append(f"| `{section_name}.{name}` | {shown} | `{env}` | {info.description} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,37 @@
+"""The durable spool: the Spool protocol and a factory that picks the backend from a URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+from gateway.settings import SpoolSettings
+from gateway.spool.base import Spool
+from gateway.spool.sqlite import SqliteSpool
+
+__all__ = ["Spool", "SqliteSpool", "create_spool", "sqlite_path"]
+
+
+def sqlite_path(url: str) -> Path:
+    """Return the file of ``sqlite:///relative`` or ``sqlite:////absolute``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise ConfigError("spool.url", "spool.url", f"not a sqlite URL: {url!r}")
+    return Path(parts.path[1:])
+
+
+def create_spool(settings: SpoolSettings) -> Spool:
+    """Build (but do not open) the spool that `settings.url` names."""
+    scheme = urlsplit(settings.url).scheme
+    if scheme == "sqlite":
+        return SqliteSpool(
+            sqlite_path(settings.url),
+            commit_delay=settings.commit_delay,
+            max_batch=settings.max_batch,
+        )
+    if scheme in {"postgresql", "postgres"}:
+        raise ConfigError(
+            "spool.url", "spool.url", "the PostgreSQL spool is not built yet; use sqlite:///…"
+        )
+    raise ConfigError("spool.url", "spool.url", f"unknown spool URL scheme {scheme!r}")
