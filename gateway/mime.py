@@ -14,7 +14,7 @@ from email.header import decode_header, make_header
 from email.errors import HeaderParseError
 
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
-_FOLD = re.compile(r"\r?\n[ \t]")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class HeaderBlock:
 
 def decode_value(raw: bytes) -> str:
     """Unfold a raw header value and decode RFC 2047 encoded-words; never raises."""
-    text = _FOLD.sub(" ", raw.decode("utf-8", "surrogateescape")).strip()
+    text = _FOLD.sub("", raw.decode("utf-8", "surrogateescape")).strip()
     try:
         return str(make_header(decode_header(text)))
     except (HeaderParseError, LookupError, UnicodeError, ValueError):

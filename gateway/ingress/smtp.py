@@ -30,7 +30,10 @@ log = structlog.get_logger(__name__)
 Admit = Callable[[Inbound], Awaitable[Admission]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_AIOSMTPD_TOO_BIG = "552 Error: Too much mail data"
+# aiosmtpd's own size replies, which lack enhanced status codes.
+_AIOSMTPD_TOO_BIG = frozenset(
+    {"552 Error: Too much mail data", "552 Error: message size exceeds fixed maximum message size"}
+)
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 REPLY_TOO_MANY = "452 4.5.3 Too many recipients"
 REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gateway"
@@ -41,7 +44,7 @@ class _Server(SMTP):  # type: ignore[misc]
     """aiosmtpd's server with enhanced status codes on its own size reply."""
 
     async def push(self, status: str) -> None:
-        await super().push(REPLY_TOO_BIG if status == _AIOSMTPD_TOO_BIG else status)
+        await super().push(REPLY_TOO_BIG if status in _AIOSMTPD_TOO_BIG else status)
 
 
 class SmtpHandler:

@@ -135,6 +135,8 @@ class SmtpUpstream:
     ) -> list[RecipientResult]:
         """Run MAIL, RCPT per recipient and DATA; SMTP errors become per-recipient results."""
         utf8 = not (mail_from.isascii() and all(r.isascii() for r in rcpts))
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()  # so that the extension checks below see the greeting
         options = []
         if not content.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")

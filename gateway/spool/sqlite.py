@@ -69,11 +69,14 @@ class _Writer:
         self._delay = delay
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0  # transactions committed; units / commits is the grouping factor
+        self.units = 0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
     async def submit(self, work: Work) -> Any:
@@ -84,8 +87,11 @@ class _Writer:
         return await future
 
     async def stop(self) -> None:
+        if self._thread is None:
+            return
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
+        self._thread = self._loop = None
 
     def _run(self) -> None:
         conn = self._connect()
@@ -124,6 +130,8 @@ class _Writer:
                     conn.execute("RELEASE unit")
                     results.append((False, exc))
             conn.execute("COMMIT")
+            self.commits += 1
+            self.units += len(batch)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -189,8 +197,10 @@ class SqliteSpool:
         await self._writer.stop()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
+            self._reader = None
         if self._read_conn is not None:
             self._read_conn.close()
+            self._read_conn = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -1,0 +1,104 @@
+"""A capturing upstream SMTP server on a real socket, told how to misbehave.
+
+It records every transaction it accepts. Knobs:
+- `rcpt_replies[address]`: the reply to RCPT TO for that address (e.g. "550 5.1.1 no").
+- `fail_next(n, reply)`: answer DATA with `reply` for the next n transactions.
+- `hang`: accept connections and never send the greeting or answer.
+- `stop()` / `start()`: go down and come back on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Transaction:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+    mail_options: list[str] = field(default_factory=list)
+
+
+class _Handler:
+    def __init__(self, upstream: CapturingUpstream) -> None:
+        self.up = upstream
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        reply = self.up.rcpt_replies.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.up.attempts += 1
+        if self.up.data_failures:
+            self.up.data_failures -= 1
+            return self.up.data_failure_reply
+        self.up.transactions.append(
+            Transaction(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
+                        list(envelope.mail_options))
+        )
+        self.up.changed.set()
+        return "250 2.0.0 Ok: queued"
+
+
+class CapturingUpstream:
+    """Start with `await up.start()`; `up.port` is the bound port."""
+
+    def __init__(self) -> None:
+        self.transactions: list[Transaction] = []
+        self.rcpt_replies: dict[str, str] = {}
+        self.data_failures = 0
+        self.data_failure_reply = "451 4.3.0 try again"
+        self.attempts = 0
+        self.connections = 0
+        self.hang = False
+        self.port = 0
+        self.changed = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._hung: list[asyncio.Transport] = []
+
+    def fail_next(self, count: int, reply: str = "451 4.3.0 try again") -> None:
+        self.data_failures = count
+        self.data_failure_reply = reply
+
+    @property
+    def recipients(self) -> list[str]:
+        return [rcpt for t in self.transactions for rcpt in t.rcpt_tos]
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        handler = _Handler(self)
+
+        def factory() -> asyncio.Protocol:
+            self.connections += 1
+            if self.hang:
+                return _Silent(self._hung)
+            return SMTP(handler, enable_SMTPUTF8=True, hostname="upstream.test", loop=loop)
+
+        self._server = await loop.create_server(factory, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for transport in self._hung:
+            transport.close()
+        self._hung.clear()
+
+
+class _Silent(asyncio.Protocol):
+    """Accepts a connection and never says a word."""
+
+    def __init__(self, keep: list[asyncio.Transport]) -> None:
+        self._keep = keep
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._keep.append(transport)

@@ -1,0 +1,195 @@
+"""The spool contract, written once and run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import SpoolLocked
+from gateway.model import (
+    CampaignRef,
+    CampaignState,
+    Declaration,
+    Finding,
+    RecipientState,
+    Settlement,
+    Submission,
+    Verdict,
+    new_id,
+    pass_all,
+)
+from gateway.spool import SqliteSpool
+
+NOW = 1_800_000_000.0
+WINDOW = 3600.0
+
+
+@pytest.fixture(params=["sqlite"])
+async def spool(request, tmp_path: Path) -> AsyncIterator[SqliteSpool]:
+    store = SqliteSpool(tmp_path / "spool.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def submission(
+    rcpts: list[str], *, key: str = "spring", client: str = "127.0.0.0/8", implicit: bool = False,
+    at: float = NOW, size: int | None = None,
+) -> Submission:
+    ref = CampaignRef(client=client, key=key, implicit=implicit, sender="news@shop.test",
+                      subject="Spring", declaration=Declaration(size=size))
+    return Submission(message_id=new_id(at), client=client, mail_from="news@shop.test",
+                      rcpt_tos=tuple(rcpts), content=b"Subject: Spring\r\n\r\nHi\r\n",
+                      campaign=ref, received_at=at)
+
+
+async def test_accepted_message_is_claimed_once_with_all_its_recipients(spool):
+    admission = await spool.accept(submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
+    [delivery] = await spool.claim("w1", NOW, 10, 60)
+    assert delivery.message_id == admission.message_id
+    assert [address for _, address in delivery.recipients] == ["a@x.test", "b@x.test"]
+    assert delivery.content == b"Subject: Spring\r\n\r\nHi\r\n"
+    assert await spool.claim("w2", NOW, 10, 60) == []  # leased: nobody else gets it
+
+
+async def test_settle_is_a_compare_and_set_on_the_lease(spool):
+    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    [delivery] = await spool.claim("w1", NOW, 10, 60)
+    rid = delivery.recipients[0][0]
+    done = [Settlement(rid, RecipientState.RELAYED, "250 ok")]
+    assert await spool.settle("intruder", done, NOW) == 0
+    assert await spool.settle("w1", done, NOW) == 1
+    assert await spool.settle("w1", done, NOW) == 0  # settling twice changes nothing
+    campaign = await spool.campaign(delivery.campaign_id)
+    assert (campaign.counters.relayed, campaign.counters.queued) == (1, 0)
+
+
+async def test_an_expired_lease_can_be_taken_over(spool):
+    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    [first] = await spool.claim("w1", NOW, 10, 60)
+    # Recovery of crashed leases happens on open (SQLite is single-process); until then
+    # the row stays with its owner.
+    assert await spool.claim("w2", NOW + 61, 10, 60) == []
+    assert await spool.release_leases("w1") == 1
+    [again] = await spool.claim("w2", NOW + 61, 10, 60)
+    assert again.recipients == first.recipients
+
+
+async def test_deferred_recipient_waits_for_its_next_attempt(spool):
+    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    [delivery] = await spool.claim("w1", NOW, 10, 60)
+    rid = delivery.recipients[0][0]
+    await spool.settle("w1", [Settlement(rid, RecipientState.DEFERRED, "451 later", NOW + 30)], NOW)
+    assert await spool.next_due() == NOW + 30
+    assert await spool.claim("w1", NOW + 29, 10, 60) == []
+    [retry] = await spool.claim("w1", NOW + 30, 10, 60)
+    assert retry.attempts == 1
+    campaign = await spool.campaign(delivery.campaign_id)
+    assert (campaign.counters.deferred, campaign.counters.queued) == (0, 1)
+
+
+async def test_concurrent_accepts_are_counted_exactly_and_grouped_into_fewer_commits(spool):
+    before = spool._writer.commits
+    await asyncio.gather(*(spool.accept(submission([f"u{i}@x.test"]), pass_all, WINDOW) for i in range(300)))
+    campaign = await spool.find_campaign("127.0.0.0/8", "spring")
+    assert campaign.counters.received == 300
+    assert campaign.counters.queued == 300
+    commits = spool._writer.commits - before
+    assert commits < 300, "group commit should gather concurrent units"
+
+
+async def test_data_survives_close_and_reopen(tmp_path):
+    first = SqliteSpool(tmp_path / "spool.db")
+    await first.open()
+    admission = await first.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await first.close()
+    second = SqliteSpool(tmp_path / "spool.db")
+    await second.open()
+    try:
+        rows = await second.recipients(message_id=admission.message_id)
+        assert [(r.address, r.state) for r in rows] == [("a@x.test", RecipientState.QUEUED)]
+    finally:
+        await second.close()
+
+
+async def test_leases_of_a_dead_process_are_given_back_on_open(tmp_path):
+    first = SqliteSpool(tmp_path / "spool.db")
+    await first.open()
+    await first.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    assert len(await first.claim("dead-worker", NOW, 10, 3600)) == 1
+    await first.close()  # the worker never settled: as after a crash
+    second = SqliteSpool(tmp_path / "spool.db")
+    await second.open()
+    try:
+        [delivery] = await second.claim("new-worker", NOW, 10, 60)
+        assert delivery.recipients[0][1] == "a@x.test"
+    finally:
+        await second.close()
+
+
+async def test_a_second_process_cannot_open_the_same_sqlite_spool(spool):
+    other = SqliteSpool(spool.path)
+    with pytest.raises(SpoolLocked):
+        await other.open()
+
+
+async def test_same_key_from_different_clients_makes_different_campaigns(spool):
+    a = await spool.accept(submission(["a@x.test"], client="tenant-a"), pass_all, WINDOW)
+    b = await spool.accept(submission(["b@x.test"], client="tenant-b"), pass_all, WINDOW)
+    a2 = await spool.accept(submission(["c@x.test"], client="tenant-a"), pass_all, WINDOW)
+    assert a.campaign_id != b.campaign_id
+    assert a.campaign_id == a2.campaign_id
+
+
+async def test_implicit_campaign_spans_its_window_and_a_new_one_starts_after(spool):
+    key = "implicit:news@shop.test:spring"
+    first = await spool.accept(submission(["a@x.test"], key=key, implicit=True), pass_all, WINDOW)
+    inside = await spool.accept(
+        submission(["b@x.test"], key=key, implicit=True, at=NOW + WINDOW - 1), pass_all, WINDOW
+    )
+    after = await spool.accept(
+        submission(["c@x.test"], key=key, implicit=True, at=NOW + WINDOW + 1), pass_all, WINDOW
+    )
+    assert first.campaign_id == inside.campaign_id != after.campaign_id
+    campaign = await spool.campaign(first.campaign_id)
+    assert campaign.implicit
+    assert campaign.counters.received == 2
+
+
+async def test_first_declaration_is_kept_and_later_mail_fills_gaps(spool):
+    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await spool.accept(submission(["b@x.test"], size=200), pass_all, WINDOW)
+    campaign = await spool.find_campaign("127.0.0.0/8", "spring")
+    assert campaign.declared.size == 200
+
+
+async def test_decide_sees_counters_including_the_message_and_a_hold_quarantines(spool):
+    seen = []
+
+    def hold_past_two(campaign, sub):
+        seen.append(campaign.counters.received)
+        if campaign.counters.received > 2:
+            finding = Finding(rule="blast", kind="declared_size", mode="enforce", message="too many")
+            return Verdict(hold=True, findings=(finding,))
+        return Verdict()
+
+    await spool.accept(submission(["a@x.test", "b@x.test"]), hold_past_two, WINDOW)
+    held = await spool.accept(submission(["c@x.test"]), hold_past_two, WINDOW)
+    assert seen == [2, 3]
+    assert held.held
+    campaign = await spool.campaign(held.campaign_id)
+    assert campaign.state is CampaignState.HELD
+    assert (campaign.counters.held, campaign.counters.queued) == (3, 0)
+    assert [f.rule for f in campaign.findings] == ["blast"]
+    assert await spool.claim("w1", NOW, 10, 60) == []
+
+
+async def test_count_by_state_reports_every_state(spool):
+    await spool.accept(submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
+    counts = await spool.count_by_state()
+    assert counts[RecipientState.QUEUED] == 2
+    assert counts[RecipientState.RELAYED] == 0
+    assert set(counts) == set(RecipientState)

@@ -1,0 +1,92 @@
+"""Campaign resolution, declarations and the header edits made before relay."""
+
+from __future__ import annotations
+
+from gateway.campaigns import Admitter, normalise_subject, resolve
+from gateway.mime import HeaderBlock
+from gateway.model import Inbound
+from gateway.settings import CampaignSettings
+from gateway.spool import SqliteSpool
+
+SETTINGS = CampaignSettings()
+
+
+def inbound(content: bytes, client: str = "127.0.0.0/8") -> Inbound:
+    return Inbound(ingress="smtp", client=client, mail_from="News@Shop.test",
+                   rcpt_tos=("a@x.test",), content=content)
+
+
+def test_first_present_key_header_names_the_campaign():
+    content = b"X-Mailgun-Campaign-Id: mg-7\r\nX-Campaign-ID: spring-24\r\nSubject: Hi\r\n\r\nbody"
+    ref = resolve(HeaderBlock.parse(content), inbound(content), SETTINGS)
+    assert (ref.key, ref.implicit) == ("spring-24", False)
+    second = CampaignSettings(key_headers=("X-Mailgun-Campaign-Id", "X-Campaign-ID"))
+    assert resolve(HeaderBlock.parse(content), inbound(content), second).key == "mg-7"
+
+
+def test_without_key_header_the_campaign_is_implicit_by_sender_and_subject():
+    a = b"Subject: Spring   SALE\r\n\r\nbody"
+    b = b"Subject: spring sale\r\n\r\nother body"
+    ref_a = resolve(HeaderBlock.parse(a), inbound(a), SETTINGS)
+    ref_b = resolve(HeaderBlock.parse(b), inbound(b), SETTINGS)
+    assert ref_a.implicit
+    assert ref_a.key == ref_b.key == "implicit:news@shop.test:spring sale"
+
+
+def test_rfc2047_subjects_are_decoded_before_normalising():
+    content = b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nbody"
+    ref = resolve(HeaderBlock.parse(content), inbound(content), SETTINGS)
+    assert ref.subject == "Grüße"
+    assert normalise_subject(ref.subject) == "grüsse"
+
+
+def test_declaration_headers_are_read():
+    content = b"X-Declared-Size: 200\r\nX-Campaign-Category: Win-Back\r\nX-Campaign-Locale: en-US\r\n\r\nb"
+    ref = resolve(HeaderBlock.parse(content), inbound(content), SETTINGS)
+    assert (ref.declaration.size, ref.declaration.category, ref.declaration.locale) == (200, "win-back", "en-US")
+
+
+def test_a_declared_size_that_is_not_a_number_is_left_undeclared():
+    content = b"X-Declared-Size: about 200\r\n\r\nb"
+    assert resolve(HeaderBlock.parse(content), inbound(content), SETTINGS).declaration.size is None
+
+
+async def test_admitter_strips_declarations_keeps_the_key_and_adds_missing_headers(tmp_path):
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    try:
+        admitter = Admitter(spool, SETTINGS, hostname="gw.test", clock=lambda: 1_800_000_000.0)
+        content = (b"X-Campaign-ID: spring\r\nX-Declared-Size: 200\r\nX-Campaign-Category: news\r\n"
+                   b"X-Campaign-Locale: en\r\nSubject: Hi\r\n\r\nX-Declared-Size: in the body stays\r\n")
+        admission = await admitter.admit(inbound(content))
+        [delivery] = await spool.claim("w", 1_800_000_000.0, 1, 60)
+        campaign = await spool.campaign(admission.campaign_id)
+    finally:
+        await spool.close()
+    relayed = delivery.content
+    assert relayed.startswith(
+        b"Date: Fri, 15 Jan 2027 08:00:00 +0000\r\n"
+        b"Message-ID: <" + admission.message_id.encode() + b"@gw.test>\r\n"
+        b"X-Campaign-ID: spring\r\nSubject: Hi\r\n\r\n"
+    )
+    assert relayed.endswith(b"\r\n\r\nX-Declared-Size: in the body stays\r\n")
+    assert campaign.declared.size == 200
+    assert campaign.key == "spring"
+
+
+def test_header_block_keeps_folding_and_bare_lf_messages():
+    content = b"Subject: a long\r\n  folded subject\r\nX-A: 1\r\n\r\nbody\r\n"
+    block = HeaderBlock.parse(content)
+    assert block.get("subject") == "a long  folded subject"  # RFC 5322: unfolding drops only CRLF
+    assert block.to_bytes() == content
+    assert block.without(frozenset({"x-a"})).to_bytes() == b"Subject: a long\r\n  folded subject\r\n\r\nbody\r\n"
+    lf = b"Subject: lf\nX-B: 2\n\nbody\n"
+    assert HeaderBlock.parse(lf).to_bytes() == lf
+    assert HeaderBlock.parse(lf).get("x-b") == "2"
+
+
+def test_message_without_headers_or_without_body():
+    assert HeaderBlock.parse(b"\r\njust a body").fields == ()
+    headers_only = HeaderBlock.parse(b"Subject: only\r\n")
+    assert headers_only.get("Subject") == "only"
+    assert headers_only.rest == b""

@@ -1,0 +1,104 @@
+"""Settings: defaults, overrides, errors that name file, line and key, generated docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import settings
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_match_the_operator_contract():
+    s = settings.load(environ={})
+    assert s.smtp.listen == "127.0.0.1:2525"
+    assert s.http.listen == "127.0.0.1:8080"
+    assert s.spool.url == "sqlite:///var/spool.db"
+    assert s.policies.dir == Path("policies")
+    assert s.upstream.kind == "capture"
+    assert s.upstream.outbox == Path("var/outbox")
+
+
+def test_file_values_and_environment_overrides_combine(tmp_path):
+    path = tmp_path / "sendbrake.yaml"
+    path.write_text("smtp:\n  listen: 0.0.0.0:25\nupstream:\n  kind: smtp\n  port: 587\n")
+    s = settings.load(path, environ={"SENDBRAKE_UPSTREAM__PORT": "2587",
+                                     "SENDBRAKE_RELAY__RETRY_BASE": "2m"})
+    assert s.smtp.listen == "0.0.0.0:25"
+    assert s.upstream.port == 2587
+    assert s.relay.retry_base == 120.0
+
+
+def test_config_path_comes_from_the_environment(tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text("http:\n  listen: 127.0.0.1:9999\n")
+    assert settings.load(environ={"SENDBRAKE_CONFIG": str(path)}).http.listen == "127.0.0.1:9999"
+
+
+def test_settings_are_frozen():
+    s = settings.load(environ={})
+    with pytest.raises(ValueError, match="frozen"):
+        s.smtp.listen = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "reason"),
+    [
+        ("smtp:\n  listen: 127.0.0.1:2525\n  max_recipients: lots\n", 3, "smtp.max_recipients", "integer"),
+        ("smtp:\n  lisen: 127.0.0.1:2525\n", 2, "smtp.lisen", "Extra inputs"),
+        ("upstream:\n  kind: carrier-pigeon\n", 2, "upstream.kind", "'capture' or 'smtp'"),
+        ("relay:\n  retry_base: soon\n", 2, "relay.retry_base", "duration"),
+        ("smtp:\n  listen: nowhere\n", 2, "smtp.listen", "HOST:PORT"),
+    ],
+)
+def test_bad_config_names_file_line_key_and_reason(tmp_path, text, line, key, reason):
+    path = tmp_path / "sendbrake.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        settings.load(path, environ={})
+    assert error.value.where == f"{path}:{line}"
+    assert error.value.key == key
+    assert reason in error.value.reason
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "sendbrake.yaml"
+    path.write_text("smtp:\n  listen: [unclosed\n")
+    with pytest.raises(ConfigError) as error:
+        settings.load(path, environ={})
+    assert error.value.where.startswith(f"{path}:")
+    assert "invalid YAML" in error.value.reason
+
+
+def test_bad_environment_override_names_the_variable():
+    with pytest.raises(ConfigError) as error:
+        settings.load(environ={"SENDBRAKE_HTTP__LISTEN": "no-port"})
+    assert error.value.where == "environment SENDBRAKE_HTTP__LISTEN"
+    assert error.value.key == "http.listen"
+
+
+def test_effective_config_masks_secrets():
+    s = settings.load(environ={"SENDBRAKE_UPSTREAM__PASSWORD": "hunter2"})
+    assert s.upstream.password.get_secret_value() == "hunter2"
+    shown = settings.effective(s)
+    assert shown["upstream"]["password"] == "**********"
+    assert "hunter2" not in repr(shown)
+
+
+def test_every_field_has_a_description():
+    for section in settings.Settings.model_fields.values():
+        for name, info in section.annotation.model_fields.items():  # type: ignore[union-attr]
+            assert info.description, name
+
+
+def test_settings_reference_in_docs_is_generated_from_the_code():
+    committed = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    assert committed == settings.reference_markdown(), "run `make docs` to regenerate docs/settings.md"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604800), (12, 12)])
+def test_durations_accept_units(text, seconds):
+    assert settings.parse_duration(text) == seconds
