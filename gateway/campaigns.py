@@ -65,13 +65,21 @@ def resolve(headers: HeaderBlock, inbound: Inbound, settings: CampaignSettings) 
         value = headers.get(name)
         if value and value.strip():
             return CampaignRef(
-                client=inbound.client, key=value.strip(), implicit=False,
-                sender=inbound.mail_from, subject=subject, declaration=declaration,
+                client=inbound.client,
+                key=value.strip(),
+                implicit=False,
+                sender=inbound.mail_from,
+                subject=subject,
+                declaration=declaration,
             )
     key = f"implicit:{inbound.mail_from.lower()}:{normalise_subject(subject)}"
     return CampaignRef(
-        client=inbound.client, key=key, implicit=True,
-        sender=inbound.mail_from, subject=subject, declaration=declaration,
+        client=inbound.client,
+        key=key,
+        implicit=True,
+        sender=inbound.mail_from,
+        subject=subject,
+        declaration=declaration,
     )
 
 
@@ -106,14 +114,25 @@ class Admitter:
         ref = resolve(headers, inbound, self._settings)
         content = self._edit(headers, message_id, now, inbound.trace).to_bytes()
         submission = Submission(
-            message_id=message_id, client=inbound.client, mail_from=inbound.mail_from,
-            rcpt_tos=inbound.rcpt_tos, content=content, campaign=ref,
-            received_at=now, ingress=inbound.ingress,
+            message_id=message_id,
+            client=inbound.client,
+            mail_from=inbound.mail_from,
+            rcpt_tos=inbound.rcpt_tos,
+            content=content,
+            campaign=ref,
+            received_at=now,
+            ingress=inbound.ingress,
         )
-        admission = await self._spool.accept(submission, self._decide, self._settings.implicit_window)
+        admission = await self._spool.accept(
+            submission, self._decide, self._settings.implicit_window
+        )
         log.info(
-            "message_accepted", message=message_id, campaign=admission.campaign_id,
-            key=ref.key, recipients=len(inbound.rcpt_tos), held=admission.held,
+            "message_accepted",
+            message=message_id,
+            campaign=admission.campaign_id,
+            key=ref.key,
+            recipients=len(inbound.rcpt_tos),
+            held=admission.held,
         )
         if self._on_admitted is not None:
             self._on_admitted(admission)
@@ -127,4 +146,3 @@ class Admitter:
         if not headers.has("Message-ID"):
             added.append(f"Message-ID: <{message_id}@{self._hostname}>")
         return headers.without(self._strip).prepend(*added)
-

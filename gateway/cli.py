@@ -61,7 +61,9 @@ def config() -> None:
 
 
 @config.command("show")
-@click.option("--config", "-c", "path", type=click.Path(path_type=Path, dir_okay=False), help=CONFIG_HELP)
+@click.option(
+    "--config", "-c", "path", type=click.Path(path_type=Path, dir_okay=False), help=CONFIG_HELP
+)
 def config_show(path: Path | None) -> None:
     """Print the effective configuration as YAML, secrets masked."""
     data = settings.effective(_load(path))
@@ -69,7 +71,12 @@ def config_show(path: Path | None) -> None:
 
 
 @config.command("docs")
-@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Write here instead of standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write here instead of standard output.",
+)
 def config_docs(output: Path | None) -> None:
     """Print the settings reference (docs/settings.md) generated from the code."""
     text = settings.reference_markdown()

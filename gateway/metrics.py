@@ -31,27 +31,33 @@ class Metrics:
         return cls(
             registry=reg,
             messages_received=Counter(
-                "sendbrake_messages_received", "Messages accepted into the spool.",
-                ["ingress"], registry=reg,
+                "sendbrake_messages_received",
+                "Messages accepted into the spool.",
+                ["ingress"],
+                registry=reg,
             ),
             recipients_received=Counter(
-                "sendbrake_recipients_received", "Recipients accepted into the spool.",
+                "sendbrake_recipients_received",
+                "Recipients accepted into the spool.",
                 registry=reg,
             ),
             recipients_relayed=Counter(
                 "sendbrake_recipients_relayed",
                 "Recipient delivery attempts by outcome (delivered, deferred, failed).",
-                ["outcome"], registry=reg,
+                ["outcome"],
+                registry=reg,
             ),
             ingest_duration=Histogram(
                 "sendbrake_ingest_duration_seconds",
                 "Time from end of DATA to the reply, durable commit included.",
-                buckets=_LATENCY_BUCKETS, registry=reg,
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
             ),
             relay_duration=Histogram(
                 "sendbrake_relay_duration_seconds",
                 "Time of one upstream transaction.",
-                buckets=_LATENCY_BUCKETS, registry=reg,
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
             ),
             upstream_up=Gauge(
                 "sendbrake_upstream_up",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.header import decode_header, make_header
 from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")

@@ -246,7 +246,6 @@ class Settlement:
     next_attempt_at: float = 0.0
 
 
-
 @dataclass(frozen=True, slots=True)
 class RecipientRecord:
     """One recipient row as the spool holds it (API and tests read these)."""

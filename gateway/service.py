@@ -55,8 +55,11 @@ class Gateway:
         self.upstream = upstream or create_upstream(settings.upstream)
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
         self.admitter = Admitter(
-            self.spool, settings.campaigns, hostname=settings.smtp.hostname or socket.getfqdn(),
-            clock=clock, on_admitted=lambda _admission: self.relay.wake(),
+            self.spool,
+            settings.campaigns,
+            hostname=settings.smtp.hostname or socket.getfqdn(),
+            clock=clock,
+            on_admitted=lambda _admission: self.relay.wake(),
         )
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
@@ -69,7 +72,8 @@ class Gateway:
     async def wait_ready(self) -> Addresses:
         """Wait until the listeners are bound and return their addresses."""
         await self._ready.wait()
-        assert self.addresses is not None
+        if self.addresses is None:
+            raise RuntimeError("ready without addresses")
         return self.addresses
 
     async def run(self) -> None:
@@ -78,7 +82,9 @@ class Gateway:
         try:
             smtp = await start_smtp(self.settings.smtp, self.admitter.admit, self.metrics)
             runner = web.AppRunner(
-                create_app(self.spool, self.metrics, max_body_size=self.settings.http.max_body_size),
+                create_app(
+                    self.spool, self.metrics, max_body_size=self.settings.http.max_body_size
+                ),
                 access_log=None,
             )
             await runner.setup()
@@ -109,7 +115,9 @@ class Gateway:
                             asyncio.shield(relay_task), self.settings.relay.drain_timeout
                         )
                     except TimeoutError:
-                        log.warning("relay_drain_timeout", seconds=self.settings.relay.drain_timeout)
+                        log.warning(
+                            "relay_drain_timeout", seconds=self.settings.relay.drain_timeout
+                        )
                         relay_task.cancel()
             finally:
                 smtp.close()

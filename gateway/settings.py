@@ -74,35 +74,66 @@ class _Section(BaseModel):
 class SmtpSettings(_Section):
     """SMTP ingress: where the marketing platform connects."""
 
-    listen: HostPort = Field("127.0.0.1:2525", description="Address the SMTP ingress binds; port 0 picks a free port.")
-    hostname: str = Field("", description="Name in the greeting and added headers; empty means the machine's FQDN.")
-    max_message_size: int = Field(10 * 1024 * 1024, gt=0, description="Largest message accepted, in bytes (advertised as SIZE; larger gets 552).")
-    max_recipients: int = Field(1000, gt=0, description="Most recipients in one transaction; more get 452 4.5.3.")
-    allowed_networks: tuple[Network, ...] = Field(("127.0.0.0/8", "::1/128"), description="Client networks allowed to relay; others get 554 5.7.1.")
+    listen: HostPort = Field(
+        "127.0.0.1:2525", description="Address the SMTP ingress binds; port 0 picks a free port."
+    )
+    hostname: str = Field(
+        "", description="Name in the greeting and added headers; empty means the machine's FQDN."
+    )
+    max_message_size: int = Field(
+        10 * 1024 * 1024,
+        gt=0,
+        description="Largest message accepted, in bytes (advertised as SIZE; larger gets 552).",
+    )
+    max_recipients: int = Field(
+        1000, gt=0, description="Most recipients in one transaction; more get 452 4.5.3."
+    )
+    allowed_networks: tuple[Network, ...] = Field(
+        ("127.0.0.0/8", "::1/128"),
+        description="Client networks allowed to relay; others get 554 5.7.1.",
+    )
     timeout: Duration = Field(300.0, description="Idle time before a client connection is closed.")
 
 
 class HttpSettings(_Section):
     """The HTTP surface: health, metrics and (later) the ops API."""
 
-    listen: HostPort = Field("127.0.0.1:8080", description="Address the HTTP server binds; port 0 picks a free port.")
-    max_body_size: int = Field(1024 * 1024, gt=0, description="Largest JSON request body, in bytes.")
+    listen: HostPort = Field(
+        "127.0.0.1:8080", description="Address the HTTP server binds; port 0 picks a free port."
+    )
+    max_body_size: int = Field(
+        1024 * 1024, gt=0, description="Largest JSON request body, in bytes."
+    )
 
 
 class SpoolSettings(_Section):
     """The durable spool that holds every accepted message until it is settled."""
 
-    url: str = Field("sqlite:///var/spool.db", description="sqlite:///relative, sqlite:////absolute or postgresql://user@host/db.")
-    commit_delay: Duration = Field(0.0, description="Extra time the writer waits to gather more commits into one fsync.")
+    url: str = Field(
+        "sqlite:///var/spool.db",
+        description="sqlite:///relative, sqlite:////absolute or postgresql://user@host/db.",
+    )
+    commit_delay: Duration = Field(
+        0.0, description="Extra time the writer waits to gather more commits into one fsync."
+    )
     max_batch: int = Field(256, gt=0, description="Most writes grouped into one commit.")
 
 
 class CampaignSettings(_Section):
     """How mail is grouped into campaigns (DESIGN.md §2)."""
 
-    key_headers: tuple[str, ...] = Field(("X-Campaign-ID", "X-Mailgun-Campaign-Id"), description="Headers naming the campaign, first present wins.")
-    implicit_window: Duration = Field(3600.0, description="Mail with the same sender and subject within this time of the first forms one implicit campaign.")
-    strip_declaration_headers: bool = Field(True, description="Remove X-Declared-Size, X-Campaign-Category and X-Campaign-Locale before relay.")
+    key_headers: tuple[str, ...] = Field(
+        ("X-Campaign-ID", "X-Mailgun-Campaign-Id"),
+        description="Headers naming the campaign, first present wins.",
+    )
+    implicit_window: Duration = Field(
+        3600.0,
+        description="Mail with one sender and subject within this time of the first message is one campaign.",
+    )
+    strip_declaration_headers: bool = Field(
+        default=True,
+        description="Remove X-Declared-Size, X-Campaign-Category and X-Campaign-Locale before relay.",
+    )
 
 
 class PolicySettings(_Section):
@@ -114,19 +145,33 @@ class PolicySettings(_Section):
 class UpstreamSettings(_Section):
     """The provider sendbrake relays to."""
 
-    kind: Literal["capture", "smtp"] = Field("capture", description="capture writes .eml files to outbox; smtp relays to host:port.")
-    outbox: Path = Field(Path("var/outbox"), description="Folder the capture upstream writes relayed mail to.")
+    kind: Literal["capture", "smtp"] = Field(
+        "capture", description="capture writes .eml files to outbox; smtp relays to host:port."
+    )
+    outbox: Path = Field(
+        Path("var/outbox"), description="Folder the capture upstream writes relayed mail to."
+    )
     host: str = Field("127.0.0.1", description="SMTP upstream host.")
     port: int = Field(25, ge=0, le=65535, description="SMTP upstream port.")
-    tls: Literal["none", "starttls", "implicit"] = Field("none", description="TLS towards the upstream.")
-    verify_tls: bool = Field(True, description="Verify the upstream's certificate and host name.")
+    tls: Literal["none", "starttls", "implicit"] = Field(
+        "none", description="TLS towards the upstream."
+    )
+    verify_tls: bool = Field(
+        default=True, description="Verify the upstream's certificate and host name."
+    )
     ca_file: Path | None = Field(None, description="Extra CA bundle to trust for the upstream.")
     username: str = Field("", description="AUTH user towards the upstream; empty means no AUTH.")
     password: SecretStr = Field(SecretStr(""), description="AUTH password towards the upstream.")
     helo_name: str = Field("", description="Name sent in EHLO; empty means the machine's FQDN.")
-    connect_timeout: Duration = Field(10.0, description="Time allowed to connect and read the greeting.")
-    command_timeout: Duration = Field(60.0, description="Time allowed for each SMTP command, DATA included.")
-    pool_size: int = Field(8, gt=0, description="Most open connections to the upstream, reused between messages.")
+    connect_timeout: Duration = Field(
+        10.0, description="Time allowed to connect and read the greeting."
+    )
+    command_timeout: Duration = Field(
+        60.0, description="Time allowed for each SMTP command, DATA included."
+    )
+    pool_size: int = Field(
+        8, gt=0, description="Most open connections to the upstream, reused between messages."
+    )
 
 
 class RelaySettings(_Section):
@@ -134,20 +179,36 @@ class RelaySettings(_Section):
 
     concurrency: int = Field(16, gt=0, description="Most messages in upstream delivery at once.")
     batch_size: int = Field(64, gt=0, description="Most messages claimed from the spool in one go.")
-    lease: Duration = Field(300.0, description="How long a claim stays exclusive before another worker may retry it.")
-    retry_base: Duration = Field(60.0, description="First retry delay after a transient failure; doubles per attempt.")
+    lease: Duration = Field(
+        300.0, description="How long a claim stays exclusive before another worker may retry it."
+    )
+    retry_base: Duration = Field(
+        60.0, description="First retry delay after a transient failure; doubles per attempt."
+    )
     retry_max_delay: Duration = Field(3600.0, description="Longest delay between two attempts.")
-    retry_jitter: float = Field(0.2, ge=0, le=1, description="Random spread added to each delay, as a fraction of it.")
-    max_age: Duration = Field(5 * 86400.0, description="A recipient still deferred this long after receipt fails.")
-    poll_interval: Duration = Field(1.0, description="Longest sleep between looks at the spool when nothing wakes the workers.")
-    drain_timeout: Duration = Field(30.0, description="On shutdown, time in-flight deliveries get to finish.")
+    retry_jitter: float = Field(
+        0.2, ge=0, le=1, description="Random spread added to each delay, as a fraction of it."
+    )
+    max_age: Duration = Field(
+        5 * 86400.0, description="A recipient still deferred this long after receipt fails."
+    )
+    poll_interval: Duration = Field(
+        1.0, description="Longest sleep between looks at the spool when nothing wakes the workers."
+    )
+    drain_timeout: Duration = Field(
+        30.0, description="On shutdown, time in-flight deliveries get to finish."
+    )
 
 
 class LogSettings(_Section):
     """Structured logging."""
 
-    format: Literal["auto", "json", "console"] = Field("auto", description="auto: console in a terminal, JSON otherwise.")
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level written.")
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console in a terminal, JSON otherwise."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level written."
+    )
 
 
 class Settings(_Section):
@@ -156,9 +217,13 @@ class Settings(_Section):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="SMTP ingress.")
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP surface.")
     spool: SpoolSettings = Field(default_factory=SpoolSettings, description="Durable spool.")
-    campaigns: CampaignSettings = Field(default_factory=CampaignSettings, description="Campaign grouping.")
+    campaigns: CampaignSettings = Field(
+        default_factory=CampaignSettings, description="Campaign grouping."
+    )
     policies: PolicySettings = Field(default_factory=PolicySettings, description="Policy files.")
-    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings, description="Upstream provider.")
+    upstream: UpstreamSettings = Field(
+        default_factory=UpstreamSettings, description="Upstream provider."
+    )
     relay: RelaySettings = Field(default_factory=RelaySettings, description="Relay workers.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
@@ -288,14 +353,23 @@ def reference_markdown() -> str:
     ]
     for section_name, section_field in Settings.model_fields.items():
         section = section_field.annotation
-        assert isinstance(section, type)
-        assert issubclass(section, BaseModel)
+        if not (isinstance(section, type) and issubclass(section, BaseModel)):
+            continue
         out += [f"## `{section_name}`", "", (section.__doc__ or "").strip(), ""]
         out += ["| key | default | environment | meaning |", "|---|---|---|---|"]
         defaults = section().model_dump(mode="json")
         for name, info in section.model_fields.items():
             default = defaults[name]
-            shown = "`" + (yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()) + "`"
+            shown = (
+                "`"
+                + (
+                    yaml.safe_dump(default, default_flow_style=True)
+                    .strip()
+                    .removesuffix("...")
+                    .strip()
+                )
+                + "`"
+            )
             env = env_name((section_name, name))
             out.append(f"| `{section_name}.{name}` | {shown} | `{env}` | {info.description} |")
         out.append("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import smtplib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,8 +18,6 @@ from gateway.metrics import Metrics
 from gateway.service import Addresses, Gateway
 from tests.fakes.upstream import CapturingUpstream
 
-import asyncio
-
 
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
@@ -28,19 +27,31 @@ def _reset_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def make_settings(tmp_path: Path, upstream_port: int | None = None, **sections: dict[str, Any]) -> settings_mod.Settings:
+def make_settings(
+    tmp_path: Path, upstream_port: int | None = None, **sections: dict[str, Any]
+) -> settings_mod.Settings:
     """Settings for a test gateway: ports 0, spool in tmp_path, quick retries."""
     raw: dict[str, Any] = {
         "smtp": {"listen": "127.0.0.1:0", "hostname": "gw.test"},
         "http": {"listen": "127.0.0.1:0"},
         "spool": {"url": f"sqlite:///{tmp_path}/spool.db"},
         "upstream": {"kind": "capture", "outbox": str(tmp_path / "outbox")},
-        "relay": {"retry_base": "50ms", "retry_max_delay": "200ms", "poll_interval": "100ms",
-                  "drain_timeout": "5s"},
+        "relay": {
+            "retry_base": "50ms",
+            "retry_max_delay": "200ms",
+            "poll_interval": "100ms",
+            "drain_timeout": "5s",
+        },
     }
     if upstream_port is not None:
-        raw["upstream"] = {"kind": "smtp", "host": "127.0.0.1", "port": upstream_port,
-                           "connect_timeout": "2s", "command_timeout": "2s", "pool_size": 4}
+        raw["upstream"] = {
+            "kind": "smtp",
+            "host": "127.0.0.1",
+            "port": upstream_port,
+            "connect_timeout": "2s",
+            "command_timeout": "2s",
+            "pool_size": 4,
+        }
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     return settings_mod.Settings.model_validate(raw)
@@ -99,7 +110,9 @@ async def run_gateway(settings: settings_mod.Settings, **kwargs: Any) -> AsyncIt
 
 @pytest.fixture
 def settings_for(tmp_path: Path) -> Callable[..., settings_mod.Settings]:
-    def build(upstream_port: int | None = None, **sections: dict[str, Any]) -> settings_mod.Settings:
+    def build(
+        upstream_port: int | None = None, **sections: dict[str, Any]
+    ) -> settings_mod.Settings:
         return make_settings(tmp_path, upstream_port, **sections)
 
     return build

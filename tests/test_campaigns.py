@@ -12,8 +12,13 @@ SETTINGS = CampaignSettings()
 
 
 def inbound(content: bytes, client: str = "127.0.0.0/8") -> Inbound:
-    return Inbound(ingress="smtp", client=client, mail_from="News@Shop.test",
-                   rcpt_tos=("a@x.test",), content=content)
+    return Inbound(
+        ingress="smtp",
+        client=client,
+        mail_from="News@Shop.test",
+        rcpt_tos=("a@x.test",),
+        content=content,
+    )
 
 
 def test_first_present_key_header_names_the_campaign():
@@ -43,7 +48,11 @@ def test_rfc2047_subjects_are_decoded_before_normalising():
 def test_declaration_headers_are_read():
     content = b"X-Declared-Size: 200\r\nX-Campaign-Category: Win-Back\r\nX-Campaign-Locale: en-US\r\n\r\nb"
     ref = resolve(HeaderBlock.parse(content), inbound(content), SETTINGS)
-    assert (ref.declaration.size, ref.declaration.category, ref.declaration.locale) == (200, "win-back", "en-US")
+    assert (ref.declaration.size, ref.declaration.category, ref.declaration.locale) == (
+        200,
+        "win-back",
+        "en-US",
+    )
 
 
 def test_a_declared_size_that_is_not_a_number_is_left_undeclared():
@@ -56,8 +65,10 @@ async def test_admitter_strips_declarations_keeps_the_key_and_adds_missing_heade
     await spool.open()
     try:
         admitter = Admitter(spool, SETTINGS, hostname="gw.test", clock=lambda: 1_800_000_000.0)
-        content = (b"X-Campaign-ID: spring\r\nX-Declared-Size: 200\r\nX-Campaign-Category: news\r\n"
-                   b"X-Campaign-Locale: en\r\nSubject: Hi\r\n\r\nX-Declared-Size: in the body stays\r\n")
+        content = (
+            b"X-Campaign-ID: spring\r\nX-Declared-Size: 200\r\nX-Campaign-Category: news\r\n"
+            b"X-Campaign-Locale: en\r\nSubject: Hi\r\n\r\nX-Declared-Size: in the body stays\r\n"
+        )
         admission = await admitter.admit(inbound(content))
         [delivery] = await spool.claim("w", 1_800_000_000.0, 1, 60)
         campaign = await spool.campaign(admission.campaign_id)
@@ -79,7 +90,10 @@ def test_header_block_keeps_folding_and_bare_lf_messages():
     block = HeaderBlock.parse(content)
     assert block.get("subject") == "a long  folded subject"  # RFC 5322: unfolding drops only CRLF
     assert block.to_bytes() == content
-    assert block.without(frozenset({"x-a"})).to_bytes() == b"Subject: a long\r\n  folded subject\r\n\r\nbody\r\n"
+    assert (
+        block.without(frozenset({"x-a"})).to_bytes()
+        == b"Subject: a long\r\n  folded subject\r\n\r\nbody\r\n"
+    )
     lf = b"Subject: lf\nX-B: 2\n\nbody\n"
     assert HeaderBlock.parse(lf).to_bytes() == lf
     assert HeaderBlock.parse(lf).get("x-b") == "2"

@@ -11,11 +11,22 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 LAYERS = {
-    "errors": 0, "model": 0, "settings": 0, "mime": 0,
-    "log": 1, "metrics": 1, "spool": 1,
-    "ingress": 2, "campaigns": 2, "policy": 2, "relay": 2,
+    "errors": 0,
+    "model": 0,
+    "settings": 0,
+    "mime": 0,
+    "log": 1,
+    "metrics": 1,
+    "spool": 1,
+    "ingress": 2,
+    "campaigns": 2,
+    "policy": 2,
+    "relay": 2,
     "ops": 3,
-    "service": 4, "cli": 4, "__main__": 4, "__init__": 4,
+    "service": 4,
+    "cli": 4,
+    "__main__": 4,
+    "__init__": 4,
 }
 STAGES = {"ingress", "campaigns", "policy", "relay"}
 
@@ -44,7 +55,9 @@ def imports_of(path: Path) -> set[str]:
 def test_every_module_belongs_to_a_layer():
     for path in modules():
         rel = path.relative_to(PACKAGE.parent).with_suffix("")
-        assert unit_of(".".join(rel.parts)) in LAYERS, f"{path} has no layer in tests/test_layers.py"
+        assert unit_of(".".join(rel.parts)) in LAYERS, (
+            f"{path} has no layer in tests/test_layers.py"
+        )
 
 
 def violations(unit: str, imported: set[str]) -> list[str]:

@@ -25,8 +25,9 @@ def test_defaults_match_the_operator_contract():
 def test_file_values_and_environment_overrides_combine(tmp_path):
     path = tmp_path / "sendbrake.yaml"
     path.write_text("smtp:\n  listen: 0.0.0.0:25\nupstream:\n  kind: smtp\n  port: 587\n")
-    s = settings.load(path, environ={"SENDBRAKE_UPSTREAM__PORT": "2587",
-                                     "SENDBRAKE_RELAY__RETRY_BASE": "2m"})
+    s = settings.load(
+        path, environ={"SENDBRAKE_UPSTREAM__PORT": "2587", "SENDBRAKE_RELAY__RETRY_BASE": "2m"}
+    )
     assert s.smtp.listen == "0.0.0.0:25"
     assert s.upstream.port == 2587
     assert s.relay.retry_base == 120.0
@@ -47,7 +48,12 @@ def test_settings_are_frozen():
 @pytest.mark.parametrize(
     ("text", "line", "key", "reason"),
     [
-        ("smtp:\n  listen: 127.0.0.1:2525\n  max_recipients: lots\n", 3, "smtp.max_recipients", "integer"),
+        (
+            "smtp:\n  listen: 127.0.0.1:2525\n  max_recipients: lots\n",
+            3,
+            "smtp.max_recipients",
+            "integer",
+        ),
         ("smtp:\n  lisen: 127.0.0.1:2525\n", 2, "smtp.lisen", "Extra inputs"),
         ("upstream:\n  kind: carrier-pigeon\n", 2, "upstream.kind", "'capture' or 'smtp'"),
         ("relay:\n  retry_base: soon\n", 2, "relay.retry_base", "duration"),
@@ -96,9 +102,14 @@ def test_every_field_has_a_description():
 
 def test_settings_reference_in_docs_is_generated_from_the_code():
     committed = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
-    assert committed == settings.reference_markdown(), "run `make docs` to regenerate docs/settings.md"
+    assert committed == settings.reference_markdown(), (
+        "run `make docs` to regenerate docs/settings.md"
+    )
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604800), (12, 12)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604800), (12, 12)],
+)
 def test_durations_accept_units(text, seconds):
     assert settings.parse_duration(text) == seconds

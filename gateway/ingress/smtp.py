@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, AnyStr
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -40,17 +40,22 @@ REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gat
 REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
 
 
-class _Server(SMTP):  # type: ignore[misc]
+class _Server(SMTP):
     """aiosmtpd's server with enhanced status codes on its own size reply."""
 
-    async def push(self, status: str) -> None:
-        await super().push(REPLY_TOO_BIG if status in _AIOSMTPD_TOO_BIG else status)
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and status in _AIOSMTPD_TOO_BIG:
+            await super().push(REPLY_TOO_BIG)
+        else:
+            await super().push(status)
 
 
 class SmtpHandler:
     """aiosmtpd hooks: each hook's return value is the reply."""
 
-    def __init__(self, settings: SmtpSettings, admit: Admit, metrics: Metrics, hostname: str) -> None:
+    def __init__(
+        self, settings: SmtpSettings, admit: Admit, metrics: Metrics, hostname: str
+    ) -> None:
         self._settings = settings
         self._admit = admit
         self._metrics = metrics
@@ -70,7 +75,12 @@ class SmtpHandler:
         return next((str(net) for net in self._networks if address in net), None)
 
     async def handle_EHLO(
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
         return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
@@ -79,7 +89,7 @@ class SmtpHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.client_network(session.peer) is None:
-            log.warning("smtp_client_refused", peer=str(session.peer[0]))
+            log.warning("smtp_client_refused", peer=_peer_host(session))
             return REPLY_NOT_ALLOWED
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -98,15 +108,18 @@ class SmtpHandler:
         started = time.perf_counter()
         user = session.auth_data if session.authenticated else None
         client = user or self.client_network(session.peer) or "unknown"
-        peer = str(session.peer[0]) if session.peer else "unknown"
+        peer = _peer_host(session)
         stamp = format_datetime(datetime.now(UTC))
         trace = (
             f"Received: from {session.host_name or 'unknown'} ([{peer}])"
             f" by {self._hostname} (sendbrake) with ESMTP; {stamp}"
         )
         inbound = Inbound(
-            ingress="smtp", client=str(client), mail_from=envelope.mail_from or "",
-            rcpt_tos=tuple(envelope.rcpt_tos), content=envelope.original_content or b"",
+            ingress="smtp",
+            client=str(client),
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            content=envelope.original_content or b"",
             trace=trace,
         )
         try:
@@ -114,7 +127,7 @@ class SmtpHandler:
         except CampaignRejected as exc:
             return f"550 5.7.1 Campaign {exc.key} was rejected by an operator; not accepted"
         except SpoolError as exc:
-            log.error("smtp_spool_failed", error=str(exc))
+            log.exception("smtp_spool_failed", error=str(exc))
             return REPLY_SPOOL_FAILED
         except Exception:
             log.exception("smtp_admit_crashed")
@@ -124,6 +137,10 @@ class SmtpHandler:
         self._metrics.messages_received.labels(ingress="smtp").inc()
         self._metrics.recipients_received.inc(len(inbound.rcpt_tos))
         return f"250 2.0.0 queued as {admission.message_id}"
+
+
+def _peer_host(session: Session) -> str:
+    return str(session.peer[0]) if isinstance(session.peer, tuple) else "unknown"
 
 
 async def start_smtp(settings: SmtpSettings, admit: Admit, metrics: Metrics) -> asyncio.Server:

@@ -27,7 +27,9 @@ log = structlog.get_logger(__name__)
 class Upstream(Protocol):
     """Where relayed mail goes."""
 
-    async def deliver(self, mail_from: str, rcpts: Sequence[str], content: bytes) -> list[RecipientResult]:
+    async def deliver(
+        self, mail_from: str, rcpts: Sequence[str], content: bytes
+    ) -> list[RecipientResult]:
         """Send one message to `rcpts`; answer for every recipient, in order."""
 
     async def close(self) -> None:
@@ -49,16 +51,19 @@ class CaptureUpstream:
     def __init__(self, outbox: Path) -> None:
         self._outbox = outbox
 
-    async def deliver(self, mail_from: str, rcpts: Sequence[str], content: bytes) -> list[RecipientResult]:
-        envelope = (
-            f"Return-Path: <{mail_from}>\r\nX-Envelope-To: {', '.join(rcpts)}\r\n"
-        ).encode()
+    async def deliver(
+        self, mail_from: str, rcpts: Sequence[str], content: bytes
+    ) -> list[RecipientResult]:
+        envelope = (f"Return-Path: <{mail_from}>\r\nX-Envelope-To: {', '.join(rcpts)}\r\n").encode()
         try:
             name = await asyncio.to_thread(self._write, envelope + content)
         except OSError as exc:
             reply = f"451 4.3.0 capture outbox not writable: {exc.strerror}"
             return [RecipientResult(rcpt, Outcome.TRANSIENT, reply) for rcpt in rcpts]
-        return [RecipientResult(rcpt, Outcome.DELIVERED, f"250 2.0.0 captured as {name}") for rcpt in rcpts]
+        return [
+            RecipientResult(rcpt, Outcome.DELIVERED, f"250 2.0.0 captured as {name}")
+            for rcpt in rcpts
+        ]
 
     def _write(self, data: bytes) -> str:
         self._outbox.mkdir(parents=True, exist_ok=True)
@@ -92,9 +97,14 @@ class SmtpUpstream:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
         return aiosmtplib.SMTP(
-            hostname=s.host, port=s.port, local_hostname=s.helo_name or None,
-            timeout=s.command_timeout, use_tls=s.tls == "implicit",
-            start_tls=s.tls == "starttls", tls_context=context, validate_certs=s.verify_tls,
+            hostname=s.host,
+            port=s.port,
+            local_hostname=s.helo_name or None,
+            timeout=s.command_timeout,
+            use_tls=s.tls == "implicit",
+            start_tls=s.tls == "starttls",
+            tls_context=context,
+            validate_certs=s.verify_tls,
             username=s.username or None,
             password=s.password.get_secret_value() or None if s.username else None,
         )
@@ -104,12 +114,16 @@ class SmtpUpstream:
         await client.connect(timeout=self._settings.connect_timeout)
         return client
 
-    async def deliver(self, mail_from: str, rcpts: Sequence[str], content: bytes) -> list[RecipientResult]:
+    async def deliver(
+        self, mail_from: str, rcpts: Sequence[str], content: bytes
+    ) -> list[RecipientResult]:
         async with self._slots:
             if self._idle:
                 client = self._idle.pop()
                 try:
-                    return self._keep(client, await self._transaction(client, mail_from, rcpts, content))
+                    return self._keep(
+                        client, await self._transaction(client, mail_from, rcpts, content)
+                    )
                 except _StaleConnection:
                     client.close()  # the provider closed it while idle; nothing was sent
                 except (aiosmtplib.SMTPException, OSError) as exc:
@@ -120,12 +134,16 @@ class SmtpUpstream:
             except (aiosmtplib.SMTPException, OSError) as exc:
                 return _all(rcpts, Outcome.TRANSIENT, f"upstream unreachable: {exc}")
             try:
-                return self._keep(client, await self._transaction(client, mail_from, rcpts, content))
+                return self._keep(
+                    client, await self._transaction(client, mail_from, rcpts, content)
+                )
             except (aiosmtplib.SMTPException, OSError) as exc:
                 client.close()
                 return _all(rcpts, Outcome.TRANSIENT, f"upstream connection failed: {exc}")
 
-    def _keep(self, client: aiosmtplib.SMTP, results: list[RecipientResult]) -> list[RecipientResult]:
+    def _keep(
+        self, client: aiosmtplib.SMTP, results: list[RecipientResult]
+    ) -> list[RecipientResult]:
         if client.is_connected:
             self._idle.append(client)
         return results
@@ -157,7 +175,9 @@ class SmtpUpstream:
                 await client.rcpt(rcpt, encoding=encoding)
                 accepted.append(rcpt)
             except aiosmtplib.SMTPResponseException as exc:
-                replies[rcpt] = RecipientResult(rcpt, classify(exc.code), f"{exc.code} {exc.message}")
+                replies[rcpt] = RecipientResult(
+                    rcpt, classify(exc.code), f"{exc.code} {exc.message}"
+                )
         if accepted:
             try:
                 response = await client.data(content)

@@ -8,6 +8,7 @@ is older than the maximum age. At most `concurrency` messages are in delivery at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -30,7 +31,7 @@ _MIN_WAIT = 0.005  # never spin: a due row that raced a claim is picked up this 
 
 def backoff_delay(attempt: int, settings: RelaySettings, rand: float) -> float:
     """Return the wait before try number `attempt` + 1; `rand` in [0, 1) spreads retries."""
-    base = min(settings.retry_base * 2 ** max(attempt - 1, 0), settings.retry_max_delay)
+    base = min(settings.retry_base * 2.0 ** max(attempt - 1, 0), settings.retry_max_delay)
     return base * (1 + settings.retry_jitter * rand)
 
 
@@ -110,7 +111,9 @@ class Relay:
                 claimed: list[Delivery] = []
                 if free > 0:
                     claimed = await self._spool.claim(
-                        self.owner, self._clock(), min(free, self._settings.batch_size),
+                        self.owner,
+                        self._clock(),
+                        min(free, self._settings.batch_size),
                         self._settings.lease,
                     )
                 for delivery in claimed:
@@ -126,17 +129,17 @@ class Relay:
             due = await self._spool.next_due()
             if due is not None:
                 timeout = min(timeout, max(due - self._clock(), _MIN_WAIT))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def _deliver(self, delivery: Delivery) -> None:
         bound = log.bind(message=delivery.message_id, campaign=delivery.campaign_id)
         try:
             started = time.perf_counter()
             results = await self._upstream.deliver(
-                delivery.mail_from, [address for _, address in delivery.recipients], delivery.content
+                delivery.mail_from,
+                [address for _, address in delivery.recipients],
+                delivery.content,
             )
             self._metrics.relay_duration.observe(time.perf_counter() - started)
             # A reply that starts with a code means the provider answered at all.
@@ -149,10 +152,11 @@ class Relay:
                 outcome, event = _REPORT[state]
                 self._metrics.recipients_relayed.labels(outcome=outcome).inc(count)
                 bound.info(
-                    event, recipients=count,
+                    event,
+                    recipients=count,
                     reply=next(s.reply for s in settlements if s.state is state),
                 )
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug here must not kill the relay loop
             # Leave the lease in place: the recipients are retried when it expires or at
             # the next start, never dropped.
             bound.exception("relay_delivery_crashed")

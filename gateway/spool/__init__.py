@@ -16,7 +16,12 @@ __all__ = ["Spool", "SqliteSpool", "create_spool", "sqlite_path"]
 def sqlite_path(url: str) -> Path:
     """Return the file of ``sqlite:///relative`` or ``sqlite:////absolute``."""
     parts = urlsplit(url)
-    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+    if (
+        parts.scheme != "sqlite"
+        or parts.netloc
+        or not parts.path.startswith("/")
+        or len(parts.path) < 2
+    ):
         raise ConfigError("spool.url", "spool.url", f"not a sqlite URL: {url!r}")
     return Path(parts.path[1:])
 

@@ -35,7 +35,9 @@ class Spool(Protocol):
     async def ping(self) -> None:
         """Raise `SpoolError` when the storage cannot answer."""
 
-    async def accept(self, submission: Submission, decide: Decide, implicit_window: float) -> Admission:
+    async def accept(
+        self, submission: Submission, decide: Decide, implicit_window: float
+    ) -> Admission:
         """Store a message, its recipients and campaign counters in one durable commit.
 
         `decide` runs inside the transaction with the counters already updated, so the
@@ -62,8 +64,12 @@ class Spool(Protocol):
         """Return the newest campaign with this client and key."""
 
     async def recipients(
-        self, *, campaign_id: str | None = None, message_id: str | None = None,
-        state: RecipientState | None = None, limit: int = 1000,
+        self,
+        *,
+        campaign_id: str | None = None,
+        message_id: str | None = None,
+        state: RecipientState | None = None,
+        limit: int = 1000,
     ) -> list[RecipientRecord]:
         """Return recipient rows filtered by campaign, message or state."""
 
@@ -74,8 +80,8 @@ class Spool(Protocol):
 def migrations() -> list[tuple[int, str]]:
     """Return the forward-only schema migrations as (version, SQL), in order."""
     folder = resources.files("gateway.spool") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )

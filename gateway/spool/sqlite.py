@@ -64,7 +64,9 @@ _CLAIMABLE = tuple(str(state) for state in CLAIMABLE)
 class _Writer:
     """The single writer thread that groups concurrent commits into one."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], delay: float, max_batch: int) -> None:
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], delay: float, max_batch: int
+    ) -> None:
         self._connect = connect
         self._delay = delay
         self._max_batch = max_batch
@@ -116,7 +118,9 @@ class _Writer:
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[tuple[Work, asyncio.Future[Any]]]
+    ) -> None:
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -135,11 +139,13 @@ class _Writer:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            log.error("spool_commit_failed", error=str(exc), units=len(batch))
+            log.exception("spool_commit_failed", units=len(batch))
             results = [(False, SpoolError(f"spool commit failed: {exc}"))] * len(batch)
-        assert self._loop is not None
+        loop = self._loop
+        if loop is None:  # stop() raced a commit; nobody is waiting any more
+            return
         for (_, future), (ok, value) in zip(batch, results, strict=True):
-            self._loop.call_soon_threadsafe(_resolve, future, ok, value)
+            loop.call_soon_threadsafe(_resolve, future, ok, value)
 
 
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -217,7 +223,9 @@ class SqliteSpool:
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
-    async def accept(self, submission: Submission, decide: Decide, implicit_window: float) -> Admission:
+    async def accept(
+        self, submission: Submission, decide: Decide, implicit_window: float
+    ) -> Admission:
         result: Admission = await self._writer.submit(
             lambda conn: _accept(conn, submission, decide, implicit_window)
         )
@@ -267,11 +275,19 @@ class SqliteSpool:
         return await self._read(work)
 
     async def recipients(
-        self, *, campaign_id: str | None = None, message_id: str | None = None,
-        state: RecipientState | None = None, limit: int = 1000,
+        self,
+        *,
+        campaign_id: str | None = None,
+        message_id: str | None = None,
+        state: RecipientState | None = None,
+        limit: int = 1000,
     ) -> list[RecipientRecord]:
         clauses, params = [], []
-        for column, value in (("campaign_id", campaign_id), ("message_id", message_id), ("state", state)):
+        for column, value in (
+            ("campaign_id", campaign_id),
+            ("message_id", message_id),
+            ("state", state),
+        ):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(str(value))
@@ -303,7 +319,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for version, sql in migrations():
         if version > current:
             # executescript commits first; wrap the migration in its own transaction.
-            conn.executescript(f"BEGIN;\n{sql}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;")
+            conn.executescript(
+                f"BEGIN;\n{sql}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
+            )
             log.info("spool_migrated", version=version)
 
 
@@ -342,8 +360,20 @@ def _accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: f
             "INSERT INTO campaigns (id, client, key, implicit, state, sender, subject, declared_size,"
             " declared_category, declared_locale, received, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (campaign_id, ref.client, ref.key, int(ref.implicit), ref.sender, ref.subject,
-             declared.size, declared.category, declared.locale, count, now, now),
+            (
+                campaign_id,
+                ref.client,
+                ref.key,
+                int(ref.implicit),
+                ref.sender,
+                ref.subject,
+                declared.size,
+                declared.category,
+                declared.locale,
+                count,
+                now,
+                now,
+            ),
         )
     else:
         campaign_id = row[0]
@@ -355,11 +385,19 @@ def _accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: f
             " declared_size = COALESCE(declared_size, ?),"
             " declared_category = COALESCE(declared_category, ?),"
             " declared_locale = COALESCE(declared_locale, ?) WHERE id = ?",
-            (count, now, ref.declaration.size, ref.declaration.category,
-             ref.declaration.locale, campaign_id),
+            (
+                count,
+                now,
+                ref.declaration.size,
+                ref.declaration.category,
+                ref.declaration.locale,
+                campaign_id,
+            ),
         )
     campaign = _campaign_from_row(
-        conn.execute(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        conn.execute(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
+        ).fetchone()
     )
     verdict = decide(campaign, sub)
     if verdict.findings:
@@ -371,8 +409,16 @@ def _accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: f
     conn.execute(
         "INSERT INTO messages (id, campaign_id, client, mail_from, content, size, ingress, received_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (sub.message_id, campaign_id, sub.client, sub.mail_from, sub.content,
-         len(sub.content), sub.ingress, now),
+        (
+            sub.message_id,
+            campaign_id,
+            sub.client,
+            sub.mail_from,
+            sub.content,
+            len(sub.content),
+            sub.ingress,
+            now,
+        ),
     )
     conn.executemany(
         "INSERT INTO recipients (message_id, campaign_id, address, state, next_attempt_at, updated_at)"
@@ -400,7 +446,9 @@ def _hold(conn: sqlite3.Connection, campaign_id: str, now: float) -> None:
     )
 
 
-def _add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequence[Finding]) -> None:
+def _add_findings(
+    conn: sqlite3.Connection, campaign: Campaign, findings: Sequence[Finding]
+) -> None:
     """Merge findings by (rule, kind): a repeat raises its count instead of a new entry."""
     merged = {(f.rule, f.kind): {**asdict(f), "count": 1} for f in campaign.findings}
     for finding in findings:
@@ -415,7 +463,9 @@ def _add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequen
     )
 
 
-def _claim(conn: sqlite3.Connection, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
+def _claim(
+    conn: sqlite3.Connection, owner: str, now: float, limit: int, lease: float
+) -> list[Delivery]:
     message_ids = [
         row[0]
         for row in conn.execute(
@@ -455,7 +505,10 @@ def _claim(conn: sqlite3.Connection, owner: str, now: float, limit: int, lease: 
             continue
         deliveries.append(
             Delivery(
-                message_id=mid, campaign_id=campaign_id, mail_from=mail_from, content=bytes(content),
+                message_id=mid,
+                campaign_id=campaign_id,
+                mail_from=mail_from,
+                content=bytes(content),
                 recipients=tuple((rid, address) for rid, address, _ in rows),
                 attempts=max(attempts for _, _, attempts in rows),
                 first_attempt_at=received_at,
@@ -472,7 +525,9 @@ _SETTLED_COUNTER = {
 }
 
 
-def _settle(conn: sqlite3.Connection, owner: str, settlements: Sequence[Settlement], now: float) -> int:
+def _settle(
+    conn: sqlite3.Connection, owner: str, settlements: Sequence[Settlement], now: float
+) -> int:
     changes: Counter[tuple[str, str]] = Counter()
     changed = 0
     for item in settlements:
@@ -480,7 +535,14 @@ def _settle(conn: sqlite3.Connection, owner: str, settlements: Sequence[Settleme
             "UPDATE recipients SET state = ?, attempts = attempts + 1, last_reply = ?,"
             " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
             " WHERE id = ? AND state = 'sending' AND lease_owner = ? RETURNING campaign_id",
-            (str(item.state), item.reply, item.next_attempt_at or now, now, item.recipient_id, owner),
+            (
+                str(item.state),
+                item.reply,
+                item.next_attempt_at or now,
+                now,
+                item.recipient_id,
+                owner,
+            ),
         ).fetchone()
         if row is None:
             continue  # the lease was lost (expired and taken over): the other owner decides
@@ -505,14 +567,34 @@ def _release(conn: sqlite3.Connection, owner: str) -> int:
 
 
 def _campaign_from_row(row: Sequence[Any]) -> Campaign:
-    (cid, key, client, implicit, state, sender, subject, size, category, locale, *counts,
-     findings, created_at, updated_at) = row
+    (
+        cid,
+        key,
+        client,
+        implicit,
+        state,
+        sender,
+        subject,
+        size,
+        category,
+        locale,
+        *counts,
+        findings,
+        created_at,
+        updated_at,
+    ) = row
     return Campaign(
-        id=cid, key=key, client=client, implicit=bool(implicit), state=CampaignState(state),
-        sender=sender, subject=subject,
+        id=cid,
+        key=key,
+        client=client,
+        implicit=bool(implicit),
+        state=CampaignState(state),
+        sender=sender,
+        subject=subject,
         declared=Declaration(size=size, category=category, locale=locale),
         counters=Counters(*counts),
-        created_at=created_at, updated_at=updated_at,
+        created_at=created_at,
+        updated_at=updated_at,
         findings=tuple(
             Finding(**{k: v for k, v in f.items() if k != "count"}) for f in json.loads(findings)
         ),
@@ -522,7 +604,13 @@ def _campaign_from_row(row: Sequence[Any]) -> Campaign:
 def _recipient_from_row(row: Sequence[Any]) -> RecipientRecord:
     rid, message_id, campaign_id, address, state, attempts, next_at, reply, updated_at = row
     return RecipientRecord(
-        id=rid, message_id=message_id, campaign_id=campaign_id, address=address,
-        state=RecipientState(state), attempts=attempts, next_attempt_at=next_at,
-        last_reply=reply, updated_at=updated_at,
+        id=rid,
+        message_id=message_id,
+        campaign_id=campaign_id,
+        address=address,
+        state=RecipientState(state),
+        attempts=attempts,
+        next_attempt_at=next_at,
+        last_reply=reply,
+        updated_at=updated_at,
     )

@@ -13,14 +13,16 @@ from tests.helpers import eventually
 
 
 def message(subject: str = "Spring sale", body: str = "Hello!", **headers: str) -> bytes:
-    lines = [f"From: News <news@shop.test>", f"To: you@example.org", f"Subject: {subject}"]
+    lines = ["From: News <news@shop.test>", "To: you@example.org", f"Subject: {subject}"]
     lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode("utf-8")
 
 
 async def test_single_recipient_message_is_relayed_with_added_headers(settings_for, upstream):
     async with run_gateway(settings_for(upstream.port)) as gw:
-        refused = await gw.send("news@shop.test", ["a@example.org"], message(X_Campaign_ID="spring"))
+        refused = await gw.send(
+            "news@shop.test", ["a@example.org"], message(X_Campaign_ID="spring")
+        )
         assert refused == {}
         await eventually(lambda: upstream.transactions, message="upstream got nothing")
     [txn] = upstream.transactions
@@ -72,8 +74,12 @@ async def test_eight_bit_utf8_content_and_address_arrive_byte_exact(settings_for
                 client.ehlo()
                 assert client.has_extn("smtputf8")
                 assert client.has_extn("8bitmime")
-                client.sendmail("news@shop.test", ["jürgen@exämple.org"], original,
-                                mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+                client.sendmail(
+                    "news@shop.test",
+                    ["jürgen@exämple.org"],
+                    original,
+                    mail_options=["SMTPUTF8", "BODY=8BITMIME"],
+                )
 
         await asyncio.to_thread(send)
         await eventually(lambda: upstream.transactions)
@@ -145,7 +151,11 @@ async def test_recipients_past_the_limit_get_452_and_the_rest_are_relayed(settin
         codes = await asyncio.to_thread(send)
         await eventually(lambda: upstream.transactions)
     assert codes == [250, 250, 250, 452, 452]
-    assert upstream.transactions[0].rcpt_tos == ["u0@example.org", "u1@example.org", "u2@example.org"]
+    assert upstream.transactions[0].rcpt_tos == [
+        "u0@example.org",
+        "u1@example.org",
+        "u2@example.org",
+    ]
 
 
 async def test_client_outside_allowed_networks_cannot_relay(settings_for):
@@ -173,7 +183,11 @@ async def test_a_failed_spool_commit_answers_451_and_keeps_nothing(settings_for,
 
         def send() -> None:
             with gw.smtp() as client:
-                client.sendmail("news@shop.test", ["second@example.org"], message(body=("x" * 70 + "\r\n") * 300))
+                client.sendmail(
+                    "news@shop.test",
+                    ["second@example.org"],
+                    message(body=("x" * 70 + "\r\n") * 300),
+                )
 
         with pytest.raises(smtplib.SMTPDataError) as refused:
             await asyncio.to_thread(send)
@@ -188,5 +202,7 @@ async def test_capture_upstream_writes_eml_files_with_the_envelope(settings_for,
         await gw.send("news@shop.test", ["a@example.org", "b@example.org"], message())
         files = await eventually(lambda: list((tmp_path / "outbox").glob("*.eml")))
     text = files[0].read_bytes()
-    assert text.startswith(b"Return-Path: <news@shop.test>\r\nX-Envelope-To: a@example.org, b@example.org\r\n")
+    assert text.startswith(
+        b"Return-Path: <news@shop.test>\r\nX-Envelope-To: a@example.org, b@example.org\r\n"
+    )
     assert text.endswith(b"Hello!\r\n")

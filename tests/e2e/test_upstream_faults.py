@@ -16,7 +16,9 @@ async def _states(spool) -> dict[str, RecipientState]:
 
 async def test_transient_failure_is_retried_with_backoff_and_delivered_once(settings_for, upstream):
     upstream.fail_next(1, "451 4.3.0 greylisted, try later")
-    settings = settings_for(upstream.port, relay={"retry_base": "300ms", "retry_max_delay": "1s", "retry_jitter": 0})
+    settings = settings_for(
+        upstream.port, relay={"retry_base": "300ms", "retry_max_delay": "1s", "retry_jitter": 0}
+    )
     async with run_gateway(settings) as gw:
         await gw.send("news@shop.test", ["a@example.org"], message())
         deferred = await eventually(
@@ -33,7 +35,11 @@ async def test_transient_failure_is_retried_with_backoff_and_delivered_once(sett
     assert relayed[0].attempts == 2
     assert upstream.attempts == 2
     assert upstream.recipients == ["a@example.org"]
-    assert (campaign.counters.deferred, campaign.counters.relayed, campaign.counters.queued) == (0, 1, 0)
+    assert (campaign.counters.deferred, campaign.counters.relayed, campaign.counters.queued) == (
+        0,
+        1,
+        0,
+    )
 
 
 async def test_permanent_refusal_of_one_recipient_fails_only_that_one(settings_for, upstream):
@@ -41,9 +47,7 @@ async def test_permanent_refusal_of_one_recipient_fails_only_that_one(settings_f
     rcpts = ["a@example.org", "b@example.org", "c@example.org"]
     async with run_gateway(settings_for(upstream.port)) as gw:
         await gw.send("news@shop.test", rcpts, message())
-        states = await eventually(
-            lambda: _settled(gw.spool, 3), message="recipients not settled"
-        )
+        states = await eventually(lambda: _settled(gw.spool, 3), message="recipients not settled")
         failed = await gw.spool.recipients(state=RecipientState.FAILED)
         campaign = await gw.spool.campaign(failed[0].campaign_id)
     assert states == {
@@ -53,7 +57,11 @@ async def test_permanent_refusal_of_one_recipient_fails_only_that_one(settings_f
     }
     assert failed[0].last_reply.startswith("550 5.1.1")
     assert [t.rcpt_tos for t in upstream.transactions] == [["a@example.org", "c@example.org"]]
-    assert (campaign.counters.relayed, campaign.counters.failed, campaign.counters.queued) == (2, 1, 0)
+    assert (campaign.counters.relayed, campaign.counters.failed, campaign.counters.queued) == (
+        2,
+        1,
+        0,
+    )
 
 
 async def _settled(spool, count):

@@ -40,8 +40,12 @@ class _Handler:
             self.up.data_failures -= 1
             return self.up.data_failure_reply
         self.up.transactions.append(
-            Transaction(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
-                        list(envelope.mail_options))
+            Transaction(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.original_content,
+                list(envelope.mail_options),
+            )
         )
         self.up.changed.set()
         return "250 2.0.0 Ok: queued"

@@ -15,9 +15,17 @@ from tests.helpers import eventually
 SETTINGS = RelaySettings(retry_base=60, retry_max_delay=3600, retry_jitter=0.2, max_age=86400)
 
 
-@pytest.mark.parametrize(("code", "outcome"), [(250, Outcome.DELIVERED), (251, Outcome.DELIVERED),
-                                               (421, Outcome.TRANSIENT), (452, Outcome.TRANSIENT),
-                                               (550, Outcome.PERMANENT), (554, Outcome.PERMANENT)])
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (250, Outcome.DELIVERED),
+        (251, Outcome.DELIVERED),
+        (421, Outcome.TRANSIENT),
+        (452, Outcome.TRANSIENT),
+        (550, Outcome.PERMANENT),
+        (554, Outcome.PERMANENT),
+    ],
+)
 def test_reply_codes_are_classified(code, outcome):
     assert classify(code) is outcome
 
@@ -29,23 +37,37 @@ def test_backoff_doubles_per_attempt_up_to_the_cap_with_bounded_jitter():
 
 
 def delivery(attempts: int = 0, received_at: float = 1000.0) -> Delivery:
-    return Delivery(message_id="m", campaign_id="c", mail_from="s@x.test", content=b"",
-                    recipients=((1, "a@x.test"), (2, "b@x.test"), (3, "c@x.test")),
-                    attempts=attempts, first_attempt_at=received_at)
+    return Delivery(
+        message_id="m",
+        campaign_id="c",
+        mail_from="s@x.test",
+        content=b"",
+        recipients=((1, "a@x.test"), (2, "b@x.test"), (3, "c@x.test")),
+        attempts=attempts,
+        first_attempt_at=received_at,
+    )
 
 
 def test_each_recipient_is_settled_by_its_own_outcome():
-    results = [RecipientResult("a@x.test", Outcome.DELIVERED, "250 ok"),
-               RecipientResult("b@x.test", Outcome.TRANSIENT, "451 later"),
-               RecipientResult("c@x.test", Outcome.PERMANENT, "550 no")]
+    results = [
+        RecipientResult("a@x.test", Outcome.DELIVERED, "250 ok"),
+        RecipientResult("b@x.test", Outcome.TRANSIENT, "451 later"),
+        RecipientResult("c@x.test", Outcome.PERMANENT, "550 no"),
+    ]
     plan = plan_settlements(delivery(attempts=1), results, 2000.0, SETTINGS, lambda: 0.0)
     assert [(s.recipient_id, s.state) for s in plan] == [
-        (1, RecipientState.RELAYED), (2, RecipientState.DEFERRED), (3, RecipientState.FAILED)]
+        (1, RecipientState.RELAYED),
+        (2, RecipientState.DEFERRED),
+        (3, RecipientState.FAILED),
+    ]
     assert plan[1].next_attempt_at == 2000.0 + 120  # second attempt failed: wait 2 × base
 
 
 def test_a_transient_failure_past_the_maximum_age_fails():
-    results = [RecipientResult(a, Outcome.TRANSIENT, "451 later") for a in ("a@x.test", "b@x.test", "c@x.test")]
+    results = [
+        RecipientResult(a, Outcome.TRANSIENT, "451 later")
+        for a in ("a@x.test", "b@x.test", "c@x.test")
+    ]
     plan = plan_settlements(delivery(received_at=0.0), results, 86400.0, SETTINGS, lambda: 0.0)
     assert {s.state for s in plan} == {RecipientState.FAILED}
     assert "gave up" in plan[0].reply

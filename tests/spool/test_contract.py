@@ -36,14 +36,31 @@ async def spool(request, tmp_path: Path) -> AsyncIterator[SqliteSpool]:
 
 
 def submission(
-    rcpts: list[str], *, key: str = "spring", client: str = "127.0.0.0/8", implicit: bool = False,
-    at: float = NOW, size: int | None = None,
+    rcpts: list[str],
+    *,
+    key: str = "spring",
+    client: str = "127.0.0.0/8",
+    implicit: bool = False,
+    at: float = NOW,
+    size: int | None = None,
 ) -> Submission:
-    ref = CampaignRef(client=client, key=key, implicit=implicit, sender="news@shop.test",
-                      subject="Spring", declaration=Declaration(size=size))
-    return Submission(message_id=new_id(at), client=client, mail_from="news@shop.test",
-                      rcpt_tos=tuple(rcpts), content=b"Subject: Spring\r\n\r\nHi\r\n",
-                      campaign=ref, received_at=at)
+    ref = CampaignRef(
+        client=client,
+        key=key,
+        implicit=implicit,
+        sender="news@shop.test",
+        subject="Spring",
+        declaration=Declaration(size=size),
+    )
+    return Submission(
+        message_id=new_id(at),
+        client=client,
+        mail_from="news@shop.test",
+        rcpt_tos=tuple(rcpts),
+        content=b"Subject: Spring\r\n\r\nHi\r\n",
+        campaign=ref,
+        received_at=at,
+    )
 
 
 async def test_accepted_message_is_claimed_once_with_all_its_recipients(spool):
@@ -93,7 +110,9 @@ async def test_deferred_recipient_waits_for_its_next_attempt(spool):
 
 async def test_concurrent_accepts_are_counted_exactly_and_grouped_into_fewer_commits(spool):
     before = spool._writer.commits
-    await asyncio.gather(*(spool.accept(submission([f"u{i}@x.test"]), pass_all, WINDOW) for i in range(300)))
+    await asyncio.gather(
+        *(spool.accept(submission([f"u{i}@x.test"]), pass_all, WINDOW) for i in range(300))
+    )
     campaign = await spool.find_campaign("127.0.0.0/8", "spring")
     assert campaign.counters.received == 300
     assert campaign.counters.queued == 300
@@ -172,7 +191,9 @@ async def test_decide_sees_counters_including_the_message_and_a_hold_quarantines
     def hold_past_two(campaign, sub):
         seen.append(campaign.counters.received)
         if campaign.counters.received > 2:
-            finding = Finding(rule="blast", kind="declared_size", mode="enforce", message="too many")
+            finding = Finding(
+                rule="blast", kind="declared_size", mode="enforce", message="too many"
+            )
             return Verdict(hold=True, findings=(finding,))
         return Verdict()
 
