@@ -4,7 +4,8 @@ SendbrakeError
  ├── ConfigError          a settings or policy file is wrong (names file, line, key)
  ├── SpoolError           the spool could not commit or read; callers answer 4xx
  │    └── SpoolLocked     another gateway already owns this SQLite spool
- └── CampaignRejected     mail for a campaign an operator rejected (SMTP 550)
+ ├── CampaignRejected     mail for a campaign an operator rejected (SMTP 550)
+ └── Conflict             an operation that the current state does not allow (HTTP 409)
 """
 
 from __future__ import annotations
@@ -43,3 +44,7 @@ class CampaignRejected(SendbrakeError):
         super().__init__(f"campaign {key} ({campaign_id}) was rejected by an operator")
         self.campaign_id = campaign_id
         self.key = key
+
+
+class Conflict(SendbrakeError):
+    """The request is valid but the current state does not allow it (HTTP 409)."""

@@ -144,6 +144,12 @@ class Finding:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     policy_version: str = ""
     at: float = 0.0
+    count: int = 1  # how many messages raised it; findings merge by (rule, kind)
+
+    @property
+    def signature(self) -> tuple[str, str]:
+        """What a release acknowledges: the rule and the kind of problem."""
+        return (self.rule, self.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,18 @@ class Campaign:
     created_at: float
     updated_at: float
     findings: tuple[Finding, ...] = ()
+    acknowledged: frozenset[tuple[str, str]] = frozenset()  # (rule, kind) a release accepted
+    duplicates: int = 0  # recipients received more than once in this campaign
+    sample_message_id: str | None = None
+    held_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the spool knows about a submission inside the admitting transaction."""
+
+    # Indexes into rcpt_tos of recipients already in the campaign or repeated within it.
+    duplicates: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,16 +203,22 @@ class Verdict:
 
     hold: bool = False
     findings: tuple[Finding, ...] = ()
+    suppress: frozenset[int] = frozenset()  # indexes into rcpt_tos dropped from this message
 
 
 # Runs inside the spool transaction that admits a message, after the campaign's counters
 # include it, so the counter update and the decision are one atomic step.
-Decide = Callable[[Campaign, Submission], Verdict]
+Decide = Callable[[Campaign, Submission, Facts], Verdict]
 
 
-def pass_all(_campaign: Campaign, _submission: Submission) -> Verdict:
+def pass_all(_campaign: Campaign, _submission: Submission, _facts: Facts) -> Verdict:
     """Decide without rules: every message may be relayed."""
     return Verdict()
+
+
+def mailbox(address: str) -> str:
+    """Return the form of an address used to compare recipients."""
+    return address.strip().casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,3 +283,72 @@ class RecipientRecord:
     next_attempt_at: float
     last_reply: str
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A spooled message with its envelope, for inspection."""
+
+    id: str
+    campaign_id: str
+    client: str
+    mail_from: str
+    content: bytes
+    ingress: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A declaration registered before sending; it wins over declaration headers."""
+
+    client: str  # "*" applies to every client
+    key: str
+    declaration: Declaration
+    created_by: str
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignEvent:
+    """One step of a campaign's timeline."""
+
+    at: float
+    event: str
+    actor: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One mutating API call, allowed or refused."""
+
+    at: float
+    actor: str
+    action: str
+    target: str
+    reason: str
+    outcome: str  # "ok", "refused", "pending"
+    details: Mapping[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+class Role(enum.StrEnum):
+    """What an API token may do."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    SUBMITTER = "submitter"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An API token's identity; the secret itself is never stored."""
+
+    name: str
+    sha256: str
+    roles: frozenset[Role]
+    identity: str | None = None
+    created_at: float = 0.0
+    revoked_at: float | None = None

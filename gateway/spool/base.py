@@ -13,13 +13,20 @@ from typing import Protocol
 
 from gateway.model import (
     Admission,
+    AuditEntry,
     Campaign,
+    CampaignEvent,
+    CampaignState,
     Decide,
     Delivery,
+    Finding,
+    Manifest,
     RecipientRecord,
     RecipientState,
     Settlement,
+    StoredMessage,
     Submission,
+    Token,
 )
 
 
@@ -57,24 +64,67 @@ class Spool(Protocol):
     async def next_due(self) -> float | None:
         """Return when the earliest claimable recipient becomes due, or None."""
 
+    async def count_by_state(self) -> dict[RecipientState, int]:
+        """Return how many recipients sit in each state."""
+
+    # -- campaigns and review ----------------------------------------------------------
+
     async def campaign(self, campaign_id: str) -> Campaign | None:
         """Return one campaign by ID."""
 
     async def find_campaign(self, client: str, key: str) -> Campaign | None:
         """Return the newest campaign with this client and key."""
 
-    async def recipients(
-        self,
-        *,
-        campaign_id: str | None = None,
-        message_id: str | None = None,
-        state: RecipientState | None = None,
-        limit: int = 1000,
-    ) -> list[RecipientRecord]:
-        """Return recipient rows filtered by campaign, message or state."""
+    async def campaigns(
+        self, *, state: CampaignState | None = None, limit: int = 50, before: str | None = None
+    ) -> list[Campaign]:
+        """Return campaigns newest first; `before` is the last ID of the previous page."""
 
-    async def count_by_state(self) -> dict[RecipientState, int]:
-        """Return how many recipients sit in each state."""
+    async def events(self, campaign_id: str) -> list[CampaignEvent]:
+        """Return a campaign's timeline, oldest first."""
+
+    async def recipients(
+        self, *, campaign_id: str | None = None, message_id: str | None = None,
+        state: RecipientState | None = None, limit: int = 1000, after: int = 0,
+    ) -> list[RecipientRecord]:
+        """Return recipient rows by ID order, filtered, starting after row `after`."""
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        """Return one spooled message."""
+
+    async def hold(self, campaign_id: str, finding: Finding, now: float) -> Campaign | None:
+        """Hold a campaign by hand with `finding`; holding a held campaign changes nothing."""
+
+    async def release(
+        self, campaign_id: str, actor: str, now: float, max_recipients: int | None = None
+    ) -> Campaign | None:
+        """Queue held recipients again (compare-and-set, so never twice); see sqlite_review."""
+
+    async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
+        """Discard what has not gone out; later mail for the campaign is refused."""
+
+    async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
+        """Record an approval of a pending release; raise `Conflict` for a repeat approver."""
+
+    async def put_manifest(self, manifest: Manifest) -> None:
+        """Register a declaration that wins over headers."""
+
+    async def set_relay_paused(self, paused: bool, actor: str, reason: str, now: float) -> None:
+        """Pause or resume relaying for every worker sharing this spool."""
+
+    async def relay_paused(self) -> bool:
+        """Tell whether the relay is paused."""
+
+    # -- audit and tokens ---------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> int:
+        """Append to the audit log (durably) and return the entry's ID."""
+
+    async def audit_log(self, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
+        """Return audit entries newest first; `before` is the last ID of the previous page."""
+
+    async def token_by_hash(self, sha256: str) -> Token | None:
+        """Return the live API token with this SHA-256, if any."""
 
 
 def migrations() -> list[tuple[int, str]]:

@@ -12,53 +12,43 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
-from gateway.errors import CampaignRejected, SpoolError, SpoolLocked
+from gateway.errors import SpoolError, SpoolLocked
 from gateway.model import (
-    CLAIMABLE,
     Admission,
+    AuditEntry,
     Campaign,
+    CampaignEvent,
     CampaignState,
-    Counters,
     Decide,
-    Declaration,
     Delivery,
     Finding,
+    Manifest,
     RecipientRecord,
     RecipientState,
     Settlement,
+    StoredMessage,
     Submission,
-    new_id,
+    Token,
 )
+from gateway.spool import sqlite_queue as q
+from gateway.spool import sqlite_review as r
 from gateway.spool.base import migrations
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 log = structlog.get_logger(__name__)
-
-_CAMPAIGN_COLUMNS = (
-    "id, key, client, implicit, state, sender, subject, declared_size, declared_category,"
-    " declared_locale, received, queued, held, relayed, deferred, failed, discarded,"
-    " suppressed, escaped, findings, created_at, updated_at"
-)
-_RECIPIENT_COLUMNS = (
-    "id, message_id, campaign_id, address, state, attempts, next_attempt_at, last_reply, updated_at"
-)
-_CLAIMABLE = tuple(str(state) for state in CLAIMABLE)
 
 
 class _Writer:
@@ -168,10 +158,7 @@ class SqliteSpool:
         self._lock_fd: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA synchronous = FULL")  # WAL + FULL: each COMMIT is durable
-        return conn
+        return connect(self.path)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +166,10 @@ class SqliteSpool:
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode = WAL")
-            _migrate(conn)
-            recovered = _recover_leases(conn)
+            migrate(conn)
+            # The lock file proves no other process is alive to own these leases.
+            with conn:
+                recovered = q.give_back(conn, None)
         finally:
             conn.close()
         if recovered:
@@ -211,6 +200,10 @@ class SqliteSpool:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        result: T = await self._writer.submit(work)
+        return result
+
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None or self._read_conn is None:
             raise SpoolError("the spool is not open")
@@ -223,82 +216,29 @@ class SqliteSpool:
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
+    # -- the queue ----------------------------------------------------------------------
+
     async def accept(
         self, submission: Submission, decide: Decide, implicit_window: float
     ) -> Admission:
-        result: Admission = await self._writer.submit(
-            lambda conn: _accept(conn, submission, decide, implicit_window)
-        )
-        return result
+        return await self._write(lambda c: q.accept(c, submission, decide, implicit_window))
 
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
-        result: list[Delivery] = await self._writer.submit(
-            lambda conn: _claim(conn, owner, now, limit, lease)
-        )
-        return result
+        return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
 
     async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
-        result: int = await self._writer.submit(lambda conn: _settle(conn, owner, settlements, now))
-        return result
+        return await self._write(lambda c: q.settle(c, owner, settlements, now))
 
     async def release_leases(self, owner: str) -> int:
-        result: int = await self._writer.submit(lambda conn: _release(conn, owner))
-        return result
+        return await self._write(lambda c: q.give_back(c, owner))
 
     async def next_due(self) -> float | None:
         def work(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
-                "SELECT MIN(next_attempt_at) FROM recipients WHERE state IN (?, ?)", _CLAIMABLE
+                "SELECT MIN(next_attempt_at) FROM recipients WHERE state IN (?, ?)",
+                q.CLAIMABLE_STATES,
             ).fetchone()
             return None if row[0] is None else float(row[0])
-
-        return await self._read(work)
-
-    async def campaign(self, campaign_id: str) -> Campaign | None:
-        def work(conn: sqlite3.Connection) -> Campaign | None:
-            row = conn.execute(
-                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
-            ).fetchone()
-            return None if row is None else _campaign_from_row(row)
-
-        return await self._read(work)
-
-    async def find_campaign(self, client: str, key: str) -> Campaign | None:
-        def work(conn: sqlite3.Connection) -> Campaign | None:
-            row = conn.execute(
-                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
-                " ORDER BY created_at DESC LIMIT 1",
-                (client, key),
-            ).fetchone()
-            return None if row is None else _campaign_from_row(row)
-
-        return await self._read(work)
-
-    async def recipients(
-        self,
-        *,
-        campaign_id: str | None = None,
-        message_id: str | None = None,
-        state: RecipientState | None = None,
-        limit: int = 1000,
-    ) -> list[RecipientRecord]:
-        clauses, params = [], []
-        for column, value in (
-            ("campaign_id", campaign_id),
-            ("message_id", message_id),
-            ("state", state),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(str(value))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-
-        def work(conn: sqlite3.Connection) -> list[RecipientRecord]:
-            rows = conn.execute(
-                f"SELECT {_RECIPIENT_COLUMNS} FROM recipients {where} ORDER BY id LIMIT ?",
-                (*params, limit),
-            ).fetchall()
-            return [_recipient_from_row(row) for row in rows]
 
         return await self._read(work)
 
@@ -311,8 +251,107 @@ class SqliteSpool:
 
         return await self._read(work)
 
+    # -- campaigns and review -----------------------------------------------------------
 
-def _migrate(conn: sqlite3.Connection) -> None:
+    async def campaign(self, campaign_id: str) -> Campaign | None:
+        return await self._read(lambda c: q.campaign_by_id(c, campaign_id))
+
+    async def find_campaign(self, client: str, key: str) -> Campaign | None:
+        def work(conn: sqlite3.Connection) -> Campaign | None:
+            row = conn.execute(
+                f"SELECT {q.CAMPAIGN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
+                " ORDER BY created_at DESC LIMIT 1",
+                (client, key),
+            ).fetchone()
+            return None if row is None else q.campaign_from_row(row)
+
+        return await self._read(work)
+
+    async def campaigns(
+        self, *, state: CampaignState | None = None, limit: int = 50, before: str | None = None
+    ) -> list[Campaign]:
+        return await self._read(lambda c: r.list_campaigns(c, state, limit, before))
+
+    async def events(self, campaign_id: str) -> list[CampaignEvent]:
+        return await self._read(lambda c: r.events(c, campaign_id))
+
+    async def recipients(
+        self,
+        *,
+        campaign_id: str | None = None,
+        message_id: str | None = None,
+        state: RecipientState | None = None,
+        limit: int = 1000,
+        after: int = 0,
+    ) -> list[RecipientRecord]:
+        clauses, params = ["id > ?"], [str(after)]
+        for column, value in (
+            ("campaign_id", campaign_id),
+            ("message_id", message_id),
+            ("state", state),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(str(value))
+
+        def work(conn: sqlite3.Connection) -> list[RecipientRecord]:
+            rows = conn.execute(
+                f"SELECT {q.RECIPIENT_COLUMNS} FROM recipients WHERE {' AND '.join(clauses)}"
+                " ORDER BY id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [q.recipient_from_row(row) for row in rows]
+
+        return await self._read(work)
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        return await self._read(lambda c: r.message(c, message_id))
+
+    async def hold(self, campaign_id: str, finding: Finding, now: float) -> Campaign | None:
+        return await self._write(lambda c: r.manual_hold(c, campaign_id, finding, now))
+
+    async def release(
+        self, campaign_id: str, actor: str, now: float, max_recipients: int | None = None
+    ) -> Campaign | None:
+        return await self._write(lambda c: r.release(c, campaign_id, actor, now, max_recipients))
+
+    async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
+        return await self._write(lambda c: r.reject(c, campaign_id, actor, now))
+
+    async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
+        return await self._write(lambda c: r.approve_release(c, campaign_id, actor, now))
+
+    async def put_manifest(self, manifest: Manifest) -> None:
+        await self._write(lambda c: r.put_manifest(c, manifest))
+
+    async def set_relay_paused(self, paused: bool, actor: str, reason: str, now: float) -> None:
+        await self._write(lambda c: r.set_relay_paused(c, paused, actor, reason, now))
+
+    async def relay_paused(self) -> bool:
+        return await self._read(q.relay_paused)
+
+    # -- audit and tokens ---------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> int:
+        return await self._write(lambda c: r.append_audit(c, entry))
+
+    async def audit_log(self, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
+        return await self._read(lambda c: r.audit_log(c, limit, before))
+
+    async def token_by_hash(self, sha256: str) -> Token | None:
+        return await self._read(lambda c: r.token_by_hash(c, sha256))
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a connection with the settings every spool connection uses."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA synchronous = FULL")  # WAL + FULL: each COMMIT is durable
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the forward-only migrations this database has not seen yet."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
     current = row[0] or 0
@@ -323,294 +362,3 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 f"BEGIN;\n{sql}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
             )
             log.info("spool_migrated", version=version)
-
-
-def _recover_leases(conn: sqlite3.Connection) -> int:
-    """Give back leases of a previous process: the lock file proves none is alive."""
-    # Counters already count a leased recipient as queued, so only the rows change.
-    conn.execute("BEGIN IMMEDIATE")
-    cursor = conn.execute(
-        "UPDATE recipients SET state = 'queued', lease_owner = NULL, lease_until = NULL"
-        " WHERE state = 'sending'"
-    )
-    conn.execute("COMMIT")
-    return cursor.rowcount
-
-
-def _accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: float) -> Admission:
-    ref = sub.campaign
-    now = sub.received_at
-    if ref.implicit:
-        row = conn.execute(
-            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
-            " AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
-            (ref.client, ref.key, now - window),
-        ).fetchone()
-    else:
-        row = conn.execute(
-            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
-            " ORDER BY created_at DESC LIMIT 1",
-            (ref.client, ref.key),
-        ).fetchone()
-    count = len(sub.rcpt_tos)
-    if row is None:
-        campaign_id = new_id(now)
-        declared = ref.declaration
-        conn.execute(
-            "INSERT INTO campaigns (id, client, key, implicit, state, sender, subject, declared_size,"
-            " declared_category, declared_locale, received, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                campaign_id,
-                ref.client,
-                ref.key,
-                int(ref.implicit),
-                ref.sender,
-                ref.subject,
-                declared.size,
-                declared.category,
-                declared.locale,
-                count,
-                now,
-                now,
-            ),
-        )
-    else:
-        campaign_id = row[0]
-        if row[4] == CampaignState.REJECTED:
-            raise CampaignRejected(campaign_id, ref.key)
-        # A declaration fills what earlier mail left open; conflicts are policy's business.
-        conn.execute(
-            "UPDATE campaigns SET received = received + ?, updated_at = ?,"
-            " declared_size = COALESCE(declared_size, ?),"
-            " declared_category = COALESCE(declared_category, ?),"
-            " declared_locale = COALESCE(declared_locale, ?) WHERE id = ?",
-            (
-                count,
-                now,
-                ref.declaration.size,
-                ref.declaration.category,
-                ref.declaration.locale,
-                campaign_id,
-            ),
-        )
-    campaign = _campaign_from_row(
-        conn.execute(
-            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
-        ).fetchone()
-    )
-    verdict = decide(campaign, sub)
-    if verdict.findings:
-        _add_findings(conn, campaign, verdict.findings)
-    held = verdict.hold or campaign.state == CampaignState.HELD
-    if verdict.hold and campaign.state != CampaignState.HELD:
-        _hold(conn, campaign_id, now)
-    state = RecipientState.HELD if held else RecipientState.QUEUED
-    conn.execute(
-        "INSERT INTO messages (id, campaign_id, client, mail_from, content, size, ingress, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            sub.message_id,
-            campaign_id,
-            sub.client,
-            sub.mail_from,
-            sub.content,
-            len(sub.content),
-            sub.ingress,
-            now,
-        ),
-    )
-    conn.executemany(
-        "INSERT INTO recipients (message_id, campaign_id, address, state, next_attempt_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [(sub.message_id, campaign_id, address, str(state), now, now) for address in sub.rcpt_tos],
-    )
-    column = "held" if held else "queued"
-    conn.execute(f"UPDATE campaigns SET {column} = {column} + ? WHERE id = ?", (count, campaign_id))
-    return Admission(message_id=sub.message_id, campaign_id=campaign_id, held=held)
-
-
-def _hold(conn: sqlite3.Connection, campaign_id: str, now: float) -> None:
-    """Quarantine a campaign: nothing of it that is still waiting may be relayed."""
-    moved = {}
-    for source in CLAIMABLE:
-        moved[source] = conn.execute(
-            "UPDATE recipients SET state = 'held', updated_at = ? WHERE campaign_id = ? AND state = ?",
-            (now, campaign_id, str(source)),
-        ).rowcount
-    queued, deferred = moved[RecipientState.QUEUED], moved[RecipientState.DEFERRED]
-    conn.execute(
-        "UPDATE campaigns SET state = 'held', held = held + ?, queued = queued - ?,"
-        " deferred = deferred - ?, escaped = relayed, updated_at = ? WHERE id = ?",
-        (queued + deferred, queued, deferred, now, campaign_id),
-    )
-
-
-def _add_findings(
-    conn: sqlite3.Connection, campaign: Campaign, findings: Sequence[Finding]
-) -> None:
-    """Merge findings by (rule, kind): a repeat raises its count instead of a new entry."""
-    merged = {(f.rule, f.kind): {**asdict(f), "count": 1} for f in campaign.findings}
-    for finding in findings:
-        entry = merged.get((finding.rule, finding.kind))
-        if entry is None:
-            merged[(finding.rule, finding.kind)] = {**asdict(finding), "count": 1}
-        else:
-            entry.update({**asdict(finding), "count": entry["count"] + 1})
-    conn.execute(
-        "UPDATE campaigns SET findings = ? WHERE id = ?",
-        (json.dumps(list(merged.values())), campaign.id),
-    )
-
-
-def _claim(
-    conn: sqlite3.Connection, owner: str, now: float, limit: int, lease: float
-) -> list[Delivery]:
-    message_ids = [
-        row[0]
-        for row in conn.execute(
-            "SELECT message_id FROM recipients WHERE state IN (?, ?) AND next_attempt_at <= ?"
-            " GROUP BY message_id ORDER BY MIN(next_attempt_at) LIMIT ?",
-            (*_CLAIMABLE, now, limit),
-        )
-    ]
-    if not message_ids:
-        return []
-    marks = ",".join("?" * len(message_ids))
-    by_message: dict[str, list[tuple[int, str, int]]] = {}
-    moved_from_deferred: Counter[str] = Counter()
-    for source in CLAIMABLE:
-        for rid, message_id, campaign_id, address, attempts in conn.execute(
-            "UPDATE recipients SET state = 'sending', lease_owner = ?, lease_until = ?,"
-            f" updated_at = ? WHERE message_id IN ({marks}) AND state = ? AND next_attempt_at <= ?"
-            " RETURNING id, message_id, campaign_id, address, attempts",
-            (owner, now + lease, now, *message_ids, str(source), now),
-        ).fetchall():
-            by_message.setdefault(message_id, []).append((rid, address, attempts))
-            if source == RecipientState.DEFERRED:
-                moved_from_deferred[campaign_id] += 1
-    # Campaign counters treat a leased recipient as queued: it is not delivered yet.
-    for campaign_id, moved in moved_from_deferred.items():
-        conn.execute(
-            "UPDATE campaigns SET deferred = deferred - ?, queued = queued + ? WHERE id = ?",
-            (moved, moved, campaign_id),
-        )
-    deliveries = []
-    for mid, campaign_id, mail_from, content, received_at in conn.execute(
-        f"SELECT id, campaign_id, mail_from, content, received_at FROM messages WHERE id IN ({marks})",
-        message_ids,
-    ):
-        rows = sorted(by_message.get(mid, []))
-        if not rows:
-            continue
-        deliveries.append(
-            Delivery(
-                message_id=mid,
-                campaign_id=campaign_id,
-                mail_from=mail_from,
-                content=bytes(content),
-                recipients=tuple((rid, address) for rid, address, _ in rows),
-                attempts=max(attempts for _, _, attempts in rows),
-                first_attempt_at=received_at,
-            )
-        )
-    return deliveries
-
-
-_SETTLED_COUNTER = {
-    RecipientState.RELAYED: "relayed",
-    RecipientState.DEFERRED: "deferred",
-    RecipientState.FAILED: "failed",
-    RecipientState.QUEUED: "queued",
-}
-
-
-def _settle(
-    conn: sqlite3.Connection, owner: str, settlements: Sequence[Settlement], now: float
-) -> int:
-    changes: Counter[tuple[str, str]] = Counter()
-    changed = 0
-    for item in settlements:
-        row = conn.execute(
-            "UPDATE recipients SET state = ?, attempts = attempts + 1, last_reply = ?,"
-            " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
-            " WHERE id = ? AND state = 'sending' AND lease_owner = ? RETURNING campaign_id",
-            (
-                str(item.state),
-                item.reply,
-                item.next_attempt_at or now,
-                now,
-                item.recipient_id,
-                owner,
-            ),
-        ).fetchone()
-        if row is None:
-            continue  # the lease was lost (expired and taken over): the other owner decides
-        changed += 1
-        changes[(row[0], _SETTLED_COUNTER[item.state])] += 1
-        changes[(row[0], "queued")] -= 1
-    for (campaign_id, column), delta in changes.items():
-        if delta:
-            conn.execute(
-                f"UPDATE campaigns SET {column} = {column} + ?, updated_at = ? WHERE id = ?",
-                (delta, now, campaign_id),
-            )
-    return changed
-
-
-def _release(conn: sqlite3.Connection, owner: str) -> int:
-    return conn.execute(
-        "UPDATE recipients SET state = 'queued', lease_owner = NULL, lease_until = NULL"
-        " WHERE state = 'sending' AND lease_owner = ?",
-        (owner,),
-    ).rowcount
-
-
-def _campaign_from_row(row: Sequence[Any]) -> Campaign:
-    (
-        cid,
-        key,
-        client,
-        implicit,
-        state,
-        sender,
-        subject,
-        size,
-        category,
-        locale,
-        *counts,
-        findings,
-        created_at,
-        updated_at,
-    ) = row
-    return Campaign(
-        id=cid,
-        key=key,
-        client=client,
-        implicit=bool(implicit),
-        state=CampaignState(state),
-        sender=sender,
-        subject=subject,
-        declared=Declaration(size=size, category=category, locale=locale),
-        counters=Counters(*counts),
-        created_at=created_at,
-        updated_at=updated_at,
-        findings=tuple(
-            Finding(**{k: v for k, v in f.items() if k != "count"}) for f in json.loads(findings)
-        ),
-    )
-
-
-def _recipient_from_row(row: Sequence[Any]) -> RecipientRecord:
-    rid, message_id, campaign_id, address, state, attempts, next_at, reply, updated_at = row
-    return RecipientRecord(
-        id=rid,
-        message_id=message_id,
-        campaign_id=campaign_id,
-        address=address,
-        state=RecipientState(state),
-        attempts=attempts,
-        next_attempt_at=next_at,
-        last_reply=reply,
-        updated_at=updated_at,
-    )

@@ -188,7 +188,7 @@ async def test_first_declaration_is_kept_and_later_mail_fills_gaps(spool):
 async def test_decide_sees_counters_including_the_message_and_a_hold_quarantines(spool):
     seen = []
 
-    def hold_past_two(campaign, sub):
+    def hold_past_two(campaign, sub, facts):
         seen.append(campaign.counters.received)
         if campaign.counters.received > 2:
             finding = Finding(

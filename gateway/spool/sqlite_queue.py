@@ -1,0 +1,420 @@
+"""SQLite statements of the message queue: admit, claim, settle, give leases back.
+
+Plain functions on a connection, run by the spool's writer thread inside its group
+transaction. Campaign counters change in the same statement batch as the recipient rows,
+so they can never disagree with them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from gateway.errors import CampaignRejected
+from gateway.model import (
+    CLAIMABLE,
+    Admission,
+    Campaign,
+    CampaignState,
+    Counters,
+    Decide,
+    Declaration,
+    Delivery,
+    Facts,
+    Finding,
+    RecipientRecord,
+    RecipientState,
+    Settlement,
+    Submission,
+    mailbox,
+    new_id,
+)
+
+CAMPAIGN_COLUMNS = (
+    "id, key, client, implicit, state, sender, subject, declared_size, declared_category,"
+    " declared_locale, received, queued, held, relayed, deferred, failed, discarded,"
+    " suppressed, escaped, findings, created_at, updated_at, acknowledged, duplicates,"
+    " sample_message_id, held_at"
+)
+RECIPIENT_COLUMNS = (
+    "id, message_id, campaign_id, address, state, attempts, next_attempt_at, last_reply, updated_at"
+)
+CLAIMABLE_STATES = tuple(str(state) for state in CLAIMABLE)
+
+
+def campaign_by_id(conn: sqlite3.Connection, campaign_id: str) -> Campaign | None:
+    """Read one campaign."""
+    row = conn.execute(
+        f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
+    ).fetchone()
+    return None if row is None else campaign_from_row(row)
+
+
+def add_event(
+    conn: sqlite3.Connection, campaign_id: str, now: float, event: str, actor: str, **details: Any
+) -> None:
+    """Append a step to a campaign's timeline."""
+    conn.execute(
+        "INSERT INTO campaign_events (campaign_id, at, event, actor, details) VALUES (?, ?, ?, ?, ?)",
+        (campaign_id, now, event, actor, json.dumps(details)),
+    )
+
+
+def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: float) -> Admission:
+    """Admit one submission: campaign, counters, decision, message and recipients."""
+    ref = sub.campaign
+    now = sub.received_at
+    row = _current_campaign(conn, ref.client, ref.key, now - window if ref.implicit else None)
+    declared = _with_manifest(conn, ref.client, ref.key, ref.declaration)
+    count = len(sub.rcpt_tos)
+    mailboxes = [mailbox(address) for address in sub.rcpt_tos]
+    if row is None:
+        campaign_id = new_id(now)
+        conn.execute(
+            "INSERT INTO campaigns (id, client, key, implicit, state, sender, subject, declared_size,"
+            " declared_category, declared_locale, received, created_at, updated_at,"
+            " sample_message_id) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                campaign_id,
+                ref.client,
+                ref.key,
+                int(ref.implicit),
+                ref.sender,
+                ref.subject,
+                declared.size,
+                declared.category,
+                declared.locale,
+                count,
+                now,
+                now,
+                sub.message_id,
+            ),
+        )
+        add_event(conn, campaign_id, now, "created", ref.client, message=sub.message_id)
+        known: set[str] = set()
+    else:
+        campaign_id = row[0]
+        if row[4] == CampaignState.REJECTED:
+            raise CampaignRejected(campaign_id, ref.key)
+        # The first declaration seen is kept; a manifest overrides it (DESIGN.md §2).
+        conn.execute(
+            "UPDATE campaigns SET received = received + ?, updated_at = ?,"
+            " declared_size = COALESCE(declared_size, ?),"
+            " declared_category = COALESCE(declared_category, ?),"
+            " declared_locale = COALESCE(declared_locale, ?) WHERE id = ?",
+            (count, now, declared.size, declared.category, declared.locale, campaign_id),
+        )
+        marks = ",".join("?" * len(mailboxes))
+        known = {
+            found
+            for (found,) in conn.execute(
+                f"SELECT mailbox FROM recipients WHERE campaign_id = ? AND mailbox IN ({marks})",
+                (campaign_id, *mailboxes),
+            )
+        }
+    duplicates = _duplicates(mailboxes, known)
+    if duplicates:
+        conn.execute(
+            "UPDATE campaigns SET duplicates = duplicates + ? WHERE id = ?",
+            (len(duplicates), campaign_id),
+        )
+    campaign = campaign_by_id(conn, campaign_id)
+    assert campaign is not None  # noqa: S101 - written above in this transaction
+    verdict = decide(campaign, sub, Facts(duplicates=duplicates))
+    if verdict.findings:
+        add_findings(conn, campaign, verdict.findings)
+    if verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}:
+        rules = [f.rule for f in verdict.findings]
+        hold(conn, campaign, now=now, actor="policy", rules=rules, sample_message_id=sub.message_id)
+    held = verdict.hold or campaign.state is CampaignState.HELD
+    waiting = RecipientState.HELD if held else RecipientState.QUEUED
+    conn.execute(
+        "INSERT INTO messages (id, campaign_id, client, mail_from, content, size, ingress, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sub.message_id,
+            campaign_id,
+            sub.client,
+            sub.mail_from,
+            sub.content,
+            len(sub.content),
+            sub.ingress,
+            now,
+        ),
+    )
+    states = [
+        RecipientState.SUPPRESSED if index in verdict.suppress else waiting
+        for index in range(count)
+    ]
+    conn.executemany(
+        "INSERT INTO recipients (message_id, campaign_id, address, mailbox, state,"
+        " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (sub.message_id, campaign_id, address, box, str(state), now, now)
+            for address, box, state in zip(sub.rcpt_tos, mailboxes, states, strict=True)
+        ],
+    )
+    suppressed = states.count(RecipientState.SUPPRESSED)
+    column = "held" if held else "queued"
+    conn.execute(
+        f"UPDATE campaigns SET {column} = {column} + ?, suppressed = suppressed + ? WHERE id = ?",
+        (count - suppressed, suppressed, campaign_id),
+    )
+    return Admission(message_id=sub.message_id, campaign_id=campaign_id, held=held)
+
+
+def _current_campaign(
+    conn: sqlite3.Connection, client: str, key: str, not_before: float | None
+) -> Sequence[Any] | None:
+    """Find the campaign new mail joins: the newest with this key (within the implicit window)."""
+    if not_before is None:
+        return conn.execute(  # type: ignore[no-any-return]
+            "SELECT id, key, client, implicit, state FROM campaigns WHERE client = ? AND key = ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            (client, key),
+        ).fetchone()
+    return conn.execute(  # type: ignore[no-any-return]
+        "SELECT id, key, client, implicit, state FROM campaigns WHERE client = ? AND key = ?"
+        " AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
+        (client, key, not_before),
+    ).fetchone()
+
+
+def _with_manifest(
+    conn: sqlite3.Connection, client: str, key: str, headers: Declaration
+) -> Declaration:
+    """Overlay a registered manifest (client-specific first, then '*') on header declarations."""
+    row = conn.execute(
+        "SELECT size, category, locale FROM manifests WHERE key = ? AND client IN (?, '*')"
+        " ORDER BY client = '*' LIMIT 1",
+        (key, client),
+    ).fetchone()
+    if row is None:
+        return headers
+    size, category, locale = row
+    return Declaration(
+        size=size if size is not None else headers.size,
+        category=category or headers.category,
+        locale=locale or headers.locale,
+    )
+
+
+def _duplicates(mailboxes: Sequence[str], known: set[str]) -> tuple[int, ...]:
+    """Indexes of recipients already in the campaign or repeated earlier in this message."""
+    seen = set(known)
+    found = []
+    for index, box in enumerate(mailboxes):
+        if box in seen:
+            found.append(index)
+        seen.add(box)
+    return tuple(found)
+
+
+def hold(
+    conn: sqlite3.Connection,
+    campaign: Campaign,
+    *,
+    now: float,
+    actor: str,
+    rules: Sequence[str],
+    sample_message_id: str | None = None,
+) -> None:
+    """Quarantine a campaign: nothing of it that is still waiting may be relayed."""
+    moved = {
+        source: conn.execute(
+            "UPDATE recipients SET state = 'held', updated_at = ? WHERE campaign_id = ? AND state = ?",
+            (now, campaign.id, str(source)),
+        ).rowcount
+        for source in CLAIMABLE
+    }
+    queued, deferred = moved[RecipientState.QUEUED], moved[RecipientState.DEFERRED]
+    # What went out before the first review escaped it; after a release it was approved.
+    escaped = "relayed" if campaign.state is CampaignState.OPEN else "escaped"
+    conn.execute(
+        "UPDATE campaigns SET state = 'held', held = held + ?, queued = queued - ?,"
+        f" deferred = deferred - ?, escaped = {escaped}, held_at = ?, updated_at = ?,"
+        " sample_message_id = COALESCE(?, sample_message_id) WHERE id = ?",
+        (queued + deferred, queued, deferred, now, now, sample_message_id, campaign.id),
+    )
+    add_event(
+        conn, campaign.id, now, "held", actor, rules=list(rules), recipients=queued + deferred
+    )
+
+
+def add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequence[Finding]) -> None:
+    """Merge findings by (rule, kind): a repeat raises its count and refreshes its evidence."""
+    merged = {f.signature: asdict(f) for f in campaign.findings}
+    for finding in findings:
+        earlier = merged.get(finding.signature)
+        count = finding.count + (earlier["count"] if earlier else 0)
+        merged[finding.signature] = {**asdict(finding), "count": count}
+    conn.execute(
+        "UPDATE campaigns SET findings = ? WHERE id = ?",
+        (json.dumps(list(merged.values())), campaign.id),
+    )
+
+
+def claim(
+    conn: sqlite3.Connection, owner: str, now: float, limit: int, lease: float
+) -> list[Delivery]:
+    """Lease due recipients of up to `limit` messages, unless the relay is paused."""
+    if relay_paused(conn):
+        return []
+    message_ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT message_id FROM recipients WHERE state IN (?, ?) AND next_attempt_at <= ?"
+            " GROUP BY message_id ORDER BY MIN(next_attempt_at) LIMIT ?",
+            (*CLAIMABLE_STATES, now, limit),
+        )
+    ]
+    if not message_ids:
+        return []
+    marks = ",".join("?" * len(message_ids))
+    by_message: dict[str, list[tuple[int, str, int]]] = {}
+    moved_from_deferred: Counter[str] = Counter()
+    for source in CLAIMABLE:
+        for rid, message_id, campaign_id, address, attempts in conn.execute(
+            "UPDATE recipients SET state = 'sending', lease_owner = ?, lease_until = ?,"
+            f" updated_at = ? WHERE message_id IN ({marks}) AND state = ? AND next_attempt_at <= ?"
+            " RETURNING id, message_id, campaign_id, address, attempts",
+            (owner, now + lease, now, *message_ids, str(source), now),
+        ).fetchall():
+            by_message.setdefault(message_id, []).append((rid, address, attempts))
+            if source == RecipientState.DEFERRED:
+                moved_from_deferred[campaign_id] += 1
+    # Campaign counters treat a leased recipient as queued: it is not delivered yet.
+    for campaign_id, moved in moved_from_deferred.items():
+        conn.execute(
+            "UPDATE campaigns SET deferred = deferred - ?, queued = queued + ? WHERE id = ?",
+            (moved, moved, campaign_id),
+        )
+    deliveries = []
+    for mid, campaign_id, mail_from, content, received_at in conn.execute(
+        "SELECT id, campaign_id, mail_from, content, received_at FROM messages"
+        f" WHERE id IN ({marks})",
+        message_ids,
+    ):
+        rows = sorted(by_message.get(mid, []))
+        if rows:
+            deliveries.append(
+                Delivery(
+                    message_id=mid,
+                    campaign_id=campaign_id,
+                    mail_from=mail_from,
+                    content=bytes(content),
+                    recipients=tuple((rid, address) for rid, address, _ in rows),
+                    attempts=max(attempts for _, _, attempts in rows),
+                    first_attempt_at=received_at,
+                )
+            )
+    return deliveries
+
+
+def relay_paused(conn: sqlite3.Connection) -> bool:
+    """Tell whether an operator paused the relay (a durable, gateway-wide switch)."""
+    row = conn.execute("SELECT value FROM flags WHERE name = 'relay_paused'").fetchone()
+    return row is not None and bool(json.loads(row[0]).get("paused"))
+
+
+_SETTLED_COUNTER = {
+    RecipientState.RELAYED: "relayed",
+    RecipientState.DEFERRED: "deferred",
+    RecipientState.FAILED: "failed",
+}
+
+
+def settle(
+    conn: sqlite3.Connection, owner: str, settlements: Sequence[Settlement], now: float
+) -> int:
+    """Record outcomes; a row whose lease was lost is left to its new owner."""
+    changes: Counter[tuple[str, str]] = Counter()
+    for item in settlements:
+        row = conn.execute(
+            "UPDATE recipients SET state = ?, attempts = attempts + 1, last_reply = ?,"
+            " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
+            " WHERE id = ? AND state = 'sending' AND lease_owner = ? RETURNING campaign_id",
+            (
+                str(item.state),
+                item.reply,
+                item.next_attempt_at or now,
+                now,
+                item.recipient_id,
+                owner,
+            ),
+        ).fetchone()
+        if row is not None:
+            changes[(row[0], _SETTLED_COUNTER[item.state])] += 1
+            changes[(row[0], "queued")] -= 1
+    for (campaign_id, column), delta in changes.items():
+        if delta:
+            conn.execute(
+                f"UPDATE campaigns SET {column} = {column} + ?, updated_at = ? WHERE id = ?",
+                (delta, now, campaign_id),
+            )
+        if column == "relayed":
+            # Mail that was in flight when its campaign was held escaped the hold too.
+            conn.execute(
+                "UPDATE campaigns SET escaped = escaped + ? WHERE id = ? AND state = 'held'",
+                (delta, campaign_id),
+            )
+    return sum(delta for (_, column), delta in changes.items() if column != "queued")
+
+
+def give_back(conn: sqlite3.Connection, owner: str | None) -> int:
+    """Return leased recipients (of one owner, or all) to the queue, unchanged."""
+    params: tuple[str, ...] = ()
+    if owner is None:
+        where = "state = 'sending'"
+    else:
+        where, params = "state = 'sending' AND lease_owner = ?", (owner,)
+    return conn.execute(
+        "UPDATE recipients SET state = 'queued', lease_owner = NULL, lease_until = NULL"
+        f" WHERE {where}",
+        params,
+    ).rowcount
+
+
+def campaign_from_row(row: Sequence[Any]) -> Campaign:
+    """Build a Campaign from a row of CAMPAIGN_COLUMNS."""
+    (cid, key, client, implicit, state, sender, subject, size, category, locale, *rest) = row
+    counts, rest = rest[:9], rest[9:]
+    findings, created_at, updated_at, acknowledged, duplicates, sample, held_at = rest
+    return Campaign(
+        id=cid,
+        key=key,
+        client=client,
+        implicit=bool(implicit),
+        state=CampaignState(state),
+        sender=sender,
+        subject=subject,
+        declared=Declaration(size=size, category=category, locale=locale),
+        counters=Counters(*counts),
+        created_at=created_at,
+        updated_at=updated_at,
+        findings=tuple(Finding(**f) for f in json.loads(findings)),
+        acknowledged=frozenset(tuple(pair) for pair in json.loads(acknowledged)),
+        duplicates=duplicates,
+        sample_message_id=sample,
+        held_at=held_at,
+    )
+
+
+def recipient_from_row(row: Sequence[Any]) -> RecipientRecord:
+    """Build a RecipientRecord from a row of RECIPIENT_COLUMNS."""
+    rid, message_id, campaign_id, address, state, attempts, next_at, reply, updated_at = row
+    return RecipientRecord(
+        id=rid,
+        message_id=message_id,
+        campaign_id=campaign_id,
+        address=address,
+        state=RecipientState(state),
+        attempts=attempts,
+        next_attempt_at=next_at,
+        last_reply=reply,
+        updated_at=updated_at,
+    )

@@ -1,0 +1,324 @@
+"""SQLite statements of human review: hold, release, reject, manifests, audit, tokens.
+
+Every transition is a compare-and-set on the campaign's state and on the recipients'
+states, so releasing twice, or two operators releasing at once, never queues a recipient
+twice. Plain functions on a connection, like `sqlite_queue`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.errors import Conflict
+from gateway.model import (
+    AuditEntry,
+    Campaign,
+    CampaignEvent,
+    CampaignState,
+    Finding,
+    Manifest,
+    Role,
+    StoredMessage,
+    Token,
+)
+from gateway.spool.sqlite_queue import (
+    CAMPAIGN_COLUMNS,
+    add_event,
+    add_findings,
+    campaign_by_id,
+    campaign_from_row,
+    hold,
+)
+
+
+def manual_hold(
+    conn: sqlite3.Connection, campaign_id: str, finding: Finding, now: float
+) -> Campaign | None:
+    """Hold a campaign by hand (a kill switch); holding a held campaign changes nothing."""
+    campaign = campaign_by_id(conn, campaign_id)
+    if campaign is None or campaign.state is CampaignState.HELD:
+        return campaign
+    if campaign.state is CampaignState.REJECTED:
+        raise Conflict(f"campaign {campaign_id} is rejected; there is nothing left to hold")
+    add_findings(conn, campaign, [finding])
+    actor = str(finding.evidence.get("actor", "operator"))
+    hold(conn, campaign, now=now, actor=actor, rules=[finding.rule])
+    return campaign_by_id(conn, campaign_id)
+
+
+def release(
+    conn: sqlite3.Connection, campaign_id: str, actor: str, now: float, max_recipients: int | None
+) -> Campaign | None:
+    """Queue held recipients again (all, or the oldest `max_recipients`).
+
+    A full release acknowledges the findings the operator was shown; a partial one leaves
+    the campaign held with the rest. Releasing a campaign that is not held does nothing.
+    """
+    campaign = campaign_by_id(conn, campaign_id)
+    if campaign is None or campaign.state is not CampaignState.HELD:
+        return campaign
+    if max_recipients is None:
+        moved = conn.execute(
+            "UPDATE recipients SET state = 'queued', updated_at = ?"
+            " WHERE campaign_id = ? AND state = 'held'",
+            (now, campaign_id),
+        ).rowcount
+    else:
+        moved = conn.execute(
+            "UPDATE recipients SET state = 'queued', updated_at = ? WHERE id IN ("
+            " SELECT id FROM recipients WHERE campaign_id = ? AND state = 'held' ORDER BY id LIMIT ?)",
+            (now, campaign_id, max_recipients),
+        ).rowcount
+    remaining = campaign.counters.held - moved
+    conn.execute(
+        "UPDATE campaigns SET held = held - ?, queued = queued + ?, updated_at = ? WHERE id = ?",
+        (moved, moved, now, campaign_id),
+    )
+    if remaining == 0:
+        acknowledged = sorted(campaign.acknowledged | {f.signature for f in campaign.findings})
+        conn.execute(
+            "UPDATE campaigns SET state = 'released', acknowledged = ?, held_at = NULL WHERE id = ?",
+            (json.dumps(acknowledged), campaign_id),
+        )
+        conn.execute("DELETE FROM release_approvals WHERE campaign_id = ?", (campaign_id,))
+    event = "released" if remaining == 0 else "partially_released"
+    add_event(conn, campaign_id, now, event, actor, recipients=moved, still_held=remaining)
+    return campaign_by_id(conn, campaign_id)
+
+
+def reject(conn: sqlite3.Connection, campaign_id: str, actor: str, now: float) -> Campaign | None:
+    """Discard everything of a campaign that has not gone out; later mail is refused."""
+    campaign = campaign_by_id(conn, campaign_id)
+    if campaign is None or campaign.state is CampaignState.REJECTED:
+        return campaign
+    discarded = {
+        state: conn.execute(
+            "UPDATE recipients SET state = 'discarded', updated_at = ?"
+            " WHERE campaign_id = ? AND state = ?",
+            (now, campaign_id, state),
+        ).rowcount
+        for state in ("held", "queued", "deferred")
+    }
+    conn.execute(
+        "UPDATE campaigns SET state = 'rejected', held = held - ?, queued = queued - ?,"
+        " deferred = deferred - ?, discarded = discarded + ?, held_at = NULL, updated_at = ?"
+        " WHERE id = ?",
+        (
+            discarded["held"],
+            discarded["queued"],
+            discarded["deferred"],
+            sum(discarded.values()),
+            now,
+            campaign_id,
+        ),
+    )
+    conn.execute("DELETE FROM release_approvals WHERE campaign_id = ?", (campaign_id,))
+    add_event(conn, campaign_id, now, "rejected", actor, recipients=sum(discarded.values()))
+    return campaign_by_id(conn, campaign_id)
+
+
+def approve_release(
+    conn: sqlite3.Connection, campaign_id: str, actor: str, now: float
+) -> list[str]:
+    """Record one operator's approval of a pending release; return every approver so far."""
+    try:
+        conn.execute(
+            "INSERT INTO release_approvals (campaign_id, actor, at) VALUES (?, ?, ?)",
+            (campaign_id, actor, now),
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"{actor} already approved the release of {campaign_id}") from None
+    add_event(conn, campaign_id, now, "release_approved", actor)
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT actor FROM release_approvals WHERE campaign_id = ? ORDER BY at", (campaign_id,)
+        )
+    ]
+
+
+def put_manifest(conn: sqlite3.Connection, manifest: Manifest) -> None:
+    """Register a declaration; campaigns that already exist with that key take it at once."""
+    d = manifest.declaration
+    conn.execute(
+        "INSERT INTO manifests (client, key, size, category, locale, created_by, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client, key) DO UPDATE SET size = excluded.size,"
+        " category = excluded.category, locale = excluded.locale,"
+        " created_by = excluded.created_by, updated_at = excluded.updated_at",
+        (
+            manifest.client,
+            manifest.key,
+            d.size,
+            d.category,
+            d.locale,
+            manifest.created_by,
+            manifest.updated_at,
+        ),
+    )
+    scope = "" if manifest.client == "*" else " AND client = ?"
+    params: tuple[Any, ...] = (
+        (manifest.key,) if manifest.client == "*" else (manifest.key, manifest.client)
+    )
+    conn.execute(
+        "UPDATE campaigns SET declared_size = COALESCE(?, declared_size),"
+        " declared_category = COALESCE(?, declared_category),"
+        f" declared_locale = COALESCE(?, declared_locale) WHERE key = ?{scope}",
+        (d.size, d.category, d.locale, *params),
+    )
+
+
+def set_relay_paused(
+    conn: sqlite3.Connection, paused: bool, actor: str, reason: str, now: float
+) -> None:
+    """Pause or resume relaying for the whole gateway (ingest keeps accepting)."""
+    value = json.dumps({"paused": paused, "by": actor, "reason": reason, "at": now})
+    conn.execute(
+        "INSERT INTO flags (name, value) VALUES ('relay_paused', ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (value,),
+    )
+
+
+def list_campaigns(
+    conn: sqlite3.Connection, state: CampaignState | None, limit: int, before: str | None
+) -> list[Campaign]:
+    """Newest first; `before` is the last ID of the previous page."""
+    clauses, params = [], []
+    if state is not None:
+        clauses.append("state = ?")
+        params.append(str(state))
+    if before is not None:
+        clauses.append("id < ?")
+        params.append(before)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(
+        f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns {where} ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [campaign_from_row(row) for row in rows]
+
+
+def events(conn: sqlite3.Connection, campaign_id: str) -> list[CampaignEvent]:
+    """Return a campaign's timeline, oldest first."""
+    return [
+        CampaignEvent(at=at, event=event, actor=actor, details=json.loads(details))
+        for at, event, actor, details in conn.execute(
+            "SELECT at, event, actor, details FROM campaign_events WHERE campaign_id = ? ORDER BY id",
+            (campaign_id,),
+        )
+    ]
+
+
+def message(conn: sqlite3.Connection, message_id: str) -> StoredMessage | None:
+    """One spooled message."""
+    row = conn.execute(
+        "SELECT id, campaign_id, client, mail_from, content, ingress, received_at FROM messages"
+        " WHERE id = ?",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    mid, campaign_id, client, mail_from, content, ingress, received_at = row
+    return StoredMessage(mid, campaign_id, client, mail_from, bytes(content), ingress, received_at)
+
+
+def append_audit(conn: sqlite3.Connection, entry: AuditEntry) -> int:
+    """Append one audit entry; the table refuses updates and deletes."""
+    cursor = conn.execute(
+        "INSERT INTO audit (at, actor, action, target, reason, outcome, details)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.reason,
+            entry.outcome,
+            json.dumps(dict(entry.details)),
+        ),
+    )
+    return cursor.lastrowid or 0
+
+
+def audit_log(conn: sqlite3.Connection, limit: int, before: int | None) -> list[AuditEntry]:
+    """Newest first; `before` is the last ID of the previous page."""
+    rows = conn.execute(
+        "SELECT id, at, actor, action, target, reason, outcome, details FROM audit"
+        " WHERE id < ? ORDER BY id DESC LIMIT ?",
+        (before if before is not None else 2**62, limit),
+    ).fetchall()
+    return [
+        AuditEntry(
+            id=rid,
+            at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            reason=reason,
+            outcome=outcome,
+            details=json.loads(details),
+        )
+        for rid, at, actor, action, target, reason, outcome, details in rows
+    ]
+
+
+def add_token(conn: sqlite3.Connection, token: Token) -> None:
+    """Store a token's hash; a name in use (even revoked) is a conflict."""
+    try:
+        conn.execute(
+            "INSERT INTO tokens (name, sha256, roles, identity, created_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                token.name,
+                token.sha256,
+                json.dumps(sorted(token.roles)),
+                token.identity,
+                token.created_at,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"a token named {token.name!r} exists already") from None
+
+
+def tokens(conn: sqlite3.Connection) -> list[Token]:
+    """Every stored token, revoked ones included."""
+    return [
+        _token(row)
+        for row in conn.execute(
+            "SELECT name, sha256, roles, identity, created_at, revoked_at FROM tokens ORDER BY name"
+        )
+    ]
+
+
+def token_by_hash(conn: sqlite3.Connection, sha256: str) -> Token | None:
+    """Return the live token with this hash, if any."""
+    row = conn.execute(
+        "SELECT name, sha256, roles, identity, created_at, revoked_at FROM tokens"
+        " WHERE sha256 = ? AND revoked_at IS NULL",
+        (sha256,),
+    ).fetchone()
+    return None if row is None else _token(row)
+
+
+def revoke_token(conn: sqlite3.Connection, name: str, now: float) -> bool:
+    """Revoke a token by name; False when there is no live token of that name."""
+    return (
+        conn.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now, name)
+        ).rowcount
+        == 1
+    )
+
+
+def _token(row: Sequence[Any]) -> Token:
+    name, sha256, roles, identity, created_at, revoked_at = row
+    return Token(
+        name=name,
+        sha256=sha256,
+        roles=frozenset(Role(r) for r in json.loads(roles)),
+        identity=identity,
+        created_at=created_at,
+        revoked_at=revoked_at,
+    )
