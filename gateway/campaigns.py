@@ -17,6 +17,7 @@ from email.utils import format_datetime
 
 import structlog
 
+from gateway.metrics import Metrics
 from gateway.mime import HeaderBlock
 from gateway.model import (
     Admission,
@@ -93,10 +94,12 @@ class Admitter:
         *,
         hostname: str = "",
         decide: Decide = pass_all,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         on_admitted: Callable[[Admission], None] | None = None,
     ) -> None:
         self._spool = spool
+        self._metrics = metrics or Metrics.create()
         self._settings = settings
         self._hostname = hostname or socket.getfqdn()
         self._decide = decide
@@ -123,20 +126,34 @@ class Admitter:
             received_at=now,
             ingress=inbound.ingress,
         )
-        admission = await self._spool.accept(
-            submission, self._decide, self._settings.implicit_window
-        )
-        log.info(
-            "message_accepted",
-            message=message_id,
-            campaign=admission.campaign_id,
-            key=ref.key,
-            recipients=len(inbound.rcpt_tos),
-            held=admission.held,
-        )
+        decide = self._decide  # read once: a policy reload swaps it between messages
+        admission = await self._spool.accept(submission, decide, self._settings.implicit_window)
+        self._report(admission, ref.key, len(inbound.rcpt_tos))
         if self._on_admitted is not None:
             self._on_admitted(admission)
         return admission
+
+    def use_decide(self, decide: Decide) -> None:
+        """Switch to another decision function (a reloaded policy set) for later messages."""
+        self._decide = decide
+
+    def _report(self, admission: Admission, key: str, recipients: int) -> None:
+        bound = log.bind(message=admission.message_id, campaign=admission.campaign_id, key=key)
+        bound.info("message_accepted", recipients=recipients, held=admission.held)
+        for finding in admission.findings:
+            self._metrics.policy_findings.labels(rule=finding.rule, mode=finding.mode).inc()
+            bound.info(
+                "policy_finding",
+                rule=finding.rule,
+                kind=finding.kind,
+                mode=finding.mode,
+                finding=finding.message,
+            )
+        if admission.tripped:
+            rules = sorted({f.rule for f in admission.findings if f.mode == "enforce"})
+            for rule in rules:
+                self._metrics.campaign_holds.labels(rule=rule).inc()
+            bound.warning("campaign_held", rules=rules)
 
     def _edit(self, headers: HeaderBlock, message_id: str, now: float, trace: str) -> HeaderBlock:
         """Strip declarations and add what an MTA adds when the sender left it out."""

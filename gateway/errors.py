@@ -2,6 +2,7 @@
 
 SendbrakeError
  ├── ConfigError          a settings or policy file is wrong (names file, line, key)
+ │    └── PolicyError     one or more policy files are wrong; `problems` lists each
  ├── SpoolError           the spool could not commit or read; callers answer 4xx
  │    └── SpoolLocked     another gateway already owns this SQLite spool
  ├── CampaignRejected     mail for a campaign an operator rejected (SMTP 550)
@@ -27,6 +28,18 @@ class ConfigError(SendbrakeError):
         self.where = where
         self.key = key
         self.reason = reason
+
+
+class PolicyError(ConfigError):
+    """The policy directory does not load; every problem is listed, not just the first."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        super().__init__(first.where, first.key, first.reason)
+        self.problems = tuple(problems)
+
+    def __str__(self) -> str:
+        return "\n".join(str(ConfigError.__str__(p)) for p in self.problems)
 
 
 class SpoolError(SendbrakeError):

@@ -23,6 +23,8 @@ class Metrics:
     ingest_duration: Histogram
     relay_duration: Histogram
     upstream_up: Gauge
+    policy_findings: Counter
+    campaign_holds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -62,6 +64,18 @@ class Metrics:
             upstream_up=Gauge(
                 "sendbrake_upstream_up",
                 "1 when the last upstream transaction reached the provider, else 0.",
+                registry=reg,
+            ),
+            policy_findings=Counter(
+                "sendbrake_policy_findings",
+                "Findings raised by policy rules, per message, by rule and mode.",
+                ["rule", "mode"],
+                registry=reg,
+            ),
+            campaign_holds=Counter(
+                "sendbrake_campaign_holds",
+                "Campaigns put on hold, by the rule that held them (manual for operators).",
+                ["rule"],
                 registry=reg,
             ),
         )

@@ -8,8 +8,10 @@ fields, decode only the values asked for, and join the bytes back. Pure function
 
 from __future__ import annotations
 
+import email
 import re
 from dataclasses import dataclass
+from email import policy
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
@@ -81,3 +83,15 @@ def decode_value(raw: bytes) -> str:
         return str(make_header(decode_header(text)))
     except (HeaderParseError, LookupError, UnicodeError, ValueError):
         return text
+
+
+def text_preview(content: bytes, limit: int = 500) -> str:
+    """Return the start of the message's text (plain part preferred), decoded; never raises."""
+    try:
+        message = email.message_from_bytes(content, policy=policy.default)
+        body = message.get_body(preferencelist=("plain", "html"))
+        text = body.get_content() if body is not None else ""
+    except (LookupError, UnicodeError, ValueError, AttributeError, KeyError):
+        return ""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

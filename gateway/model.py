@@ -227,7 +227,9 @@ class Admission:
 
     message_id: str
     campaign_id: str
-    held: bool
+    held: bool  # this message waits in quarantine
+    tripped: bool = False  # this message put its campaign on hold
+    findings: tuple[Finding, ...] = ()  # what the rules said about this message
 
 
 class Outcome(enum.StrEnum):

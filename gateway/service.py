@@ -20,7 +20,11 @@ from aiohttp import web
 from gateway.campaigns import Admitter
 from gateway.ingress.smtp import start_smtp
 from gateway.metrics import Metrics
+from gateway.ops.api import OpsApi
+from gateway.ops.auth import Authenticator
 from gateway.ops.http import create_app
+from gateway.policy.engine import Engine
+from gateway.policy.loader import load_policies
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.worker import Relay
 from gateway.settings import Settings, split_hostport
@@ -54,12 +58,23 @@ class Gateway:
         self.spool = spool or create_spool(settings.spool)
         self.upstream = upstream or create_upstream(settings.upstream)
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
+        self.engine = Engine(load_policies(settings.policies.dir), clock=clock)
         self.admitter = Admitter(
             self.spool,
             settings.campaigns,
             hostname=settings.smtp.hostname or socket.getfqdn(),
+            decide=self.engine.decide,
+            metrics=self.metrics,
             clock=clock,
             on_admitted=lambda _admission: self.relay.wake(),
+        )
+        self.api = OpsApi(
+            self.spool,
+            Authenticator(self.spool, settings.ops.tokens),
+            settings.ops,
+            self.metrics,
+            clock=clock,
+            wake_relay=self.relay.wake,
         )
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
@@ -83,7 +98,10 @@ class Gateway:
             smtp = await start_smtp(self.settings.smtp, self.admitter.admit, self.metrics)
             runner = web.AppRunner(
                 create_app(
-                    self.spool, self.metrics, max_body_size=self.settings.http.max_body_size
+                    self.spool,
+                    self.metrics,
+                    self.api,
+                    max_body_size=self.settings.http.max_body_size,
                 ),
                 access_log=None,
             )
@@ -103,6 +121,8 @@ class Gateway:
                         http="{}:{}".format(*self.addresses.http),
                         upstream=self.settings.upstream.kind,
                         spool=self.settings.spool.url,
+                        policies=self.engine.policies.version,
+                        rules=len(self.engine.policies.rules),
                     )
                     self._ready.set()
                     await self._stop.wait()

@@ -200,6 +200,35 @@ class RelaySettings(_Section):
     )
 
 
+class TokenSettings(_Section):
+    """An API token declared in the config file, by the SHA-256 of its secret."""
+
+    name: str = Field(description="Who uses the token; shown in the audit log.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the token (`sendbrake tokens hash`)."
+    )
+    roles: tuple[Literal["viewer", "operator", "admin", "submitter"], ...] = Field(
+        description="What the token may do."
+    )
+    identity: str | None = Field(None, description="Protected identity the token signs off for.")
+
+
+class OpsSettings(_Section):
+    """The ops API: tokens, release rules, paging."""
+
+    tokens: tuple[TokenSettings, ...] = Field(
+        (), description="API tokens (hashes) besides those added with `sendbrake tokens add`."
+    )
+    two_person_release_above: int = Field(
+        10000,
+        ge=0,
+        description="Releasing more held recipients than this needs two different operators.",
+    )
+    page_size: int = Field(
+        50, gt=0, le=1000, description="Items per page when a list request gives no limit."
+    )
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -225,6 +254,7 @@ class Settings(_Section):
         default_factory=UpstreamSettings, description="Upstream provider."
     )
     relay: RelaySettings = Field(default_factory=RelaySettings, description="Relay workers.")
+    ops: OpsSettings = Field(default_factory=OpsSettings, description="Ops API.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
 

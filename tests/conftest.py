@@ -18,6 +18,8 @@ from gateway.metrics import Metrics
 from gateway.service import Addresses, Gateway
 from tests.fakes.upstream import CapturingUpstream
 
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
 
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
@@ -33,6 +35,7 @@ def make_settings(
     """Settings for a test gateway: ports 0, spool in tmp_path, quick retries."""
     raw: dict[str, Any] = {
         "smtp": {"listen": "127.0.0.1:0", "hostname": "gw.test"},
+        "policies": {"dir": str(POLICIES)},
         "http": {"listen": "127.0.0.1:0"},
         "spool": {"url": f"sqlite:///{tmp_path}/spool.db"},
         "upstream": {"kind": "capture", "outbox": str(tmp_path / "outbox")},

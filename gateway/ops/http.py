@@ -1,7 +1,7 @@
-"""aiohttp application: health checks and Prometheus metrics.
+"""The aiohttp application: health, metrics, the ops API and its OpenAPI document.
 
 Handlers are thin: they read from the spool and the metrics registry and never hold
-state of their own. The ops API of DESIGN.md §4 grows here.
+state of their own.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import SpoolError
 from gateway.metrics import Metrics
+from gateway.ops.api import BASE, OpsApi
+from gateway.ops.openapi import document
+from gateway.ops.problems import problem_middleware
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
@@ -40,12 +43,21 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(spool: Spool, metrics_: Metrics, *, max_body_size: int) -> web.Application:
+async def openapi(_request: web.Request) -> web.Response:
+    """Serve the OpenAPI document of this API."""
+    return web.json_response(document())
+
+
+def create_app(
+    spool: Spool, metrics_: Metrics, api: OpsApi, *, max_body_size: int
+) -> web.Application:
     """Build the aiohttp application with its routes."""
-    app = web.Application(client_max_size=max_body_size)
+    app = web.Application(client_max_size=max_body_size, middlewares=[problem_middleware])
     app[SPOOL] = spool
     app[METRICS] = metrics_
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get(f"{BASE}/openapi.json", openapi)
+    app.router.add_routes(api.routes())
     return app

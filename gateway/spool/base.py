@@ -84,8 +84,13 @@ class Spool(Protocol):
         """Return a campaign's timeline, oldest first."""
 
     async def recipients(
-        self, *, campaign_id: str | None = None, message_id: str | None = None,
-        state: RecipientState | None = None, limit: int = 1000, after: int = 0,
+        self,
+        *,
+        campaign_id: str | None = None,
+        message_id: str | None = None,
+        state: RecipientState | None = None,
+        limit: int = 1000,
+        after: int = 0,
     ) -> list[RecipientRecord]:
         """Return recipient rows by ID order, filtered, starting after row `after`."""
 

@@ -127,7 +127,8 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
     verdict = decide(campaign, sub, Facts(duplicates=duplicates))
     if verdict.findings:
         add_findings(conn, campaign, verdict.findings)
-    if verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}:
+    tripped = verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}
+    if tripped:
         rules = [f.rule for f in verdict.findings]
         hold(conn, campaign, now=now, actor="policy", rules=rules, sample_message_id=sub.message_id)
     held = verdict.hold or campaign.state is CampaignState.HELD
@@ -164,7 +165,13 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
         f"UPDATE campaigns SET {column} = {column} + ?, suppressed = suppressed + ? WHERE id = ?",
         (count - suppressed, suppressed, campaign_id),
     )
-    return Admission(message_id=sub.message_id, campaign_id=campaign_id, held=held)
+    return Admission(
+        message_id=sub.message_id,
+        campaign_id=campaign_id,
+        held=held,
+        tripped=tripped,
+        findings=verdict.findings,
+    )
 
 
 def _current_campaign(

@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers import eventually
 
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
 
 def listening_event(log_path: Path) -> dict[str, str] | None:
     for line in log_path.read_text(encoding="utf-8").splitlines():
@@ -26,9 +28,10 @@ def listening_event(log_path: Path) -> dict[str, str] | None:
 
 @pytest.mark.slow
 async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_cleanly(tmp_path):
-    # Only the ports are overridden (tests never use fixed ports); everything else is default.
+    # Only the ports (tests never use fixed ports) and the policy folder (the run is in an
+    # empty directory) are set; everything else is the embedded default.
     env = {"PATH": os.environ.get("PATH", ""), "SENDBRAKE_SMTP__LISTEN": "127.0.0.1:0",
-           "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0"}
+           "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0", "SENDBRAKE_POLICIES__DIR": str(POLICIES)}
     log_path = tmp_path / "gateway.log"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=tmp_path, env=env,

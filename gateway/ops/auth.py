@@ -1,0 +1,76 @@
+"""Bearer tokens, roles and who may do what.
+
+Tokens are random strings shown once; only their SHA-256 is stored (in the config file or
+in the spool). A fast hash is enough because tokens carry 256 bits of randomness, unlike
+passwords. Tokens added to the spool while the gateway runs work at once: each request
+looks them up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.model import Role
+from gateway.settings import TokenSettings
+from gateway.spool.base import Spool
+
+TOKEN_PREFIX = "sb_"  # noqa: S105 - a visible prefix, not a secret
+
+# What each kind of call needs; admin may do everything.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "read": frozenset({Role.VIEWER, Role.OPERATOR, Role.ADMIN}),
+    "declare": frozenset({Role.SUBMITTER, Role.OPERATOR, Role.ADMIN}),
+    "operate": frozenset({Role.OPERATOR, Role.ADMIN}),
+}
+
+
+def new_token() -> str:
+    """Return a new random API token."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """Return the hex SHA-256 under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name, roles and bound identity."""
+
+    name: str
+    roles: frozenset[Role]
+    identity: str | None = None
+
+    def may(self, permission: str) -> bool:
+        """Tell whether this caller holds a role that grants `permission`."""
+        return bool(self.roles & PERMISSIONS[permission])
+
+
+class Authenticator:
+    """Finds the principal behind a request's bearer token."""
+
+    def __init__(self, spool: Spool, configured: Sequence[TokenSettings]) -> None:
+        self._spool = spool
+        self._configured = {
+            t.sha256: Principal(t.name, frozenset(Role(r) for r in t.roles), t.identity)
+            for t in configured
+        }
+
+    async def principal(self, request: web.Request) -> Principal | None:
+        """Return the caller, or None without a valid token."""
+        scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return None
+        digest = token_hash(secret.strip())
+        for known, principal in self._configured.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        token = await self._spool.token_by_hash(digest)
+        return None if token is None else Principal(token.name, token.roles, token.identity)

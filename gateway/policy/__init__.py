@@ -1,0 +1,1 @@
+"""Policy stage: operators' rule files, and the engine that turns rules into verdicts."""

@@ -1,0 +1,85 @@
+"""The policy engine: run every selected rule's check, in declared order, fail closed.
+
+`decide` runs inside the spool transaction that admits a message, so it is pure and
+quick: counters in, verdict out. A check that raises, or takes longer than its budget,
+produces a finding that holds the campaign (in enforce mode) instead of passing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from gateway.model import Campaign, Facts, Finding, Submission, Verdict
+from gateway.policy.blast import CHECKS, Observation
+from gateway.policy.loader import ActiveRule, PolicySet
+
+log = structlog.get_logger(__name__)
+
+CHECK_BUDGET = 0.05  # seconds; campaign-level checks are counter comparisons
+
+
+class Engine:
+    """Decides for each incoming message of a campaign, with one immutable policy set."""
+
+    def __init__(
+        self,
+        policies: PolicySet,
+        *,
+        clock: Callable[[], float] = time.time,
+        budget: float = CHECK_BUDGET,
+    ) -> None:
+        self.policies = policies
+        self._clock = clock
+        self._budget = budget
+
+    def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:
+        """Evaluate every rule that selects `campaign`; hold on any unacknowledged finding."""
+        findings: list[Finding] = []
+        hold = False
+        suppress: set[int] = set()
+        now = self._clock()
+        for active in self.policies.rules:
+            if not active.rule.when.selects(campaign):
+                continue
+            for observation in self._run(active, campaign, submission, facts):
+                finding = Finding(
+                    rule=active.id,
+                    kind=observation.kind,
+                    mode=active.mode,
+                    message=observation.message,
+                    evidence=observation.evidence,
+                    policy_version=self.policies.version,
+                    at=now,
+                )
+                findings.append(finding)
+                if active.mode != "enforce":
+                    continue
+                if active.action == "suppress" and observation.recipients:
+                    suppress |= observation.recipients
+                elif finding.signature not in campaign.acknowledged:
+                    hold = True
+        return Verdict(hold=hold, findings=tuple(findings), suppress=frozenset(suppress))
+
+    def _run(
+        self, active: ActiveRule, campaign: Campaign, submission: Submission, facts: Facts
+    ) -> list[Observation]:
+        started = time.perf_counter()
+        try:
+            observations = list(CHECKS[type(active.rule)](active.rule, campaign, submission, facts))
+        except Exception as exc:  # fail closed: a broken check holds
+            log.exception("policy_check_crashed", rule=active.id, campaign=campaign.id)
+            error = f"{type(exc).__name__}: {exc}"
+            message = f"rule {active.id} could not be evaluated ({error}); held to be safe"
+            return [Observation(kind="check_failed", message=message, evidence={"error": error})]
+        elapsed = time.perf_counter() - started
+        if elapsed > self._budget:
+            took, budget = round(elapsed * 1000, 1), self._budget * 1000
+            message = (
+                f"rule {active.id} took {took:g} ms, over its {budget:g} ms budget; held to be safe"
+            )
+            evidence = {"elapsed_ms": took, "budget_ms": budget}
+            observations.append(Observation("check_over_budget", message, evidence))
+        return observations
