@@ -76,6 +76,9 @@ class Gateway:
             clock=clock,
             wake_relay=self.relay.wake,
         )
+        self.http_app = create_app(
+            self.spool, self.metrics, self.api, max_body_size=settings.http.max_body_size
+        )
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -96,15 +99,7 @@ class Gateway:
         await self.spool.open()
         try:
             smtp = await start_smtp(self.settings.smtp, self.admitter.admit, self.metrics)
-            runner = web.AppRunner(
-                create_app(
-                    self.spool,
-                    self.metrics,
-                    self.api,
-                    max_body_size=self.settings.http.max_body_size,
-                ),
-                access_log=None,
-            )
+            runner = web.AppRunner(self.http_app, access_log=None)
             await runner.setup()
             host, port = split_hostport(self.settings.http.listen)
             await web.TCPSite(runner, host, port).start()

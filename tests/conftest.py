@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import smtplib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import structlog
 
 from gateway import settings as settings_mod
 from gateway.log import configure
 from gateway.metrics import Metrics
+from gateway.ops.auth import token_hash
 from gateway.service import Addresses, Gateway
 from tests.fakes.upstream import CapturingUpstream
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+# API tokens every test gateway knows (as config-file hashes): name -> (token, roles).
+TOKENS = {
+    "admin": ("sb_test_admin", ["admin"]),
+    "alice": ("sb_test_alice", ["operator"]),
+    "bob": ("sb_test_bob", ["operator"]),
+    "viewer": ("sb_test_viewer", ["viewer"]),
+    "platform": ("sb_test_platform", ["submitter"]),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +48,12 @@ def make_settings(
     raw: dict[str, Any] = {
         "smtp": {"listen": "127.0.0.1:0", "hostname": "gw.test"},
         "policies": {"dir": str(POLICIES)},
+        "ops": {
+            "tokens": [
+                {"name": name, "sha256": token_hash(token), "roles": roles}
+                for name, (token, roles) in TOKENS.items()
+            ]
+        },
         "http": {"listen": "127.0.0.1:0"},
         "spool": {"url": f"sqlite:///{tmp_path}/spool.db"},
         "upstream": {"kind": "capture", "outbox": str(tmp_path / "outbox")},
@@ -85,6 +103,10 @@ class Running:
         host, port = self.addresses.smtp
         return smtplib.SMTP(host, port, timeout=10)
 
+    def api(self, who: str | None = "alice") -> Api:
+        """An HTTP client for the ops API, authenticated as one of TOKENS (or nobody)."""
+        return Api(self.http_url, TOKENS[who][0] if who else None)
+
     async def send(self, mail_from: str, rcpts: list[str], content: bytes) -> Any:
         """Send one message with smtplib in a thread; return sendmail's refusals."""
 
@@ -93,6 +115,36 @@ class Running:
                 return client.sendmail(mail_from, rcpts, content)
 
         return await asyncio.to_thread(work)
+
+
+class Api:
+    """Minimal JSON client: each call returns (status, parsed body)."""
+
+    def __init__(self, base: str, token: str | None) -> None:
+        self.base = base
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def call(
+        self, method: str, path: str, body: Any = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession(headers=self.headers) as http,
+            http.request(method, self.base + path, json=body, **kwargs) as response,
+        ):
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        return await self.call("GET", path, **kwargs)
+
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        return await self.call("POST", path, body, **kwargs)
+
+    async def put(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        return await self.call("PUT", path, body, **kwargs)
 
 
 @contextlib.asynccontextmanager

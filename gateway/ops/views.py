@@ -126,6 +126,10 @@ def encode_cursor(value: str | int) -> str:
 def decode_cursor(cursor: str) -> str:
     """Read a page cursor; raises ValueError when it was not made by `encode_cursor`."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        text = value.decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError("not a cursor from this API") from exc
+    if not text.isalnum():
+        raise ValueError("not a cursor from this API")
+    return text

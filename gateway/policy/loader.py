@@ -115,6 +115,8 @@ def _parse(
     except ValidationError as exc:
         for error in exc.errors():
             loc = _yaml_path(error["loc"])
+            if error["type"].startswith("union_tag"):
+                loc = (*loc, "kind")  # the problem is the rule's kind, not the whole rule
             key = ".".join(loc)
             problems.append(ConfigError(f"{path}:{_line(loc, lines)}", key, _reason(error)))
         return None

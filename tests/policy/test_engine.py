@@ -1,0 +1,170 @@
+"""The engine and the blast-radius checks, as pure functions (no loop, no sockets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.model import (
+    Campaign,
+    CampaignRef,
+    CampaignState,
+    Counters,
+    Declaration,
+    Facts,
+    Submission,
+)
+from gateway.policy import blast
+from gateway.policy.engine import Engine
+from gateway.policy.loader import load_policies
+
+
+def campaign(
+    received: int,
+    declared: int | None = None,
+    *,
+    category: str | None = None,
+    duplicates: int = 0,
+    acknowledged: frozenset[tuple[str, str]] = frozenset(),
+) -> Campaign:
+    return Campaign(
+        id="C1",
+        key="spring",
+        client="127.0.0.0/8",
+        implicit=False,
+        state=CampaignState.OPEN,
+        sender="news@shop.test",
+        subject="Spring",
+        declared=Declaration(size=declared, category=category),
+        counters=Counters(received=received),
+        created_at=0.0,
+        updated_at=0.0,
+        acknowledged=acknowledged,
+        duplicates=duplicates,
+    )
+
+
+SUB = Submission(
+    message_id="M1",
+    client="127.0.0.0/8",
+    mail_from="news@shop.test",
+    rcpt_tos=("a@x.test", "b@x.test", "a@x.test"),
+    content=b"",
+    campaign=CampaignRef(
+        client="127.0.0.0/8",
+        key="spring",
+        implicit=False,
+        sender="news@shop.test",
+        subject="Spring",
+        declaration=Declaration(),
+    ),
+    received_at=0.0,
+)
+
+
+def engine(tmp_path: Path, rules: str, budget: float = 0.05) -> Engine:
+    (tmp_path / "p.yaml").write_text(f"version: 1\nrules:\n{rules}")
+    return Engine(load_policies(tmp_path), clock=lambda: 1234.0, budget=budget)
+
+
+@pytest.mark.parametrize(("received", "held"), [(300, False), (301, True)])
+def test_declared_200_holds_past_declared_times_ratio(tmp_path, received, held):
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size, ratio: 1.5, slack: 50}\n")
+    verdict = e.decide(campaign(received, 200), SUB, Facts())
+    assert verdict.hold is held
+    if held:
+        [finding] = verdict.findings
+        assert (finding.rule, finding.kind, finding.mode) == (
+            "blast",
+            "over_declared_size",
+            "enforce",
+        )
+        assert finding.evidence == {
+            "received": 301,
+            "declared": 200,
+            "ratio": 1.5,
+            "slack": 50,
+            "limit": 300,
+        }
+        assert finding.policy_version == e.policies.version
+        assert finding.at == 1234.0
+        assert "301" in finding.message
+
+
+def test_slack_protects_small_campaigns(tmp_path):
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size, ratio: 1.5, slack: 50}\n")
+    assert not e.decide(campaign(60, 10), SUB, Facts()).hold  # 10 × 1.5 = 15, but 10 + 50 = 60
+    assert e.decide(campaign(61, 10), SUB, Facts()).hold
+
+
+def test_undeclared_limit_only_applies_without_a_declaration(tmp_path):
+    e = engine(tmp_path, "  - {id: u, kind: undeclared_limit, max_recipients: 100}\n")
+    assert not e.decide(campaign(100), SUB, Facts()).hold
+    assert e.decide(campaign(101), SUB, Facts()).findings[0].kind == "undeclared_over_limit"
+    assert not e.decide(campaign(101, declared=1000), SUB, Facts()).hold
+
+
+def test_ceiling_holds_whatever_was_declared(tmp_path):
+    e = engine(tmp_path, "  - {id: c, kind: absolute_ceiling, max_recipients: 1000}\n")
+    assert e.decide(campaign(1001, declared=5000), SUB, Facts()).hold
+
+
+def test_duplicates_hold_or_suppress_only_the_repeats(tmp_path):
+    held = engine(tmp_path, "  - {id: d, kind: duplicate_recipients}\n")
+    verdict = held.decide(campaign(3, duplicates=1), SUB, Facts(duplicates=(2,)))
+    assert verdict.hold
+    assert verdict.findings[0].evidence["sample"] == ["a@x.test"]
+    suppress = engine(tmp_path, "  - {id: d, kind: duplicate_recipients, action: suppress}\n")
+    verdict = suppress.decide(campaign(3, duplicates=1), SUB, Facts(duplicates=(2,)))
+    assert not verdict.hold
+    assert verdict.suppress == {2}
+
+
+def test_shadow_rules_record_but_never_hold(tmp_path):
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size, mode: shadow}\n")
+    verdict = e.decide(campaign(1000, 200), SUB, Facts())
+    assert not verdict.hold
+    assert verdict.findings[0].mode == "shadow"
+
+
+def test_acknowledged_findings_pass_and_new_kinds_hold_again(tmp_path):
+    e = engine(
+        tmp_path,
+        "  - {id: blast, kind: declared_size}\n  - {id: c, kind: absolute_ceiling, max_recipients: 2000}\n",
+    )
+    released = frozenset({("blast", "over_declared_size")})
+    assert not e.decide(campaign(1000, 200, acknowledged=released), SUB, Facts()).hold
+    assert e.decide(campaign(2001, 200, acknowledged=released), SUB, Facts()).hold
+
+
+def test_when_selects_by_category(tmp_path):
+    e = engine(tmp_path, "  - {id: s, kind: declared_size, when: {category: [survey, poll]}}\n")
+    assert e.decide(campaign(1000, 200, category="survey"), SUB, Facts()).hold
+    assert not e.decide(campaign(1000, 200, category="newsletter"), SUB, Facts()).hold
+
+
+def test_a_check_that_crashes_holds_the_campaign(tmp_path, monkeypatch):
+    def broken(*_args):
+        raise ZeroDivisionError("bad arithmetic")
+
+    monkeypatch.setitem(blast.CHECKS, blast.DeclaredSize, broken)
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n")
+    verdict = e.decide(campaign(1, 200), SUB, Facts())
+    assert verdict.hold
+    assert verdict.findings[0].kind == "check_failed"
+    assert "ZeroDivisionError" in verdict.findings[0].message
+
+
+def test_a_check_over_its_time_budget_holds_the_campaign(tmp_path, monkeypatch):
+    def slow(*_args):
+        total = 0
+        for i in range(2_000_000):  # real work, well past a 1 µs budget
+            total += i
+        return []
+
+    monkeypatch.setitem(blast.CHECKS, blast.DeclaredSize, slow)
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n", budget=0.000001)
+    verdict = e.decide(campaign(1, 200), SUB, Facts())
+    assert verdict.hold
+    assert verdict.findings[0].kind == "check_over_budget"
