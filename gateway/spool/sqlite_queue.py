@@ -271,14 +271,17 @@ def claim(
     """Lease due recipients of up to `limit` messages, unless the relay is paused."""
     if relay_paused(conn):
         return []
-    message_ids = [
-        row[0]
-        for row in conn.execute(
-            "SELECT message_id FROM recipients WHERE state IN (?, ?) AND next_attempt_at <= ?"
-            " GROUP BY message_id ORDER BY MIN(next_attempt_at) LIMIT ?",
-            (*CLAIMABLE_STATES, now, limit),
-        )
-    ]
+    # Walk the (state, next_attempt_at) index per state and stop after `limit` rows, so a
+    # claim costs the same however long the backlog is.
+    due: dict[str, float] = {}
+    for source in CLAIMABLE_STATES:
+        for message_id, at in conn.execute(
+            "SELECT message_id, next_attempt_at FROM recipients WHERE state = ?"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (source, now, limit),
+        ):
+            due[message_id] = min(at, due.get(message_id, at))
+    message_ids = sorted(due, key=due.__getitem__)[:limit]
     if not message_ids:
         return []
     marks = ",".join("?" * len(message_ids))
