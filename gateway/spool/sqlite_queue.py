@@ -271,17 +271,7 @@ def claim(
     """Lease due recipients of up to `limit` messages, unless the relay is paused."""
     if relay_paused(conn):
         return []
-    # Walk the (state, next_attempt_at) index per state and stop after `limit` rows, so a
-    # claim costs the same however long the backlog is.
-    due: dict[str, float] = {}
-    for source in CLAIMABLE_STATES:
-        for message_id, at in conn.execute(
-            "SELECT message_id, next_attempt_at FROM recipients WHERE state = ?"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-            (source, now, limit),
-        ):
-            due[message_id] = min(at, due.get(message_id, at))
-    message_ids = sorted(due, key=due.__getitem__)[:limit]
+    message_ids = _due_messages(conn, now, limit)
     if not message_ids:
         return []
     marks = ",".join("?" * len(message_ids))
@@ -323,6 +313,21 @@ def claim(
                 )
             )
     return deliveries
+
+
+def _due_messages(conn: sqlite3.Connection, now: float, limit: int) -> list[str]:
+    """Return up to `limit` messages with due recipients, the longest waiting first."""
+    # Walk the (state, next_attempt_at) index per state and stop after `limit` rows, so a
+    # claim costs the same however long the backlog is.
+    due: dict[str, float] = {}
+    for source in CLAIMABLE_STATES:
+        for message_id, at in conn.execute(
+            "SELECT message_id, next_attempt_at FROM recipients WHERE state = ?"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (source, now, limit),
+        ):
+            due[message_id] = min(at, due.get(message_id, at))
+    return sorted(due, key=due.__getitem__)[:limit]
 
 
 def relay_paused(conn: sqlite3.Connection) -> bool:
