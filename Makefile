@@ -26,9 +26,10 @@ check: $(STAMP)
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-## Regenerate docs/settings.md from the settings models.
+## Regenerate docs/settings.md from the code and docs/api.md's examples from a test run.
 docs: $(STAMP)
 	$(BIN)/sendbrake config docs -o docs/settings.md
+	SENDBRAKE_UPDATE_DOCS=1 $(BIN)/pytest -q tests/ops/test_api_docs.py
 
 ## Throughput benchmark against Postfix's smtp-source/smtp-sink (installs postfix).
 bench: $(STAMP)

@@ -1,0 +1,168 @@
+"""docs/api.md's examples are real exchanges with a running gateway.
+
+This test drives a scenario through the API and renders every request and response. With
+SENDBRAKE_UPDATE_DOCS=1 (`make docs`) it rewrites the examples section of docs/api.md;
+otherwise it fails when the committed examples no longer match what the API answers
+(IDs, times and durations aside, which differ on every run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import TOKENS, run_gateway
+from tests.e2e.test_relay import message
+from tests.helpers import eventually
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+START, END = "<!-- examples:start -->", "<!-- examples:end -->"
+VOLATILE = [
+    (re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b"), "<id>"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "<time>"),
+    (re.compile(r"\b\d{10}\.\d+\b"), "<epoch>"),
+    (re.compile(r"(cursor=|\"next\": \")[A-Za-z0-9_-]+"), r"\1<cursor>"),
+    (re.compile(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}"), "<date>"),
+    (re.compile(r"\"size\": \d+,\n(\s+)\"preview\""), r'"size": <n>,\n\1"preview"'),
+]
+
+
+class Recorder:
+    """Calls the API and keeps each exchange as Markdown."""
+
+    def __init__(self, gw) -> None:
+        self.gw = gw
+        self.parts: list[str] = []
+
+    async def call(
+        self, title: str, who: str | None, method: str, path: str, body: Any = None
+    ) -> Any:
+        status, answer = await self.gw.api(who).call(method, path, body)
+        request = f"{method} {path}\n"
+        if who:
+            request += f"Authorization: Bearer <{who}'s token: {', '.join(TOKENS[who][1])}>\n"
+        if body is not None:
+            request += "Content-Type: application/json\n\n" + json.dumps(body, indent=2) + "\n"
+        response = json.dumps(answer, indent=2, ensure_ascii=False)
+        self.parts.append(
+            f"### {title}\n\n```http\n{request}```\n\n`{status}`\n\n```json\n{response}\n```\n"
+        )
+        return answer
+
+
+def normalise(text: str) -> str:
+    for pattern, replacement in VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream):
+    settings = settings_for(upstream.port, ops={"two_person_release_above": 50})
+    async with run_gateway(settings) as gw:
+        rec = Recorder(gw)
+        await rec.call(
+            "Declare a campaign before sending (manifest)",
+            "platform",
+            "PUT",
+            "/api/v1/campaigns/spring-sale",
+            {
+                "size": 20,
+                "category": "newsletter",
+                "locale": "en",
+                "reason": "spring sale, list v3",
+            },
+        )
+        content = message(
+            subject="Spring sale: 20% off",
+            body="Hello!\r\n\r\nOur spring sale starts today.",
+            X_Campaign_ID="spring-sale",
+        )
+        await gw.send("news@shop.test", [f"customer{i}@example.org" for i in range(40)], content)
+        await gw.send(
+            "news@shop.test", [f"customer{i}@example.org" for i in range(40, 120)], content
+        )
+        campaign = await gw.spool.find_campaign("127.0.0.0/8", "spring-sale")
+        base = f"/api/v1/campaigns/{campaign.id}"
+        await eventually(lambda: _relayed(gw, base, 40))  # the first 40 went out before the hold
+        await rec.call(
+            "List held campaigns", "viewer", "GET", "/api/v1/campaigns?state=held&limit=10"
+        )
+        await rec.call(
+            "Inspect a campaign: findings, sample message, timeline", "viewer", "GET", base
+        )
+        await rec.call(
+            "Page through its held recipients",
+            "viewer",
+            "GET",
+            f"{base}/recipients?state=held&limit=2",
+        )
+        await rec.call(
+            "Without a token: 401", None, "POST", f"{base}/release", {"reason": "looks fine"}
+        )
+        await rec.call(
+            "A viewer may not release: 403",
+            "viewer",
+            "POST",
+            f"{base}/release",
+            {"reason": "looks fine"},
+        )
+        await rec.call(
+            "Invalid input names the field: 422",
+            "alice",
+            "POST",
+            f"{base}/release",
+            {"max_recipients": 0},
+        )
+        await rec.call(
+            "Release a sample of 5 first",
+            "alice",
+            "POST",
+            f"{base}/release",
+            {"reason": "send 5 and check the rendering", "max_recipients": 5},
+        )
+        await eventually(lambda: _relayed(gw, base, 45))  # the sample went out
+        await rec.call(
+            "Releasing more than ops.two_person_release_above needs a second operator: 202",
+            "alice",
+            "POST",
+            f"{base}/release",
+            {"reason": "rendering is fine, list checked"},
+        )
+        await rec.call(
+            "The second operator's release sends the rest",
+            "bob",
+            "POST",
+            f"{base}/release",
+            {"reason": "agreed with alice"},
+        )
+        await rec.call(
+            "Pause all relaying (ingest keeps accepting)",
+            "alice",
+            "POST",
+            "/api/v1/relay/pause",
+            {"reason": "provider incident"},
+        )
+        await rec.call(
+            "Resume", "alice", "POST", "/api/v1/relay/resume", {"reason": "provider recovered"}
+        )
+        await rec.call("The audit log, newest first", "viewer", "GET", "/api/v1/audit?limit=4")
+
+    fresh = "\n".join(rec.parts)
+    text = DOC.read_text(encoding="utf-8")
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    if os.environ.get("SENDBRAKE_UPDATE_DOCS"):
+        DOC.write_text(f"{head}{START}\n\n{fresh}\n{END}{tail}", encoding="utf-8")
+        return
+    committed = rest.partition(END)[0].strip()
+    assert normalise(committed) == normalise(fresh.strip()), (
+        "run `make docs` to refresh docs/api.md"
+    )
+
+
+async def _relayed(gw, path: str, count: int) -> bool:
+    _, campaign = await gw.api().get(path)
+    return campaign["counters"]["relayed"] == count
