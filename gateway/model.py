@@ -195,6 +195,8 @@ class Facts:
 
     # Indexes into rcpt_tos of recipients already in the campaign or repeated within it.
     duplicates: tuple[int, ...] = ()
+    # (field, campaign's value, this message's value) where its declaration headers disagree.
+    conflicts: tuple[tuple[str, Any, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +261,7 @@ class Delivery:
     content: bytes
     recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
     attempts: int
-    first_attempt_at: float  # when the message was received; bounds the retry age
+    queued_at: float  # when these recipients entered the queue; relay.max_age counts from here
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,10 @@ class Engine:
         hold = False
         suppress: set[int] = set()
         now = self._clock()
+        if facts.conflicts:  # DESIGN.md §2: conflicting declarations are a finding
+            finding = conflicting_declaration(facts, self.policies.version, now)
+            findings.append(finding)
+            hold = finding.signature not in campaign.acknowledged
         for active in self.policies.rules:
             if not active.rule.when.selects(campaign):
                 continue
@@ -83,3 +87,17 @@ class Engine:
             evidence = {"elapsed_ms": took, "budget_ms": budget}
             observations.append(Observation("check_over_budget", message, evidence))
         return observations
+
+
+def conflicting_declaration(facts: Facts, version: str, now: float) -> Finding:
+    """Describe declaration headers that disagree with what the campaign declared before."""
+    parts = [f"{field} {sent!r} (campaign: {kept!r})" for field, kept, sent in facts.conflicts]
+    return Finding(
+        rule="declaration",
+        kind="conflicting_declaration",
+        mode="enforce",
+        message="this message declares " + ", ".join(parts) + "; the first declaration is kept",
+        evidence={field: {"kept": kept, "sent": sent} for field, kept, sent in facts.conflicts},
+        policy_version=version,
+        at=now,
+    )

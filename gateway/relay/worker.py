@@ -44,7 +44,7 @@ def plan_settlements(
 ) -> list[Settlement]:
     """Decide, per recipient, what the upstream's answer means for the spool."""
     attempt = delivery.attempts + 1
-    too_old = now - delivery.first_attempt_at >= settings.max_age
+    too_old = now - delivery.queued_at >= settings.max_age
     out = []
     for (recipient_id, _address), result in zip(delivery.recipients, results, strict=True):
         if result.outcome is Outcome.DELIVERED:

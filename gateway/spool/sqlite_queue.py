@@ -43,6 +43,10 @@ CAMPAIGN_COLUMNS = (
 RECIPIENT_COLUMNS = (
     "id, message_id, campaign_id, address, state, attempts, next_attempt_at, last_reply, updated_at"
 )
+# What admission needs of the campaign new mail joins.
+_JOIN_COLUMNS = (
+    "id, key, client, implicit, state, declared_size, declared_category, declared_locale"
+)
 CLAIMABLE_STATES = tuple(str(state) for state in CLAIMABLE)
 
 
@@ -69,7 +73,9 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
     ref = sub.campaign
     now = sub.received_at
     row = _current_campaign(conn, ref.client, ref.key, now - window if ref.implicit else None)
-    declared = _with_manifest(conn, ref.client, ref.key, ref.declaration)
+    manifest = _manifest(conn, ref.client, ref.key)
+    declared = _overlay(manifest, ref.declaration)
+    conflicts: tuple[tuple[str, Any, Any], ...] = ()
     count = len(sub.rcpt_tos)
     mailboxes = [mailbox(address) for address in sub.rcpt_tos]
     if row is None:
@@ -100,6 +106,7 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
         campaign_id = row[0]
         if row[4] == CampaignState.REJECTED:
             raise CampaignRejected(campaign_id, ref.key)
+        conflicts = _conflicts(Declaration(*row[5:8]), ref.declaration, manifest)
         # The first declaration seen is kept; a manifest overrides it (DESIGN.md §2).
         conn.execute(
             "UPDATE campaigns SET received = received + ?, updated_at = ?,"
@@ -124,7 +131,7 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
         )
     campaign = campaign_by_id(conn, campaign_id)
     assert campaign is not None  # noqa: S101 - written above in this transaction
-    verdict = decide(campaign, sub, Facts(duplicates=duplicates))
+    verdict = decide(campaign, sub, Facts(duplicates=duplicates, conflicts=conflicts))
     if verdict.findings:
         add_findings(conn, campaign, verdict.findings)
     tripped = verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}
@@ -153,9 +160,9 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
     ]
     conn.executemany(
         "INSERT INTO recipients (message_id, campaign_id, address, mailbox, state,"
-        " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " next_attempt_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (sub.message_id, campaign_id, address, box, str(state), now, now)
+            (sub.message_id, campaign_id, address, box, str(state), now, now, now)
             for address, box, state in zip(sub.rcpt_tos, mailboxes, states, strict=True)
         ],
     )
@@ -180,34 +187,50 @@ def _current_campaign(
     """Find the campaign new mail joins: the newest with this key (within the implicit window)."""
     if not_before is None:
         return conn.execute(  # type: ignore[no-any-return]
-            "SELECT id, key, client, implicit, state FROM campaigns WHERE client = ? AND key = ?"
+            f"SELECT {_JOIN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
             " ORDER BY created_at DESC LIMIT 1",
             (client, key),
         ).fetchone()
     return conn.execute(  # type: ignore[no-any-return]
-        "SELECT id, key, client, implicit, state FROM campaigns WHERE client = ? AND key = ?"
+        f"SELECT {_JOIN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
         " AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
         (client, key, not_before),
     ).fetchone()
 
 
-def _with_manifest(
-    conn: sqlite3.Connection, client: str, key: str, headers: Declaration
-) -> Declaration:
-    """Overlay a registered manifest (client-specific first, then '*') on header declarations."""
+def _manifest(conn: sqlite3.Connection, client: str, key: str) -> Declaration | None:
+    """Return the registered manifest for this key (client-specific first, then '*')."""
     row = conn.execute(
         "SELECT size, category, locale FROM manifests WHERE key = ? AND client IN (?, '*')"
         " ORDER BY client = '*' LIMIT 1",
         (key, client),
     ).fetchone()
-    if row is None:
+    return None if row is None else Declaration(*row)
+
+
+def _overlay(manifest: Declaration | None, headers: Declaration) -> Declaration:
+    """Let the manifest's fields win over the headers' where it sets them."""
+    if manifest is None:
         return headers
-    size, category, locale = row
     return Declaration(
-        size=size if size is not None else headers.size,
-        category=category or headers.category,
-        locale=locale or headers.locale,
+        size=manifest.size if manifest.size is not None else headers.size,
+        category=manifest.category or headers.category,
+        locale=manifest.locale or headers.locale,
     )
+
+
+def _conflicts(
+    kept: Declaration, sent: Declaration, manifest: Declaration | None
+) -> tuple[tuple[str, Any, Any], ...]:
+    """Return (field, kept, sent) where this message declares otherwise than its campaign."""
+    found = []
+    for field in ("size", "category", "locale"):
+        if manifest is not None and getattr(manifest, field) is not None:
+            continue  # the manifest decides this field; what the headers say does not matter
+        old, new = getattr(kept, field), getattr(sent, field)
+        if old is not None and new is not None and str(old).casefold() != str(new).casefold():
+            found.append((field, old, new))
+    return tuple(found)
 
 
 def _duplicates(mailboxes: Sequence[str], known: set[str]) -> tuple[int, ...]:
@@ -275,16 +298,16 @@ def claim(
     if not message_ids:
         return []
     marks = ",".join("?" * len(message_ids))
-    by_message: dict[str, list[tuple[int, str, int]]] = {}
+    by_message: dict[str, list[tuple[int, str, int, float]]] = {}
     moved_from_deferred: Counter[str] = Counter()
     for source in CLAIMABLE:
-        for rid, message_id, campaign_id, address, attempts in conn.execute(
+        for rid, message_id, campaign_id, address, attempts, queued_at in conn.execute(
             "UPDATE recipients SET state = 'sending', lease_owner = ?, lease_until = ?,"
             f" updated_at = ? WHERE message_id IN ({marks}) AND state = ? AND next_attempt_at <= ?"
-            " RETURNING id, message_id, campaign_id, address, attempts",
+            " RETURNING id, message_id, campaign_id, address, attempts, queued_at",
             (owner, now + lease, now, *message_ids, str(source), now),
         ).fetchall():
-            by_message.setdefault(message_id, []).append((rid, address, attempts))
+            by_message.setdefault(message_id, []).append((rid, address, attempts, queued_at))
             if source == RecipientState.DEFERRED:
                 moved_from_deferred[campaign_id] += 1
     # Campaign counters treat a leased recipient as queued: it is not delivered yet.
@@ -294,9 +317,8 @@ def claim(
             (moved, moved, campaign_id),
         )
     deliveries = []
-    for mid, campaign_id, mail_from, content, received_at in conn.execute(
-        "SELECT id, campaign_id, mail_from, content, received_at FROM messages"
-        f" WHERE id IN ({marks})",
+    for mid, campaign_id, mail_from, content in conn.execute(
+        f"SELECT id, campaign_id, mail_from, content FROM messages WHERE id IN ({marks})",
         message_ids,
     ):
         rows = sorted(by_message.get(mid, []))
@@ -307,9 +329,9 @@ def claim(
                     campaign_id=campaign_id,
                     mail_from=mail_from,
                     content=bytes(content),
-                    recipients=tuple((rid, address) for rid, address, _ in rows),
-                    attempts=max(attempts for _, _, attempts in rows),
-                    first_attempt_at=received_at,
+                    recipients=tuple((rid, address) for rid, address, _, _ in rows),
+                    attempts=max(row[2] for row in rows),
+                    queued_at=min(row[3] for row in rows),
                 )
             )
     return deliveries

@@ -62,15 +62,15 @@ def release(
         return campaign
     if max_recipients is None:
         moved = conn.execute(
-            "UPDATE recipients SET state = 'queued', updated_at = ?"
+            "UPDATE recipients SET state = 'queued', updated_at = ?, queued_at = ?"
             " WHERE campaign_id = ? AND state = 'held'",
-            (now, campaign_id),
+            (now, now, campaign_id),
         ).rowcount
     else:
         moved = conn.execute(
-            "UPDATE recipients SET state = 'queued', updated_at = ? WHERE id IN ("
+            "UPDATE recipients SET state = 'queued', updated_at = ?, queued_at = ? WHERE id IN ("
             " SELECT id FROM recipients WHERE campaign_id = ? AND state = 'held' ORDER BY id LIMIT ?)",
-            (now, campaign_id, max_recipients),
+            (now, now, campaign_id, max_recipients),
         ).rowcount
     remaining = campaign.counters.held - moved
     conn.execute(

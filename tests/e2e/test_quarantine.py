@@ -270,3 +270,21 @@ async def test_paused_relay_keeps_accepting_and_resumes_where_it_stopped(setting
         assert (status, body["paused"]) == (200, False)
         await eventually(lambda: len(upstream.recipients) == 40)
     assert sorted(upstream.recipients) == sorted(rcpts)
+
+
+async def test_conflicting_declarations_inside_one_campaign_hold_it(settings_for, upstream):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        await push(gw, 3, 1, declared=200)
+        await push(gw, 1, 1, declared=20000, start=3)  # someone changed the plan mid-send
+        campaign_id = (await only_campaign(gw))["id"]
+        campaign = await eventually(lambda: settled(gw, campaign_id))
+    assert campaign["state"] == "held"
+    assert campaign["declared"]["size"] == 200
+    [finding] = campaign["findings"]
+    assert finding["kind"] == "conflicting_declaration"
+    assert finding["evidence"] == {"size": {"kept": 200, "sent": 20000}}
+    assert sorted(upstream.recipients) == [
+        "user0@example.org",
+        "user1@example.org",
+        "user2@example.org",
+    ]

@@ -168,3 +168,15 @@ def test_a_check_over_its_time_budget_holds_the_campaign(tmp_path, monkeypatch):
     verdict = e.decide(campaign(1, 200), SUB, Facts())
     assert verdict.hold
     assert verdict.findings[0].kind == "check_over_budget"
+
+
+def test_conflicting_declarations_hold_until_acknowledged(tmp_path):
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n")
+    facts = Facts(conflicts=(("size", 200, 250),))
+    verdict = e.decide(campaign(10, 200), SUB, facts)
+    assert verdict.hold
+    [finding] = verdict.findings
+    assert (finding.rule, finding.kind) == ("declaration", "conflicting_declaration")
+    assert finding.evidence == {"size": {"kept": 200, "sent": 250}}
+    acknowledged = frozenset({("declaration", "conflicting_declaration")})
+    assert not e.decide(campaign(10, 200, acknowledged=acknowledged), SUB, facts).hold

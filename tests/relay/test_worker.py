@@ -44,7 +44,7 @@ def delivery(attempts: int = 0, received_at: float = 1000.0) -> Delivery:
         content=b"",
         recipients=((1, "a@x.test"), (2, "b@x.test"), (3, "c@x.test")),
         attempts=attempts,
-        first_attempt_at=received_at,
+        queued_at=received_at,
     )
 
 

@@ -214,3 +214,31 @@ async def test_count_by_state_reports_every_state(spool):
     assert counts[RecipientState.QUEUED] == 2
     assert counts[RecipientState.RELAYED] == 0
     assert set(counts) == set(RecipientState)
+
+
+async def test_time_on_hold_does_not_count_towards_the_retry_age(spool):
+    def hold_all(campaign, sub, facts):
+        return Verdict(
+            hold=True, findings=(Finding(rule="r", kind="k", mode="enforce", message="m"),)
+        )
+
+    admission = await spool.accept(submission(["a@x.test"]), hold_all, WINDOW)
+    ten_days_later = NOW + 10 * 86400
+    await spool.release(admission.campaign_id, "alice", ten_days_later)
+    [delivery] = await spool.claim("w1", ten_days_later, 10, 60)
+    assert delivery.queued_at == ten_days_later
+
+
+async def test_a_message_declaring_otherwise_than_its_campaign_is_reported(spool):
+    seen = []
+
+    def record(campaign, sub, facts):
+        seen.append(facts.conflicts)
+        return Verdict()
+
+    await spool.accept(submission(["a@x.test"], size=200), record, WINDOW)
+    await spool.accept(submission(["b@x.test"], size=250), record, WINDOW)
+    await spool.accept(submission(["c@x.test"]), record, WINDOW)  # no declaration: no conflict
+    assert seen == [(), (("size", 200, 250),), ()]
+    campaign = await spool.find_campaign("127.0.0.0/8", "spring")
+    assert campaign.declared.size == 200

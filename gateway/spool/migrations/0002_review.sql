@@ -6,6 +6,10 @@ ALTER TABLE campaigns ADD COLUMN held_at REAL;
 
 ALTER TABLE recipients ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
 UPDATE recipients SET mailbox = lower(trim(address));
+-- When the recipient last entered the queue (receipt or release): relay.max_age counts
+-- from here, so time spent on hold never uses up the retry budget.
+ALTER TABLE recipients ADD COLUMN queued_at REAL NOT NULL DEFAULT 0;
+UPDATE recipients SET queued_at = updated_at;
 CREATE INDEX recipients_by_mailbox ON recipients (campaign_id, mailbox);
 
 -- Declarations registered before sending; client '*' applies to every client.
