@@ -9,15 +9,26 @@ import yaml
 
 
 def sendbrake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_config_show_prints_effective_yaml_with_secrets_masked(tmp_path):
     path = tmp_path / "sendbrake.yaml"
     path.write_text("upstream:\n  kind: smtp\n  username: relay\n  password: s3cret\n")
-    result = sendbrake("config", "show", "--config", str(path),
-                       env={"SENDBRAKE_SMTP__LISTEN": "127.0.0.1:2626", "PATH": ""})
+    result = sendbrake(
+        "config",
+        "show",
+        "--config",
+        str(path),
+        env={"SENDBRAKE_SMTP__LISTEN": "127.0.0.1:2626", "PATH": ""},
+    )
     assert result.returncode == 0, result.stderr
     shown = yaml.safe_load(result.stdout)
     assert shown["smtp"]["listen"] == "127.0.0.1:2626"

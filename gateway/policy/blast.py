@@ -117,7 +117,7 @@ def duplicate_recipients(
         Observation(
             kind="duplicate_recipients",
             message=(
-                f"{campaign.duplicates} recipients of this campaign were already sent to "
+                f"{campaign.duplicates} of this campaign's recipients received it more than once "
                 f"(allowed: {rule.max_duplicates})"
             ),
             evidence={

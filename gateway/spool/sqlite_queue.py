@@ -137,7 +137,15 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
     tripped = verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}
     if tripped:
         rules = [f.rule for f in verdict.findings]
-        hold(conn, campaign, now=now, actor="policy", rules=rules, sample_message_id=sub.message_id)
+        hold(
+            conn,
+            campaign,
+            now=now,
+            actor="policy",
+            rules=rules,
+            sample_message_id=sub.message_id,
+            incoming=count - len(verdict.suppress),
+        )
     held = verdict.hold or campaign.state is CampaignState.HELD
     waiting = RecipientState.HELD if held else RecipientState.QUEUED
     conn.execute(
@@ -252,6 +260,7 @@ def hold(
     actor: str,
     rules: Sequence[str],
     sample_message_id: str | None = None,
+    incoming: int = 0,
 ) -> None:
     """Quarantine a campaign: nothing of it that is still waiting may be relayed."""
     moved = {
@@ -270,9 +279,8 @@ def hold(
         " sample_message_id = COALESCE(?, sample_message_id) WHERE id = ?",
         (queued + deferred, queued, deferred, now, now, sample_message_id, campaign.id),
     )
-    add_event(
-        conn, campaign.id, now, "held", actor, rules=list(rules), recipients=queued + deferred
-    )
+    held = queued + deferred + incoming  # incoming: the tripping message, stored right after
+    add_event(conn, campaign.id, now, "held", actor, rules=list(rules), recipients=held)
 
 
 def add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequence[Finding]) -> None:

@@ -4,6 +4,8 @@ It records every transaction it accepts. Knobs:
 - `rcpt_replies[address]`: the reply to RCPT TO for that address (e.g. "550 5.1.1 no").
 - `fail_next(n, reply)`: answer DATA with `reply` for the next n transactions.
 - `hang`: accept connections and never send the greeting or answer.
+- `ack_delay`: seconds between taking a message and answering 250, like a provider's own
+  commit; a gateway killed in that gap sends the message again.
 - `stop()` / `start()`: go down and come back on the same port.
 """
 
@@ -48,6 +50,8 @@ class _Handler:
             )
         )
         self.up.changed.set()
+        if self.up.ack_delay:
+            await asyncio.sleep(self.up.ack_delay)
         return "250 2.0.0 Ok: queued"
 
 
@@ -61,6 +65,7 @@ class CapturingUpstream:
         self.data_failure_reply = "451 4.3.0 try again"
         self.attempts = 0
         self.connections = 0
+        self.ack_delay = 0.0
         self.hang = False
         self.port = 0
         self.changed = asyncio.Event()

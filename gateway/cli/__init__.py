@@ -1,6 +1,8 @@
-"""The `sendbrake` command: serve, and inspect the configuration.
+"""The `sendbrake` command: serve, check configuration and policies, manage tokens, review.
 
-Commands are thin: they load settings once, configure logging, and call the service.
+Commands are thin: they load settings once, configure logging, and call the service, the
+policy loader, the spool's token table, or the ops HTTP API. Each group lives in its own
+module; this one holds the entry point, `serve`, `config` and `policies`.
 """
 
 from __future__ import annotations
@@ -14,17 +16,12 @@ import click
 import yaml
 
 from gateway import __version__, log, settings
-from gateway.errors import ConfigError, SendbrakeError
+from gateway.cli.common import CONFIG_HELP, config_option, fail, load_settings, plural
+from gateway.cli.review import campaigns, relay
+from gateway.cli.tokens import tokens_group
+from gateway.errors import PolicyError, SendbrakeError
+from gateway.policy.loader import load_policies
 from gateway.service import Gateway
-
-CONFIG_HELP = "Settings file (default: $SENDBRAKE_CONFIG, else built-in defaults)."
-
-
-def _load(config: Path | None) -> settings.Settings:
-    try:
-        return settings.load(config)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,7 +34,7 @@ def main() -> None:
 @click.option("--config", "-c", type=click.Path(path_type=Path, dir_okay=False), help=CONFIG_HELP)
 def serve(config: Path | None) -> None:
     """Run the gateway: SMTP ingress, relay workers and the HTTP surface."""
-    cfg = _load(config)
+    cfg = load_settings(config)
     log.configure(cfg.log.format, cfg.log.level)
     gateway = Gateway(cfg)
 
@@ -66,7 +63,7 @@ def config() -> None:
 )
 def config_show(path: Path | None) -> None:
     """Print the effective configuration as YAML, secrets masked."""
-    data = settings.effective(_load(path))
+    data = settings.effective(load_settings(path))
     click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
 
 
@@ -85,3 +82,32 @@ def config_docs(output: Path | None) -> None:
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
+
+
+@main.group()
+def policies() -> None:
+    """Check policy files."""
+
+
+@policies.command("check")
+@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@config_option
+def policies_check(directory: Path | None, config_path: Path | None) -> None:
+    """Validate DIRECTORY (default: policies.dir) as the gateway would load it."""
+    if directory is None:
+        directory = load_settings(config_path).policies.dir
+    try:
+        loaded = load_policies(directory)
+    except PolicyError as exc:
+        problems = plural(len(exc.problems), "problem")
+        fail(*(str(p) for p in exc.problems), f"error: {directory}: {problems}; nothing loaded")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"error: cannot read the policies in {directory}: {exc}")
+    files = ", ".join(loaded.files) or f"no *.yaml files in {directory}"
+    rules = plural(len(loaded.rules), "rule")
+    click.echo(f"policies OK: {rules} from {files} (version {loaded.version})")
+
+
+main.add_command(tokens_group)
+main.add_command(campaigns)
+main.add_command(relay)
