@@ -241,7 +241,7 @@ async def test_invalid_input_names_each_wrong_field(settings_for):
         result = await sendbrake(gw, "campaigns", "release", campaign_id, "--reason", "")
     assert result.exit_code == 1
     first, *fields = result.stderr.splitlines()
-    assert first.startswith("error: 422 Unprocessable ")  # Entity or Content by Python version
+    assert first.startswith("error: 422 Unprocessable Content: ")
     assert first.endswith(": invalid input: reason")
     assert fields[0].startswith("  reason: ")
 

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 log = structlog.get_logger(__name__)
 
 PROBLEM_TYPE = "https://sendbrake.dev/problems/"
+# RFC 9110 names, fixed here so titles do not change with the Python version.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 CONTENT_TYPE = "application/problem+json"
 
 
@@ -46,7 +48,7 @@ class Problem(Exception):
         """Render as an aiohttp response."""
         body: dict[str, Any] = {
             "type": PROBLEM_TYPE + self.slug,
-            "title": HTTPStatus(self.status).phrase,
+            "title": _TITLES.get(self.status) or HTTPStatus(self.status).phrase,
             "status": self.status,
             "detail": self.detail,
             "instance": instance,

@@ -55,7 +55,11 @@ def load_policies(directory: Path) -> PolicySet:
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
     for path in paths:
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(ConfigError(str(path), "", f"cannot read the file: {exc}"))
+            continue
         digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
         parsed = _parse(path, text, problems)
         if parsed is None:

@@ -118,3 +118,11 @@ def test_every_problem_of_every_file_is_reported_at_once(tmp_path):
 def test_a_missing_policy_directory_is_an_error_not_an_empty_policy(tmp_path):
     with pytest.raises(PolicyError, match="no such policy directory"):
         load_policies(tmp_path / "absent")
+
+
+def test_a_file_that_is_not_utf8_is_reported_not_a_crash(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes("version: 1\n# Grüße\n".encode("latin-1"))
+    with pytest.raises(PolicyError) as error:
+        load_policies(tmp_path)
+    assert error.value.problems[0].where == str(tmp_path / "latin1.yaml")
+    assert "cannot read the file" in error.value.problems[0].reason
