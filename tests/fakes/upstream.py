@@ -4,6 +4,8 @@ It records every transaction it accepts. Knobs:
 - `rcpt_replies[address]`: the reply to RCPT TO for that address (e.g. "550 5.1.1 no").
 - `fail_next(n, reply)`: answer DATA with `reply` for the next n transactions.
 - `hang`: accept connections and never send the greeting or answer.
+- `tls` (an ssl.SSLContext): offer STARTTLS, or with `implicit_tls` speak TLS from the
+  first byte; `credentials` ({user: password}): require AUTH (only over TLS).
 - `ack_delay`: seconds between taking a message and answering 250, like a provider's own
   commit; a gateway killed in that gap sends the message again.
 - `stop()` / `start()`: go down and come back on the same port.
@@ -12,9 +14,11 @@ It records every transaction it accepts. Knobs:
 from __future__ import annotations
 
 import asyncio
+import ssl
+import warnings
 from dataclasses import dataclass, field
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 
 @dataclass
@@ -23,6 +27,8 @@ class Transaction:
     rcpt_tos: list[str]
     content: bytes
     mail_options: list[str] = field(default_factory=list)
+    tls: bool = False
+    user: str | None = None
 
 
 class _Handler:
@@ -47,6 +53,8 @@ class _Handler:
                 list(envelope.rcpt_tos),
                 envelope.original_content,
                 list(envelope.mail_options),
+                tls=server.transport.get_extra_info("ssl_object") is not None,
+                user=session.auth_data.login.decode() if session.authenticated else None,
             )
         )
         self.up.changed.set()
@@ -66,6 +74,9 @@ class CapturingUpstream:
         self.attempts = 0
         self.connections = 0
         self.ack_delay = 0.0
+        self.tls: ssl.SSLContext | None = None
+        self.implicit_tls = False
+        self.credentials: dict[str, str] | None = None
         self.hang = False
         self.port = 0
         self.changed = asyncio.Event()
@@ -88,10 +99,31 @@ class CapturingUpstream:
             self.connections += 1
             if self.hang:
                 return _Silent(self._hung)
-            return SMTP(handler, enable_SMTPUTF8=True, hostname="upstream.test", loop=loop)
+            with warnings.catch_warnings():
+                # aiosmtpd warns about AUTH without TLS: it cannot see implicit TLS.
+                warnings.simplefilter("ignore", UserWarning)
+                return SMTP(
+                    handler,
+                    enable_SMTPUTF8=True,
+                    hostname="upstream.test",
+                    loop=loop,
+                    tls_context=None if self.implicit_tls else self.tls,
+                    authenticator=self._authenticate if self.credentials else None,
+                    auth_required=self.credentials is not None,
+                    # aiosmtpd cannot see implicit TLS (it wraps below it); the socket is TLS.
+                    auth_require_tls=not self.implicit_tls,
+                )
 
-        self._server = await loop.create_server(factory, "127.0.0.1", self.port)
+        server_tls = self.tls if self.implicit_tls else None
+        self._server = await loop.create_server(factory, "127.0.0.1", self.port, ssl=server_tls)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = (
+            self.credentials is not None
+            and self.credentials.get(auth_data.login.decode()) == auth_data.password.decode()
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     async def stop(self) -> None:
         if self._server is not None:
