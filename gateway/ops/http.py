@@ -6,6 +6,8 @@ state of their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.ops.api import BASE, OpsApi
 from gateway.ops.openapi import document
 from gateway.ops.problems import problem_middleware
+from gateway.ops.segments_api import SegmentsApi
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
@@ -49,7 +52,7 @@ async def openapi(_request: web.Request) -> web.Response:
 
 
 def create_app(
-    spool: Spool, metrics_: Metrics, api: OpsApi, *, max_body_size: int
+    spool: Spool, metrics_: Metrics, apis: Sequence[OpsApi | SegmentsApi], *, max_body_size: int
 ) -> web.Application:
     """Build the aiohttp application with its routes."""
     app = web.Application(client_max_size=max_body_size, middlewares=[problem_middleware])
@@ -59,5 +62,6 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
-    app.router.add_routes(api.routes())
+    for api in apis:
+        app.router.add_routes(api.routes())
     return app
