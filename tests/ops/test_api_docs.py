@@ -44,6 +44,7 @@ class Recorder:
         method: str,
         path: str,
         body: Any = None,
+        *,
         text: str | None = None,
         content_type: str = "text/plain",
     ) -> Any:
