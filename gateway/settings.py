@@ -117,6 +117,9 @@ class SpoolSettings(_Section):
         0.0, description="Extra time the writer waits to gather more commits into one fsync."
     )
     max_batch: int = Field(256, gt=0, description="Most writes grouped into one commit.")
+    busy_timeout: Duration = Field(
+        5.0, description="How long a write waits for a lock another process holds on the spool."
+    )
 
 
 class CampaignSettings(_Section):

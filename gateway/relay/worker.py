@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from gateway.errors import SpoolError
 from gateway.metrics import Metrics
 from gateway.model import Delivery, Outcome, RecipientResult, RecipientState, Settlement, new_id
 from gateway.relay.upstream import Upstream
@@ -110,12 +111,18 @@ class Relay:
                 free = self._settings.concurrency - self._inflight
                 claimed: list[Delivery] = []
                 if free > 0:
-                    claimed = await self._spool.claim(
-                        self.owner,
-                        self._clock(),
-                        min(free, self._settings.batch_size),
-                        self._settings.lease,
-                    )
+                    try:
+                        claimed = await self._spool.claim(
+                            self.owner,
+                            self._clock(),
+                            min(free, self._settings.batch_size),
+                            self._settings.lease,
+                        )
+                    except SpoolError as exc:
+                        # The spool will come back (disk freed, database restarted); the
+                        # relay must still be there when it does.
+                        log.warning("relay_claim_failed", error=str(exc))
+                        free = 0
                 for delivery in claimed:
                     self._inflight += 1
                     tasks.create_task(self._deliver(delivery))
@@ -126,7 +133,10 @@ class Relay:
     async def _idle(self, may_claim: bool) -> None:
         timeout = self._settings.poll_interval
         if may_claim:
-            due = await self._spool.next_due()
+            try:
+                due = await self._spool.next_due()
+            except SpoolError:
+                due = None
             if due is not None:
                 timeout = min(timeout, max(due - self._clock(), _MIN_WAIT))
         with contextlib.suppress(TimeoutError):

@@ -34,6 +34,7 @@ def create_spool(settings: SpoolSettings) -> Spool:
             sqlite_path(settings.url),
             commit_delay=settings.commit_delay,
             max_batch=settings.max_batch,
+            busy_timeout=settings.busy_timeout,
         )
     if scheme in {"postgresql", "postgres"}:
         raise ConfigError(

@@ -121,9 +121,13 @@ class _Writer:
                 try:
                     results.append((True, work(conn)))
                     conn.execute("RELEASE unit")
-                except Exception as exc:  # noqa: BLE001 - handed to the caller's future
+                except Exception as exc:
+                    if not conn.in_transaction:
+                        raise  # SQLite rolled everything back (disk full, I/O): all units fail
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = SpoolError(f"spool write failed: {exc}")
                     results.append((False, exc))
             conn.execute("COMMIT")
             self.commits += 1
@@ -152,7 +156,15 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 class SqliteSpool:
     """The Spool protocol on one SQLite database file."""
 
-    def __init__(self, path: Path, *, commit_delay: float = 0.0, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        commit_delay: float = 0.0,
+        max_batch: int = 256,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self._busy_timeout = busy_timeout
         self.path = path
         self._writer = _Writer(self._connect, commit_delay, max_batch)
         self._reader: ThreadPoolExecutor | None = None
@@ -160,7 +172,7 @@ class SqliteSpool:
         self._lock_fd: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.path)
+        return connect(self.path, self._busy_timeout)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -383,10 +395,10 @@ class SqliteSpool:
         return await self._read(lambda c: r.token_by_hash(c, sha256))
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
     """Open a connection with the settings every spool connection uses."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA synchronous = FULL")  # WAL + FULL: each COMMIT is durable
     return conn
 

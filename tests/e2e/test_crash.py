@@ -17,13 +17,10 @@ the spool. The number of duplicates is printed and recorded as a test property.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import smtplib
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +34,7 @@ from gateway.model import RecipientState
 from gateway.spool import SqliteSpool
 from tests.fakes.upstream import CapturingUpstream
 from tests.helpers import eventually
+from tests.process import GatewayProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -52,65 +50,6 @@ KILL_AFTER = 300  # kill once the upstream got this many and half the messages g
 # is quicker, to keep the test short.
 DELAY_BEFORE_KILL = 0.02
 DELAY_AFTER_KILL = 0.005
-
-
-class GatewayProcess:
-    """One `sendbrake serve` subprocess whose stdout and stderr go to a log file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                out.append(event)
-        return out
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events()
-            if e.get("level") in {"error", "critical"} or e.get("event") == "relay_delivery_crashed"
-        ]
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    async def smtp_address(self) -> tuple[str, int]:
-        def listening() -> dict[str, Any] | None:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{self.tail()}")
-            return next((e for e in self.events() if e.get("event") == "listening"), None)
-
-        event = await eventually(listening, timeout=15, message="gateway did not start listening")
-        assert event is not None
-        host, _, port = str(event["smtp"]).rpartition(":")
-        return host, int(port)
-
-    async def wait(self, timeout: float) -> int:
-        return await asyncio.to_thread(self.proc.wait, timeout)
-
-    def close(self) -> None:
-        """Teardown: make sure the process is gone, whatever happened."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
 
 
 @contextmanager

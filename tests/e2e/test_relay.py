@@ -171,9 +171,12 @@ async def test_client_outside_allowed_networks_cannot_relay(settings_for):
     assert text.startswith(b"5.7.1")
 
 
-async def test_a_failed_spool_commit_answers_451_and_keeps_nothing(settings_for, upstream):
+async def test_a_failed_spool_commit_answers_451_keeps_nothing_and_the_gateway_recovers(
+    settings_for, upstream
+):
     async with run_gateway(settings_for(upstream.port)) as gw:
         await gw.send("news@shop.test", ["first@example.org"], message())
+        await eventually(lambda: upstream.recipients == ["first@example.org"])
         # Make the real database full: every further commit fails like a full disk would.
         await gw.spool._writer.submit(
             lambda conn: conn.execute(
@@ -194,7 +197,13 @@ async def test_a_failed_spool_commit_answers_451_and_keeps_nothing(settings_for,
         assert refused.value.smtp_code == 451
         assert refused.value.smtp_error.startswith(b"4.3.0")
         rows = await gw.spool.recipients()
-    assert [r.address for r in rows] == ["first@example.org"]
+        assert [r.address for r in rows] == ["first@example.org"]
+        # Space again: the client's retry is accepted and relayed; nothing died meanwhile.
+        await gw.spool._writer.submit(
+            lambda conn: conn.execute("PRAGMA max_page_count = 1073741823")
+        )
+        await asyncio.to_thread(send)
+        await eventually(lambda: upstream.recipients == ["first@example.org", "second@example.org"])
 
 
 async def test_capture_upstream_writes_eml_files_with_the_envelope(settings_for, tmp_path):

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import smtplib
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import eventually
-
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
-
-
-def listening_event(log_path: Path) -> dict[str, str] | None:
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("{"):
-            event = json.loads(line)
-            if event.get("event") == "listening":
-                return event
-    return None
+from tests.process import REPO, GatewayProcess
 
 
 @pytest.mark.slow
@@ -34,23 +20,14 @@ async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_clean
         "PATH": os.environ.get("PATH", ""),
         "SENDBRAKE_SMTP__LISTEN": "127.0.0.1:0",
         "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0",
-        "SENDBRAKE_POLICIES__DIR": str(POLICIES),
+        "SENDBRAKE_POLICIES__DIR": str(REPO / "policies"),
     }
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    gateway = GatewayProcess(env, tmp_path / "gateway.log", cwd=tmp_path)
     try:
-        event = await eventually(lambda: listening_event(log_path), timeout=20)
+        event = await gateway.listening()
         assert event["upstream"] == "capture"
         assert event["spool"] == "sqlite:///var/spool.db"
-        host, port = event["smtp"].rsplit(":", 1)
-        with smtplib.SMTP(host, int(port), timeout=10) as client:
+        with smtplib.SMTP(*await gateway.smtp_address(), timeout=10) as client:
             client.sendmail(
                 "me@example.com",
                 ["you@example.com"],
@@ -59,8 +36,8 @@ async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_clean
         [eml] = await eventually(lambda: list((tmp_path / "var" / "outbox").glob("*.eml")))
         assert b"Subject: hello from the quickstart" in eml.read_bytes()
         assert (tmp_path / "var" / "spool.db").exists()
+        gateway.proc.send_signal(signal.SIGTERM)
+        assert await gateway.wait(timeout=20) == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=20)
-    assert code == 0
-    assert '"event": "shutdown_complete"' in log_path.read_text()
+        gateway.close()
+    assert any(e["event"] == "shutdown_complete" for e in gateway.events())

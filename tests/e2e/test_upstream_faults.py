@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import sqlite3
+
 import pytest
 
+from gateway.log import configure
 from gateway.model import RecipientState
 from tests.conftest import run_gateway
 from tests.e2e.test_relay import message
@@ -122,3 +126,29 @@ async def test_a_recipient_deferred_past_the_maximum_age_fails(settings_for, ups
     assert failed[0].attempts >= 2
     assert "gave up" in failed[0].last_reply
     assert upstream.recipients == []
+
+
+async def test_the_relay_survives_a_spool_that_cannot_commit_and_resumes(
+    settings_for, upstream, tmp_path
+):
+    upstream.fail_next(1)
+    log = io.StringIO()
+    configure("json", "warning", stream=log)
+    settings = settings_for(
+        upstream.port,
+        relay={"retry_base": "300ms", "retry_jitter": 0},
+        spool={"busy_timeout": "100ms"},
+    )
+    async with run_gateway(settings) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message())
+        await eventually(lambda: gw.spool.recipients(state=RecipientState.DEFERRED))
+        # Another process locks the database before the retry is due (a backup tool, say):
+        # the claim cannot commit, and the relay must still be there afterwards.
+        blocker = sqlite3.connect(tmp_path / "spool.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            await eventually(lambda: "relay_claim_failed" in log.getvalue(), timeout=5)
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        await eventually(lambda: upstream.recipients == ["a@example.org"], timeout=5)
