@@ -59,6 +59,7 @@ class Gateway:
         self.upstream = upstream or create_upstream(settings.upstream)
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
         self.engine = Engine(load_policies(settings.policies.dir), clock=clock)
+        self.metrics.declare_rules(self.engine.rule_modes())
         self.admitter = Admitter(
             self.spool,
             settings.campaigns,
@@ -77,7 +78,11 @@ class Gateway:
             wake_relay=self.relay.wake,
         )
         self.http_app = create_app(
-            self.spool, self.metrics, self.api, max_body_size=settings.http.max_body_size
+            self.spool,
+            self.metrics,
+            self.api,
+            max_body_size=settings.http.max_body_size,
+            clock=clock,
         )
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()

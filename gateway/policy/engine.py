@@ -19,6 +19,7 @@ from gateway.policy.loader import ActiveRule, PolicySet
 log = structlog.get_logger(__name__)
 
 CHECK_BUDGET = 0.05  # seconds; campaign-level checks are counter comparisons
+DECLARATION_RULE = "declaration"  # the built-in rule of conflicting declarations
 
 
 class Engine:
@@ -34,6 +35,10 @@ class Engine:
         self.policies = policies
         self._clock = clock
         self._budget = budget
+
+    def rule_modes(self) -> list[tuple[str, str]]:
+        """Every rule id this engine can report findings for, with its mode."""
+        return [(DECLARATION_RULE, "enforce"), *((r.id, r.mode) for r in self.policies.rules)]
 
     def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:
         """Evaluate every rule that selects `campaign`; hold on any unacknowledged finding."""
@@ -93,7 +98,7 @@ def conflicting_declaration(facts: Facts, version: str, now: float) -> Finding:
     """Describe declaration headers that disagree with what the campaign declared before."""
     parts = [f"{field} {sent!r} (campaign: {kept!r})" for field, kept, sent in facts.conflicts]
     return Finding(
-        rule="declaration",
+        rule=DECLARATION_RULE,
         kind="conflicting_declaration",
         mode="enforce",
         message="this message declares " + ", ".join(parts) + "; the first declaration is kept",
