@@ -163,3 +163,42 @@ async def test_scraped_metrics_equal_a_scripted_scenario_and_held_gauges_survive
     async with run_gateway(settings, clock=clock) as gw:
         after = held_state(await scrape(gw))
     assert after == before
+
+
+async def test_upstream_up_reads_zero_while_the_provider_is_unreachable_and_one_again_after(
+    settings_for, upstream
+):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        assert (await scrape(gw))[("sendbrake_upstream_up", ())] == 1  # nothing tried yet
+        await upstream.stop()
+        await send(gw, "alerts", ["ops@example.org"])
+
+        async def up_is(value: int) -> bool:
+            return (await scrape(gw))[("sendbrake_upstream_up", ())] == value
+
+        await eventually(lambda: up_is(0), timeout=30, message="upstream_up never fell to 0")
+        await upstream.start()
+        await eventually(lambda: up_is(1), timeout=30, message="upstream_up never came back")
+        values = await scrape(gw)
+    assert values[("sendbrake_recipients_relayed_total", (("outcome", "deferred"),))] >= 1
+    assert values[("sendbrake_recipients_relayed_total", (("outcome", "delivered"),))] == 1
+
+
+async def test_shadow_findings_are_counted_by_rule_and_mode_without_a_hold(
+    settings_for, upstream, tmp_path
+):
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.yaml").write_text(
+        "version: 1\nrules:\n"
+        "  - {id: blast-declared, kind: declared_size, ratio: 1.5, slack: 50, mode: shadow}\n"
+    )
+    shadow = ("sendbrake_policy_findings_total", (("mode", "shadow"), ("rule", "blast-declared")))
+    async with run_gateway(settings_for(upstream.port, policies={"dir": str(policies)})) as gw:
+        assert (await scrape(gw))[shadow] == 0  # the series exists before the first finding
+        await send(gw, "survey", addresses("s", 60), declared=5)
+        await send(gw, "survey", addresses("t", 10), declared=5)
+        values = await scrape(gw)
+    assert values[shadow] == 2
+    assert values[("sendbrake_campaigns_held", ())] == 0
+    assert not [key for key in values if key[0] == "sendbrake_campaign_holds_total" and values[key]]
