@@ -22,13 +22,14 @@ from gateway.mime import HeaderBlock
 from gateway.model import (
     Admission,
     CampaignRef,
-    Decide,
+    Decider,
     Declaration,
     Inbound,
+    PassAll,
     Submission,
     new_id,
-    pass_all,
 )
+from gateway.segments import address_hash, normalise_address
 from gateway.settings import CampaignSettings
 from gateway.spool.base import Spool
 
@@ -43,6 +44,12 @@ __all__ = ["DECLARATION_HEADERS", "Admitter", "normalise_subject", "resolve"]
 def normalise_subject(subject: str) -> str:
     """Fold case and whitespace so that cosmetic differences do not split a campaign."""
     return _SPACES.sub(" ", subject).strip().casefold()
+
+
+def comparable(address: str, casefold_local: bool = True) -> str:
+    """Return how a recipient is compared with others and with segments."""
+    # An address a segment could not hold still needs a stable form for duplicates.
+    return normalise_address(address, casefold_local) or address.strip().casefold()
 
 
 def read_declaration(headers: HeaderBlock) -> Declaration:
@@ -93,7 +100,8 @@ class Admitter:
         settings: CampaignSettings,
         *,
         hostname: str = "",
-        decide: Decide = pass_all,
+        decider: Decider | None = None,
+        casefold_local: bool = True,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         on_admitted: Callable[[Admission], None] | None = None,
@@ -102,7 +110,8 @@ class Admitter:
         self._metrics = metrics or Metrics.create()
         self._settings = settings
         self._hostname = hostname or socket.getfqdn()
-        self._decide = decide
+        self._decider: Decider = decider or PassAll()
+        self._casefold = casefold_local
         self._clock = clock
         self._on_admitted = on_admitted
         self._strip = frozenset(
@@ -116,6 +125,7 @@ class Admitter:
         headers = HeaderBlock.parse(inbound.content)
         ref = resolve(headers, inbound, self._settings)
         content = self._edit(headers, message_id, now, inbound.trace).to_bytes()
+        mailboxes = tuple(comparable(rcpt, self._casefold) for rcpt in inbound.rcpt_tos)
         submission = Submission(
             message_id=message_id,
             client=inbound.client,
@@ -125,17 +135,19 @@ class Admitter:
             campaign=ref,
             received_at=now,
             ingress=inbound.ingress,
+            mailboxes=mailboxes,
+            hashes=tuple(address_hash(box) for box in mailboxes),
         )
-        decide = self._decide  # read once: a policy reload swaps it between messages
-        admission = await self._spool.accept(submission, decide, self._settings.implicit_window)
+        decider = self._decider  # read once: a policy reload swaps it between messages
+        admission = await self._spool.accept(submission, decider, self._settings.implicit_window)
         self._report(admission, ref.key, len(inbound.rcpt_tos))
         if self._on_admitted is not None:
             self._on_admitted(admission)
         return admission
 
-    def use_decide(self, decide: Decide) -> None:
-        """Switch to another decision function (a reloaded policy set) for later messages."""
-        self._decide = decide
+    def use_decider(self, decider: Decider) -> None:
+        """Switch to another decider (a reloaded policy set) for later messages."""
+        self._decider = decider
 
     def _report(self, admission: Admission, key: str, recipients: int) -> None:
         bound = log.bind(message=admission.message_id, campaign=admission.campaign_id, key=key)

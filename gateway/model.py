@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -131,6 +131,10 @@ class Submission:
     campaign: CampaignRef
     received_at: float
     ingress: str = "smtp"
+    # Per recipient, in rcpt_tos order: the normalised address and its 64-bit hash, which
+    # is how duplicates and segment membership are looked up.
+    mailboxes: tuple[str, ...] = ()
+    hashes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,15 @@ class Campaign:
 
 
 @dataclass(frozen=True, slots=True)
+class Needs:
+    """What the rules that select a campaign need the spool to look up before deciding."""
+
+    segments: frozenset[str] = frozenset()  # membership of this message's recipients
+    tallies: frozenset[str] = frozenset()  # per-campaign running counts, read before this message
+    frequency: tuple[tuple[str, float], ...] = ()  # (rule id, window seconds) of frequency caps
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What the spool knows about a submission inside the admitting transaction."""
 
@@ -197,6 +210,14 @@ class Facts:
     duplicates: tuple[int, ...] = ()
     # (field, campaign's value, this message's value) where its declaration headers disagree.
     conflicts: tuple[tuple[str, Any, Any], ...] = ()
+    # Segment name -> indexes into rcpt_tos of its members; absent for a missing segment.
+    members: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    # Segment name -> number of addresses, or None when no such segment has been loaded.
+    segment_sizes: Mapping[str, int | None] = field(default_factory=dict)
+    # Tally name -> its value before this message.
+    tallies: Mapping[str, int] = field(default_factory=dict)
+    # Frequency rule id -> per recipient, how often it was sent to within the window.
+    frequency: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,22 +226,38 @@ class Verdict:
 
     hold: bool = False
     findings: tuple[Finding, ...] = ()
-    suppress: frozenset[int] = frozenset()  # indexes into rcpt_tos dropped from this message
+    suppress: Mapping[int, str] = field(default_factory=dict)  # rcpt index -> rule dropping it
+    tallies: Mapping[str, int] = field(default_factory=dict)  # increments to store
+    frequency: tuple[str, ...] = ()  # frequency rules that count this message's recipients
 
 
-# Runs inside the spool transaction that admits a message, after the campaign's counters
-# include it, so the counter update and the decision are one atomic step.
-Decide = Callable[[Campaign, Submission, Facts], Verdict]
+class Decider(Protocol):
+    """Campaign-level decisions, run inside the spool transaction that admits a message.
+
+    The spool asks what to look up (`needs`), looks it up, updates the campaign's
+    counters, and then asks for the verdict, all in one transaction: the counter update
+    and the decision are one atomic step.
+    """
+
+    def needs(self, campaign: Campaign) -> Needs:
+        """Say what `decide` will need for mail of this campaign."""
+        ...
+
+    def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:
+        """Decide about one message."""
+        ...
 
 
-def pass_all(_campaign: Campaign, _submission: Submission, _facts: Facts) -> Verdict:
+class PassAll:
     """Decide without rules: every message may be relayed."""
-    return Verdict()
 
+    def needs(self, campaign: Campaign) -> Needs:  # noqa: ARG002 - the protocol's shape
+        """Need nothing."""
+        return Needs()
 
-def mailbox(address: str) -> str:
-    """Return the form of an address used to compare recipients."""
-    return address.strip().casefold()
+    def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:  # noqa: ARG002
+        """Pass every message."""
+        return Verdict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,3 +394,18 @@ class Token:
     identity: str | None = None
     created_at: float = 0.0
     revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A named audience segment as stored: its live version and how it was loaded."""
+
+    name: str
+    version: int
+    size: int  # distinct addresses
+    lines: int
+    invalid: int
+    source: str  # "file:/path" or "upload"
+    digest: str | None
+    loaded_by: str
+    loaded_at: float

@@ -9,6 +9,7 @@ leases back, then close the upstream and the spool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -17,20 +18,26 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from gateway.audience import SegmentLoader
 from gateway.campaigns import Admitter
+from gateway.errors import ConfigError
 from gateway.ingress.smtp import start_smtp
 from gateway.metrics import Metrics
 from gateway.ops.api import OpsApi
-from gateway.ops.auth import Authenticator
+from gateway.ops.auth import Authenticator, Gate
 from gateway.ops.http import create_app
+from gateway.ops.segments_api import SegmentsApi
 from gateway.policy.engine import Engine
 from gateway.policy.loader import load_policies
+from gateway.policy.rules import FrequencyCap
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.worker import Relay
 from gateway.settings import Settings, split_hostport
 from gateway.spool import Spool, create_spool
 
 log = structlog.get_logger(__name__)
+
+MAINTENANCE_INTERVAL = 60.0  # seconds between purges of replaced segments and old counts
 
 
 @dataclass(frozen=True)
@@ -64,29 +71,55 @@ class Gateway:
             self.spool,
             settings.campaigns,
             hostname=settings.smtp.hostname or socket.getfqdn(),
-            decide=self.engine.decide,
+            decider=self.engine,
+            casefold_local=settings.segments.casefold_local_part,
             metrics=self.metrics,
             clock=clock,
             on_admitted=lambda _admission: self.relay.wake(),
         )
+        self.loader = SegmentLoader(
+            self.spool, casefold_local=settings.segments.casefold_local_part, clock=clock
+        )
+        gate = Gate(Authenticator(self.spool, settings.ops.tokens), self.spool, clock)
         self.api = OpsApi(
-            self.spool,
-            Authenticator(self.spool, settings.ops.tokens),
-            settings.ops,
-            self.metrics,
-            clock=clock,
-            wake_relay=self.relay.wake,
+            self.spool, gate, settings.ops, self.metrics, clock=clock, wake_relay=self.relay.wake
         )
         self.http_app = create_app(
             self.spool,
             self.metrics,
-            self.api,
+            [self.api, SegmentsApi(self.spool, gate, self.loader, settings.segments)],
             max_body_size=settings.http.max_body_size,
             clock=clock,
         )
+        self._clock = clock
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+
+    async def _load_segment_files(self) -> None:
+        """Load the segments the policy files name, when their content changed."""
+        for source in self.engine.policies.segment_files:
+            log.info("segment_file_checking", segment=source.name, path=str(source.path))
+            try:
+                await self.loader.load_file(source.name, source.path, source.column)
+            except (OSError, ValueError) as exc:
+                reason = f"cannot load {source.path}: {getattr(exc, 'strerror', None) or exc}"
+                raise ConfigError(
+                    source.declared_in, f"segments.{source.name}.file", reason
+                ) from None
+
+    async def _maintain(self) -> None:
+        """Purge replaced segment versions and frequency counts past every window."""
+        while not self._stop.is_set():
+            await self.loader.purge()
+            windows = [
+                active.rule.window
+                for active in self.engine.policies.rules
+                if isinstance(active.rule, FrequencyCap)
+            ]
+            await self.spool.prune_frequency(self._clock() - max(windows, default=0.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL)
 
     def stop(self) -> None:
         """Ask `run` to shut down."""
@@ -103,6 +136,7 @@ class Gateway:
         """Open the spool, serve until `stop`, then shut down in order."""
         await self.spool.open()
         try:
+            await self._load_segment_files()
             smtp = await start_smtp(self.settings.smtp, self.admitter.admit, self.metrics)
             runner = web.AppRunner(self.http_app, access_log=None)
             await runner.setup()
@@ -111,6 +145,7 @@ class Gateway:
             try:
                 async with asyncio.TaskGroup() as tasks:
                     relay_task = tasks.create_task(self.relay.run())
+                    tasks.create_task(self._maintain())
                     self.addresses = Addresses(
                         smtp=smtp.sockets[0].getsockname()[:2],
                         http=tuple(runner.addresses[0][:2]),

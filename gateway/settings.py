@@ -136,6 +136,18 @@ class CampaignSettings(_Section):
     )
 
 
+class SegmentSettings(_Section):
+    """Audience segments: how addresses compare, how large an upload may be."""
+
+    casefold_local_part: bool = Field(
+        default=True,
+        description="Compare the part before @ case-insensitively too (domains always are).",
+    )
+    max_upload_size: int = Field(
+        4 * 1024**3, gt=0, description="Largest segment upload over HTTP, in bytes."
+    )
+
+
 class PolicySettings(_Section):
     """Where the operators' policy files live."""
 
@@ -255,6 +267,7 @@ class Settings(_Section):
     )
     relay: RelaySettings = Field(default_factory=RelaySettings, description="Relay workers.")
     ops: OpsSettings = Field(default_factory=OpsSettings, description="Ops API.")
+    segments: SegmentSettings = Field(default_factory=SegmentSettings, description="Segments.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
 

@@ -15,9 +15,11 @@ LAYERS = {
     "model": 0,
     "settings": 0,
     "mime": 0,
+    "segments": 0,
     "log": 1,
     "metrics": 1,
     "spool": 1,
+    "audience": 2,
     "ingress": 2,
     "campaigns": 2,
     "policy": 2,
@@ -28,7 +30,7 @@ LAYERS = {
     "__main__": 4,
     "__init__": 4,
 }
-STAGES = {"ingress", "campaigns", "policy", "relay"}
+STAGES = {"ingress", "campaigns", "policy", "relay", "audience"}
 
 
 def unit_of(module: str) -> str:

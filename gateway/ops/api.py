@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.errors import Conflict
 from gateway.metrics import MANUAL_RULE, Metrics
 from gateway.model import (
-    AuditEntry,
     Campaign,
     CampaignState,
     Declaration,
@@ -29,7 +28,7 @@ from gateway.model import (
     RecipientState,
 )
 from gateway.ops import views
-from gateway.ops.auth import Authenticator, Principal
+from gateway.ops.auth import Gate, Principal
 from gateway.ops.problems import Problem, invalid
 from gateway.settings import OpsSettings
 from gateway.spool.base import Spool
@@ -77,7 +76,7 @@ class OpsApi:
     def __init__(
         self,
         spool: Spool,
-        auth: Authenticator,
+        gate: Gate,
         settings: OpsSettings,
         metrics: Metrics,
         *,
@@ -85,7 +84,7 @@ class OpsApi:
         wake_relay: Callable[[], None] = lambda: None,
     ) -> None:
         self._spool = spool
-        self._auth = auth
+        self._gate = gate
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
@@ -110,45 +109,6 @@ class OpsApi:
         ]
 
     # -- access ---------------------------------------------------------------------------
-
-    async def _caller(
-        self, request: web.Request, permission: str, action: str, target: str
-    ) -> Principal:
-        """Authenticate and authorise; refusals of mutating calls are audited."""
-        principal = await self._auth.principal(request)
-        mutating = request.method != "GET"
-        if principal is None:
-            if mutating:
-                await self._audit("anonymous", action, target, "", "refused", status=401)
-            raise Problem(
-                401,
-                "a valid bearer token is required",
-                slug="unauthenticated",
-                headers={"WWW-Authenticate": 'Bearer realm="sendbrake"'},
-            )
-        if not principal.may(permission):
-            if mutating:
-                await self._audit(principal.name, action, target, "", "refused", status=403)
-            roles = ", ".join(sorted(principal.roles))
-            raise Problem(
-                403, f"token {principal.name!r} (roles: {roles}) may not {action}", slug="forbidden"
-            )
-        return principal
-
-    async def _audit(
-        self, actor: str, action: str, target: str, reason: str, outcome: str, **details: Any
-    ) -> None:
-        await self._spool.append_audit(
-            AuditEntry(
-                at=self._clock(),
-                actor=actor,
-                action=action,
-                target=target,
-                reason=reason,
-                outcome=outcome,
-                details=details,
-            )
-        )
 
     async def _campaign(self, campaign_id: str) -> Campaign:
         return _found(await self._spool.campaign(campaign_id), campaign_id)
@@ -185,7 +145,7 @@ class OpsApi:
 
     async def list_campaigns(self, request: web.Request) -> web.Response:
         """GET /campaigns?state=&limit=&cursor=."""
-        await self._caller(request, "read", "list campaigns", "campaigns")
+        await self._gate.caller(request, "read", "list campaigns", "campaigns")
         state = _enum(CampaignState, request.query.get("state"), "state")
         limit = self._page_size(request)
         items = await self._spool.campaigns(
@@ -201,7 +161,7 @@ class OpsApi:
 
     async def show_campaign(self, request: web.Request) -> web.Response:
         """GET /campaigns/{id}: declaration, counters, findings, sample message, timeline."""
-        await self._caller(request, "read", "show campaign", request.match_info["id"])
+        await self._gate.caller(request, "read", "show campaign", request.match_info["id"])
         return web.json_response(await self._detail(await self._campaign(request.match_info["id"])))
 
     async def _detail(self, campaign: Campaign) -> dict[str, Any]:
@@ -219,7 +179,7 @@ class OpsApi:
     async def list_recipients(self, request: web.Request) -> web.Response:
         """GET /campaigns/{id}/recipients?state=&limit=&cursor=."""
         campaign_id = request.match_info["id"]
-        await self._caller(request, "read", "list recipients", campaign_id)
+        await self._gate.caller(request, "read", "list recipients", campaign_id)
         await self._campaign(campaign_id)
         state = _enum(RecipientState, request.query.get("state"), "state")
         limit = self._page_size(request)
@@ -239,7 +199,7 @@ class OpsApi:
     async def put_manifest(self, request: web.Request) -> web.Response:
         """PUT /campaigns/{key}: register a declaration before (or while) sending."""
         key = request.match_info["key"]
-        caller = await self._caller(request, "declare", "declare campaign", key)
+        caller = await self._gate.caller(request, "declare", "declare campaign", key)
         body = await _body(request, ManifestBody)
         declaration = Declaration(
             size=body.size, category=body.category and body.category.lower(), locale=body.locale
@@ -252,7 +212,7 @@ class OpsApi:
             updated_at=self._clock(),
         )
         await self._spool.put_manifest(manifest)
-        await self._audit(
+        await self._gate.audit(
             caller.name,
             "declare campaign",
             key,
@@ -281,7 +241,7 @@ class OpsApi:
     async def hold(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/hold: the manual kill switch for one campaign."""
         campaign_id = request.match_info["id"]
-        caller = await self._caller(request, "operate", "hold campaign", campaign_id)
+        caller = await self._gate.caller(request, "operate", "hold campaign", campaign_id)
         body = await _body(request, ReasonBody)
         before = await self._campaign(campaign_id)
         now = self._clock()
@@ -317,7 +277,7 @@ class OpsApi:
                 recipients=step.get("recipients", campaign.counters.held),
                 relayed=campaign.counters.relayed,
             )
-        await self._audit(
+        await self._gate.audit(
             caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
         )
         return web.json_response(detail)
@@ -325,18 +285,18 @@ class OpsApi:
     async def release(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/release: all held recipients, or `max_recipients` of them."""
         campaign_id = request.match_info["id"]
-        caller = await self._caller(request, "operate", "release campaign", campaign_id)
+        caller = await self._gate.caller(request, "operate", "release campaign", campaign_id)
         body = await _body(request, ReleaseBody)
-        if body.only_segment is not None:
+        if body.only_segment is not None and await self._spool.segment(body.only_segment) is None:
             raise Problem(
                 422,
-                "segments are not available yet; release all or max_recipients",
+                f"no segment named {body.only_segment!r} has been loaded",
                 slug="invalid-input",
-                errors=[{"field": "only_segment", "detail": "segments are not available yet"}],
+                errors=[{"field": "only_segment", "detail": "not a loaded segment"}],
             )
         campaign = await self._campaign(campaign_id)
         if campaign.state is not CampaignState.HELD:
-            await self._audit(
+            await self._gate.audit(
                 caller.name, "release campaign", campaign_id, body.reason, "ok", changed=False
             )
             return web.json_response(await self._detail(campaign))
@@ -359,7 +319,7 @@ class OpsApi:
                     recipients=count,
                     approvals=approvers,
                 )
-                await self._audit(
+                await self._gate.audit(
                     caller.name,
                     "release campaign",
                     campaign_id,
@@ -379,7 +339,13 @@ class OpsApi:
                     status=202,
                 )
         released = _found(
-            await self._spool.release(campaign_id, caller.name, self._clock(), body.max_recipients)
+            await self._spool.release(
+                campaign_id,
+                caller.name,
+                self._clock(),
+                max_recipients=body.max_recipients,
+                only_segment=body.only_segment,
+            )
         )
         self._wake_relay()
         detail = await self._detail(released)
@@ -395,7 +361,7 @@ class OpsApi:
             recipients=step.get("recipients", count),
             still_held=released.counters.held,
         )
-        await self._audit(
+        await self._gate.audit(
             caller.name,
             "release campaign",
             campaign_id,
@@ -404,13 +370,14 @@ class OpsApi:
             changed=True,
             recipients=count,
             max_recipients=body.max_recipients,
+            only_segment=body.only_segment,
         )
         return web.json_response(detail)
 
     async def reject(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/reject: discard held mail and refuse later mail."""
         campaign_id = request.match_info["id"]
-        caller = await self._caller(request, "operate", "reject campaign", campaign_id)
+        caller = await self._gate.caller(request, "operate", "reject campaign", campaign_id)
         body = await _body(request, ReasonBody)
         before = await self._campaign(campaign_id)
         campaign = _found(await self._spool.reject(campaign_id, caller.name, self._clock()))
@@ -425,7 +392,7 @@ class OpsApi:
                 discarded=campaign.counters.discarded - before.counters.discarded,
                 relayed=campaign.counters.relayed,
             )
-        await self._audit(
+        await self._gate.audit(
             caller.name, "reject campaign", campaign_id, body.reason, "ok", changed=changed
         )
         return web.json_response(await self._detail(campaign))
@@ -437,7 +404,7 @@ class OpsApi:
         try:
             return await operation
         except Conflict as exc:
-            await self._audit(
+            await self._gate.audit(
                 caller.name, action, target, reason, "refused", status=409, detail=str(exc)
             )
             raise Problem(409, str(exc), slug="conflict") from None
@@ -447,7 +414,7 @@ class OpsApi:
     async def show_message(self, request: web.Request) -> web.Response:
         """GET /messages/{id}: headers, decoded preview and recipients."""
         message_id = request.match_info["id"]
-        await self._caller(request, "read", "show message", message_id)
+        await self._gate.caller(request, "read", "show message", message_id)
         message = await self._spool.message(message_id)
         if message is None:
             raise Problem(404, f"no message with id {message_id!r}", slug="not-found")
@@ -457,7 +424,7 @@ class OpsApi:
     async def raw_message(self, request: web.Request) -> web.Response:
         """GET /messages/{id}/raw: the message as it will be relayed."""
         message_id = request.match_info["id"]
-        await self._caller(request, "read", "show message", message_id)
+        await self._gate.caller(request, "read", "show message", message_id)
         message = await self._spool.message(message_id)
         if message is None:
             raise Problem(404, f"no message with id {message_id!r}", slug="not-found")
@@ -467,7 +434,7 @@ class OpsApi:
 
     async def relay_status(self, request: web.Request) -> web.Response:
         """GET /relay: whether the relay is paused."""
-        await self._caller(request, "read", "show relay", "relay")
+        await self._gate.caller(request, "read", "show relay", "relay")
         return web.json_response({"paused": await self._spool.relay_paused()})
 
     async def pause(self, request: web.Request) -> web.Response:
@@ -480,20 +447,20 @@ class OpsApi:
 
     async def _set_paused(self, request: web.Request, *, paused: bool) -> web.Response:
         action = "pause relay" if paused else "resume relay"
-        caller = await self._caller(request, "operate", action, "relay")
+        caller = await self._gate.caller(request, "operate", action, "relay")
         body = await _body(request, ReasonBody)
         await self._spool.set_relay_paused(paused, caller.name, body.reason, self._clock())
         log.warning(
             "relay_paused" if paused else "relay_resumed", actor=caller.name, reason=body.reason
         )
-        await self._audit(caller.name, action, "relay", body.reason, "ok")
+        await self._gate.audit(caller.name, action, "relay", body.reason, "ok")
         if not paused:
             self._wake_relay()
         return web.json_response({"paused": paused, "by": caller.name, "reason": body.reason})
 
     async def audit(self, request: web.Request) -> web.Response:
         """GET /audit?limit=&cursor=: newest first."""
-        await self._caller(request, "read", "read audit log", "audit")
+        await self._gate.caller(request, "read", "read audit log", "audit")
         limit = self._page_size(request)
         cursor = self._cursor(request)
         before = int(cursor) if cursor and cursor.isdigit() else None

@@ -1,4 +1,4 @@
-"""Bearer tokens, roles and who may do what.
+"""Bearer tokens, roles, who may do what, and the audit of every mutating call.
 
 Tokens are random strings shown once; only their SHA-256 is stored (in the config file or
 in the spool). A fast hash is enough because tokens carry 256 bits of randomness, unlike
@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-from gateway.model import Role
+from gateway.model import AuditEntry, Role
+from gateway.ops.problems import Problem
 from gateway.settings import TokenSettings
 from gateway.spool.base import Spool
 
@@ -74,3 +77,54 @@ class Authenticator:
                 return principal
         token = await self._spool.token_by_hash(digest)
         return None if token is None else Principal(token.name, token.roles, token.identity)
+
+
+class Gate:
+    """Who may call what, and the audit log of every mutating call, refused ones included."""
+
+    def __init__(
+        self, auth: Authenticator, spool: Spool, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._auth = auth
+        self._spool = spool
+        self._clock = clock
+
+    async def caller(
+        self, request: web.Request, permission: str, action: str, target: str
+    ) -> Principal:
+        """Authenticate and authorise; refusals of mutating calls are audited."""
+        principal = await self._auth.principal(request)
+        mutating = request.method != "GET"
+        if principal is None:
+            if mutating:
+                await self.audit("anonymous", action, target, "", "refused", status=401)
+            raise Problem(
+                401,
+                "a valid bearer token is required",
+                slug="unauthenticated",
+                headers={"WWW-Authenticate": 'Bearer realm="sendbrake"'},
+            )
+        if not principal.may(permission):
+            if mutating:
+                await self.audit(principal.name, action, target, "", "refused", status=403)
+            roles = ", ".join(sorted(principal.roles))
+            raise Problem(
+                403, f"token {principal.name!r} (roles: {roles}) may not {action}", slug="forbidden"
+            )
+        return principal
+
+    async def audit(
+        self, actor: str, action: str, target: str, reason: str, outcome: str, **details: Any
+    ) -> None:
+        """Append one entry to the audit log."""
+        await self._spool.append_audit(
+            AuditEntry(
+                at=self._clock(),
+                actor=actor,
+                action=action,
+                target=target,
+                reason=reason,
+                outcome=outcome,
+                details=details,
+            )
+        )

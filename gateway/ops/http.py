@@ -7,7 +7,7 @@ state of their own.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiohttp import web
@@ -19,6 +19,7 @@ from gateway.ops.api import BASE, OpsApi
 from gateway.ops.gauges import SpoolCollector
 from gateway.ops.openapi import document
 from gateway.ops.problems import problem_middleware
+from gateway.ops.segments_api import SegmentsApi
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
@@ -71,7 +72,7 @@ async def openapi(_request: web.Request) -> web.Response:
 def create_app(
     spool: Spool,
     metrics_: Metrics,
-    api: OpsApi,
+    apis: Sequence[OpsApi | SegmentsApi],
     *,
     max_body_size: int,
     clock: Callable[[], float] = time.time,
@@ -87,5 +88,6 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
-    app.router.add_routes(api.routes())
+    for api in apis:
+        app.router.add_routes(api.routes())
     return app

@@ -207,6 +207,19 @@ def document() -> dict[str, Any]:
                 },
                 "Message": {"type": "object"},
                 "Manifest": {"type": "object"},
+                "SegmentLoad": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "size": {"type": "integer"},
+                        "lines": {"type": "integer"},
+                        "invalid": {"type": "integer"},
+                        "duplicates": {"type": "integer"},
+                        "invalid_samples": {"type": "array"},
+                        "version": {"type": "integer"},
+                        "replaced_version": {"type": ["integer", "null"]},
+                    },
+                },
                 "Relay": {"type": "object", "properties": {"paused": {"type": "boolean"}}},
                 "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
             },
@@ -335,6 +348,53 @@ def document() -> dict[str, Any]:
                     "security": [{"bearer": []}],
                     "requestBody": _body("ReasonBody"),
                     "responses": {"200": _ok("Relay"), **_ERRORS},
+                }
+            },
+            "/api/v1/segments": {
+                "get": {
+                    "summary": "Segments: name, size, source, loaded at",
+                    "security": [{"bearer": []}],
+                    "responses": {"200": _ok("Page"), **_ERRORS},
+                }
+            },
+            "/api/v1/segments/{name}": {
+                "put": {
+                    "summary": "Replace a segment with a streamed list (atomic)",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        _id("name"),
+                        {
+                            "name": "reason",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "column",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "CSV column with the address (default: a column named email)",
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "text/plain": {
+                                "schema": {"type": "string"},
+                                "example": "ada@example.org\nbob@example.org\n",
+                            },
+                            "text/csv": {
+                                "schema": {"type": "string"},
+                                "example": "email,name\nada@example.org,Ada\n",
+                            },
+                        },
+                    },
+                    "responses": {
+                        "200": _ok("SegmentLoad"),
+                        "413": _PROBLEM,
+                        "415": _PROBLEM,
+                        **_ERRORS,
+                    },
                 }
             },
             "/api/v1/audit": {

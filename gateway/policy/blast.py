@@ -8,11 +8,8 @@ decided, so "received" is the size the campaign would have if this message went 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from gateway.model import Campaign, Facts, Submission
+from gateway.policy.context import Check, Context, Observation
 from gateway.policy.rules import (
     AbsoluteCeiling,
     DeclaredSize,
@@ -21,26 +18,10 @@ from gateway.policy.rules import (
     UndeclaredLimit,
 )
 
-SAMPLE = 10  # evidence lists at most this many addresses
 
-
-@dataclass(frozen=True)
-class Observation:
-    """What a check saw: one kind of problem, its sentence and its evidence."""
-
-    kind: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    recipients: frozenset[int] = frozenset()  # indexes into rcpt_tos that `suppress` drops
-
-
-Check = Callable[[Any, Campaign, Submission, Facts], Sequence[Observation]]
-
-
-def declared_size(
-    rule: DeclaredSize, campaign: Campaign, _sub: Submission, _facts: Facts
-) -> list[Observation]:
+def declared_size(rule: DeclaredSize, ctx: Context) -> list[Observation]:
     """Hold when recipients > declared × ratio and > declared + slack."""
+    campaign = ctx.campaign
     declared = campaign.declared.size
     if declared is None:
         return []
@@ -67,10 +48,9 @@ def declared_size(
     ]
 
 
-def undeclared_limit(
-    rule: UndeclaredLimit, campaign: Campaign, _sub: Submission, _facts: Facts
-) -> list[Observation]:
+def undeclared_limit(rule: UndeclaredLimit, ctx: Context) -> list[Observation]:
     """Hold a campaign that declared no size once it grows past a limit."""
+    campaign = ctx.campaign
     received = campaign.counters.received
     if campaign.declared.size is not None or received <= rule.max_recipients:
         return []
@@ -86,10 +66,9 @@ def undeclared_limit(
     ]
 
 
-def absolute_ceiling(
-    rule: AbsoluteCeiling, campaign: Campaign, _sub: Submission, _facts: Facts
-) -> list[Observation]:
+def absolute_ceiling(rule: AbsoluteCeiling, ctx: Context) -> list[Observation]:
     """Hold any campaign past the ceiling, whatever it declared."""
+    campaign = ctx.campaign
     received = campaign.counters.received
     if received <= rule.max_recipients:
         return []
@@ -106,13 +85,12 @@ def absolute_ceiling(
     ]
 
 
-def duplicate_recipients(
-    rule: DuplicateRecipients, campaign: Campaign, sub: Submission, facts: Facts
-) -> list[Observation]:
+def duplicate_recipients(rule: DuplicateRecipients, ctx: Context) -> list[Observation]:
     """Catch the same mailbox reached twice in one campaign: the "sent twice" day."""
+    campaign, facts = ctx.campaign, ctx.facts
     if campaign.duplicates <= rule.max_duplicates or not facts.duplicates:
         return []
-    sample = [sub.rcpt_tos[i] for i in facts.duplicates[:SAMPLE]]
+    sample = ctx.sample(facts.duplicates)
     return [
         Observation(
             kind="duplicate_recipients",

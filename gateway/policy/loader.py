@@ -7,7 +7,7 @@ file in one go. The set's version is a digest of the files, recorded on every fi
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,16 @@ class ActiveRule:
 
 
 @dataclass(frozen=True)
+class SegmentSource:
+    """A segment the policy files load from a file (path resolved against that file)."""
+
+    name: str
+    path: Path
+    column: str | None
+    declared_in: str  # file:line
+
+
+@dataclass(frozen=True)
 class PolicySet:
     """Every rule of the policy directory, in declared order (files sorted by name)."""
 
@@ -42,6 +52,7 @@ class PolicySet:
     internal_domains: frozenset[str]
     version: str
     files: tuple[str, ...]
+    segment_files: tuple[SegmentSource, ...] = ()
 
 
 def load_policies(directory: Path) -> PolicySet:
@@ -49,53 +60,68 @@ def load_policies(directory: Path) -> PolicySet:
     if not directory.is_dir():
         raise PolicyError([ConfigError(str(directory), "policies.dir", "no such policy directory")])
     paths = sorted(directory.glob("*.yaml"))
-    problems: list[ConfigError] = []
-    rules: list[ActiveRule] = []
-    domains: set[str] = set()
-    seen: dict[str, str] = {}
+    merged = _Merged()
     digest = hashlib.sha256()
     for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(ConfigError(str(path), "", f"cannot read the file: {exc}"))
+            merged.problems.append(ConfigError(str(path), "", f"cannot read the file: {exc}"))
             continue
         digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
-        parsed = _parse(path, text, problems)
-        if parsed is None:
-            continue
-        policy, lines = parsed
-        domains.update(d.lower() for d in policy.internal_domains)
-        for index, rule in enumerate(policy.rules):
-            line = lines.get(("rules", str(index)), 0)
-            where = f"{path}:{line}"
-            action = rule.action or policy.defaults.action
-            if rule.id in seen:
-                problems.append(
-                    ConfigError(
-                        where,
-                        f"rules.{index}.id",
-                        f"duplicate rule id {rule.id!r} (first in {seen[rule.id]})",
-                    )
-                )
-            elif action == "suppress" and rule.kind not in SUPPRESSIBLE:
-                problems.append(
-                    ConfigError(
-                        where,
-                        f"rules.{index}.action",
-                        f"rule kind {rule.kind} cannot suppress single recipients; use hold",
-                    )
-                )
-            seen.setdefault(rule.id, where)
-            rules.append(ActiveRule(rule, rule.mode or policy.defaults.mode, action, where))
-    if problems:
-        raise PolicyError(problems)
+        parsed = _parse(path, text, merged.problems)
+        if parsed is not None:
+            merged.add(path, *parsed)
+    if merged.problems:
+        raise PolicyError(merged.problems)
     return PolicySet(
-        rules=tuple(rules),
-        internal_domains=frozenset(domains),
+        rules=tuple(merged.rules),
+        internal_domains=frozenset(merged.domains),
         version=f"sha256:{digest.hexdigest()[:12]}",
         files=tuple(p.name for p in paths),
+        segment_files=tuple(merged.sources.values()),
     )
+
+
+@dataclass
+class _Merged:
+    """What the files of one directory add up to, and what is wrong across them."""
+
+    problems: list[ConfigError] = field(default_factory=list)
+    rules: list[ActiveRule] = field(default_factory=list)
+    domains: set[str] = field(default_factory=set)
+    sources: dict[str, SegmentSource] = field(default_factory=dict)
+    rule_ids: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: Path, policy: PolicyFile, lines: dict[tuple[str, ...], int]) -> None:
+        self.domains.update(d.lower() for d in policy.internal_domains)
+        for name, spec in policy.segments.items():
+            where = f"{path}:{lines.get(('segments', name), 0)}"
+            if name in self.sources:
+                first = self.sources[name].declared_in
+                self._problem(
+                    where, f"segments.{name}", f"segment {name!r} is also loaded in {first}"
+                )
+            else:
+                self.sources[name] = SegmentSource(
+                    name, path.parent / spec.file, spec.column, where
+                )
+        for index, rule in enumerate(policy.rules):
+            where = f"{path}:{lines.get(('rules', str(index)), 0)}"
+            action = rule.action or policy.defaults.action
+            if rule.id in self.rule_ids:
+                first = self.rule_ids[rule.id]
+                self._problem(
+                    where, f"rules.{index}.id", f"duplicate rule id {rule.id!r} (first in {first})"
+                )
+            elif action == "suppress" and rule.kind not in SUPPRESSIBLE:
+                reason = f"rule kind {rule.kind} cannot suppress single recipients; use hold"
+                self._problem(where, f"rules.{index}.action", reason)
+            self.rule_ids.setdefault(rule.id, where)
+            self.rules.append(ActiveRule(rule, rule.mode or policy.defaults.mode, action, where))
+
+    def _problem(self, where: str, key: str, reason: str) -> None:
+        self.problems.append(ConfigError(where, key, reason))
 
 
 def _parse(

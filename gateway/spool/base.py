@@ -18,12 +18,13 @@ from gateway.model import (
     Campaign,
     CampaignEvent,
     CampaignState,
-    Decide,
+    Decider,
     Delivery,
     Finding,
     Manifest,
     RecipientRecord,
     RecipientState,
+    Segment,
     Settlement,
     StoredMessage,
     Submission,
@@ -78,13 +79,14 @@ class Spool(Protocol):
         """Raise `SpoolError` when the storage cannot answer."""
 
     async def accept(
-        self, submission: Submission, decide: Decide, implicit_window: float
+        self, submission: Submission, decider: Decider, implicit_window: float
     ) -> Admission:
         """Store a message, its recipients and campaign counters in one durable commit.
 
-        `decide` runs inside the transaction with the counters already updated, so the
-        decision is exact under concurrent sessions. Raises `CampaignRejected` for mail
-        of a rejected campaign and `SpoolError` when the commit fails.
+        `decider` says what it needs, then decides inside the transaction with the counters
+        already updated, so the decision is exact under concurrent sessions. Raises
+        `CampaignRejected` for mail of a rejected campaign and `SpoolError` when the commit
+        fails.
         """
 
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
@@ -139,7 +141,13 @@ class Spool(Protocol):
         """Hold a campaign by hand with `finding`; holding a held campaign changes nothing."""
 
     async def release(
-        self, campaign_id: str, actor: str, now: float, max_recipients: int | None = None
+        self,
+        campaign_id: str,
+        actor: str,
+        now: float,
+        *,
+        max_recipients: int | None = None,
+        only_segment: str | None = None,
     ) -> Campaign | None:
         """Queue held recipients again (compare-and-set, so never twice); see sqlite_review."""
 
@@ -157,6 +165,32 @@ class Spool(Protocol):
 
     async def relay_paused(self) -> bool:
         """Tell whether the relay is paused."""
+
+    # -- segments -----------------------------------------------------------------------
+
+    async def segment_begin(self, name: str, now: float) -> int:
+        """Start loading a new version of a segment; return its version number."""
+
+    async def segment_add(self, version: int, hashes: Sequence[int]) -> int:
+        """Add members to a loading version; return how many were new."""
+
+    async def segment_publish(self, segment: Segment) -> int | None:
+        """Make a loaded version live in one transaction; return the version it replaced."""
+
+    async def segment_abandon(self, version: int) -> None:
+        """Drop a load that failed."""
+
+    async def segments(self) -> list[Segment]:
+        """Return every live segment."""
+
+    async def segment(self, name: str) -> Segment | None:
+        """Return one live segment."""
+
+    async def purge_segments(self) -> int:
+        """Delete a bounded chunk of retired segment versions; return rows removed (0: done)."""
+
+    async def prune_frequency(self, before: float) -> int:
+        """Forget frequency-cap sends older than `before`."""
 
     # -- audit and tokens ---------------------------------------------------------------
 

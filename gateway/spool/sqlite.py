@@ -31,12 +31,13 @@ from gateway.model import (
     Campaign,
     CampaignEvent,
     CampaignState,
-    Decide,
+    Decider,
     Delivery,
     Finding,
     Manifest,
     RecipientRecord,
     RecipientState,
+    Segment,
     Settlement,
     StoredMessage,
     Submission,
@@ -44,6 +45,7 @@ from gateway.model import (
 )
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review as r
+from gateway.spool import sqlite_segments
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
 
 T = TypeVar("T")
@@ -170,6 +172,7 @@ class SqliteSpool:
             # The lock file proves no other process is alive to own these leases.
             with conn:
                 recovered = q.give_back(conn, None)
+                sqlite_segments.retire_unfinished(conn)
         finally:
             conn.close()
         if recovered:
@@ -219,9 +222,9 @@ class SqliteSpool:
     # -- the queue ----------------------------------------------------------------------
 
     async def accept(
-        self, submission: Submission, decide: Decide, implicit_window: float
+        self, submission: Submission, decider: Decider, implicit_window: float
     ) -> Admission:
-        return await self._write(lambda c: q.accept(c, submission, decide, implicit_window))
+        return await self._write(lambda c: q.accept(c, submission, decider, implicit_window))
 
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
         return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
@@ -314,9 +317,19 @@ class SqliteSpool:
         return await self._write(lambda c: r.manual_hold(c, campaign_id, finding, now))
 
     async def release(
-        self, campaign_id: str, actor: str, now: float, max_recipients: int | None = None
+        self,
+        campaign_id: str,
+        actor: str,
+        now: float,
+        *,
+        max_recipients: int | None = None,
+        only_segment: str | None = None,
     ) -> Campaign | None:
-        return await self._write(lambda c: r.release(c, campaign_id, actor, now, max_recipients))
+        return await self._write(
+            lambda c: r.release(
+                c, campaign_id, actor, now, max_recipients=max_recipients, only_segment=only_segment
+            )
+        )
 
     async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
         return await self._write(lambda c: r.reject(c, campaign_id, actor, now))
@@ -332,6 +345,34 @@ class SqliteSpool:
 
     async def relay_paused(self) -> bool:
         return await self._read(q.relay_paused)
+
+    # -- segments -----------------------------------------------------------------------
+
+    async def segment_begin(self, name: str, now: float) -> int:
+        return await self._write(lambda c: sqlite_segments.begin(c, name, now))
+
+    async def segment_add(self, version: int, hashes: Sequence[int]) -> int:
+        return await self._write(lambda c: sqlite_segments.add(c, version, hashes))
+
+    async def segment_publish(self, segment: Segment) -> int | None:
+        return await self._write(lambda c: sqlite_segments.publish(c, segment))
+
+    async def segment_abandon(self, version: int) -> None:
+        await self._write(lambda c: sqlite_segments.abandon(c, version))
+
+    async def segments(self) -> list[Segment]:
+        return await self._read(sqlite_segments.segments)
+
+    async def segment(self, name: str) -> Segment | None:
+        return await self._read(lambda c: sqlite_segments.segment(c, name))
+
+    async def purge_segments(self) -> int:
+        return await self._write(sqlite_segments.purge)
+
+    async def prune_frequency(self, before: float) -> int:
+        return await self._write(
+            lambda c: c.execute("DELETE FROM frequency WHERE at < ?", (before,)).rowcount
+        )
 
     # -- audit and tokens ---------------------------------------------------------------
 

@@ -21,18 +21,20 @@ from gateway.model import (
     Campaign,
     CampaignState,
     Counters,
-    Decide,
+    Decider,
     Declaration,
     Delivery,
     Facts,
     Finding,
+    Needs,
     RecipientRecord,
     RecipientState,
     Settlement,
     Submission,
-    mailbox,
+    Verdict,
     new_id,
 )
+from gateway.spool import sqlite_segments
 
 CAMPAIGN_COLUMNS = (
     "id, key, client, implicit, state, sender, subject, declared_size, declared_category,"
@@ -68,16 +70,57 @@ def add_event(
     )
 
 
-def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: float) -> Admission:
-    """Admit one submission: campaign, counters, decision, message and recipients."""
+def accept(conn: sqlite3.Connection, sub: Submission, decider: Decider, window: float) -> Admission:
+    """Admit one submission: campaign, counters, facts, decision, message and recipients."""
+    now = sub.received_at
+    campaign_id, conflicts = _join(conn, sub, window)
+    duplicates = _duplicates(conn, campaign_id, sub.mailboxes)
+    if duplicates:
+        conn.execute(
+            "UPDATE campaigns SET duplicates = duplicates + ? WHERE id = ?",
+            (len(duplicates), campaign_id),
+        )
+    campaign = campaign_by_id(conn, campaign_id)
+    assert campaign is not None  # noqa: S101 - written above in this transaction
+    needs = decider.needs(campaign)
+    facts = _facts(conn, campaign, sub, needs=needs, duplicates=duplicates, conflicts=conflicts)
+    verdict = decider.decide(campaign, sub, facts)
+    if verdict.findings:
+        add_findings(conn, campaign, verdict.findings)
+    _remember(conn, campaign_id, sub, verdict)
+    count = len(sub.rcpt_tos)
+    tripped = verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}
+    quarantined = 0
+    if tripped:
+        quarantined = hold(
+            conn,
+            campaign,
+            now=now,
+            actor="policy",
+            rules=[f.rule for f in verdict.findings],
+            sample_message_id=sub.message_id,
+            incoming=count - len(verdict.suppress),
+        )
+    held = verdict.hold or campaign.state is CampaignState.HELD
+    _store(conn, campaign_id, sub, RecipientState.HELD if held else RecipientState.QUEUED, verdict)
+    return Admission(
+        message_id=sub.message_id,
+        campaign_id=campaign_id,
+        held=held,
+        tripped=tripped,
+        findings=verdict.findings,
+        held_recipients=quarantined,
+    )
+
+
+def _join(conn: sqlite3.Connection, sub: Submission, window: float) -> tuple[str, tuple[Any, ...]]:
+    """Find or create the submission's campaign and count it in; return its ID and conflicts."""
     ref = sub.campaign
     now = sub.received_at
+    count = len(sub.rcpt_tos)
     row = _current_campaign(conn, ref.client, ref.key, now - window if ref.implicit else None)
     manifest = _manifest(conn, ref.client, ref.key)
     declared = _overlay(manifest, ref.declaration)
-    conflicts: tuple[tuple[str, Any, Any], ...] = ()
-    count = len(sub.rcpt_tos)
-    mailboxes = [mailbox(address) for address in sub.rcpt_tos]
     if row is None:
         campaign_id = new_id(now)
         conn.execute(
@@ -101,54 +144,96 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
             ),
         )
         add_event(conn, campaign_id, now, "created", ref.client, message=sub.message_id)
-        known: set[str] = set()
-    else:
-        campaign_id = row[0]
-        if row[4] == CampaignState.REJECTED:
-            raise CampaignRejected(campaign_id, ref.key)
-        conflicts = _conflicts(Declaration(*row[5:8]), ref.declaration, manifest)
-        # The first declaration seen is kept; a manifest overrides it (DESIGN.md §2).
-        conn.execute(
-            "UPDATE campaigns SET received = received + ?, updated_at = ?,"
-            " declared_size = COALESCE(declared_size, ?),"
-            " declared_category = COALESCE(declared_category, ?),"
-            " declared_locale = COALESCE(declared_locale, ?) WHERE id = ?",
-            (count, now, declared.size, declared.category, declared.locale, campaign_id),
+        return campaign_id, ()
+    campaign_id = row[0]
+    if row[4] == CampaignState.REJECTED:
+        raise CampaignRejected(campaign_id, ref.key)
+    # The first declaration seen is kept; a manifest overrides it (DESIGN.md §2).
+    conn.execute(
+        "UPDATE campaigns SET received = received + ?, updated_at = ?,"
+        " declared_size = COALESCE(declared_size, ?),"
+        " declared_category = COALESCE(declared_category, ?),"
+        " declared_locale = COALESCE(declared_locale, ?) WHERE id = ?",
+        (count, now, declared.size, declared.category, declared.locale, campaign_id),
+    )
+    return campaign_id, _conflicts(Declaration(*row[5:8]), ref.declaration, manifest)
+
+
+def _facts(
+    conn: sqlite3.Connection,
+    campaign: Campaign,
+    sub: Submission,
+    *,
+    needs: Needs,
+    duplicates: tuple[int, ...],
+    conflicts: tuple[Any, ...],
+) -> Facts:
+    """Look up what the rules asked for, inside the admitting transaction."""
+    members: dict[str, frozenset[int]] = {}
+    sizes: dict[str, int | None] = {}
+    for name in needs.segments:
+        live = sqlite_segments.version_of(conn, name)
+        sizes[name] = None if live is None else live[1]
+        if live is not None:
+            found = sqlite_segments.members(conn, live[0], sub.hashes)
+            members[name] = frozenset(i for i, h in enumerate(sub.hashes) if h in found)
+    tallies = dict.fromkeys(needs.tallies, 0)
+    if needs.tallies:
+        marks = ",".join("?" * len(needs.tallies))
+        tallies.update(
+            conn.execute(
+                f"SELECT name, value FROM campaign_tallies WHERE campaign_id = ? AND name IN ({marks})",
+                (campaign.id, *needs.tallies),
+            ).fetchall()
         )
-        marks = ",".join("?" * len(mailboxes))
-        known = {
-            found
-            for (found,) in conn.execute(
-                f"SELECT mailbox FROM recipients WHERE campaign_id = ? AND mailbox IN ({marks})",
-                (campaign_id, *mailboxes),
-            )
-        }
-    duplicates = _duplicates(mailboxes, known)
-    if duplicates:
-        conn.execute(
-            "UPDATE campaigns SET duplicates = duplicates + ? WHERE id = ?",
-            (len(duplicates), campaign_id),
+    frequency = {}
+    for rule, window in needs.frequency:
+        marks = ",".join("?" * len(sub.hashes))
+        seen = dict(
+            conn.execute(
+                "SELECT hash, COUNT(*) FROM frequency WHERE rule = ? AND at >= ?"
+                f" AND hash IN ({marks}) GROUP BY hash",
+                (rule, sub.received_at - window, *sub.hashes),
+            ).fetchall()
         )
-    campaign = campaign_by_id(conn, campaign_id)
-    assert campaign is not None  # noqa: S101 - written above in this transaction
-    verdict = decide(campaign, sub, Facts(duplicates=duplicates, conflicts=conflicts))
-    if verdict.findings:
-        add_findings(conn, campaign, verdict.findings)
-    tripped = verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}
-    quarantined = 0
-    if tripped:
-        rules = [f.rule for f in verdict.findings]
-        quarantined = hold(
-            conn,
-            campaign,
-            now=now,
-            actor="policy",
-            rules=rules,
-            sample_message_id=sub.message_id,
-            incoming=count - len(verdict.suppress),
+        frequency[rule] = tuple(seen.get(h, 0) for h in sub.hashes)
+    return Facts(
+        duplicates=duplicates,
+        conflicts=conflicts,
+        members=members,
+        segment_sizes=sizes,
+        tallies=tallies,
+        frequency=frequency,
+    )
+
+
+def _remember(
+    conn: sqlite3.Connection, campaign_id: str, sub: Submission, verdict: Verdict
+) -> None:
+    """Store the tallies and frequency counts the verdict asks for."""
+    conn.executemany(
+        "INSERT INTO campaign_tallies (campaign_id, name, value) VALUES (?, ?, ?)"
+        " ON CONFLICT (campaign_id, name) DO UPDATE SET value = value + excluded.value",
+        [(campaign_id, name, delta) for name, delta in verdict.tallies.items() if delta],
+    )
+    # A frequency cap counts accepted recipients, not the ones it (or another rule) dropped.
+    kept = [h for i, h in enumerate(sub.hashes) if i not in verdict.suppress]
+    for rule in verdict.frequency:
+        conn.executemany(
+            "INSERT INTO frequency (rule, hash, at) VALUES (?, ?, ?)",
+            [(rule, h, sub.received_at) for h in kept],
         )
-    held = verdict.hold or campaign.state is CampaignState.HELD
-    waiting = RecipientState.HELD if held else RecipientState.QUEUED
+
+
+def _store(
+    conn: sqlite3.Connection,
+    campaign_id: str,
+    sub: Submission,
+    waiting: RecipientState,
+    verdict: Verdict,
+) -> None:
+    """Store the message once and a row per recipient, and count them in."""
+    now = sub.received_at
     conn.execute(
         "INSERT INTO messages (id, campaign_id, client, mail_from, content, size, ingress, received_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -163,31 +248,27 @@ def accept(conn: sqlite3.Connection, sub: Submission, decide: Decide, window: fl
             now,
         ),
     )
-    states = [
-        RecipientState.SUPPRESSED if index in verdict.suppress else waiting
-        for index in range(count)
-    ]
+    rows = []
+    for index, (address, box, key) in enumerate(
+        zip(sub.rcpt_tos, sub.mailboxes, sub.hashes, strict=True)
+    ):
+        rule = verdict.suppress.get(index)
+        state, reply = (
+            (RecipientState.SUPPRESSED, f"suppressed by rule {rule}") if rule else (waiting, "")
+        )
+        rows.append(
+            (sub.message_id, campaign_id, address, box, key, str(state), reply, now, now, now)
+        )
     conn.executemany(
-        "INSERT INTO recipients (message_id, campaign_id, address, mailbox, state,"
-        " next_attempt_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (sub.message_id, campaign_id, address, box, str(state), now, now, now)
-            for address, box, state in zip(sub.rcpt_tos, mailboxes, states, strict=True)
-        ],
+        "INSERT INTO recipients (message_id, campaign_id, address, mailbox, mailbox_hash, state,"
+        " last_reply, next_attempt_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
     )
-    suppressed = states.count(RecipientState.SUPPRESSED)
-    column = "held" if held else "queued"
+    suppressed = len(verdict.suppress)
+    column = "held" if waiting is RecipientState.HELD else "queued"
     conn.execute(
         f"UPDATE campaigns SET {column} = {column} + ?, suppressed = suppressed + ? WHERE id = ?",
-        (count - suppressed, suppressed, campaign_id),
-    )
-    return Admission(
-        message_id=sub.message_id,
-        campaign_id=campaign_id,
-        held=held,
-        tripped=tripped,
-        findings=verdict.findings,
-        held_recipients=quarantined,
+        (len(rows) - suppressed, suppressed, campaign_id),
     )
 
 
@@ -243,9 +324,18 @@ def _conflicts(
     return tuple(found)
 
 
-def _duplicates(mailboxes: Sequence[str], known: set[str]) -> tuple[int, ...]:
+def _duplicates(
+    conn: sqlite3.Connection, campaign_id: str, mailboxes: Sequence[str]
+) -> tuple[int, ...]:
     """Indexes of recipients already in the campaign or repeated earlier in this message."""
-    seen = set(known)
+    marks = ",".join("?" * len(mailboxes))
+    seen = {
+        found
+        for (found,) in conn.execute(
+            f"SELECT mailbox FROM recipients WHERE campaign_id = ? AND mailbox IN ({marks})",
+            (campaign_id, *mailboxes),
+        )
+    }
     found = []
     for index, box in enumerate(mailboxes):
         if box in seen:

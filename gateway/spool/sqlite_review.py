@@ -25,6 +25,7 @@ from gateway.model import (
     StoredMessage,
     Token,
 )
+from gateway.spool import sqlite_segments
 from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.spool.sqlite_queue import (
     CAMPAIGN_COLUMNS,
@@ -53,9 +54,15 @@ def manual_hold(
 
 
 def release(
-    conn: sqlite3.Connection, campaign_id: str, actor: str, now: float, max_recipients: int | None
+    conn: sqlite3.Connection,
+    campaign_id: str,
+    actor: str,
+    now: float,
+    *,
+    max_recipients: int | None = None,
+    only_segment: str | None = None,
 ) -> Campaign | None:
-    """Queue held recipients again (all, or the oldest `max_recipients`).
+    """Queue held recipients again: all, the oldest `max_recipients`, those in a segment.
 
     A full release acknowledges the findings the operator was shown; a partial one leaves
     the campaign held with the rest. Releasing a campaign that is not held does nothing.
@@ -63,18 +70,21 @@ def release(
     campaign = campaign_by_id(conn, campaign_id)
     if campaign is None or campaign.state is not CampaignState.HELD:
         return campaign
-    if max_recipients is None:
-        moved = conn.execute(
-            "UPDATE recipients SET state = 'queued', updated_at = ?, queued_at = ?"
-            " WHERE campaign_id = ? AND state = 'held'",
-            (now, now, campaign_id),
-        ).rowcount
-    else:
-        moved = conn.execute(
-            "UPDATE recipients SET state = 'queued', updated_at = ?, queued_at = ? WHERE id IN ("
-            " SELECT id FROM recipients WHERE campaign_id = ? AND state = 'held' ORDER BY id LIMIT ?)",
-            (now, now, campaign_id, max_recipients),
-        ).rowcount
+    which = "campaign_id = ? AND state = 'held'"
+    params: list[Any] = [campaign_id]
+    if only_segment is not None:
+        live = sqlite_segments.version_of(conn, only_segment)
+        if live is None:
+            raise Conflict(f"no segment named {only_segment!r} has been loaded")
+        which += " AND mailbox_hash IN (SELECT hash FROM segment_members WHERE version = ?)"
+        params.append(live[0])
+    if max_recipients is not None:
+        which = f"id IN (SELECT id FROM recipients WHERE {which} ORDER BY id LIMIT ?)"
+        params.append(max_recipients)
+    moved = conn.execute(
+        f"UPDATE recipients SET state = 'queued', updated_at = ?, queued_at = ? WHERE {which}",
+        (now, now, *params),
+    ).rowcount
     remaining = campaign.counters.held - moved
     conn.execute(
         "UPDATE campaigns SET held = held - ?, queued = queued + ?, updated_at = ? WHERE id = ?",
@@ -88,7 +98,10 @@ def release(
         )
         conn.execute("DELETE FROM release_approvals WHERE campaign_id = ?", (campaign_id,))
     event = "released" if remaining == 0 else "partially_released"
-    add_event(conn, campaign_id, now, event, actor, recipients=moved, still_held=remaining)
+    details = {"only_segment": only_segment} if only_segment else {}
+    add_event(
+        conn, campaign_id, now, event, actor, recipients=moved, still_held=remaining, **details
+    )
     return campaign_by_id(conn, campaign_id)
 
 

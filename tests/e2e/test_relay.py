@@ -186,7 +186,7 @@ async def test_a_failed_spool_commit_answers_451_and_keeps_nothing(settings_for,
                 client.sendmail(
                     "news@shop.test",
                     ["second@example.org"],
-                    message(body=("x" * 70 + "\r\n") * 300),
+                    message(body=("x" * 70 + "\r\n") * 3000),
                 )
 
         with pytest.raises(smtplib.SMTPDataError) as refused:

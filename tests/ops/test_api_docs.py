@@ -38,14 +38,29 @@ class Recorder:
         self.parts: list[str] = []
 
     async def call(
-        self, title: str, who: str | None, method: str, path: str, body: Any = None
+        self,
+        title: str,
+        who: str | None,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        text: str | None = None,
+        content_type: str = "text/plain",
     ) -> Any:
-        status, answer = await self.gw.api(who).call(method, path, body)
+        api = self.gw.api(who)
+        if text is None:
+            status, answer = await api.call(method, path, body)
+        else:
+            headers = {"Content-Type": content_type}
+            status, answer = await api.call(method, path, data=text.encode(), headers=headers)
         request = f"{method} {path}\n"
         if who:
             request += f"Authorization: Bearer <{who}'s token: {', '.join(TOKENS[who][1])}>\n"
         if body is not None:
             request += "Content-Type: application/json\n\n" + json.dumps(body, indent=2) + "\n"
+        if text is not None:
+            request += f"Content-Type: {content_type}\n\n{text}"
         response = json.dumps(answer, indent=2, ensure_ascii=False)
         self.parts.append(
             f"### {title}\n\n```http\n{request}```\n\n`{status}`\n\n```json\n{response}\n```\n"
@@ -148,6 +163,18 @@ async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream)
         await rec.call(
             "Resume", "alice", "POST", "/api/v1/relay/resume", {"reason": "provider recovered"}
         )
+        await rec.call(
+            "Upload a segment (streamed; text: one address per line, or CSV with a header)",
+            "alice",
+            "PUT",
+            "/api/v1/segments/vip?reason=VIP%20list%20from%20CRM",
+            text=(
+                "email,name\nada@example.org,Ada\nBOB@Example.org,Bob\n"
+                "not-an-address,Eve\nada@example.org,Ada again\n"
+            ),
+            content_type="text/csv",
+        )
+        await rec.call("List segments", "viewer", "GET", "/api/v1/segments")
         await rec.call("The audit log, newest first", "viewer", "GET", "/api/v1/audit?limit=4")
 
     fresh = "\n".join(rec.parts)

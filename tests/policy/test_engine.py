@@ -15,9 +15,10 @@ from gateway.model import (
     Facts,
     Submission,
 )
-from gateway.policy import blast
+from gateway.policy import engine as engine_module
 from gateway.policy.engine import Engine
 from gateway.policy.loader import load_policies
+from gateway.policy.rules import DeclaredSize
 
 
 def campaign(
@@ -50,6 +51,7 @@ SUB = Submission(
     client="127.0.0.0/8",
     mail_from="news@shop.test",
     rcpt_tos=("a@x.test", "b@x.test", "a@x.test"),
+    mailboxes=("a@x.test", "b@x.test", "a@x.test"),
     content=b"",
     campaign=CampaignRef(
         client="127.0.0.0/8",
@@ -118,7 +120,7 @@ def test_duplicates_hold_or_suppress_only_the_repeats(tmp_path):
     suppress = engine(tmp_path, "  - {id: d, kind: duplicate_recipients, action: suppress}\n")
     verdict = suppress.decide(campaign(3, duplicates=1), SUB, Facts(duplicates=(2,)))
     assert not verdict.hold
-    assert verdict.suppress == {2}
+    assert verdict.suppress == {2: "d"}
 
 
 def test_shadow_rules_record_but_never_hold(tmp_path):
@@ -148,7 +150,7 @@ def test_a_check_that_crashes_holds_the_campaign(tmp_path, monkeypatch):
     def broken(*_args):
         raise ZeroDivisionError("bad arithmetic")
 
-    monkeypatch.setitem(blast.CHECKS, blast.DeclaredSize, broken)
+    monkeypatch.setitem(engine_module.CHECKS, DeclaredSize, broken)
     e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n")
     verdict = e.decide(campaign(1, 200), SUB, Facts())
     assert verdict.hold
@@ -163,7 +165,7 @@ def test_a_check_over_its_time_budget_holds_the_campaign(tmp_path, monkeypatch):
             total += i
         return []
 
-    monkeypatch.setitem(blast.CHECKS, blast.DeclaredSize, slow)
+    monkeypatch.setitem(engine_module.CHECKS, DeclaredSize, slow)
     e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n", budget=0.000001)
     verdict = e.decide(campaign(1, 200), SUB, Facts())
     assert verdict.hold

@@ -8,22 +8,42 @@ from pathlib import Path
 
 import pytest
 
+from gateway.campaigns import comparable
 from gateway.errors import SpoolLocked
 from gateway.model import (
     CampaignRef,
     CampaignState,
     Declaration,
     Finding,
+    Needs,
+    PassAll,
     RecipientState,
     Settlement,
     Submission,
     Verdict,
     new_id,
-    pass_all,
 )
+from gateway.segments import address_hash
 from gateway.spool import SqliteSpool
 
 NOW = 1_800_000_000.0
+pass_all = PassAll()
+
+
+class Decide:
+    """A decider made of one function, needing no lookups."""
+
+    def __init__(self, fn, needs: Needs | None = None) -> None:
+        self.fn = fn
+        self._needs = needs or Needs()
+
+    def needs(self, campaign):
+        return self._needs
+
+    def decide(self, campaign, sub, facts):
+        return self.fn(campaign, sub, facts)
+
+
 WINDOW = 3600.0
 
 
@@ -52,6 +72,7 @@ def submission(
         subject="Spring",
         declaration=Declaration(size=size),
     )
+    boxes = tuple(comparable(r) for r in rcpts)
     return Submission(
         message_id=new_id(at),
         client=client,
@@ -60,6 +81,8 @@ def submission(
         content=b"Subject: Spring\r\n\r\nHi\r\n",
         campaign=ref,
         received_at=at,
+        mailboxes=boxes,
+        hashes=tuple(address_hash(b) for b in boxes),
     )
 
 
@@ -197,8 +220,8 @@ async def test_decide_sees_counters_including_the_message_and_a_hold_quarantines
             return Verdict(hold=True, findings=(finding,))
         return Verdict()
 
-    await spool.accept(submission(["a@x.test", "b@x.test"]), hold_past_two, WINDOW)
-    held = await spool.accept(submission(["c@x.test"]), hold_past_two, WINDOW)
+    await spool.accept(submission(["a@x.test", "b@x.test"]), Decide(hold_past_two), WINDOW)
+    held = await spool.accept(submission(["c@x.test"]), Decide(hold_past_two), WINDOW)
     assert seen == [2, 3]
     assert held.held
     campaign = await spool.campaign(held.campaign_id)
@@ -222,7 +245,7 @@ async def test_time_on_hold_does_not_count_towards_the_retry_age(spool):
             hold=True, findings=(Finding(rule="r", kind="k", mode="enforce", message="m"),)
         )
 
-    admission = await spool.accept(submission(["a@x.test"]), hold_all, WINDOW)
+    admission = await spool.accept(submission(["a@x.test"]), Decide(hold_all), WINDOW)
     ten_days_later = NOW + 10 * 86400
     await spool.release(admission.campaign_id, "alice", ten_days_later)
     [delivery] = await spool.claim("w1", ten_days_later, 10, 60)
@@ -236,9 +259,11 @@ async def test_a_message_declaring_otherwise_than_its_campaign_is_reported(spool
         seen.append(facts.conflicts)
         return Verdict()
 
-    await spool.accept(submission(["a@x.test"], size=200), record, WINDOW)
-    await spool.accept(submission(["b@x.test"], size=250), record, WINDOW)
-    await spool.accept(submission(["c@x.test"]), record, WINDOW)  # no declaration: no conflict
+    await spool.accept(submission(["a@x.test"], size=200), Decide(record), WINDOW)
+    await spool.accept(submission(["b@x.test"], size=250), Decide(record), WINDOW)
+    await spool.accept(
+        submission(["c@x.test"]), Decide(record), WINDOW
+    )  # no declaration: no conflict
     assert seen == [(), (("size", 200, 250),), ()]
     campaign = await spool.find_campaign("127.0.0.0/8", "spring")
     assert campaign.declared.size == 200

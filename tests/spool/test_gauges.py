@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from gateway.model import Finding, RecipientState, Settlement, Verdict, pass_all
-from tests.spool.test_contract import NOW, WINDOW, spool, submission
+from gateway.model import Finding, RecipientState, Settlement, Verdict
+from tests.spool.test_contract import NOW, WINDOW, Decide, pass_all, spool, submission
 
 __all__ = ["spool"]  # the backend fixture, shared with the contract tests
 
 
-def hold_all(campaign, sub, facts):
+def _hold(campaign, sub, facts):
     return Verdict(hold=True, findings=(Finding(rule="r", kind="k", mode="enforce", message="m"),))
+
+
+hold_all = Decide(_hold)
 
 
 async def test_an_empty_spool_reports_nothing_held_and_every_state_at_zero(spool):

@@ -1,0 +1,38 @@
+"""What a policy check sees and what it returns: the shapes shared by every check family."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.model import Campaign, Facts, Submission
+
+SAMPLE = 10  # evidence lists at most this many addresses
+
+
+@dataclass(frozen=True)
+class Context:
+    """One message of one campaign, with the facts the spool looked up for it."""
+
+    campaign: Campaign
+    submission: Submission
+    facts: Facts
+    internal_domains: frozenset[str] = frozenset()
+
+    def sample(self, indexes: Sequence[int] | frozenset[int]) -> list[str]:
+        """Return up to SAMPLE recipient addresses, in message order."""
+        return [self.submission.rcpt_tos[i] for i in sorted(indexes)[:SAMPLE]]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a check saw: one kind of problem, its sentence and its evidence."""
+
+    kind: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    recipients: frozenset[int] = frozenset()  # indexes into rcpt_tos that `suppress` drops
+
+
+Check = Callable[[Any, Context], Sequence[Observation]]
