@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench docs clean
+.PHONY: run test check bench docs clean promtool
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,22 @@ run: $(STAMP)
 	$(BIN)/sendbrake serve
 
 ## Install what the tests need, then run them.
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(BIN)/pytest -q
+
+## promtool checks and tests deploy/prometheus/ (tests/deploy). Debian ships it in the
+## `prometheus` package, whose postinst also starts a Prometheus daemon where a service
+## manager runs: if the install started one (none ran before), stop it again; the tests
+## need only the promtool binary.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  before=$$(pgrep -x prometheus || true); \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null || exit 1; \
+	  if [ -z "$$before" ] && pgrep -x prometheus >/dev/null; then \
+	    service prometheus stop >/dev/null 2>&1 || kill $$(pgrep -x prometheus); \
+	  fi; \
+	}
 
 ## Lint, format check and strict typing: what CI expects to stay clean.
 check: $(STAMP)

@@ -165,7 +165,9 @@ class Admitter:
             rules = sorted({f.rule for f in admission.findings if f.mode == "enforce"})
             for rule in rules:
                 self._metrics.campaign_holds.labels(rule=rule).inc()
-            bound.warning("campaign_held", rules=rules)
+            bound.warning(
+                "campaign_held", rules=rules, actor="policy", recipients=admission.held_recipients
+            )
 
     def _edit(self, headers: HeaderBlock, message_id: str, now: float, trace: str) -> HeaderBlock:
         """Strip declarations and add what an MTA adds when the sender left it out."""

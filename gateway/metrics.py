@@ -1,14 +1,22 @@
 """Prometheus metrics of one gateway, registered on an injected registry.
 
-Labels are bounded (ingress kind, outcome, rule); never a campaign or message ID.
+These are the instruments the stages update as things happen (counters, histograms,
+the upstream gauge). What must be exact across restarts (held campaigns, recipients by
+state, the relay pause) is read from the spool at scrape time by `gateway.ops.gauges`,
+never kept here. Labels are bounded (ingress kind, outcome, rule, mode); never a
+campaign or message ID.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+INGRESSES = ("smtp",)
+OUTCOMES = ("delivered", "deferred", "failed")
+MANUAL_RULE = "manual"  # the rule label of holds an operator made
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -30,6 +38,27 @@ class Metrics:
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
         """Register every instrument on `registry` (a fresh one by default)."""
         reg = registry if registry is not None else CollectorRegistry()
+        metrics = cls._register(reg)
+        # Series that exist from the start read 0 instead of being absent, so rates and
+        # increases in alert rules see their first event (a series born at 1 shows none).
+        for ingress in INGRESSES:
+            metrics.messages_received.labels(ingress=ingress)
+        for outcome in OUTCOMES:
+            metrics.recipients_relayed.labels(outcome=outcome)
+        metrics.campaign_holds.labels(rule=MANUAL_RULE)
+        # No transaction has failed yet; an idle gateway must not look like an outage.
+        metrics.upstream_up.set(1)
+        return metrics
+
+    def declare_rules(self, rules: Iterable[tuple[str, str]]) -> None:
+        """Create the zero series of each policy rule, given as (rule id, mode)."""
+        for rule, mode in rules:
+            self.policy_findings.labels(rule=rule, mode=mode)
+            if mode == "enforce":
+                self.campaign_holds.labels(rule=rule)
+
+    @classmethod
+    def _register(cls, reg: CollectorRegistry) -> Metrics:
         return cls(
             registry=reg,
             messages_received=Counter(
@@ -63,7 +92,7 @@ class Metrics:
             ),
             upstream_up=Gauge(
                 "sendbrake_upstream_up",
-                "1 when the last upstream transaction reached the provider, else 0.",
+                "1 when the last upstream transaction reached the provider (or none was tried yet), else 0.",
                 registry=reg,
             ),
             policy_findings=Counter(

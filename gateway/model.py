@@ -269,6 +269,7 @@ class Admission:
     held: bool  # this message waits in quarantine
     tripped: bool = False  # this message put its campaign on hold
     findings: tuple[Finding, ...] = ()  # what the rules said about this message
+    held_recipients: int = 0  # when tripped: recipients the hold quarantined, this one's included
 
 
 class Outcome(enum.StrEnum):

@@ -66,6 +66,7 @@ class Gateway:
         self.upstream = upstream or create_upstream(settings.upstream)
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
         self.engine = Engine(load_policies(settings.policies.dir), clock=clock)
+        self.metrics.declare_rules(self.engine.rule_modes())
         self.admitter = Admitter(
             self.spool,
             settings.campaigns,
@@ -88,6 +89,7 @@ class Gateway:
             self.metrics,
             [self.api, SegmentsApi(self.spool, gate, self.loader, settings.segments)],
             max_body_size=settings.http.max_body_size,
+            clock=clock,
         )
         self._clock = clock
         self.addresses: Addresses | None = None

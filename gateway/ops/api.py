@@ -1,7 +1,10 @@
 """The ops API (DESIGN.md §4): campaigns, messages, relay pause, audit.
 
 Thin handlers over the spool. Each mutating call needs a `reason`, is checked against the
-caller's roles, and lands in the append-only audit log, refused calls included.
+caller's roles, and lands in the append-only audit log, refused calls included. Each
+decision that changes a campaign is also logged as one event (`campaign_held`,
+`campaign_released`, `campaign_rejected`, ...) with the campaign, actor and counts, so the
+logs alone tell a campaign's story next to the stages' events.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import Conflict
-from gateway.metrics import Metrics
+from gateway.metrics import MANUAL_RULE, Metrics
 from gateway.model import (
     Campaign,
     CampaignState,
@@ -31,6 +35,7 @@ from gateway.spool.base import Spool
 
 BASE = "/api/v1"
 B = TypeVar("B", bound=BaseModel)
+log = structlog.get_logger(__name__)
 
 
 class _Body(BaseModel):
@@ -258,12 +263,24 @@ class OpsApi:
             )
         )
         changed = before.state is not CampaignState.HELD
+        detail = await self._detail(campaign)
         if changed:
-            self._metrics.campaign_holds.labels(rule="manual").inc()
+            self._metrics.campaign_holds.labels(rule=MANUAL_RULE).inc()
+            step = _last_step(detail, {"held"}, caller.name)
+            log.warning(
+                "campaign_held",
+                campaign=campaign_id,
+                key=campaign.key,
+                rules=[MANUAL_RULE],
+                actor=caller.name,
+                reason=body.reason,
+                recipients=step.get("recipients", campaign.counters.held),
+                relayed=campaign.counters.relayed,
+            )
         await self._gate.audit(
             caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
         )
-        return web.json_response(await self._detail(campaign))
+        return web.json_response(detail)
 
     async def release(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/release: all held recipients, or `max_recipients` of them."""
@@ -293,6 +310,15 @@ class OpsApi:
                 body.reason,
             )
             if len(approvers) < 2:
+                log.info(
+                    "campaign_release_approved",
+                    campaign=campaign_id,
+                    key=campaign.key,
+                    actor=caller.name,
+                    reason=body.reason,
+                    recipients=count,
+                    approvals=approvers,
+                )
                 await self._gate.audit(
                     caller.name,
                     "release campaign",
@@ -322,6 +348,19 @@ class OpsApi:
             )
         )
         self._wake_relay()
+        detail = await self._detail(released)
+        step = _last_step(detail, {"released", "partially_released"}, caller.name)
+        log.info(
+            "campaign_released"
+            if released.state is CampaignState.RELEASED
+            else "campaign_partially_released",
+            campaign=campaign_id,
+            key=released.key,
+            actor=caller.name,
+            reason=body.reason,
+            recipients=step.get("recipients", count),
+            still_held=released.counters.held,
+        )
         await self._gate.audit(
             caller.name,
             "release campaign",
@@ -333,7 +372,7 @@ class OpsApi:
             max_recipients=body.max_recipients,
             only_segment=body.only_segment,
         )
-        return web.json_response(await self._detail(released))
+        return web.json_response(detail)
 
     async def reject(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/reject: discard held mail and refuse later mail."""
@@ -342,13 +381,19 @@ class OpsApi:
         body = await _body(request, ReasonBody)
         before = await self._campaign(campaign_id)
         campaign = _found(await self._spool.reject(campaign_id, caller.name, self._clock()))
+        changed = before.state is not CampaignState.REJECTED
+        if changed:
+            log.warning(
+                "campaign_rejected",
+                campaign=campaign_id,
+                key=campaign.key,
+                actor=caller.name,
+                reason=body.reason,
+                discarded=campaign.counters.discarded - before.counters.discarded,
+                relayed=campaign.counters.relayed,
+            )
         await self._gate.audit(
-            caller.name,
-            "reject campaign",
-            campaign_id,
-            body.reason,
-            "ok",
-            changed=before.state is not CampaignState.REJECTED,
+            caller.name, "reject campaign", campaign_id, body.reason, "ok", changed=changed
         )
         return web.json_response(await self._detail(campaign))
 
@@ -405,6 +450,9 @@ class OpsApi:
         caller = await self._gate.caller(request, "operate", action, "relay")
         body = await _body(request, ReasonBody)
         await self._spool.set_relay_paused(paused, caller.name, body.reason, self._clock())
+        log.warning(
+            "relay_paused" if paused else "relay_resumed", actor=caller.name, reason=body.reason
+        )
         await self._gate.audit(caller.name, action, "relay", body.reason, "ok")
         if not paused:
             self._wake_relay()
@@ -424,6 +472,14 @@ class OpsApi:
                 "next": views.encode_cursor(page[-1].id) if more else None,
             }
         )
+
+
+def _last_step(detail: dict[str, Any], events: set[str], actor: str) -> dict[str, Any]:
+    """Return the newest timeline step of `events` by `actor` (it holds the exact counts)."""
+    for step in reversed(detail["timeline"]):
+        if step["event"] in events and step["actor"] == actor:
+            return dict(step)
+    return {}
 
 
 def _found(campaign: Campaign | None, campaign_id: str = "") -> Campaign:

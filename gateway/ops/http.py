@@ -6,7 +6,8 @@ state of their own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiohttp import web
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.errors import SpoolError
 from gateway.metrics import Metrics
 from gateway.ops.api import BASE, OpsApi
+from gateway.ops.gauges import SpoolCollector
 from gateway.ops.openapi import document
 from gateway.ops.problems import problem_middleware
 from gateway.ops.segments_api import SegmentsApi
@@ -24,6 +26,8 @@ log = structlog.get_logger(__name__)
 
 SPOOL = web.AppKey("spool", Spool)
 METRICS = web.AppKey("metrics", Metrics)
+GAUGES = web.AppKey("gauges", SpoolCollector)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -41,8 +45,22 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition of this gateway's registry."""
-    body = generate_latest(request.app[METRICS].registry)
+    """Prometheus text exposition: the registry, with the spool's gauges read just now.
+
+    When the spool cannot be read the scrape fails (503) rather than leaving the held
+    gauges out: a scrape without them would resolve "campaign held" alerts silently,
+    while a failed scrape fires the "gateway down" one.
+    """
+    app = request.app
+    try:
+        snapshot = await app[SPOOL].gauges()
+    except SpoolError as exc:
+        log.warning("metrics_spool_unavailable", error=str(exc))
+        return web.Response(status=503, text=f"spool unavailable: {exc}\n")
+    # No await between taking the snapshot and rendering it: concurrent scrapes on this
+    # loop cannot interleave here.
+    app[GAUGES].update(snapshot, app[CLOCK]())
+    body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -52,12 +70,20 @@ async def openapi(_request: web.Request) -> web.Response:
 
 
 def create_app(
-    spool: Spool, metrics_: Metrics, apis: Sequence[OpsApi | SegmentsApi], *, max_body_size: int
+    spool: Spool,
+    metrics_: Metrics,
+    apis: Sequence[OpsApi | SegmentsApi],
+    *,
+    max_body_size: int,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """Build the aiohttp application with its routes."""
+    """Build the aiohttp application with its routes; registers the spool gauges."""
     app = web.Application(client_max_size=max_body_size, middlewares=[problem_middleware])
     app[SPOOL] = spool
     app[METRICS] = metrics_
+    app[GAUGES] = SpoolCollector()
+    app[CLOCK] = clock
+    metrics_.registry.register(app[GAUGES])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 CHECK_BUDGET = 0.05  # seconds; campaign-level checks are counter and index lookups
 CHECKS: dict[type[Rule], Check] = {**blast.CHECKS, **segmentation.CHECKS}
+DECLARATION_RULE = "declaration"  # the built-in rule of conflicting declarations
 
 
 class Engine:
@@ -37,6 +38,10 @@ class Engine:
         self.policies = policies
         self._clock = clock
         self._budget = budget
+
+    def rule_modes(self) -> list[tuple[str, str]]:
+        """Every rule id this engine can report findings for, with its mode."""
+        return [(DECLARATION_RULE, "enforce"), *((r.id, r.mode) for r in self.policies.rules)]
 
     def _selecting(self, campaign: Campaign) -> list[ActiveRule]:
         return [a for a in self.policies.rules if a.rule.when.selects(campaign)]
@@ -114,7 +119,7 @@ def conflicting_declaration(facts: Facts, version: str, now: float) -> Finding:
     """Describe declaration headers that disagree with what the campaign declared before."""
     parts = [f"{field} {sent!r} (campaign: {kept!r})" for field, kept, sent in facts.conflicts]
     return Finding(
-        rule="declaration",
+        rule=DECLARATION_RULE,
         kind="conflicting_declaration",
         mode="enforce",
         message="this message declares " + ", ".join(parts) + "; the first declaration is kept",

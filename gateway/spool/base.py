@@ -7,7 +7,8 @@ stages depend only on it. Every method that changes state is one transaction, an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
 
@@ -29,6 +30,40 @@ from gateway.model import (
     Submission,
     Token,
 )
+
+# How many held campaigns a gauge snapshot names: enough for any real incident, and a
+# bound on the label values /metrics can carry.
+HELD_NAMED_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCampaign:
+    """A campaign waiting in quarantine, as the gauge snapshot names it."""
+
+    id: str
+    key: str
+    client: str
+    held_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolGauges:
+    """What the spool holds at one instant: the state /metrics exposes at scrape time.
+
+    Read in one snapshot, so the numbers agree with each other and, being read from the
+    spool rather than kept in memory, with the numbers before a restart.
+    """
+
+    campaigns_held: int
+    oldest_held_at: float | None  # when the longest-waiting held campaign was held
+    recipients: Mapping[RecipientState, int]  # every state, zero included
+    relay_paused: bool
+    held: tuple[HeldCampaign, ...]  # the longest-waiting first, at most the limit asked
+
+    @property
+    def recipients_held(self) -> int:
+        """Recipients waiting in quarantine."""
+        return self.recipients.get(RecipientState.HELD, 0)
 
 
 class Spool(Protocol):
@@ -68,6 +103,9 @@ class Spool(Protocol):
 
     async def count_by_state(self) -> dict[RecipientState, int]:
         """Return how many recipients sit in each state."""
+
+    async def gauges(self, limit: int = HELD_NAMED_LIMIT) -> SpoolGauges:
+        """Return held campaigns, recipients by state and the pause flag in one snapshot."""
 
     # -- campaigns and review ----------------------------------------------------------
 

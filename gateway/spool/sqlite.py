@@ -46,7 +46,7 @@ from gateway.model import (
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review as r
 from gateway.spool import sqlite_segments
-from gateway.spool.base import migrations
+from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
@@ -265,6 +265,9 @@ class SqliteSpool:
             return counts
 
         return await self._read(work)
+
+    async def gauges(self, limit: int = HELD_NAMED_LIMIT) -> SpoolGauges:
+        return await self._read(lambda c: r.gauges(c, limit))
 
     # -- campaigns and review -----------------------------------------------------------
 

@@ -90,8 +90,9 @@ def accept(conn: sqlite3.Connection, sub: Submission, decider: Decider, window: 
     _remember(conn, campaign_id, sub, verdict)
     count = len(sub.rcpt_tos)
     tripped = verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}
+    quarantined = 0
     if tripped:
-        hold(
+        quarantined = hold(
             conn,
             campaign,
             now=now,
@@ -108,6 +109,7 @@ def accept(conn: sqlite3.Connection, sub: Submission, decider: Decider, window: 
         held=held,
         tripped=tripped,
         findings=verdict.findings,
+        held_recipients=quarantined,
     )
 
 
@@ -351,8 +353,11 @@ def hold(
     rules: Sequence[str],
     sample_message_id: str | None = None,
     incoming: int = 0,
-) -> None:
-    """Quarantine a campaign: nothing of it that is still waiting may be relayed."""
+) -> int:
+    """Quarantine a campaign: nothing of it that is still waiting may be relayed.
+
+    Return how many recipients the hold quarantined (`incoming` included).
+    """
     moved = {
         source: conn.execute(
             "UPDATE recipients SET state = 'held', updated_at = ? WHERE campaign_id = ? AND state = ?",
@@ -371,6 +376,7 @@ def hold(
     )
     held = queued + deferred + incoming  # incoming: the tripping message, stored right after
     add_event(conn, campaign.id, now, "held", actor, rules=list(rules), recipients=held)
+    return held
 
 
 def add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequence[Finding]) -> None:

@@ -20,11 +20,13 @@ from gateway.model import (
     CampaignState,
     Finding,
     Manifest,
+    RecipientState,
     Role,
     StoredMessage,
     Token,
 )
 from gateway.spool import sqlite_segments
+from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.spool.sqlite_queue import (
     CAMPAIGN_COLUMNS,
     add_event,
@@ -32,6 +34,7 @@ from gateway.spool.sqlite_queue import (
     campaign_by_id,
     campaign_from_row,
     hold,
+    relay_paused,
 )
 
 
@@ -212,6 +215,38 @@ def list_campaigns(
         (*params, limit),
     ).fetchall()
     return [campaign_from_row(row) for row in rows]
+
+
+def gauges(conn: sqlite3.Connection, limit: int) -> SpoolGauges:
+    """Read what /metrics shows of the spool, in one read transaction (one WAL snapshot)."""
+    conn.execute("BEGIN")
+    try:
+        count, oldest = conn.execute(
+            "SELECT COUNT(*), MIN(held_at) FROM campaigns WHERE state = 'held'"
+        ).fetchone()
+        held = tuple(
+            HeldCampaign(id=cid, key=key, client=client, held_at=at)
+            for cid, key, client, at in conn.execute(
+                "SELECT id, key, client, held_at FROM campaigns WHERE state = 'held'"
+                " ORDER BY held_at, id LIMIT ?",
+                (limit,),
+            )
+        )
+        # A scan of the (state, next_attempt_at) covering index, not of the table: about
+        # 0.1 s per million recipient rows on the reader thread, once per scrape.
+        recipients = dict.fromkeys(RecipientState, 0)
+        for state, n in conn.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state"):
+            recipients[RecipientState(state)] = n
+        paused = relay_paused(conn)
+    finally:
+        conn.execute("ROLLBACK")  # read only: nothing to keep, and the snapshot ends
+    return SpoolGauges(
+        campaigns_held=count,
+        oldest_held_at=oldest,
+        recipients=recipients,
+        relay_paused=paused,
+        held=held,
+    )
 
 
 def events(conn: sqlite3.Connection, campaign_id: str) -> list[CampaignEvent]:
