@@ -76,6 +76,8 @@ class Gateway:
             metrics=self.metrics,
             clock=clock,
             on_admitted=lambda _admission: self.relay.wake(),
+            content_timeout=settings.policies.content_timeout,
+            content_workers=settings.policies.content_workers,
         )
         self.loader = SegmentLoader(
             self.spool, casefold_local=settings.segments.casefold_local_part, clock=clock
@@ -182,5 +184,6 @@ class Gateway:
                     log.info("leases_given_back", recipients=given_back)
                 await self.upstream.close()
         finally:
+            self.admitter.close()
             await self.spool.close()
             log.info("shutdown_complete")

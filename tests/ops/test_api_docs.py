@@ -24,6 +24,7 @@ VOLATILE = [
     (re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b"), "<id>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "<time>"),
     (re.compile(r"\b\d{10}\.\d+\b"), "<epoch>"),
+    (re.compile(r"sha256:[0-9a-f]{12}"), "<policy version>"),  # changes with policies/*.yaml
     (re.compile(r"(cursor=|\"next\": \")[A-Za-z0-9_-]+"), r"\1<cursor>"),
     (re.compile(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}"), "<date>"),
     (re.compile(r"\"size\": \d+,\n(\s+)\"preview\""), r'"size": <n>,\n\1"preview"'),
