@@ -42,6 +42,8 @@ def serve(config: Path | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, gateway.stop)
+        # SIGHUP reloads the policy files; an invalid set keeps the old one (logged).
+        loop.add_signal_handler(signal.SIGHUP, gateway.request_reload)
         await gateway.run()
 
     try:

@@ -73,7 +73,8 @@ class Marker:
 
 # Test-send markers: strong signals only, because ordinary mail says "test" too.
 DEFAULT_MARKERS: tuple[tuple[str, str, str, bool], ...] = (
-    # (name, regular expression, where, case-sensitive)
+    # (name, regular expression, where, case-sensitive); the most specific first
+    ("Integration Test Email", r"\bintegration test (?:e-?mail|message)\b", "any", False),
     ("[TEST] or (test)", r"^\W*[\[(]\s*test(?:ing)?\s*[\])]", "subject", False),
     ("subject starting with test", r"^\s*test(?:ing)?\s*(?:[:#|\-–—]|\d|$)", "subject", False),
     ("[DRAFT]", r"[\[(]\s*draft\s*[\])]", "subject", False),
@@ -81,7 +82,6 @@ DEFAULT_MARKERS: tuple[tuple[str, str, str, bool], ...] = (
     ("[TEST]", r"\[\s*test\s*\]", "any", False),
     ("lorem ipsum", r"\blorem ipsum\b", "any", False),
     ("DO NOT SEND", r"\bDO NOT (?:SEND|USE|DISTRIBUTE)\b", "any", True),
-    ("Integration Test Email", r"\bintegration test (?:e-?mail|message)\b", "any", False),
     (
         "this is a test email",
         r"\bthis is (?:just |only )?a test (?:e-?mail|message|send)\b",
