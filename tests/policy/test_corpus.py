@@ -70,6 +70,6 @@ def test_ordinary_mail_passes_every_content_rule(content_policies, path):
 def test_the_same_corpus_mail_declared_in_another_locale_is_held(content_policies, name):
     """The rules did read the corpus: a wrong declaration of the same mail is caught."""
     content = (CORPUS / f"{name}.eml").read_bytes()
-    spec = CampaignSpec(received=1000, locale="en")
+    spec = CampaignSpec(received=1000, locale="en", segments={"sales-reps": []})
     findings = evaluate(content_policies, content, spec)
     assert [(f.rule, f.kind) for f in findings] == [("language", "language_mismatch")]
