@@ -170,12 +170,9 @@ def _leaves(
     part: Message, where: str, depth: int, problems: list[str]
 ) -> Iterator[tuple[str, EmailMessage]]:
     """Yield (part number, part) of every inline text part, in order."""
-    if part.is_multipart():
-        problems.extend(
-            f"part {where}: {_defect_name(d)}"
-            for d in part.defects
-            if isinstance(d, _FATAL_DEFECTS)
-        )
+    problems.extend(
+        f"part {where}: {_defect_name(d)}" for d in part.defects if isinstance(d, _FATAL_DEFECTS)
+    )
     if depth > MAX_DEPTH:
         problems.append(f"part {where}: MIME nesting deeper than {MAX_DEPTH} levels")
         return
