@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ops.auth import token_hash
-from tests.conftest import POLICIES, TOKENS, Api, run_gateway
+from tests.conftest import POLICIES, run_gateway
 from tests.helpers import eventually
 from tests.mail import build, html_page, paragraphs_html
 
@@ -32,7 +31,6 @@ identities:
 rules:
   - {id: founder-signoff, kind: signature, bulk_threshold: 100}
 """
-JANE = "sb_test_jane"
 REPS = [f"rep{i}@shop.test" for i in range(5)]
 
 WINBACK = """\
@@ -60,16 +58,7 @@ def policies(tmp_path: Path) -> Path:
 
 
 def settings(settings_for, upstream, tmp_path: Path):
-    tokens = [
-        {"name": name, "sha256": token_hash(token), "roles": roles}
-        for name, (token, roles) in TOKENS.items()
-    ]
-    tokens.append(
-        {"name": "jane", "sha256": token_hash(JANE), "roles": ["viewer"], "identity": "ceo"}
-    )
-    return settings_for(
-        upstream.port, policies={"dir": str(policies(tmp_path))}, ops={"tokens": tokens}
-    )
+    return settings_for(upstream.port, policies={"dir": str(policies(tmp_path))})
 
 
 async def campaign_of(gw, key: str) -> dict:
@@ -123,7 +112,7 @@ async def test_founder_signed_winback_is_held_until_the_founder_signs_off_then_r
         )
         assert status == 403, refused
 
-        status, signed = await Api(gw.http_url, JANE).post(
+        status, signed = await gw.api("jane").post(
             f"{base}/signoffs", {"reason": "I wrote it, send it"}
         )
         assert status == 200, signed
