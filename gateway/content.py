@@ -19,7 +19,7 @@ import email.errors
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import policy
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.utils import getaddresses
 from typing import Any
 
@@ -168,7 +168,7 @@ def _header(headers: HeaderBlock, name: str, problems: list[str]) -> str:
 
 def _leaves(
     part: Message, where: str, depth: int, problems: list[str]
-) -> Iterator[tuple[str, EmailMessage]]:
+) -> Iterator[tuple[str, Message]]:
     """Yield (part number, part) of every inline text part, in order."""
     problems.extend(
         f"part {where}: {_defect_name(d)}" for d in part.defects if isinstance(d, _FATAL_DEFECTS)
@@ -185,11 +185,10 @@ def _leaves(
         return
     if part.get_content_subtype() not in {"plain", "html"}:
         return
-    assert isinstance(part, EmailMessage)  # noqa: S101 - policy.default builds EmailMessage
     yield where, part
 
 
-def _payload(part: EmailMessage, label: str, problems: list[str]) -> bytes | None:
+def _payload(part: Message, label: str, problems: list[str]) -> bytes | None:
     """Undo the transfer encoding of one part; None (with a problem) when it cannot be."""
     encoding = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
     if encoding not in _TRANSFER_ENCODINGS:
@@ -206,7 +205,7 @@ def _payload(part: EmailMessage, label: str, problems: list[str]) -> bytes | Non
     return raw
 
 
-def _text_of(part: EmailMessage, where: str, problems: list[str]) -> str | None:
+def _text_of(part: Message, where: str, problems: list[str]) -> str | None:
     """Decode one text part's body; None (with a problem) when it cannot be read."""
     label = f"part {where} ({part.get_content_type()})"
     raw = _payload(part, label, problems)

@@ -86,7 +86,7 @@ def merge_tags(rule: MergeTags, ctx: Context) -> list[Observation]:
 
 def scan_test_markers(rule: TestMarkers, doc: Document) -> list[ContentHit]:
     """Find test-send markers."""
-    return detectors.find_test_markers(doc, rule.compiled)
+    return detectors.find_test_markers(doc, *rule.compiled)
 
 
 def marked_as_test(rule: TestMarkers, ctx: Context) -> list[Observation]:
@@ -130,7 +130,7 @@ def marked_as_test(rule: TestMarkers, ctx: Context) -> list[Observation]:
 
 def scan_seasonal(rule: Seasonal, doc: Document) -> list[ContentHit]:
     """Find seasonal phrases."""
-    return detectors.seasonal_phrases(doc, rule.compiled)
+    return detectors.seasonal_phrases(doc, *rule.compiled)
 
 
 def in_window(day: tuple[int, int], start: tuple[int, int], end: tuple[int, int]) -> bool:
@@ -144,7 +144,7 @@ def seasonal(rule: Seasonal, ctx: Context) -> list[Observation]:
     """Hold mail whose seasonal phrases are out of season on the day it is sent."""
     today = datetime.fromtimestamp(ctx.now, UTC).astimezone(ZoneInfo(rule.timezone)).date()
     day = (today.month, today.day)
-    windows = {p.phrase: (p.start, p.end) for p, _ in rule.compiled}
+    windows = {p.phrase: (p.start, p.end) for p in rule.compiled[1].values()}
     late = [
         h for h in ctx.scan(rule.id).hits if not in_window(day, *windows[str(h.detail["phrase"])])
     ]

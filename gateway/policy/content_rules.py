@@ -84,14 +84,17 @@ class MergeTags(Rule):
         return value if value is None else {k: _regex(v) for k, v in value.items()}
 
     @cached_property
-    def compiled(self) -> tuple[tuple[str, re.Pattern[str]], ...]:
-        """(name, pattern) of every tag syntax this rule looks for."""
+    def compiled(self) -> detectors.Patterns:
+        """Every tag syntax this rule looks for (the defaults with their hints)."""
         chosen = detectors.DEFAULT_MERGE_TAGS if self.patterns is None else self.patterns
-        return tuple((k, re.compile(v)) for k, v in {**chosen, **self.extra_patterns}.items())
+        hints = detectors.TAG_HINTS if self.patterns is None else {}
+        return detectors.Patterns(
+            [(k, v, True, hints.get(k, ())) for k, v in {**chosen, **self.extra_patterns}.items()]
+        )
 
     @cached_property
-    def greeting(self) -> re.Pattern[str]:
-        """The empty-greeting pattern."""
+    def greeting(self) -> frozenset[str]:
+        """The greeting words of the empty-greeting check."""
         return detectors.greeting_pattern(self.greetings or detectors.DEFAULT_GREETINGS)
 
 
@@ -109,11 +112,12 @@ class MarkerSpec(Strict):
         return _regex(value)
 
 
-def _marker(spec: str | MarkerSpec) -> detectors.Marker:
-    if isinstance(spec, str):  # a literal phrase, case-insensitive, at word boundaries
-        return detectors.Marker(name=spec, pattern=detectors.phrase_pattern(spec), where="any")
-    flags = 0 if spec.case_sensitive else re.IGNORECASE
-    return detectors.Marker(spec.name or spec.pattern, re.compile(spec.pattern, flags), spec.where)
+def _marker(spec: str | MarkerSpec) -> tuple[str, str, str, bool, tuple[str, ...]]:
+    """(name, pattern, where, case-sensitive, hints); a string is a literal phrase."""
+    if isinstance(spec, str):
+        hint = spec.split()[0].lower() if spec.split() else ""
+        return (spec, detectors.phrase_pattern(spec), "any", False, (hint,) if hint else ())
+    return (spec.name or spec.pattern, spec.pattern, spec.where, spec.case_sensitive, ())
 
 
 class TestMarkers(Rule):
@@ -132,16 +136,17 @@ class TestMarkers(Rule):
         return Needs(segments=frozenset({self.segment} if self.segment else ()))
 
     @cached_property
-    def compiled(self) -> tuple[detectors.Marker, ...]:
-        """Every marker, compiled."""
-        if self.markers is None:
-            defaults = tuple(
-                detectors.Marker(name, re.compile(rx, 0 if case else re.IGNORECASE), where)
-                for name, rx, where, case in detectors.DEFAULT_MARKERS
-            )
-        else:
-            defaults = tuple(_marker(m) for m in self.markers)
-        return defaults + tuple(_marker(m) for m in self.extra_markers)
+    def compiled(self) -> tuple[detectors.Patterns, detectors.Patterns]:
+        """The markers that count in the subject, and those that count in the body."""
+        chosen = (
+            list(detectors.DEFAULT_MARKERS)
+            if self.markers is None
+            else [_marker(m) for m in self.markers]
+        )
+        chosen += [_marker(m) for m in self.extra_markers]
+        subject = [(n, rx, case, h) for n, rx, where, case, h in chosen if where != "body"]
+        body = [(n, rx, case, h) for n, rx, where, case, h in chosen if where != "subject"]
+        return detectors.Patterns(subject), detectors.Patterns(body)
 
 
 def _month_day(value: str) -> tuple[int, int]:
@@ -185,17 +190,18 @@ class Seasonal(Rule):
         return value
 
     @cached_property
-    def compiled(self) -> tuple[tuple[detectors.Phrase, re.Pattern[str]], ...]:
-        """Every phrase with its window and pattern."""
+    def compiled(self) -> tuple[detectors.Patterns, dict[str, detectors.Phrase]]:
+        """Every phrase as one pattern, and each phrase's window by name."""
         if self.phrases is None:
             chosen = [(p, _month_day(a), _month_day(b)) for p, a, b in detectors.DEFAULT_PHRASES]
         else:
             chosen = [(p.phrase, _month_day(p.start), _month_day(p.until)) for p in self.phrases]
         chosen += [(p.phrase, _month_day(p.start), _month_day(p.until)) for p in self.extra_phrases]
-        return tuple(
-            (detectors.Phrase(text, start, end), detectors.phrase_pattern(text))
-            for text, start, end in chosen
+        windows = {text: detectors.Phrase(text, start, end) for text, start, end in chosen}
+        pattern = detectors.Patterns(
+            [(t, detectors.phrase_pattern(t), False, (detectors.hint_of(t),)) for t in windows]
         )
+        return pattern, windows
 
 
 class Language(Rule):

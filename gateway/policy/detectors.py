@@ -14,7 +14,7 @@ comma (`Hi ,`), which no language's punctuation puts there.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.content import ContentHit, Document
@@ -22,7 +22,7 @@ from gateway.content import ContentHit, Document
 FRAGMENT = 80  # characters of context a hit keeps around a match, at most
 
 # Template syntaxes of DESIGN.md §3, with the systems that use them.
-DEFAULT_MERGE_TAGS: dict[str, str] = {
+DEFAULT_MERGE_TAGS: dict[str, str] = {  # name -> regular expression (hints: TAG_HINTS)
     "handlebars": r"\{\{\{?[^{}\n]{1,100}\}\}\}?",  # {{FirstName}} Mustache, Liquid, Jinja, HubL
     "jinja-tag": r"\{%-?[^%\n]{1,100}-?%\}",  # {% if %} Liquid, Jinja
     "mailchimp": r"\*\|[A-Za-z0-9_:\- ]{1,60}\|\*",  # *|FNAME|*
@@ -32,6 +32,17 @@ DEFAULT_MERGE_TAGS: dict[str, str] = {
     "double-bracket": r"\[\[[A-Za-z_][\w .\-:]{0,60}\]\]",  # [[name]]
     "mailgun": r"%recipient(?:[._][\w-]{1,40})?%",  # %recipient.first%
     "campaign-monitor": r"(?i:\[(?:firstname|lastname|fullname|email)(?:,\s*fallback=[^\]\n]{0,40})?\])",
+}
+TAG_HINTS: dict[str, tuple[str, ...]] = {
+    "handlebars": ("{{",),
+    "jinja-tag": ("{%",),
+    "mailchimp": ("*|",),
+    "ampscript": ("%%",),
+    "salesforce": ("{!",),
+    "dollar-brace": ("${",),
+    "double-bracket": ("[[",),
+    "mailgun": ("%recipient",),
+    "campaign-monitor": ("[firstname", "[lastname", "[fullname", "[email"),
 }
 # Greetings that, followed by a blank and a comma, show a personalisation that rendered empty.
 DEFAULT_GREETINGS = (
@@ -62,33 +73,43 @@ DEFAULT_GREETINGS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Marker:
-    """A compiled test-send marker and where it counts (subject, body or any)."""
-
-    name: str
-    pattern: re.Pattern[str]
-    where: str
-
-
 # Test-send markers: strong signals only, because ordinary mail says "test" too.
-DEFAULT_MARKERS: tuple[tuple[str, str, str, bool], ...] = (
-    # (name, regular expression, where, case-sensitive); the most specific first
-    ("Integration Test Email", r"\bintegration test (?:e-?mail|message)\b", "any", False),
-    ("[TEST] or (test)", r"^\W*[\[(]\s*test(?:ing)?\s*[\])]", "subject", False),
-    ("subject starting with test", r"^\s*test(?:ing)?\s*(?:[:#|\-–—]|\d|$)", "subject", False),
-    ("[DRAFT]", r"[\[(]\s*draft\s*[\])]", "subject", False),
-    ("test email", r"\btest[ -](?:e-?mail|message|send|mail|campaign|blast)\b", "subject", False),
-    ("[TEST]", r"\[\s*test\s*\]", "any", False),
-    ("lorem ipsum", r"\blorem ipsum\b", "any", False),
-    ("DO NOT SEND", r"\bDO NOT (?:SEND|USE|DISTRIBUTE)\b", "any", True),
+DEFAULT_MARKERS: tuple[tuple[str, str, str, bool, tuple[str, ...]], ...] = (
+    # (name, regular expression, where, case-sensitive, hints); the most specific first
+    (
+        "Integration Test Email",
+        r"\bintegration test (?:e-?mail|message)\b",
+        "any",
+        False,
+        ("integration",),
+    ),
+    ("[TEST] or (test)", r"^\W*[\[(]\s*test(?:ing)?\s*[\])]", "subject", False, ("test",)),
+    (
+        "subject starting with test",
+        r"^\s*test(?:ing)?\s*(?:[:#|\-–—]|\d|$)",
+        "subject",
+        False,
+        ("test",),
+    ),
+    ("[DRAFT]", r"[\[(]\s*draft\s*[\])]", "subject", False, ("draft",)),
+    (
+        "test email",
+        r"\btest[ -](?:e-?mail|message|send|mail|campaign|blast)\b",
+        "subject",
+        False,
+        ("test",),
+    ),
+    ("[TEST]", r"\[\s*test\s*\]", "any", False, ("test",)),
+    ("lorem ipsum", r"\blorem ipsum\b", "any", False, ("lorem",)),
+    ("DO NOT SEND", r"\bDO NOT (?:SEND|USE|DISTRIBUTE)\b", "any", True, ("do not",)),
     (
         "this is a test email",
         r"\bthis is (?:just |only )?a test (?:e-?mail|message|send)\b",
         "any",
         False,
+        ("a test",),
     ),
-    ("test test", r"\btest,? test\b", "any", False),
+    ("test test", r"\btest,? test\b", "any", False, ("test",)),
 )
 
 
@@ -147,9 +168,34 @@ def context(text: str, start: int, end: int, around: int = 25) -> str:
     )
 
 
-def merge_tags(doc: Document, patterns: Sequence[tuple[str, re.Pattern[str]]]) -> list[ContentHit]:
+class Patterns:
+    """Named patterns with literal hints: a pattern runs only on text that has its hint.
+
+    Scanning a 100 KB body with twenty case-insensitive expressions costs tens of
+    milliseconds; `str.find` of a short literal costs microseconds. So each pattern may
+    name hints (lower-case literals, one of which every match contains) and runs only when
+    the lower-cased text contains one. Operators' patterns carry no hints and always run.
+    """
+
+    def __init__(self, named: Sequence[tuple[str, str, bool, tuple[str, ...]]]) -> None:
+        """Compile (name, regular expression, case-sensitive, hints) entries."""
+        self.entries = tuple(
+            (name, re.compile(rx, 0 if case else re.IGNORECASE), hints)
+            for name, rx, case, hints in named
+        )
+
+    def finditer(self, text: str) -> Iterator[tuple[str, re.Match[str]]]:
+        """Yield (name, match) of every match, pattern by pattern."""
+        lower = text.lower()
+        for name, pattern, hints in self.entries:
+            if not hints or any(hint in lower for hint in hints):
+                for match in pattern.finditer(text):
+                    yield name, match
+
+
+def merge_tags(doc: Document, tags: Patterns) -> list[ContentHit]:
     """Find unrendered template tags in every visible field of the message."""
-    return [
+    hits = [
         ContentHit(
             "merge_tag",
             where,
@@ -157,70 +203,85 @@ def merge_tags(doc: Document, patterns: Sequence[tuple[str, re.Pattern[str]]]) -
             {"syntax": name, "context": context(text, *match.span())},
         )
         for where, text in doc.fields()
-        for name, pattern in patterns
-        for match in pattern.finditer(text)
+        if where != "link"
+        for name, match in tags.finditer(text)
     ]
-
-
-def greeting_pattern(greetings: Iterable[str]) -> re.Pattern[str]:
-    """`Hi ,` / `Dear  ,`: a greeting, a blank where the name should be, and a comma."""
-    words = "|".join(re.escape(g) for g in sorted(greetings, key=len, reverse=True))
-    return re.compile(rf"(?<![\w'])(?:{words})[ \t\u00a0]+,", re.IGNORECASE)
-
-
-def empty_greetings(doc: Document, pattern: re.Pattern[str]) -> list[ContentHit]:
-    """Find greetings whose personalisation rendered empty."""
-    hits = []
-    for where, text in doc.fields():
-        if where == "link":
-            continue
-        for match in pattern.finditer(text):
-            span = match.span()
-            hits.append(
-                ContentHit(
-                    "empty_greeting", where, match.group(), {"context": context(text, *span)}
-                )
-            )
+    # Links are read as one text, one target per line, so hundreds of links cost one pass.
+    links = "\n".join(doc.links)
+    for name, match in tags.finditer(links):
+        start = links.rfind("\n", 0, match.start()) + 1
+        end = links.find("\n", match.end())
+        target = links[start : end if end >= 0 else len(links)]
+        detail = {"syntax": name, "context": target[:200]}
+        hits.append(ContentHit("merge_tag", "link", fragment(links, *match.span()), detail))
     return hits
 
 
-def find_test_markers(doc: Document, markers: Sequence[Marker]) -> list[ContentHit]:
-    """Find test-send markers in the subject and the body."""
+_GAP_COMMA = re.compile(r"[ \t\u00a0]+,")
+_LAST_WORD = re.compile(r"(?<!')([^\W\d_]+)$")
+
+
+def greeting_pattern(greetings: Iterable[str]) -> frozenset[str]:
+    """Return the greeting words (lower-cased) that `Hi ,` / `Dear  ,` start with."""
+    return frozenset(g.lower() for g in greetings)
+
+
+def empty_greetings(doc: Document, greetings: frozenset[str]) -> list[ContentHit]:
+    """Find greetings followed by a blank where the name should be, and a comma."""
     hits = []
-    places = (("subject", doc.subject), ("text", doc.text), ("html", doc.html))
-    for marker in markers:
-        for where, text in places:
-            if marker.where == "subject" and where != "subject":
-                continue
-            if marker.where == "body" and where == "subject":
-                continue
-            match = marker.pattern.search(text)
-            if match:
-                detail = {"marker": marker.name, "context": context(text, *match.span())}
+    for where, text in doc.fields():
+        if where == "link" or "," not in text:
+            continue
+        for gap in _GAP_COMMA.finditer(text):  # rare: a blank before a comma
+            word = _LAST_WORD.search(text, max(0, gap.start() - 30), gap.start())
+            if word and word.group(1).lower() in greetings:
+                span = (word.start(), gap.end())
+                detail = {"context": context(text, *span)}
+                hits.append(ContentHit("empty_greeting", where, text[slice(*span)], detail))
+    return hits
+
+
+def find_test_markers(doc: Document, subject: Patterns, body: Patterns) -> list[ContentHit]:
+    """Find test-send markers in the subject and the body (each marker once per place)."""
+    hits = []
+    places = (("subject", doc.subject, subject), ("text", doc.text, body), ("html", doc.html, body))
+    for where, text, markers in places:
+        seen: set[str] = set()
+        for name, match in markers.finditer(text):
+            if name not in seen:
+                seen.add(name)
+                detail = {"marker": name, "context": context(text, *match.span())}
                 hits.append(ContentHit("test_marker", where, match.group().strip(), detail))
     return hits
 
 
-def phrase_pattern(phrase: str) -> re.Pattern[str]:
-    """Match a phrase case-insensitively, at word boundaries, whatever the spacing."""
+def phrase_pattern(phrase: str) -> str:
+    """Return a pattern matching a phrase at word boundaries, whatever the spacing."""
     words = r"\s+".join(re.escape(w) for w in phrase.translate(_APOSTROPHES).split())
-    return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
+    return rf"(?<!\w){words}(?!\w)"
+
+
+def hint_of(phrase: str) -> str:
+    """Return the literal every match of a phrase contains: its longest word, lower-cased."""
+    return max(phrase.translate(_APOSTROPHES).lower().split(), key=len)
 
 
 def seasonal_phrases(
-    doc: Document, phrases: Sequence[tuple[Phrase, re.Pattern[str]]]
+    doc: Document, phrases: Patterns, windows: Mapping[str, Phrase]
 ) -> list[ContentHit]:
     """Find seasonal phrases in the subject and the body (each phrase once per place)."""
     hits = []
-    places = (("subject", doc.subject), ("text", doc.text), ("html", doc.html))
-    for phrase, pattern in phrases:
-        for where, text in places:
-            match = pattern.search(text.translate(_APOSTROPHES))
-            if match:
-                detail = {
-                    "phrase": phrase.phrase,
-                    "from": "{:02d}-{:02d}".format(*phrase.start),
-                    "until": "{:02d}-{:02d}".format(*phrase.end),
-                }
-                hits.append(ContentHit("seasonal_phrase", where, match.group(), detail))
+    for where, text in (("subject", doc.subject), ("text", doc.text), ("html", doc.html)):
+        seen: set[str] = set()
+        for name, match in phrases.finditer(text.translate(_APOSTROPHES)):
+            if name in seen:
+                continue
+            seen.add(name)
+            phrase = windows[name]
+            detail = {
+                "phrase": phrase.phrase,
+                "from": "{:02d}-{:02d}".format(*phrase.start),
+                "until": "{:02d}-{:02d}".format(*phrase.end),
+            }
+            hits.append(ContentHit("seasonal_phrase", where, match.group(), detail))
     return hits

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import gcld3
 
 MAX_BYTES = 4000  # how much text CLD3 reads, as its own default
+MAX_CHARS = 20_000  # of the body looked at for paragraphs; a language shows long before
 PARAGRAPH_MIN = 40  # characters a paragraph needs to be detected on its own
 _NOISE = re.compile(
     r"https?://\S+|www\.\S+|\S+@\S+|\{\{.*?\}\}|\*\|.*?\|\*|%%.*?%%|[\d#$€£%+*/=_|<>\[\]{}()~^]+"
@@ -61,7 +62,7 @@ def clean(text: str) -> str:
 
 def detect(text: str) -> Detected:
     """Detect the language of `text` (the whole, and the share of each paragraph's)."""
-    prose = clean(text)
+    prose = clean(text[:MAX_CHARS])
     letters = sum(char.isalpha() for char in prose)
     identifier = _identifier()
     if not letters:
@@ -70,7 +71,7 @@ def detect(text: str) -> Detected:
     compact = " ".join(prose.split())
     result = identifier.FindLanguage(compact)
     weights: dict[str, int] = {}
-    for paragraph in _PARAGRAPHS.split(prose)[:50]:
+    for paragraph in _PARAGRAPHS.split(prose)[:20]:
         words = " ".join(paragraph.split())
         if len(words) < PARAGRAPH_MIN:
             continue

@@ -84,7 +84,7 @@ def test_raw_tags_in_prose_are_leaks_but_code_samples_are_not():
 
 def markers_in(subject: str = "", text: str = "") -> list[str]:
     doc = Document(subject=subject, text=text)
-    return [h.detail["marker"] for h in detectors.find_test_markers(doc, MARKERS.compiled)]
+    return [h.detail["marker"] for h in detectors.find_test_markers(doc, *MARKERS.compiled)]
 
 
 @pytest.mark.parametrize(
@@ -130,13 +130,19 @@ def test_a_window_may_wrap_over_the_new_year(day, inside):
 
 
 def test_seasonal_phrases_match_curly_apostrophes_and_any_spacing():
-    rule_phrases = [
-        (detectors.Phrase(p, (1, 1), (1, 2)), detectors.phrase_pattern(p))
-        for p in ("Season's Greetings", "Happy New Year")
-    ]
+    phrases = {
+        p: detectors.Phrase(p, (1, 1), (1, 2)) for p in ("Season's Greetings", "Happy New Year")
+    }
+    pattern = detectors.Patterns([(p, detectors.phrase_pattern(p), False, ()) for p in phrases])
     doc = Document(text="Season’s greetings and a happy\nnew   year!")
-    hits = detectors.seasonal_phrases(doc, rule_phrases)
+    hits = detectors.seasonal_phrases(doc, pattern, phrases)
     assert [h.detail["phrase"] for h in hits] == ["Season's Greetings", "Happy New Year"]
+
+
+def test_a_pattern_runs_only_on_text_that_has_its_hint():
+    patterns = detectors.Patterns([("tag", r"\{\{\w+\}\}", True, ("{{",)), ("any", r"x", True, ())])
+    assert [n for n, _ in patterns.finditer("{{a}} x")] == ["tag", "any"]
+    assert [n for n, _ in patterns.finditer("{a} x")] == ["any"]
 
 
 def test_language_detection_reports_shares_of_a_bilingual_mail():
