@@ -32,10 +32,13 @@ def normalise_address(text: str, casefold_local: bool = True) -> str | None:
     local, at, domain = value.rpartition("@")
     if not at or not _LOCAL.match(local):
         return None
-    try:
-        domain = domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return None
+    if domain.isascii():
+        domain = domain.lower()
+    else:
+        try:
+            domain = domain.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return None
     if not _DOMAIN.match(domain):
         return None
     return f"{local.casefold() if casefold_local else local}@{domain}"

@@ -252,6 +252,14 @@ class OpsSettings(_Section):
     )
 
 
+class RuntimeSettings(_Section):
+    """The process itself."""
+
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="uvloop (faster sockets) or the standard library's asyncio loop."
+    )
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -280,6 +288,7 @@ class Settings(_Section):
     ops: OpsSettings = Field(default_factory=OpsSettings, description="Ops API.")
     segments: SegmentSettings = Field(default_factory=SegmentSettings, description="Segments.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Process.")
 
 
 def load(

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from gateway.cli import main
 from gateway.model import CampaignState
 from gateway.ops.auth import new_token, token_hash
-from tests.conftest import POLICIES, Running, run_gateway
+from tests.conftest import POLICIES, Api, Running, run_gateway
 from tests.e2e.test_relay import message
 from tests.helpers import eventually
 
@@ -274,3 +274,38 @@ def test_every_api_command_takes_url_token_and_json():
         assert "SENDBRAKE_URL" in text
         assert "SENDBRAKE_TOKEN" in text
         assert "--json" in text
+
+
+async def test_release_only_segment_sends_the_segments_held_recipients(settings_for):
+    async with run_gateway(settings_for(ops=ops())) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message(X_Campaign_ID="spring"))
+        await gw.send(
+            "news@shop.test",
+            ["a@example.org", "b@example.org", "c@example.org"],
+            message(X_Campaign_ID="spring"),
+        )
+        [campaign] = await eventually(lambda: gw.spool.campaigns(state=CampaignState.HELD))
+        status, _ = await Api(gw.http_url, TOKENS["alice"]).call(
+            "PUT",
+            "/api/v1/segments/pilot?reason=pilot",
+            data=b"b@example.org\n",
+            headers={"Content-Type": "text/plain"},
+        )
+        assert status == 200
+        result = ok(
+            await sendbrake(
+                gw,
+                "campaigns",
+                "release",
+                campaign.id,
+                "--reason",
+                "pilot",
+                "--only-segment",
+                "pilot",
+            )
+        )
+        assert f"campaign {campaign.id} (spring) is held" in result.stdout
+        queued = await gw.spool.recipients(campaign_id=campaign.id)
+    states = {r.address: str(r.state) for r in queued if r.message_id != queued[0].message_id}
+    assert states["b@example.org"] in {"queued", "sending", "relayed"}
+    assert states["c@example.org"] == "held"

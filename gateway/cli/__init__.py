@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import uvloop
 import yaml
 
 from gateway import __version__, log, settings
@@ -47,7 +48,10 @@ def serve(config: Path | None) -> None:
         await gateway.run()
 
     try:
-        asyncio.run(run())
+        if cfg.runtime.event_loop == "uvloop":
+            uvloop.run(run())
+        else:
+            asyncio.run(run())
     except SendbrakeError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # typically: address already in use

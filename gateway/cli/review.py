@@ -179,12 +179,19 @@ def campaigns_hold(api: Api, campaign_id: str, reason: str) -> None:
 @click.argument("campaign_id", metavar="ID")
 @reason_option
 @click.option("--max-recipients", type=click.IntRange(min=1), help="Release only this many.")
+@click.option(
+    "--only-segment", metavar="NAME", help="Release only held recipients in this segment."
+)
 @api_options
-def campaigns_release(api: Api, campaign_id: str, reason: str, max_recipients: int | None) -> None:
-    """Release a held campaign (all held recipients, or the oldest --max-recipients)."""
+def campaigns_release(
+    api: Api, campaign_id: str, reason: str, max_recipients: int | None, only_segment: str | None
+) -> None:
+    """Release a held campaign: all held recipients, the oldest N, or a segment's."""
     body: dict[str, Any] = {"reason": reason}
     if max_recipients is not None:
         body["max_recipients"] = max_recipients
+    if only_segment is not None:
+        body["only_segment"] = only_segment
     reply = api.call("POST", f"/campaigns/{segment(campaign_id)}/release", body=body)
     # 202: the two-person rule applies and this was the first approval.
     api.output(reply.body, _pending_line if reply.status == 202 else _campaign_line)

@@ -342,12 +342,15 @@ def _duplicates(
     conn: sqlite3.Connection, campaign_id: str, mailboxes: Sequence[str]
 ) -> tuple[int, ...]:
     """Indexes of recipients already in the campaign or repeated earlier in this message."""
-    marks = ",".join("?" * len(mailboxes))
+    distinct = list(dict.fromkeys(mailboxes))
+    rows = ",".join("(?)" for _ in distinct)
+    # One index probe per mailbox, however often the campaign already reached it.
     seen = {
         found
         for (found,) in conn.execute(
-            f"SELECT mailbox FROM recipients WHERE campaign_id = ? AND mailbox IN ({marks})",
-            (campaign_id, *mailboxes),
+            f"WITH wanted(box) AS (VALUES {rows}) SELECT box FROM wanted WHERE EXISTS ("
+            " SELECT 1 FROM recipients WHERE campaign_id = ? AND mailbox = wanted.box)",
+            (*distinct, campaign_id),
         )
     }
     found = []

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.log import configure
 from gateway.model import RecipientState
+from gateway.spool import SqliteSpool
 from tests.conftest import run_gateway
 from tests.e2e.test_relay import message
 from tests.helpers import eventually
@@ -152,3 +153,22 @@ async def test_the_relay_survives_a_spool_that_cannot_commit_and_resumes(
             blocker.execute("COMMIT")
             blocker.close()
         await eventually(lambda: upstream.recipients == ["a@example.org"], timeout=5)
+
+
+async def test_shutdown_lets_an_in_flight_delivery_finish_and_records_it(
+    settings_for, upstream, tmp_path
+):
+    upstream.ack_delay = 0.5  # the provider is slow to answer: the delivery is in flight
+    settings = settings_for(upstream.port)
+    async with run_gateway(settings) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message())
+        await eventually(lambda: upstream.transactions)  # DATA arrived; the 250 is pending
+        # Leaving the block stops the gateway while the delivery waits for its answer.
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    try:
+        [row] = await spool.recipients()
+    finally:
+        await spool.close()
+    assert row.state is RecipientState.RELAYED
+    assert row.last_reply.startswith("250")
