@@ -120,27 +120,18 @@ class Engine:
 
     def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:
         """Evaluate every rule that selects `campaign`; hold on any unacknowledged finding."""
-        findings: list[Finding] = []
-        hold = False
-        suppress: dict[int, str] = {}
         now = self._clock()
-        if facts.conflicts:  # DESIGN.md §2: conflicting declarations are a finding
-            finding = conflicting_declaration(facts, self.policies.version, now)
-            findings.append(finding)
-            hold = finding.signature not in campaign.acknowledged
         selecting = self._selecting(campaign)
-        report = submission.report
-        content_selected = any(type(a.rule) in CONTENT_KINDS for a in selecting)
-        if report.error or (content_selected and not report.analysed):
-            finding = content_unchecked(report, self.policies.version, now)
-            findings.append(finding)
-            hold = hold or finding.signature not in campaign.acknowledged
+        findings = self._built_in(facts, submission, selecting, now)
+        hold = any(f.signature not in campaign.acknowledged for f in findings)
+        suppress: dict[int, str] = {}
         tallies = {f"segment:{name}": len(found) for name, found in facts.members.items()}
         ctx = Context(campaign, submission, facts, self.policies.internal_domains, now)
         for active in selecting:
             for observation in self._run(active, ctx):
-                for name, delta in observation.tallies.items():
-                    tallies[name] = tallies.get(name, 0) + delta
+                if active.mode == "enforce":  # shadow rules record, they never need anything
+                    for name, delta in observation.tallies.items():
+                        tallies[name] = tallies.get(name, 0) + delta
                 finding = Finding(
                     rule=active.id,
                     kind=observation.kind,
@@ -169,6 +160,19 @@ class Engine:
             tallies=tallies,
             frequency=tuple(a.id for a in selecting if isinstance(a.rule, FrequencyCap)),
         )
+
+    def _built_in(
+        self, facts: Facts, submission: Submission, selecting: list[ActiveRule], now: float
+    ) -> list[Finding]:
+        """Return the findings no rule file asks for: conflicting declarations, unchecked content."""
+        found = []
+        if facts.conflicts:  # DESIGN.md §2: conflicting declarations are a finding
+            found.append(conflicting_declaration(facts, self.policies.version, now))
+        report = submission.report
+        content_selected = any(type(a.rule) in CONTENT_KINDS for a in selecting)
+        if report.error or (content_selected and not report.analysed):
+            found.append(content_unchecked(report, self.policies.version, now))
+        return found
 
     def _run(self, active: ActiveRule, ctx: Context) -> list[Observation]:
         scan = ctx.submission.report.scans.get(active.id)

@@ -301,3 +301,15 @@ def test_signoffs_clear_a_held_campaign_only_when_nothing_else_holds_it():
 
 def test_fixture_evaluation_matches_the_engine_for_a_clean_message(policies):
     assert evaluate(policies, SIGNED, CampaignSpec(received=5)) == ()
+
+
+def test_a_shadow_signature_rule_records_but_needs_no_signoff(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        POLICY.replace("bulk_threshold: 10}", "bulk_threshold: 10, mode: shadow}")
+    )
+    engine = Engine(load_policies(tmp_path))
+    sub = submission_for(SIGNED, CampaignSpec())
+    verdict = engine.decide(campaign(), replace(sub, report=engine.analyse(sub)), Facts())
+    assert not verdict.hold
+    assert [(f.rule, f.mode) for f in verdict.findings] == [("sig", "shadow")]
+    assert verdict.tallies == {}
