@@ -4,19 +4,28 @@ Owns DESIGN.md §2: which campaign a message belongs to (key header list, implic
 campaigns, client scoping), what the sender declared, and the header edits an MTA makes
 on the way (declaration headers stripped, missing Date/Message-ID added). It hands the
 result to the spool with the campaign-level decision function; it never talks SMTP.
+
+Content analysis (MIME decoding and the content rules' scanners) is CPU work, so it runs
+on a small thread pool before the spool transaction, within a time budget. A crash or a
+timeout does not pass the message: the report then carries the error, and the decider
+holds the campaign (fail closed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import structlog
 
+from gateway.content import ContentReport
 from gateway.metrics import Metrics
 from gateway.mime import HeaderBlock
 from gateway.model import (
@@ -105,6 +114,8 @@ class Admitter:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         on_admitted: Callable[[Admission], None] | None = None,
+        content_timeout: float = 5.0,
+        content_workers: int = 2,
     ) -> None:
         self._spool = spool
         self._metrics = metrics or Metrics.create()
@@ -117,6 +128,10 @@ class Admitter:
         self._strip = frozenset(
             name.lower() for name in DECLARATION_HEADERS if settings.strip_declaration_headers
         )
+        self._content_timeout = content_timeout
+        # Threads never die when a wait times out, so a stuck analysis occupies one worker;
+        # the pool bounds how many can pile up, and later messages time out (and hold).
+        self._analysers = ThreadPoolExecutor(content_workers, thread_name_prefix="content")
 
     async def admit(self, inbound: Inbound) -> Admission:
         """Resolve, edit and spool one message; return once the commit is durable."""
@@ -139,6 +154,8 @@ class Admitter:
             hashes=tuple(address_hash(box) for box in mailboxes),
         )
         decider = self._decider  # read once: a policy reload swaps it between messages
+        report = await self._analyse(decider, submission)
+        submission = replace(submission, report=report)
         admission = await self._spool.accept(submission, decider, self._settings.implicit_window)
         self._report(admission, ref.key, len(inbound.rcpt_tos))
         if self._on_admitted is not None:
@@ -148,6 +165,26 @@ class Admitter:
     def use_decider(self, decider: Decider) -> None:
         """Switch to another decider (a reloaded policy set) for later messages."""
         self._decider = decider
+
+    def close(self) -> None:
+        """Stop the analysis threads; a stuck one is left to die with the process."""
+        self._analysers.shutdown(wait=False, cancel_futures=True)
+
+    async def _analyse(self, decider: Decider, submission: Submission) -> ContentReport:
+        """Run the decider's content analysis off the event loop, within the time budget."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._analysers, decider.analyse, submission),
+                self._content_timeout,
+            )
+        except TimeoutError:
+            error = f"content analysis took longer than {self._content_timeout:g} s"
+        except Exception as exc:  # noqa: BLE001 - any failure holds, never passes
+            error = f"content analysis failed: {type(exc).__name__}: {exc}"
+        log.warning("content_unchecked", message=submission.message_id, error=error)
+        return ContentReport(error=error, elapsed=time.perf_counter() - started)
 
     def _report(self, admission: Admission, key: str, recipients: int) -> None:
         bound = log.bind(message=admission.message_id, campaign=admission.campaign_id, key=key)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.content import ContentReport
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -135,6 +137,8 @@ class Submission:
     # is how duplicates and segment membership are looked up.
     mailboxes: tuple[str, ...] = ()
     hashes: tuple[int, ...] = ()
+    # What the content rules found, analysed off the event loop before the spool commit.
+    report: ContentReport = field(default_factory=ContentReport)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,8 @@ class Needs:
     segments: frozenset[str] = frozenset()  # membership of this message's recipients
     tallies: frozenset[str] = frozenset()  # per-campaign running counts, read before this message
     frequency: tuple[tuple[str, float], ...] = ()  # (rule id, window seconds) of frequency caps
+    signoffs: bool = False  # the identities that signed off this campaign
+    sender_segments: frozenset[str] = frozenset()  # membership of this message's senders
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +224,10 @@ class Facts:
     tallies: Mapping[str, int] = field(default_factory=dict)
     # Frequency rule id -> per recipient, how often it was sent to within the window.
     frequency: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # Protected identities whose sign-off is registered for the campaign.
+    signoffs: frozenset[str] = frozenset()
+    # Segment name -> indexes into report.senders of its members; absent when missing.
+    sender_members: Mapping[str, frozenset[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +249,10 @@ class Decider(Protocol):
     and the decision are one atomic step.
     """
 
+    def analyse(self, submission: Submission) -> ContentReport:
+        """Read one message's content; pure and CPU-bound, so callers run it off the loop."""
+        ...
+
     def needs(self, campaign: Campaign) -> Needs:
         """Say what `decide` will need for mail of this campaign."""
         ...
@@ -250,6 +264,10 @@ class Decider(Protocol):
 
 class PassAll:
     """Decide without rules: every message may be relayed."""
+
+    def analyse(self, submission: Submission) -> ContentReport:  # noqa: ARG002
+        """Look at nothing."""
+        return ContentReport()
 
     def needs(self, campaign: Campaign) -> Needs:  # noqa: ARG002 - the protocol's shape
         """Need nothing."""

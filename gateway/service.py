@@ -26,9 +26,10 @@ from gateway.metrics import Metrics
 from gateway.ops.api import OpsApi
 from gateway.ops.auth import Authenticator, Gate
 from gateway.ops.http import create_app
+from gateway.ops.policy_api import PolicyApi
 from gateway.ops.segments_api import SegmentsApi
 from gateway.policy.engine import Engine
-from gateway.policy.loader import load_policies
+from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.rules import FrequencyCap
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.worker import Relay
@@ -76,6 +77,8 @@ class Gateway:
             metrics=self.metrics,
             clock=clock,
             on_admitted=lambda _admission: self.relay.wake(),
+            content_timeout=settings.policies.content_timeout,
+            content_workers=settings.policies.content_workers,
         )
         self.loader = SegmentLoader(
             self.spool, casefold_local=settings.segments.casefold_local_part, clock=clock
@@ -84,10 +87,19 @@ class Gateway:
         self.api = OpsApi(
             self.spool, gate, settings.ops, self.metrics, clock=clock, wake_relay=self.relay.wake
         )
+        policy_api = PolicyApi(
+            self.spool,
+            gate,
+            policies=lambda: self.engine.policies,
+            reload=self.reload_policies,
+            detail=self.api.detail,
+            clock=clock,
+            wake_relay=self.relay.wake,
+        )
         self.http_app = create_app(
             self.spool,
             self.metrics,
-            [self.api, SegmentsApi(self.spool, gate, self.loader, settings.segments)],
+            [self.api, SegmentsApi(self.spool, gate, self.loader, settings.segments), policy_api],
             max_body_size=settings.http.max_body_size,
             clock=clock,
         )
@@ -95,10 +107,54 @@ class Gateway:
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+        self._reload_wanted = asyncio.Event()
+        self._reloading = asyncio.Lock()
 
-    async def _load_segment_files(self) -> None:
+    async def reload_policies(self, actor: str) -> tuple[PolicySet, PolicySet]:
+        """Load the policy folder again and switch to it; return (before, after).
+
+        All or nothing for the rules: on any problem (`PolicyError`, a segment file that
+        cannot be read) the old set stays in force and the error is raised and logged.
+        Segment files the new set names are loaded first, when their content changed.
+        """
+        async with self._reloading:
+            before = self.engine.policies
+            try:
+                policies = await asyncio.to_thread(load_policies, self.settings.policies.dir)
+                await self._load_segment_files(policies)
+            except ConfigError as exc:
+                log.error(  # noqa: TRY400 - the problems are the message; no traceback helps
+                    "policies_reload_failed", actor=actor, version=before.version, error=str(exc)
+                )
+                raise
+            engine = Engine(policies, clock=self._clock)
+            self.metrics.declare_rules(engine.rule_modes())
+            self.engine = engine
+            self.admitter.use_decider(engine)
+            log.info(
+                "policies_reloaded",
+                actor=actor,
+                previous=before.version,
+                version=policies.version,
+                rules=len(policies.rules),
+            )
+            return before, policies
+
+    def request_reload(self) -> None:
+        """Ask for a policy reload (SIGHUP); the reloader task does it and logs the outcome."""
+        self._reload_wanted.set()
+
+    async def _reloader(self) -> None:
+        """Reload the policies whenever asked; cancelled at shutdown."""
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            with contextlib.suppress(ConfigError):  # logged; the old set stays in force
+                await self.reload_policies("SIGHUP")
+
+    async def _load_segment_files(self, policies: PolicySet | None = None) -> None:
         """Load the segments the policy files name, when their content changed."""
-        for source in self.engine.policies.segment_files:
+        for source in (policies or self.engine.policies).segment_files:
             log.info("segment_file_checking", segment=source.name, path=str(source.path))
             try:
                 await self.loader.load_file(source.name, source.path, source.column)
@@ -146,6 +202,7 @@ class Gateway:
                 async with asyncio.TaskGroup() as tasks:
                     relay_task = tasks.create_task(self.relay.run())
                     tasks.create_task(self._maintain())
+                    reloader = tasks.create_task(self._reloader())
                     self.addresses = Addresses(
                         smtp=smtp.sockets[0].getsockname()[:2],
                         http=tuple(runner.addresses[0][:2]),
@@ -162,6 +219,7 @@ class Gateway:
                     self._ready.set()
                     await self._stop.wait()
                     log.info("shutdown_started")
+                    reloader.cancel()
                     smtp.close()
                     await runner.cleanup()
                     self.relay.stop()
@@ -182,5 +240,6 @@ class Gateway:
                     log.info("leases_given_back", recipients=given_back)
                 await self.upstream.close()
         finally:
+            self.admitter.close()
             await self.spool.close()
             log.info("shutdown_complete")

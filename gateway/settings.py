@@ -155,6 +155,14 @@ class PolicySettings(_Section):
     """Where the operators' policy files live."""
 
     dir: Path = Field(Path("policies"), description="Folder whose *.yaml policy files are merged.")
+    content_timeout: Duration = Field(
+        5.0,
+        gt=0,
+        description="Longest a message's content analysis may take; past it, its campaign is held.",
+    )
+    content_workers: int = Field(
+        2, gt=0, description="Threads that analyse message content off the event loop."
+    )
 
 
 class UpstreamSettings(_Section):

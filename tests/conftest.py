@@ -31,6 +31,8 @@ TOKENS = {
     "viewer": ("sb_test_viewer", ["viewer"]),
     "platform": ("sb_test_platform", ["submitter"]),
 }
+# Tokens bound to a protected identity (signature policy): name -> (token, roles, identity).
+IDENTITY_TOKENS = {"jane": ("sb_test_jane", ["viewer"], "ceo")}
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +52,14 @@ def make_settings(
         "policies": {"dir": str(POLICIES)},
         "ops": {
             "tokens": [
-                {"name": name, "sha256": token_hash(token), "roles": roles}
-                for name, (token, roles) in TOKENS.items()
+                *(
+                    {"name": name, "sha256": token_hash(token), "roles": roles}
+                    for name, (token, roles) in TOKENS.items()
+                ),
+                *(
+                    {"name": n, "sha256": token_hash(t), "roles": r, "identity": i}
+                    for n, (t, r, i) in IDENTITY_TOKENS.items()
+                ),
             ]
         },
         "http": {"listen": "127.0.0.1:0"},
@@ -105,7 +113,8 @@ class Running:
 
     def api(self, who: str | None = "alice") -> Api:
         """An HTTP client for the ops API, authenticated as one of TOKENS (or nobody)."""
-        return Api(self.http_url, TOKENS[who][0] if who else None)
+        known = {**TOKENS, **IDENTITY_TOKENS}
+        return Api(self.http_url, known[who][0] if who else None)
 
     async def send(self, mail_from: str, rcpts: list[str], content: bytes) -> Any:
         """Send one message with smtplib in a thread; return sendmail's refusals."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 from gateway.campaigns import Admitter, normalise_subject, resolve
+from gateway.content import ContentReport
 from gateway.mime import HeaderBlock
-from gateway.model import Inbound
+from gateway.model import Inbound, Needs, Verdict
 from gateway.settings import CampaignSettings
 from gateway.spool import SqliteSpool
 
@@ -104,3 +107,69 @@ def test_message_without_headers_or_without_body():
     headers_only = HeaderBlock.parse(b"Subject: only\r\n")
     assert headers_only.get("Subject") == "only"
     assert headers_only.rest == b""
+
+
+class _Stuck:
+    """A decider whose content analysis blocks until released (or raises), then passes."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.release = threading.Event()
+        self.fail = fail
+        self.reports: list[ContentReport] = []
+
+    def analyse(self, submission):
+        if self.fail:
+            raise RuntimeError("decoder crashed")
+        self.release.wait(10)
+        return ContentReport(analysed=True)
+
+    def needs(self, campaign):
+        return Needs()
+
+    def decide(self, campaign, submission, facts):
+        self.reports.append(submission.report)
+        return Verdict(hold=bool(submission.report.error))
+
+
+async def admit_with(tmp_path, decider: _Stuck, timeout: float):
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    admitter = Admitter(
+        spool, SETTINGS, hostname="gw.test", decider=decider, content_timeout=timeout
+    )
+    try:
+        return await admitter.admit(inbound(b"Subject: Hi\r\n\r\nbody\r\n"))
+    finally:
+        decider.release.set()
+        admitter.close()
+        await spool.close()
+
+
+async def test_content_analysis_past_its_time_budget_holds_instead_of_passing(tmp_path):
+    decider = _Stuck()
+    admission = await admit_with(tmp_path, decider, timeout=0.05)
+    assert admission.held
+    [report] = decider.reports
+    assert report.error == "content analysis took longer than 0.05 s"
+
+
+async def test_content_analysis_that_crashes_holds_instead_of_passing(tmp_path):
+    decider = _Stuck(fail=True)
+    admission = await admit_with(tmp_path, decider, timeout=5)
+    assert admission.held
+    assert decider.reports[0].error == "content analysis failed: RuntimeError: decoder crashed"
+
+
+async def test_content_analysis_runs_off_the_event_loop(tmp_path):
+    seen: list[str] = []
+
+    class Recording(_Stuck):
+        def analyse(self, submission):
+            seen.append(threading.current_thread().name)
+            return ContentReport(analysed=True)
+
+    decider = Recording()
+    admission = await admit_with(tmp_path, decider, timeout=5)
+    assert not admission.held
+    assert seen[0].startswith("content")
+    assert seen[0] != threading.main_thread().name

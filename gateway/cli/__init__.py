@@ -1,8 +1,8 @@
-"""The `sendbrake` command: serve, check configuration and policies, manage tokens, review.
+"""The `sendbrake` command: serve, check configuration, test policies, manage tokens, review.
 
 Commands are thin: they load settings once, configure logging, and call the service, the
 policy loader, the spool's token table, or the ops HTTP API. Each group lives in its own
-module; this one holds the entry point, `serve`, `config` and `policies`.
+module; this one holds the entry point, `serve` and `config`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import uvloop
 import yaml
 
 from gateway import __version__, log, settings
-from gateway.cli.common import CONFIG_HELP, config_option, fail, load_settings, plural
+from gateway.cli.common import CONFIG_HELP, load_settings
+from gateway.cli.policies import policies
 from gateway.cli.review import campaigns, relay
 from gateway.cli.tokens import tokens_group
-from gateway.errors import PolicyError, SendbrakeError
-from gateway.policy.loader import load_policies
+from gateway.errors import SendbrakeError
 from gateway.service import Gateway
 
 
@@ -43,6 +43,8 @@ def serve(config: Path | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, gateway.stop)
+        # SIGHUP reloads the policy files; an invalid set keeps the old one (logged).
+        loop.add_signal_handler(signal.SIGHUP, gateway.request_reload)
         await gateway.run()
 
     try:
@@ -88,28 +90,7 @@ def config_docs(output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
-@main.group()
-def policies() -> None:
-    """Check policy files."""
-
-
-@policies.command("check")
-@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
-@config_option
-def policies_check(directory: Path | None, config_path: Path | None) -> None:
-    """Validate DIRECTORY (default: policies.dir) as the gateway would load it."""
-    if directory is None:
-        directory = load_settings(config_path).policies.dir
-    try:
-        loaded = load_policies(directory)
-    except PolicyError as exc:
-        problems = plural(len(exc.problems), "problem")
-        fail(*(str(p) for p in exc.problems), f"error: {directory}: {problems}; nothing loaded")
-    files = ", ".join(loaded.files) or f"no *.yaml files in {directory}"
-    rules = plural(len(loaded.rules), "rule")
-    click.echo(f"policies OK: {rules} from {files} (version {loaded.version})")
-
-
+main.add_command(policies)
 main.add_command(tokens_group)
 main.add_command(campaigns)
 main.add_command(relay)

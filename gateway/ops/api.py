@@ -164,13 +164,20 @@ class OpsApi:
         await self._gate.caller(request, "read", "show campaign", request.match_info["id"])
         return web.json_response(await self._detail(await self._campaign(request.match_info["id"])))
 
+    async def detail(self, campaign: Campaign) -> dict[str, Any]:
+        """Render a campaign with its sign-offs, sample message and timeline."""
+        return await self._detail(campaign)
+
     async def _detail(self, campaign: Campaign) -> dict[str, Any]:
         sample = None
         if campaign.sample_message_id:
             message = await self._spool.message(campaign.sample_message_id)
             sample = message and views.message_summary(message, BASE)
+        signed, required = await self._spool.signoffs(campaign.id)
         return {
             **views.campaign_json(campaign),
+            "signoffs": [views.signoff_json(s) for s in signed],
+            "signoffs_missing": sorted(required - {s.identity for s in signed}),
             "sample": sample,
             "timeline": [views.event_json(e) for e in await self._spool.events(campaign.id)],
             "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",

@@ -18,6 +18,7 @@ from gateway.metrics import Metrics
 from gateway.ops.api import BASE, OpsApi
 from gateway.ops.gauges import SpoolCollector
 from gateway.ops.openapi import document
+from gateway.ops.policy_api import PolicyApi
 from gateway.ops.problems import problem_middleware
 from gateway.ops.segments_api import SegmentsApi
 from gateway.spool.base import Spool
@@ -72,7 +73,7 @@ async def openapi(_request: web.Request) -> web.Response:
 def create_app(
     spool: Spool,
     metrics_: Metrics,
-    apis: Sequence[OpsApi | SegmentsApi],
+    apis: Sequence[OpsApi | SegmentsApi | PolicyApi],
     *,
     max_body_size: int,
     clock: Callable[[], float] = time.time,

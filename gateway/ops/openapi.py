@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.ops.api import ManifestBody, ReasonBody, ReleaseBody
+from gateway.ops.policy_api import SignoffBody
 
 _JSON = "application/json"
 _PROBLEM = {
@@ -80,6 +81,19 @@ def document() -> dict[str, Any]:
                 "ReasonBody": ReasonBody.model_json_schema(),
                 "ReleaseBody": ReleaseBody.model_json_schema(),
                 "ManifestBody": ManifestBody.model_json_schema(),
+                "SignoffBody": SignoffBody.model_json_schema(),
+                "PolicyReload": {
+                    "type": "object",
+                    "required": ["version", "previous", "changed", "files", "rules"],
+                    "properties": {
+                        "version": {"type": "string"},
+                        "previous": {"type": "string"},
+                        "changed": {"type": "boolean"},
+                        "files": {"type": "array", "items": {"type": "string"}},
+                        "rules": {"type": "array", "items": {"type": "object"}},
+                        "identities": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
                 "Problem": {
                     "type": "object",
                     "required": ["type", "title", "status", "detail"],
@@ -167,6 +181,8 @@ def document() -> dict[str, Any]:
                         {
                             "type": "object",
                             "properties": {
+                                "signoffs": {"type": "array", "items": {"type": "object"}},
+                                "signoffs_missing": {"type": "array", "items": {"type": "string"}},
                                 "sample": {"type": ["object", "null"]},
                                 "timeline": {"type": "array"},
                                 "recipients_url": {"type": "string"},
@@ -304,6 +320,21 @@ def document() -> dict[str, Any]:
             },
             "/api/v1/campaigns/{id}/reject": {
                 "post": _mutation("Reject: discard held mail, refuse later mail", "ReasonBody")
+            },
+            "/api/v1/campaigns/{id}/signoffs": {
+                "post": _mutation(
+                    "Register a protected identity's sign-off (its own token, or an admin on its"
+                    " behalf); releases a campaign that only waited for sign-offs",
+                    "SignoffBody",
+                )
+            },
+            "/api/v1/policies/reload": {
+                "post": {
+                    "summary": "Reload the policy files; an invalid set keeps the old one (422)",
+                    "security": [{"bearer": []}],
+                    "requestBody": _body("ReasonBody"),
+                    "responses": {"200": _ok("PolicyReload"), **_ERRORS},
+                }
             },
             "/api/v1/messages/{id}": {
                 "get": {

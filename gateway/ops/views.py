@@ -20,6 +20,7 @@ from gateway.model import (
     RecipientRecord,
     StoredMessage,
 )
+from gateway.signoffs import Signoff
 
 
 def timestamp(value: float | None) -> str | None:
@@ -58,6 +59,17 @@ def campaign_json(campaign: Campaign) -> dict[str, Any]:
         "held_at": timestamp(campaign.held_at),
         "created_at": timestamp(campaign.created_at),
         "updated_at": timestamp(campaign.updated_at),
+    }
+
+
+def signoff_json(signoff: Signoff) -> dict[str, Any]:
+    """Render one sign-off."""
+    return {
+        "identity": signoff.identity,
+        "actor": signoff.actor,
+        "on_behalf": signoff.on_behalf,
+        "reason": signoff.reason,
+        "at": timestamp(signoff.at),
     }
 
 

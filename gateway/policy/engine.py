@@ -1,8 +1,11 @@
 """The policy engine: run every selected rule's check, in declared order, fail closed.
 
-`decide` runs inside the spool transaction that admits a message, so it is pure and
-quick: counters in, verdict out. A check that raises, or takes longer than its budget,
-produces a finding that holds the campaign (in enforce mode) instead of passing it.
+Two phases. `analyse` reads one message's content (decoding, then each content rule's
+scanner) and is CPU work the admitter runs off the event loop, before the spool
+transaction. `decide` runs inside that transaction, so it is pure and quick: counters,
+facts and the content report in, verdict out. A check or scanner that raises, or takes
+longer than its budget, produces a finding that holds the campaign (in enforce mode)
+instead of passing it; so does content that was never analysed.
 """
 
 from __future__ import annotations
@@ -12,17 +15,28 @@ from collections.abc import Callable
 
 import structlog
 
+from gateway.content import ContentHit, ContentReport, Document, RuleScan, decode
 from gateway.model import Campaign, Facts, Finding, Needs, Submission, Verdict
-from gateway.policy import blast, segmentation
+from gateway.policy import blast, content_checks, segmentation, signature
+from gateway.policy.content_rules import Signature
 from gateway.policy.context import Check, Context, Observation
 from gateway.policy.loader import ActiveRule, PolicySet
 from gateway.policy.rules import FrequencyCap, Rule
+from gateway.segments import address_hash, normalise_address
 
 log = structlog.get_logger(__name__)
 
 CHECK_BUDGET = 0.05  # seconds; campaign-level checks are counter and index lookups
-CHECKS: dict[type[Rule], Check] = {**blast.CHECKS, **segmentation.CHECKS}
+SCAN_BUDGET = 0.5  # seconds; one content scanner on one message (a 100 KB one takes ~1 ms)
+CHECKS: dict[type[Rule], Check] = {
+    **blast.CHECKS,
+    **segmentation.CHECKS,
+    **content_checks.CHECKS,
+    Signature: signature.signature,
+}
+CONTENT_KINDS = frozenset({*content_checks.SCANS, Signature})  # rule kinds that read content
 DECLARATION_RULE = "declaration"  # the built-in rule of conflicting declarations
+CONTENT_RULE = "content"  # the built-in rule of content that could not be analysed
 
 
 class Engine:
@@ -34,41 +48,90 @@ class Engine:
         *,
         clock: Callable[[], float] = time.time,
         budget: float = CHECK_BUDGET,
+        scan_budget: float = SCAN_BUDGET,
     ) -> None:
         self.policies = policies
         self._clock = clock
         self._budget = budget
+        self._scan_budget = scan_budget
+        self._content = [a for a in policies.rules if type(a.rule) in CONTENT_KINDS]
 
     def rule_modes(self) -> list[tuple[str, str]]:
         """Every rule id this engine can report findings for, with its mode."""
-        return [(DECLARATION_RULE, "enforce"), *((r.id, r.mode) for r in self.policies.rules)]
+        built_in = [(DECLARATION_RULE, "enforce"), (CONTENT_RULE, "enforce")]
+        return [*built_in, *((r.id, r.mode) for r in self.policies.rules)]
+
+    def analyse(self, submission: Submission) -> ContentReport:
+        """Decode the message and run every content rule's scanner on it (CPU work, no I/O).
+
+        Scanners run whatever the rules' `when` says: a manifest may change the campaign's
+        category after the message was read, and `decide` applies `when` to the campaign.
+        """
+        if not self._content:
+            return ContentReport()
+        started = time.perf_counter()
+        document = decode(submission.content)
+        scans = {active.id: self._scan(active, document) for active in self._content}
+        boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
+        return ContentReport(
+            analysed=True,
+            scans=scans,
+            senders=boxes,
+            sender_hashes=tuple(address_hash(box) for box in boxes),
+            elapsed=time.perf_counter() - started,
+        )
+
+    def _scan(self, active: ActiveRule, document: Document) -> RuleScan:
+        started = time.perf_counter()
+        try:
+            if isinstance(active.rule, Signature):
+                hits: list[ContentHit] = signature.scan(
+                    active.rule, document, self.policies.identities
+                )
+            else:
+                hits = list(content_checks.SCANS[type(active.rule)](active.rule, document))
+        except Exception as exc:  # fail closed: decide turns the error into a holding finding
+            log.exception("content_scan_crashed", rule=active.id)
+            return RuleScan(error=f"{type(exc).__name__}: {exc}")
+        return RuleScan(hits=tuple(hits), elapsed=time.perf_counter() - started)
 
     def _selecting(self, campaign: Campaign) -> list[ActiveRule]:
         return [a for a in self.policies.rules if a.rule.when.selects(campaign)]
 
     def needs(self, campaign: Campaign) -> Needs:
         """Say what the rules that select `campaign` need looked up."""
-        wanted = [active.rule.needs() for active in self._selecting(campaign)]
+        selecting = self._selecting(campaign)
+        wanted = [active.rule.needs() for active in selecting]
+        senders = {
+            identity.segment
+            for active in selecting
+            if isinstance(active.rule, Signature)
+            for identity in self.policies.identities
+            if identity.segment
+            and (active.rule.identities is None or identity.id in active.rule.identities)
+        }
         return Needs(
             segments=frozenset().union(*(n.segments for n in wanted)),
             tallies=frozenset().union(*(n.tallies for n in wanted)),
             frequency=tuple(dict.fromkeys(f for n in wanted for f in n.frequency)),
+            signoffs=any(n.signoffs for n in wanted),
+            sender_segments=frozenset(senders),
         )
 
     def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:
         """Evaluate every rule that selects `campaign`; hold on any unacknowledged finding."""
-        findings: list[Finding] = []
-        hold = False
-        suppress: dict[int, str] = {}
         now = self._clock()
-        if facts.conflicts:  # DESIGN.md §2: conflicting declarations are a finding
-            finding = conflicting_declaration(facts, self.policies.version, now)
-            findings.append(finding)
-            hold = finding.signature not in campaign.acknowledged
         selecting = self._selecting(campaign)
-        ctx = Context(campaign, submission, facts, self.policies.internal_domains)
+        findings = self._built_in(facts, submission, selecting, now)
+        hold = any(f.signature not in campaign.acknowledged for f in findings)
+        suppress: dict[int, str] = {}
+        tallies = {f"segment:{name}": len(found) for name, found in facts.members.items()}
+        ctx = Context(campaign, submission, facts, self.policies.internal_domains, now)
         for active in selecting:
             for observation in self._run(active, ctx):
+                if active.mode == "enforce":  # shadow rules record, they never need anything
+                    for name, delta in observation.tallies.items():
+                        tallies[name] = tallies.get(name, 0) + delta
                 finding = Finding(
                     rule=active.id,
                     kind=observation.kind,
@@ -84,18 +147,38 @@ class Engine:
                 if active.action == "suppress" and observation.recipients:
                     for index in sorted(observation.recipients):
                         suppress.setdefault(index, active.id)
-                elif finding.signature not in campaign.acknowledged:
+                elif (
+                    finding.signature not in campaign.acknowledged
+                    or not observation.acknowledgeable
+                ):
                     hold = True
         return Verdict(
             hold=hold,
             findings=tuple(findings),
             suppress=suppress,
             # Segment tallies count members reached, whatever the verdict.
-            tallies={f"segment:{name}": len(found) for name, found in facts.members.items()},
+            tallies=tallies,
             frequency=tuple(a.id for a in selecting if isinstance(a.rule, FrequencyCap)),
         )
 
+    def _built_in(
+        self, facts: Facts, submission: Submission, selecting: list[ActiveRule], now: float
+    ) -> list[Finding]:
+        """Return the findings no rule file asks for: conflicting declarations, unchecked content."""
+        found = []
+        if facts.conflicts:  # DESIGN.md §2: conflicting declarations are a finding
+            found.append(conflicting_declaration(facts, self.policies.version, now))
+        report = submission.report
+        content_selected = any(type(a.rule) in CONTENT_KINDS for a in selecting)
+        if report.error or (content_selected and not report.analysed):
+            found.append(content_unchecked(report, self.policies.version, now))
+        return found
+
     def _run(self, active: ActiveRule, ctx: Context) -> list[Observation]:
+        scan = ctx.submission.report.scans.get(active.id)
+        if scan is not None and scan.error:
+            message = f"rule {active.id} could not read the content ({scan.error}); held to be safe"
+            return [Observation("check_failed", message, {"error": scan.error})]
         started = time.perf_counter()
         try:
             observations = list(CHECKS[type(active.rule)](active.rule, ctx))
@@ -112,6 +195,14 @@ class Engine:
             )
             evidence = {"elapsed_ms": took, "budget_ms": budget}
             observations.append(Observation("check_over_budget", message, evidence))
+        if scan is not None and scan.elapsed > self._scan_budget:
+            took, budget = round(scan.elapsed * 1000, 1), self._scan_budget * 1000
+            message = (
+                f"rule {active.id} read the content in {took:g} ms, over its {budget:g} ms "
+                "budget; held to be safe"
+            )
+            evidence = {"elapsed_ms": took, "budget_ms": budget}
+            observations.append(Observation("check_over_budget", message, evidence))
         return observations
 
 
@@ -124,6 +215,20 @@ def conflicting_declaration(facts: Facts, version: str, now: float) -> Finding:
         mode="enforce",
         message="this message declares " + ", ".join(parts) + "; the first declaration is kept",
         evidence={field: {"kept": kept, "sent": sent} for field, kept, sent in facts.conflicts},
+        policy_version=version,
+        at=now,
+    )
+
+
+def content_unchecked(report: ContentReport, version: str, now: float) -> Finding:
+    """Describe a message whose content the rules could not look at: it never passes."""
+    reason = report.error or "the content was not analysed"
+    return Finding(
+        rule=CONTENT_RULE,
+        kind="content_unchecked",
+        mode="enforce",
+        message=f"content could not be checked ({reason}); held to be safe",
+        evidence={"error": reason},
         policy_version=version,
         at=now,
     )

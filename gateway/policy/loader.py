@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.errors import ConfigError, PolicyError
+from gateway.policy.content_rules import Identity, Signature
 from gateway.policy.rules import RULE_KINDS, SUPPRESSIBLE, PolicyFile, Rule
 from gateway.settings import yaml_key_lines
 
@@ -53,6 +54,7 @@ class PolicySet:
     version: str
     files: tuple[str, ...]
     segment_files: tuple[SegmentSource, ...] = ()
+    identities: tuple[Identity, ...] = ()  # protected identities (signature policy)
 
 
 def load_policies(directory: Path) -> PolicySet:
@@ -72,6 +74,7 @@ def load_policies(directory: Path) -> PolicySet:
         parsed = _parse(path, text, merged.problems)
         if parsed is not None:
             merged.add(path, *parsed)
+    merged.check_identities()
     if merged.problems:
         raise PolicyError(merged.problems)
     return PolicySet(
@@ -80,6 +83,7 @@ def load_policies(directory: Path) -> PolicySet:
         version=f"sha256:{digest.hexdigest()[:12]}",
         files=tuple(p.name for p in paths),
         segment_files=tuple(merged.sources.values()),
+        identities=tuple(identity for identity, _ in merged.identities.values()),
     )
 
 
@@ -92,9 +96,19 @@ class _Merged:
     domains: set[str] = field(default_factory=set)
     sources: dict[str, SegmentSource] = field(default_factory=dict)
     rule_ids: dict[str, str] = field(default_factory=dict)
+    identities: dict[str, tuple[Identity, str]] = field(default_factory=dict)
+    signature_rules: list[tuple[Signature, str, str]] = field(default_factory=list)
 
     def add(self, path: Path, policy: PolicyFile, lines: dict[tuple[str, ...], int]) -> None:
         self.domains.update(d.lower() for d in policy.internal_domains)
+        for index, identity in enumerate(policy.identities):
+            where = f"{path}:{lines.get(('identities', str(index)), 0)}"
+            if identity.id in self.identities:
+                first = self.identities[identity.id][1]
+                reason = f"identity {identity.id!r} is also declared in {first}"
+                self._problem(where, f"identities.{index}.id", reason)
+            else:
+                self.identities[identity.id] = (identity, where)
         for name, spec in policy.segments.items():
             where = f"{path}:{lines.get(('segments', name), 0)}"
             if name in self.sources:
@@ -119,6 +133,18 @@ class _Merged:
                 self._problem(where, f"rules.{index}.action", reason)
             self.rule_ids.setdefault(rule.id, where)
             self.rules.append(ActiveRule(rule, rule.mode or policy.defaults.mode, action, where))
+            if isinstance(rule, Signature):
+                self.signature_rules.append((rule, where, f"rules.{index}.identities"))
+
+    def check_identities(self) -> None:
+        """Check that signature rules name identities, and only declared ones."""
+        for rule, where, key in self.signature_rules:
+            if rule.identities is None and not self.identities:
+                self._problem(where, key, "no identities are declared; add an identities list")
+            for name in rule.identities or ():
+                if name not in self.identities:
+                    known = ", ".join(sorted(self.identities)) or "none"
+                    self._problem(where, key, f"unknown identity {name!r} (declared: {known})")
 
     def _problem(self, where: str, key: str, reason: str) -> None:
         self.problems.append(ConfigError(where, key, reason))

@@ -6,14 +6,25 @@ Validation errors carry key paths that the loader turns into file:line:key messa
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from gateway.model import Campaign, Needs
+from gateway.model import Needs
+from gateway.policy.content_rules import (
+    Identity,
+    Language,
+    MergeTags,
+    Seasonal,
+    Signature,
+    TestMarkers,
+    Undecodable,
+)
+from gateway.policy.rule_base import Defaults, When  # noqa: F401 - When is part of this module's API
+from gateway.policy.rule_base import Rule as _Rule
+from gateway.policy.rule_base import Strict as _Strict
 from gateway.settings import Duration
 
 _PERCENT = re.compile(r"^\d+(\.\d+)?%$")
@@ -33,57 +44,6 @@ CountOrPercent = Annotated[int | str, AfterValidator(_count_or_percent)]
 def tally(segment: str) -> str:
     """Name of a campaign's running count of members of `segment`."""
     return f"segment:{segment}"
-
-
-Mode = Literal["enforce", "shadow"]
-Action = Literal["hold", "suppress"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class When(_Strict):
-    """Which campaigns a rule looks at; every given field must match."""
-
-    category: str | list[str] | None = Field(
-        None, description="Declared category, or any of a list."
-    )
-    key: str | None = Field(None, description="Glob on the campaign key, e.g. 'survey-*'.")
-    sender: str | None = Field(None, description="Glob on the envelope sender.")
-    client: str | None = Field(None, description="Glob on the client (AUTH user or network).")
-
-    def selects(self, campaign: Campaign) -> bool:
-        """Tell whether `campaign` is one this rule applies to."""
-        if self.category is not None:
-            wanted = [self.category] if isinstance(self.category, str) else self.category
-            if campaign.declared.category not in {c.lower() for c in wanted}:
-                return False
-        globs = (
-            (self.key, campaign.key),
-            (self.sender, campaign.sender.lower()),
-            (self.client, campaign.client),
-        )
-        return all(glob is None or fnmatch.fnmatchcase(value, glob) for glob, value in globs)
-
-
-class Defaults(_Strict):
-    """Mode and action for rules of the same file that do not set their own."""
-
-    mode: Mode = "enforce"
-    action: Action = "hold"
-
-
-class _Rule(_Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Unique rule id.")
-    when: When = Field(default_factory=When)
-    mode: Mode | None = None
-    action: Action | None = None
-    description: str = ""
-
-    def needs(self) -> Needs:
-        """Say what the spool must look up for this rule."""
-        return Needs()
 
 
 class DeclaredSize(_Rule):
@@ -194,7 +154,13 @@ Rule = Annotated[
     | SegmentOnly
     | SegmentMix
     | SegmentCoverage
-    | FrequencyCap,
+    | FrequencyCap
+    | Signature
+    | MergeTags
+    | TestMarkers
+    | Seasonal
+    | Language
+    | Undecodable,
     Field(discriminator="kind"),
 ]
 RULE_KINDS = (
@@ -207,6 +173,12 @@ RULE_KINDS = (
     "segment_mix",
     "segment_coverage",
     "frequency_cap",
+    "signature",
+    "merge_tags",
+    "test_markers",
+    "seasonal",
+    "language",
+    "undecodable",
 )
 # Kinds whose findings name single recipients, so `action: suppress` can drop just those.
 SUPPRESSIBLE = frozenset(
@@ -227,5 +199,6 @@ class PolicyFile(_Strict):
     version: Literal[1]
     defaults: Defaults = Field(default_factory=Defaults)
     segments: dict[str, SegmentFile] = Field(default_factory=dict)
+    identities: list[Identity] = Field(default_factory=list)
     internal_domains: list[str] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)

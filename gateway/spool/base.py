@@ -30,6 +30,7 @@ from gateway.model import (
     Submission,
     Token,
 )
+from gateway.signoffs import Signoff
 
 # How many held campaigns a gauge snapshot names: enough for any real incident, and a
 # bound on the label values /metrics can carry.
@@ -156,6 +157,15 @@ class Spool(Protocol):
 
     async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
         """Record an approval of a pending release; raise `Conflict` for a repeat approver."""
+
+    async def add_signoff(self, signoff: Signoff) -> Campaign | None:
+        """Register an identity's sign-off; release a held campaign it was all that held.
+
+        Raises `Conflict` for a rejected campaign.
+        """
+
+    async def signoffs(self, campaign_id: str) -> tuple[list[Signoff], frozenset[str]]:
+        """Return a campaign's sign-offs and the identities its mail needed them from."""
 
     async def put_manifest(self, manifest: Manifest) -> None:
         """Register a declaration that wins over headers."""

@@ -43,9 +43,10 @@ from gateway.model import (
     Submission,
     Token,
 )
+from gateway.signoffs import Signoff
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review as r
-from gateway.spool import sqlite_segments
+from gateway.spool import sqlite_segments, sqlite_signoffs
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
 
 T = TypeVar("T")
@@ -348,6 +349,18 @@ class SqliteSpool:
 
     async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
         return await self._write(lambda c: r.approve_release(c, campaign_id, actor, now))
+
+    async def add_signoff(self, signoff: Signoff) -> Campaign | None:
+        return await self._write(lambda c: sqlite_signoffs.add_signoff(c, signoff))
+
+    async def signoffs(self, campaign_id: str) -> tuple[list[Signoff], frozenset[str]]:
+        def work(conn: sqlite3.Connection) -> tuple[list[Signoff], frozenset[str]]:
+            return (
+                sqlite_signoffs.signoffs(conn, campaign_id),
+                sqlite_signoffs.required(conn, campaign_id),
+            )
+
+        return await self._read(work)
 
     async def put_manifest(self, manifest: Manifest) -> None:
         await self._write(lambda c: r.put_manifest(c, manifest))

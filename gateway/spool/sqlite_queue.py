@@ -197,6 +197,18 @@ def _facts(
             ).fetchall()
         )
         frequency[rule] = tuple(seen.get(h, 0) for h in sub.hashes)
+    sender_members: dict[str, frozenset[int]] = {}
+    senders = sub.report.sender_hashes
+    for name in needs.sender_segments:
+        live = sqlite_segments.version_of(conn, name)
+        sizes[name] = None if live is None else live[1]
+        if live is not None:
+            found = sqlite_segments.members(conn, live[0], senders) if senders else set()
+            sender_members[name] = frozenset(i for i, h in enumerate(senders) if h in found)
+    signed: frozenset[str] = frozenset()
+    if needs.signoffs:
+        rows = conn.execute("SELECT identity FROM signoffs WHERE campaign_id = ?", (campaign.id,))
+        signed = frozenset(identity for (identity,) in rows)
     return Facts(
         duplicates=duplicates,
         conflicts=conflicts,
@@ -204,6 +216,8 @@ def _facts(
         segment_sizes=sizes,
         tallies=tallies,
         frequency=frequency,
+        signoffs=signed,
+        sender_members=sender_members,
     )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TOKENS, run_gateway
+from tests.conftest import IDENTITY_TOKENS, POLICIES, TOKENS, run_gateway
 from tests.e2e.test_relay import message
 from tests.helpers import eventually
 
@@ -24,6 +25,7 @@ VOLATILE = [
     (re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b"), "<id>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "<time>"),
     (re.compile(r"\b\d{10}\.\d+\b"), "<epoch>"),
+    (re.compile(r"sha256:[0-9a-f]{12}"), "<policy version>"),  # changes with policies/*.yaml
     (re.compile(r"(cursor=|\"next\": \")[A-Za-z0-9_-]+"), r"\1<cursor>"),
     (re.compile(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}"), "<date>"),
     (re.compile(r"\"size\": \d+,\n(\s+)\"preview\""), r'"size": <n>,\n\1"preview"'),
@@ -56,7 +58,9 @@ class Recorder:
             status, answer = await api.call(method, path, data=text.encode(), headers=headers)
         request = f"{method} {path}\n"
         if who:
-            request += f"Authorization: Bearer <{who}'s token: {', '.join(TOKENS[who][1])}>\n"
+            roles = ", ".join({**TOKENS, **IDENTITY_TOKENS}[who][1])
+            bound = f", identity {IDENTITY_TOKENS[who][2]}" if who in IDENTITY_TOKENS else ""
+            request += f"Authorization: Bearer <{who}'s token: {roles}{bound}>\n"
         if body is not None:
             request += "Content-Type: application/json\n\n" + json.dumps(body, indent=2) + "\n"
         if text is not None:
@@ -74,8 +78,21 @@ def normalise(text: str) -> str:
     return text
 
 
-async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream):
-    settings = settings_for(upstream.port, ops={"two_person_release_above": 50})
+def docs_policies(tmp_path: Path) -> Path:
+    """The shipped policy plus the example signature policy (identities to sign for)."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    shutil.copy(POLICIES / "default.yaml", folder)
+    for path in (POLICIES / "examples" / "signature").glob("*.*"):
+        shutil.copy(path, folder)
+    return folder
+
+
+async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream, tmp_path):
+    folder = docs_policies(tmp_path)
+    settings = settings_for(
+        upstream.port, ops={"two_person_release_above": 50}, policies={"dir": str(folder)}
+    )
     async with run_gateway(settings) as gw:
         rec = Recorder(gw)
         await rec.call(
@@ -175,9 +192,53 @@ async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream)
             content_type="text/csv",
         )
         await rec.call("List segments", "viewer", "GET", "/api/v1/segments")
+        note = message(
+            subject="A note from Jane",
+            body="We have missed you.\r\n\r\nThanks,\r\nJane",
+            X_Campaign_ID="founder-note",
+        )
+        await gw.send("jane@shop.test", [f"friend{i}@example.org" for i in range(150)], note)
+        founder = await eventually(lambda: gw.spool.find_campaign("127.0.0.0/8", "founder-note"))
+        await rec.call(
+            "A founder-signed note to 150 people waits for her sign-off",
+            "viewer",
+            "GET",
+            f"/api/v1/campaigns/{founder.id}",
+        )
+        await rec.call(
+            "Only a token bound to that identity (or an admin, on its behalf) signs off: 403",
+            "alice",
+            "POST",
+            f"/api/v1/campaigns/{founder.id}/signoffs",
+            {"identity": "ceo", "reason": "looks like Jane"},
+        )
+        await rec.call(
+            "The founder signs off with her own token; the campaign is released",
+            "jane",
+            "POST",
+            f"/api/v1/campaigns/{founder.id}/signoffs",
+            {"reason": "I wrote it; send it"},
+        )
+        await rec.call(
+            "Reload the policy files (SIGHUP does the same)",
+            "alice",
+            "POST",
+            "/api/v1/policies/reload",
+            {"reason": "merged the Q3 rules"},
+        )
+        (folder / "site.yaml").write_text(
+            "version: 1\nrules:\n  - {id: ceiling, kind: absolute_ceiling, max_recipients: -1}\n"
+        )
+        await rec.call(
+            "An invalid policy set is refused and the old one stays in force: 422",
+            "alice",
+            "POST",
+            "/api/v1/policies/reload",
+            {"reason": "typo in site.yaml"},
+        )
         await rec.call("The audit log, newest first", "viewer", "GET", "/api/v1/audit?limit=4")
 
-    fresh = "\n".join(rec.parts)
+    fresh = "\n".join(rec.parts).replace(f"{folder}/", "policies/")  # not the test's tmp path
     text = DOC.read_text(encoding="utf-8")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)

@@ -25,6 +25,11 @@ def test_shipped_default_policy_loads_with_its_documented_rules():
         "blast-undeclared",
         "blast-ceiling",
         "sent-twice",
+        "merge-tags",
+        "test-markers",
+        "seasonal",
+        "language",
+        "undecodable",
     ]
     declared = policies.rules[0].rule
     assert isinstance(declared, DeclaredSize)

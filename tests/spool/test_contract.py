@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from gateway.campaigns import comparable
-from gateway.errors import SpoolLocked
+from gateway.content import ContentReport
+from gateway.errors import Conflict, SpoolLocked
 from gateway.model import (
     CampaignRef,
     CampaignState,
@@ -18,12 +20,14 @@ from gateway.model import (
     Needs,
     PassAll,
     RecipientState,
+    Segment,
     Settlement,
     Submission,
     Verdict,
     new_id,
 )
 from gateway.segments import address_hash
+from gateway.signoffs import SIGNOFF_KIND, Signoff, signoff_tally
 from gateway.spool import SqliteSpool
 
 NOW = 1_800_000_000.0
@@ -267,3 +271,77 @@ async def test_a_message_declaring_otherwise_than_its_campaign_is_reported(spool
     assert seen == [(), (("size", 200, 250),), ()]
     campaign = await spool.find_campaign("127.0.0.0/8", "spring")
     assert campaign.declared.size == 200
+
+
+# -- sign-offs --------------------------------------------------------------------------
+
+
+def needs_signoff(identity: str):
+    """A decider holding every message until `identity` signed off, as the signature rule does."""
+
+    def fn(campaign, sub, facts):
+        if identity in facts.signoffs:
+            return Verdict()
+        finding = Finding("sig", SIGNOFF_KIND, "enforce", f"{identity} must sign off")
+        return Verdict(hold=True, findings=(finding,), tallies={signoff_tally(identity): 1})
+
+    return Decide(fn, Needs(signoffs=True))
+
+
+async def test_a_signoff_is_seen_by_later_decisions_and_releases_what_only_it_held(spool):
+    decider = needs_signoff("ceo")
+    held = await spool.accept(submission(["a@x.test"]), decider, WINDOW)
+    assert held.held
+    signed, required = await spool.signoffs(held.campaign_id)
+    assert (signed, required) == ([], frozenset({"ceo"}))
+    campaign = await spool.add_signoff(Signoff(held.campaign_id, "ceo", "jane", "mine", NOW))
+    assert campaign.state is CampaignState.RELEASED
+    assert campaign.counters.queued == 1
+    later = await spool.accept(submission(["b@x.test"]), decider, WINDOW)
+    assert not later.held
+    [signoff], _ = await spool.signoffs(held.campaign_id)
+    assert (signoff.identity, signoff.actor, signoff.on_behalf) == ("ceo", "jane", False)
+    events = [e.event for e in await spool.events(held.campaign_id)]
+    assert events[-2:] == ["signed_off", "released"]
+
+
+async def test_a_signoff_does_not_release_a_campaign_another_rule_holds(spool):
+    def fn(campaign, sub, facts):
+        findings = (Finding("tags", "merge_tag", "enforce", "leak"),)
+        if "ceo" not in facts.signoffs:
+            findings += (Finding("sig", SIGNOFF_KIND, "enforce", "ceo must sign"),)
+        return Verdict(hold=True, findings=findings, tallies={signoff_tally("ceo"): 1})
+
+    held = await spool.accept(submission(["a@x.test"]), Decide(fn, Needs(signoffs=True)), WINDOW)
+    campaign = await spool.add_signoff(Signoff(held.campaign_id, "ceo", "jane", "mine", NOW))
+    assert campaign.state is CampaignState.HELD
+
+
+async def test_a_rejected_campaign_cannot_be_signed_off(spool):
+    held = await spool.accept(submission(["a@x.test"]), needs_signoff("ceo"), WINDOW)
+    await spool.reject(held.campaign_id, "alice", NOW)
+    with pytest.raises(Conflict):
+        await spool.add_signoff(Signoff(held.campaign_id, "ceo", "jane", "late", NOW))
+
+
+async def test_sender_segment_membership_is_looked_up_for_the_message_senders(spool):
+    seen = []
+
+    def fn(campaign, sub, facts):
+        seen.append((dict(facts.sender_members), dict(facts.segment_sizes)))
+        return Verdict()
+
+    version = await spool.segment_begin("reps", NOW)
+    await spool.segment_add(version, [address_hash("rep@shop.test")])
+    await spool.segment_publish(Segment("reps", version, 1, 1, 0, "upload", None, "test", NOW))
+    report = ContentReport(
+        analysed=True,
+        senders=("news@shop.test", "rep@shop.test"),
+        sender_hashes=(address_hash("news@shop.test"), address_hash("rep@shop.test")),
+    )
+    sub = replace(submission(["a@x.test"]), report=report)
+    decider = Decide(fn, Needs(sender_segments=frozenset({"reps", "nope"})))
+    await spool.accept(sub, decider, WINDOW)
+    [(members, sizes)] = seen
+    assert members == {"reps": frozenset({1})}
+    assert sizes == {"reps": 1, "nope": None}

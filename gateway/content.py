@@ -1,0 +1,232 @@
+"""A message's content as its reader sees it, and the report content checks make of it.
+
+`decode` turns raw message bytes into a `Document`: the decoded subject, From display
+name, sender addresses, the text of text/plain parts and of HTML parts (quoted-printable,
+base64, charsets, RFC 2047 headers, nested multiparts), code samples kept apart, link
+targets. It uses the standard library's modern email API and never raises: whatever
+cannot be decoded is listed in `problems`, because content that cannot be read must not
+pass as clean (STYLE.md rule 4, fail closed).
+
+`ContentReport` is what the content rules found in one message, computed off the event
+loop before the spool transaction and carried in the `Submission` into it. Pure data and
+pure functions only.
+"""
+
+from __future__ import annotations
+
+import email
+import email.errors
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from email import policy
+from email.message import Message
+from email.utils import getaddresses
+from typing import Any
+
+from gateway.html_text import html_to_text, split_code, tidy
+from gateway.mime import HeaderBlock
+
+MAX_DEPTH = 20  # deeper MIME nesting than this is not read; it is a problem
+_TRANSFER_ENCODINGS = frozenset({"7bit", "8bit", "binary", "quoted-printable", "base64"})
+# Defects after which the text of a part cannot be trusted to be what the reader sees.
+_FATAL_DEFECTS = (
+    email.errors.InvalidBase64CharactersDefect,
+    email.errors.InvalidBase64PaddingDefect,
+    email.errors.InvalidBase64LengthDefect,
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+)
+SENDER_HEADERS = ("From", "Sender", "Reply-To")
+
+
+@dataclass(frozen=True, slots=True)
+class ContentHit:
+    """One thing a content detector found: what, where (subject, html, link, ...), the text."""
+
+    what: str
+    where: str
+    fragment: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleScan:
+    """What one content rule's detector found in one message, or why it could not look."""
+
+    hits: tuple[ContentHit, ...] = ()
+    elapsed: float = 0.0  # seconds
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentReport:
+    """Per-message content findings, made before the spool transaction.
+
+    `analysed` is False when nothing looked at the content (no content rules, or the
+    analysis never ran); `error` says why the analysis as a whole failed (a crash or a
+    timeout), which holds the campaign.
+    """
+
+    analysed: bool = False
+    error: str | None = None
+    scans: Mapping[str, RuleScan] = field(default_factory=dict)  # by rule id
+    senders: tuple[str, ...] = ()  # normalised From, Sender and Reply-To addresses
+    sender_hashes: tuple[int, ...] = ()  # their 64-bit hashes, for segment look-ups
+    elapsed: float = 0.0  # seconds, decoding and every detector
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """The decoded, human-visible content of one message."""
+
+    subject: str = ""
+    from_name: str = ""
+    senders: tuple[tuple[str, str], ...] = ()  # (header, address) of From, Sender, Reply-To
+    text: str = ""  # text/plain parts, code samples removed
+    html: str = ""  # text of text/html parts, code samples removed
+    code: str = ""  # code samples of both, for explanations
+    links: tuple[str, ...] = ()  # link and image targets, URL-decoded
+    problems: tuple[str, ...] = ()  # what could not be decoded
+
+    @property
+    def body(self) -> str:
+        """The text a reader reads: the plain part, or the HTML's text without one."""
+        return self.text if self.text.strip() else self.html
+
+    def fields(self) -> Iterator[tuple[str, str]]:
+        """Yield (where, text) of everything visible: subject, From name, text, HTML, links."""
+        yield "subject", self.subject
+        yield "from_name", self.from_name
+        yield "text", self.text
+        yield "html", self.html
+        for link in self.links:
+            yield "link", link
+
+
+def decode(content: bytes) -> Document:
+    """Decode a message for content checks; never raises (problems are listed instead)."""
+    problems: list[str] = []
+    headers = HeaderBlock.parse(content)
+    subject = _header(headers, "Subject", problems)
+    senders: list[tuple[str, str]] = []
+    from_name = ""
+    for name in SENDER_HEADERS:
+        value = _header(headers, name, problems)
+        for display, address in getaddresses([value]) if value else []:
+            if address:
+                senders.append((name.lower(), address.strip().lower()))
+            if name == "From" and display and not from_name:
+                from_name = display.strip()
+    try:
+        message = email.message_from_bytes(content, policy=policy.default)
+    except Exception as exc:  # noqa: BLE001 - the parser must not take admission down
+        problems.append(f"the message could not be parsed: {type(exc).__name__}: {exc}")
+        return Document(subject, from_name, tuple(senders), problems=tuple(problems))
+    texts: list[str] = []
+    htmls: list[str] = []
+    code: list[str] = []
+    links: list[str] = []
+    readable = 0
+    for where, part in _leaves(message, "1", 0, problems):
+        body = _text_of(part, where, problems)
+        if body is None:
+            continue
+        readable += 1
+        if part.get_content_subtype() == "html":
+            shown = html_to_text(body)
+            htmls.append(shown.text)
+            code.append(shown.code)
+            links.extend(shown.links)
+        else:
+            prose, sample = split_code(body.replace("\r\n", "\n"))
+            texts.append(prose)
+            code.append(sample)
+    if not readable and not problems:
+        problems.append("the message has no text/plain or text/html part to check")
+    return Document(
+        subject=subject,
+        from_name=from_name,
+        senders=tuple(dict.fromkeys(senders)),
+        text=tidy("\n\n".join(texts)),
+        html=tidy("\n\n".join(htmls)),
+        code=tidy("\n\n".join(code)),
+        links=tuple(dict.fromkeys(links)),
+        problems=tuple(problems),
+    )
+
+
+def _header(headers: HeaderBlock, name: str, problems: list[str]) -> str:
+    value = headers.get(name) or ""
+    if any("\udc80" <= char <= "\udcff" for char in value):
+        problems.append(f"the {name} header has bytes that are not UTF-8")
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if "=?" in value and "?=" in value:
+        problems.append(f"the {name} header has an encoded-word that could not be decoded")
+    return " ".join(value.split())
+
+
+def _leaves(
+    part: Message, where: str, depth: int, problems: list[str]
+) -> Iterator[tuple[str, Message]]:
+    """Yield (part number, part) of every inline text part, in order."""
+    problems.extend(
+        f"part {where}: {_defect_name(d)}" for d in part.defects if isinstance(d, _FATAL_DEFECTS)
+    )
+    if depth > MAX_DEPTH:
+        problems.append(f"part {where}: MIME nesting deeper than {MAX_DEPTH} levels")
+        return
+    if part.is_multipart():
+        children = part.get_payload()
+        for index, child in enumerate(children if isinstance(children, list) else [], 1):
+            yield from _leaves(child, f"{where}.{index}", depth + 1, problems)
+        return
+    if part.get_content_maintype() != "text" or part.get_content_disposition() == "attachment":
+        return
+    if part.get_content_subtype() not in {"plain", "html"}:
+        return
+    yield where, part
+
+
+def _payload(part: Message, label: str, problems: list[str]) -> bytes | None:
+    """Undo the transfer encoding of one part; None (with a problem) when it cannot be."""
+    encoding = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+    if encoding not in _TRANSFER_ENCODINGS:
+        problems.append(f"{label}: unknown transfer encoding {encoding!r}")
+        return None
+    raw = part.get_payload(decode=True)
+    if not isinstance(raw, bytes):
+        problems.append(f"{label}: the body could not be decoded")
+        return None
+    damage = [d for d in part.defects if isinstance(d, _FATAL_DEFECTS)]  # seen while decoding
+    if damage:
+        problems.append(f"{label}: {_defect_name(damage[0])}")
+        return None
+    return raw
+
+
+def _text_of(part: Message, where: str, problems: list[str]) -> str | None:
+    """Decode one text part's body; None (with a problem) when it cannot be read."""
+    label = f"part {where} ({part.get_content_type()})"
+    raw = _payload(part, label, problems)
+    if raw is None:
+        return None
+    charset = part.get_content_charset("us-ascii") or "us-ascii"
+    try:
+        return raw.decode(charset)
+    except LookupError:
+        problems.append(f"{label}: unknown charset {charset!r}")
+        return None
+    except UnicodeDecodeError:
+        pass
+    # Mislabelled UTF-8 (8-bit bytes declared as us-ascii) is common and readable.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{label}: the body is not valid {charset}")
+        return None
+
+
+def _defect_name(defect: Exception) -> str:
+    name = type(defect).__name__.removesuffix("Defect")
+    return "".join(f" {c.lower()}" if c.isupper() else c for c in name).strip()

@@ -1,0 +1,90 @@
+"""Body language detection, offline, with Google's CLD3 model (the `cld3-py` wheel).
+
+Why CLD3 (docs/policies.md, `language`): the model ships inside a 0.7 MB wheel with no
+other dependency, nothing is downloaded at run time, it gives a probability and a
+reliability flag, and it reads at most a few kilobytes of a message in well under a
+millisecond. The identifier object keeps scratch state, so each thread gets its own.
+
+Detection runs on the prose a reader sees, without links, addresses, numbers and merge
+tags; per paragraph as well, so a bilingual mail (English and French for Canada) reports
+the share of each language and is not held for the one it declared second.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+import gcld3
+
+MAX_BYTES = 4000  # how much text CLD3 reads, as its own default
+MAX_CHARS = 20_000  # of the body looked at for paragraphs; a language shows long before
+PARAGRAPH_MIN = 40  # characters a paragraph needs to be detected on its own
+_NOISE = re.compile(
+    r"https?://\S+|www\.\S+|\S+@\S+|\{\{.*?\}\}|\*\|.*?\|\*|%%.*?%%|[\d#$€£%+*/=_|<>\[\]{}()~^]+"
+)
+_PARAGRAPHS = re.compile(r"\n\s*\n")
+# Codes CLD3 reports that languages are also declared by (ISO 639 pairs and macro-languages).
+ALIASES = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "nb": "no", "nn": "no", "fil": "tl"}
+_local = threading.local()
+
+
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """The language of a text: the best guess, its probability, and every language's share."""
+
+    language: str  # primary subtag, e.g. "en"; "und" when nothing was detected
+    probability: float
+    reliable: bool
+    chars: int  # letters the detection looked at
+    shares: dict[str, float]  # language -> share of the text's paragraphs, by length
+
+
+def primary(tag: str) -> str:
+    """Return the primary language subtag, lower-cased and normalised: `en-US` -> `en`."""
+    subtag = tag.strip().replace("_", "-").split("-", 1)[0].lower()
+    return ALIASES.get(subtag, subtag)
+
+
+def _identifier() -> gcld3.NNetLanguageIdentifier:
+    found = getattr(_local, "identifier", None)
+    if found is None:
+        found = gcld3.NNetLanguageIdentifier(min_num_bytes=0, max_num_bytes=MAX_BYTES)
+        _local.identifier = found
+    return found
+
+
+def clean(text: str) -> str:
+    """Drop what is not language: links, addresses, numbers, symbols, merge tags."""
+    return _NOISE.sub(" ", text)
+
+
+def detect(text: str) -> Detected:
+    """Detect the language of `text` (the whole, and the share of each paragraph's)."""
+    prose = clean(text[:MAX_CHARS])
+    letters = sum(char.isalpha() for char in prose)
+    identifier = _identifier()
+    if not letters:
+        return Detected("und", 0.0, reliable=False, chars=0, shares={})
+    # CLD3 reads only the first MAX_BYTES; compact whitespace so it reads words, not blanks.
+    compact = " ".join(prose.split())
+    result = identifier.FindLanguage(compact)
+    weights: dict[str, int] = {}
+    for paragraph in _PARAGRAPHS.split(prose)[:20]:
+        words = " ".join(paragraph.split())
+        if len(words) < PARAGRAPH_MIN:
+            continue
+        found = identifier.FindLanguage(words)
+        if found.is_reliable:
+            code = primary(found.language)
+            weights[code] = weights.get(code, 0) + len(words)
+    total = sum(weights.values())
+    shares = {code: round(weight / total, 3) for code, weight in weights.items()} if total else {}
+    return Detected(
+        language=primary(result.language),
+        probability=round(float(result.probability), 4),
+        reliable=bool(result.is_reliable),
+        chars=letters,
+        shares=shares,
+    )

@@ -1,0 +1,184 @@
+"""Signature policy: bulk mail that sends or signs as a protected identity needs its sign-off.
+
+Two halves, like every content rule. `scan` runs off the event loop on the decoded message
+and finds the identities it sends as (From, Sender, Reply-To addresses, the From display
+name) or signs as (closing lines: "— Jack", "Thanks, Biz, Ev & Jack", "Jane Doe, your
+account manager"). `signature` runs inside the spool transaction with the campaign's
+counters and registered sign-offs, and holds once the campaign is above its bulk threshold
+and an identity it names has not signed off. Identities backed by a segment of personal
+addresses (every sales rep) match when the sender of a message is a member, so mail where
+each message is signed by the recipient's own rep is recognised message by message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from gateway.content import ContentHit, Document
+from gateway.policy.content_rules import Identity, Signature
+from gateway.policy.context import Context, Observation
+from gateway.policy.segmentation import missing_segments
+from gateway.segments import normalise_address
+from gateway.signoffs import SIGNOFF_KIND, signoff_tally
+
+SAMPLE = 10
+_CLOSING = re.compile(
+    r"^(?:many thanks|thanks so much|thanks again|thank you|thanks|best wishes|best regards|"
+    r"kind regards|warm regards|warmest regards|regards|all the best|best|cheers|sincerely|"
+    r"yours truly|yours|warmly|with love|love|talk soon|see you soon|until next time|"
+    r"with gratitude|xoxo|gracias|saludos|un saludo|atentamente|merci|cordialement|"
+    r"bien à vous|à bientôt|viele grüße|liebe grüße|beste grüße|mit freundlichen grüßen|"
+    r"grazie|cordiali saluti|a presto|obrigado|obrigada|abraços|um abraço)\b[\s,.!:;—–-]*(.*)$",
+    re.IGNORECASE,
+)
+# "— Jack", "-- Jane", "~ Ev", "-Jack"; "- item" with a blank is a list, not a closing.
+_DASH = re.compile(r"^(?:(?:—|–|--|~)\s*|-(?=[A-Z]))(\S.{0,60})$")
+_SIG_DELIMITER = "-- "
+NAME_LINE = 60  # a line longer than this is prose, not a name under a closing
+NAMES_AFTER = 2  # lines after a closing phrase that may hold the names
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """A closing of the body: its lines as written, and the part that may hold names."""
+
+    text: str
+    names: str
+
+
+def closings(body: str) -> Iterator[Closing]:
+    """Yield the sign-off regions of a body: a closing phrase and the names under it."""
+    lines = [line.strip() for line in body.split("\n")]
+    for index, line in enumerate(lines):
+        if line == _SIG_DELIMITER.strip():
+            after = "\n".join(entry for entry in lines[index + 1 : index + 4] if entry)
+            yield Closing(after, after)
+        elif dash := _DASH.match(line):
+            yield Closing(line, dash.group(1))
+        elif closing := _CLOSING.match(line):
+            rest = closing.group(1).strip()
+            if len(rest) > NAME_LINE or (rest and not _looks_like_names(rest)):
+                continue  # "Thanks for reading our newsletter this week!" is prose
+            names = _names_under([rest] if rest else [], lines[index + 1 :])
+            if names:
+                yield Closing(" / ".join([line, *names[1 if rest else 0 :]]), "\n".join(names))
+
+
+def _names_under(names: list[str], following: list[str]) -> list[str]:
+    """Add the short lines under a closing phrase ("Jane Doe", "Co-founder") to `names`."""
+    for line in following:
+        if not line:
+            if names:
+                break
+            continue
+        if len(line) > NAME_LINE or len(names) > NAMES_AFTER:
+            break
+        names.append(line)
+    return names
+
+
+def _looks_like_names(text: str) -> bool:
+    """Tell whether the rest of a closing line reads as names ("Biz, Ev & Jack")."""
+    return not re.search(r"[.?]\s|[?]$", text) and len(text.split()) <= 8
+
+
+def _word(text: str) -> re.Pattern[str]:
+    escaped = r"\s+".join(re.escape(part) for part in text.split())
+    return re.compile(rf"(?<![\w@]){escaped}(?!\w)", re.IGNORECASE)
+
+
+def _senders(identity: Identity, doc: Document) -> Iterator[ContentHit]:
+    """Hits of From, Sender and Reply-To: the identity's addresses, its segment's members."""
+    addresses = {a.strip().lower() for a in identity.addresses}
+    for header, address in doc.senders:
+        detail = {"identity": identity.id, "via": header}
+        if address in addresses:
+            yield ContentHit("identity", header, address, detail)
+        if identity.segment:
+            box = normalise_address(address) or address
+            segment = {**detail, "segment": identity.segment, "mailbox": box}
+            yield ContentHit("segment_sender", header, address, segment)
+    names = [n for n in (identity.name, *identity.aliases) if n]
+    if doc.from_name and any(_word(name).search(doc.from_name) for name in names):
+        detail = {"identity": identity.id, "via": "from_name"}
+        yield ContentHit("identity", "from_name", doc.from_name, detail)
+
+
+def _signs(identity: Identity, found: list[Closing], lines: list[str]) -> Iterator[ContentHit]:
+    """Hits of the closing lines: the identity's sign-off names and patterns."""
+    detail = {"identity": identity.id, "via": "signoff"}
+    names = identity.signoffs or ([identity.name] if identity.name else [])
+    for closing in found:
+        if any(_word(name).search(closing.names) for name in names):
+            yield ContentHit("identity", "signoff", " ".join(closing.text.split()), detail)
+            break
+    for pattern in identity.signoff_patterns:
+        compiled = re.compile(pattern, re.IGNORECASE)
+        line = next((line for line in lines if compiled.search(line)), None)
+        if line is not None:
+            detail = {"identity": identity.id, "via": "signoff_pattern"}
+            yield ContentHit("identity", "signoff", line[:120], detail)
+            break
+
+
+def scan(rule: Signature, doc: Document, identities: Sequence[Identity]) -> list[ContentHit]:
+    """Find every protected identity the message sends or signs as."""
+    found = list(closings(doc.body))
+    lines = [line.strip() for line in doc.body.split("\n") if line.strip()]
+    hits: list[ContentHit] = []
+    for identity in identities:
+        if rule.identities is None or identity.id in rule.identities:
+            hits += _senders(identity, doc)
+            hits += _signs(identity, found, lines)
+    return hits
+
+
+def signature(rule: Signature, ctx: Context) -> list[Observation]:
+    """Hold bulk mail naming an identity that has not signed off the campaign."""
+    received = ctx.campaign.counters.received
+    hits = ctx.scan(rule.id).hits
+    if received <= rule.bulk_threshold or not hits:
+        return []
+    segments = sorted({str(h.detail["segment"]) for h in hits if h.what == "segment_sender"})
+    if missing := missing_segments(rule.id, segments, ctx):
+        return missing
+    senders = ctx.submission.report.senders
+    matches = []
+    for hit in hits:
+        if hit.what == "segment_sender":
+            members = ctx.facts.sender_members.get(str(hit.detail["segment"]), frozenset())
+            box = str(hit.detail["mailbox"])
+            if box not in senders or senders.index(box) not in members:
+                continue
+        matches.append(hit)
+    unsigned = sorted({str(h.detail["identity"]) for h in matches} - ctx.facts.signoffs)
+    if not unsigned:
+        return []
+    shown = [
+        {"identity": h.detail["identity"], "via": h.detail["via"], "fragment": h.fragment}
+        for h in matches
+        if h.detail["identity"] in unsigned
+    ][:SAMPLE]
+    first = shown[0]
+    return [
+        Observation(
+            kind=SIGNOFF_KIND,
+            message=(
+                f"campaign of {received} recipients (bulk threshold {rule.bulk_threshold}) "
+                f"sends or signs as {', '.join(unsigned)} without their sign-off "
+                f"({first['via']}: {first['fragment']!r}); register it with "
+                "POST /api/v1/campaigns/{id}/signoffs"
+            ),
+            evidence={
+                "identities": unsigned,
+                "matches": shown,
+                "received": received,
+                "bulk_threshold": rule.bulk_threshold,
+                "signed": sorted(ctx.facts.signoffs),
+            },
+            acknowledgeable=False,
+            tallies={signoff_tally(identity): 1 for identity in unsigned},
+        )
+    ]

@@ -1,0 +1,315 @@
+"""Content detectors and checks as pure functions: what they catch, what they leave alone,
+and how a scan that failed or never ran holds (fail closed)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.content import ContentReport, Document, RuleScan
+from gateway.model import Campaign, CampaignState, Counters, Declaration, Facts, Finding
+from gateway.policy import detectors
+from gateway.policy.content_checks import in_window
+from gateway.policy.content_rules import MergeTags, TestMarkers
+from gateway.policy.engine import Engine
+from gateway.policy.fixtures import CampaignSpec, evaluate, submission_for
+from gateway.policy.language import detect, primary
+from gateway.policy.loader import load_policies
+from gateway.policy.signature import closings
+from gateway.signoffs import SIGNOFF_KIND, cleared
+
+TAGS = MergeTags(id="m", kind="merge_tags")
+MARKERS = TestMarkers(id="t", kind="test_markers")
+
+
+def tags_in(text: str) -> list[str]:
+    return [h.fragment for h in detectors.merge_tags(Document(text=text), TAGS.compiled)]
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "{{FirstName}}",
+        "{{ contact.first_name | default: 'there' }}",
+        "{{{unescaped}}}",
+        "{% if vip %}",
+        "*|FNAME|*",
+        "*|MC:SUBJECT|*",
+        "%%First_Name%%",
+        "%%=v(@name)=%%",
+        "{!Contact.FirstName}",
+        "${firstName}",
+        "[[first_name]]",
+        "%recipient.first%",
+        "[firstname,fallback=there]",
+    ],
+)
+def test_every_common_template_syntax_is_caught(tag):
+    assert tags_in(f"Hello {tag}, your order shipped.") == [tag]
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "Save 20% today and 30% tomorrow: 50%% is not a thing.",
+        "Prices from $5 {incl. VAT} and footnotes [1] [2].",
+        "Use a { and a } in CSS: a { color: red; }",
+        "Our {new} range, [limited] edition, *bold* claims | and pipes.",
+        "Email us at help@shop.test or call 100% free on 0800 123.",
+        "Hi, Anna! Dear all, hello again.",
+        "Bonjour ! Vous êtes prêts ?",
+        "Dear Ana , we made a typo before the comma but the name is there.",
+    ],
+)
+def test_ordinary_prose_has_no_merge_tags_or_empty_greetings(prose):
+    doc = Document(text=prose)
+    assert tags_in(prose) == []
+    assert detectors.empty_greetings(doc, TAGS.greeting) == []
+
+
+@pytest.mark.parametrize("text", ["Hi ,", "Dear  , thanks", "Hello\u00a0,", "HOLA , amigos"])
+def test_a_greeting_followed_by_a_gap_and_a_comma_is_empty_personalisation(text):
+    [hit] = detectors.empty_greetings(Document(subject=text), TAGS.greeting)
+    assert hit.where == "subject"
+
+
+def test_raw_tags_in_prose_are_leaks_but_code_samples_are_not():
+    # {% raw %} in prose means a template engine did not run over it; in a code sample
+    # (<pre>, <code>, fenced or indented text) it is what the author meant to show.
+    found = tags_in("Use {% raw %}{{ name }}{% endraw %} in templates.")
+    assert sorted(found) == ["{% endraw %}", "{% raw %}", "{{ name }}"]
+
+
+def markers_in(subject: str = "", text: str = "") -> list[str]:
+    doc = Document(subject=subject, text=text)
+    return [h.detail["marker"] for h in detectors.find_test_markers(doc, *MARKERS.compiled)]
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        ("[TEST] Spring sale", ""),
+        ("(test) spring", ""),
+        ("Test: new template", ""),
+        ("test", ""),
+        ("Testing 123", ""),
+        ("Spring sale test email", ""),
+        ("[DRAFT] Spring sale", ""),
+        ("Integration Test Email #1", ""),
+        ("Spring sale", "Lorem ipsum dolor sit amet"),
+        ("Spring sale", "DO NOT SEND - copy pending"),
+        ("Spring sale", "This is a test email, please ignore."),
+    ],
+)
+def test_test_send_markers_are_caught(subject, text):
+    assert markers_in(subject, text)
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        ("Book a test drive", "We tested the new model for a month."),
+        ("Test your knowledge: the spring quiz", "Contest winners announced."),
+        ("Spring sale", "Please do not send cash by post."),
+        ("A/B test results are in", "Our tests show the blue button wins."),
+        ("Protest march route", "The latest test of our app went well."),
+    ],
+)
+def test_ordinary_mentions_of_testing_are_not_markers(subject, text):
+    assert markers_in(subject, text) == []
+
+
+@pytest.mark.parametrize(
+    ("day", "inside"),
+    [((12, 20), True), ((12, 31), True), ((1, 15), True), ((1, 16), False), ((2, 2), False)],
+)
+def test_a_window_may_wrap_over_the_new_year(day, inside):
+    assert in_window(day, (12, 20), (1, 15)) is inside
+
+
+def test_seasonal_phrases_match_curly_apostrophes_and_any_spacing():
+    phrases = {
+        p: detectors.Phrase(p, (1, 1), (1, 2)) for p in ("Season's Greetings", "Happy New Year")
+    }
+    pattern = detectors.Patterns([(p, detectors.phrase_pattern(p), False, ()) for p in phrases])
+    doc = Document(text="Season’s greetings and a happy\nnew   year!")
+    hits = detectors.seasonal_phrases(doc, pattern, phrases)
+    assert [h.detail["phrase"] for h in hits] == ["Season's Greetings", "Happy New Year"]
+
+
+def test_a_pattern_runs_only_on_text_that_has_its_hint():
+    patterns = detectors.Patterns([("tag", r"\{\{\w+\}\}", True, ("{{",)), ("any", r"x", True, ())])
+    assert [n for n, _ in patterns.finditer("{{a}} x")] == ["tag", "any"]
+    assert [n for n, _ in patterns.finditer("{a} x")] == ["any"]
+
+
+def test_language_detection_reports_shares_of_a_bilingual_mail():
+    text = (
+        "Our Montreal store has new opening hours from April: Monday to Saturday from ten "
+        "to seven, and Sunday from noon to five. Thank you for shopping with us.\n\n"
+        "Notre boutique de Montréal a un nouvel horaire à partir d'avril : du lundi au "
+        "samedi de dix heures à dix-neuf heures. Merci de magasiner avec nous."
+    )
+    found = detect(text)
+    assert set(found.shares) == {"en", "fr"}
+    assert min(found.shares.values()) > 0.3
+
+
+def test_locales_compare_by_primary_subtag():
+    assert [primary(t) for t in ("en-US", "pt_BR", "ZH-Hant-TW", "nb", "iw")] == [
+        "en",
+        "pt",
+        "zh",
+        "no",
+        "he",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ("Text.\n\nThanks, Biz, Ev & Jack", "Biz, Ev & Jack"),
+        ("Text.\n\n— Jack", "Jack"),
+        ("Text.\n\nBest regards,\nJane Doe\nCEO, Shop", "Jane Doe\nCEO, Shop"),
+        ("Text.\n\n-- \nJane Doe\nShop", "Jane Doe\nShop"),
+    ],
+)
+def test_closings_find_the_names_under_a_sign_off(body, names):
+    assert [c.names for c in closings(body)] == [names]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Thanks for reading our newsletter this week. Jack will be back next time.",
+        "- Jack's favourite picks\n- New arrivals",
+        "Jack started the company.\n\nThe Shop team",
+    ],
+)
+def test_prose_and_lists_are_not_closings_with_names(body):
+    assert not any("Jack" in c.names for c in closings(body))
+
+
+POLICY = """\
+version: 1
+identities:
+  - {id: ceo, name: Jane Doe, signoffs: [Jane]}
+rules:
+  - {id: sig, kind: signature, bulk_threshold: 10}
+  - {id: tags, kind: merge_tags}
+"""
+
+
+@pytest.fixture
+def policies(tmp_path: Path):
+    (tmp_path / "p.yaml").write_text(POLICY)
+    return load_policies(tmp_path)
+
+
+def campaign(received: int = 50, acknowledged=frozenset()) -> Campaign:
+    return Campaign(
+        id="C",
+        key="k",
+        client="c",
+        implicit=False,
+        state=CampaignState.OPEN,
+        sender="s",
+        subject="s",
+        declared=Declaration(),
+        counters=Counters(received=received),
+        created_at=0.0,
+        updated_at=0.0,
+        acknowledged=acknowledged,
+    )
+
+
+SIGNED = b"Subject: hi\r\n\r\nA note.\r\n\r\nThanks,\r\nJane\r\n"
+
+
+def test_a_signature_finding_holds_even_after_a_release_acknowledged_it(policies):
+    engine = Engine(policies)
+    sub = submission_for(SIGNED, CampaignSpec())
+    sub = replace(sub, report=engine.analyse(sub))
+    acknowledged = frozenset({("sig", SIGNOFF_KIND)})
+    verdict = engine.decide(campaign(acknowledged=acknowledged), sub, Facts())
+    assert verdict.hold
+    assert verdict.tallies == {"signoff:ceo": 1}
+    signed = engine.decide(campaign(), sub, Facts(signoffs=frozenset({"ceo"})))
+    assert not signed.hold
+    assert signed.findings == ()
+
+
+def test_content_that_was_never_analysed_is_held(policies):
+    sub = submission_for(SIGNED, CampaignSpec())
+    verdict = Engine(policies).decide(campaign(), sub, Facts())
+    assert verdict.hold
+    assert [(f.rule, f.kind) for f in verdict.findings] == [("content", "content_unchecked")]
+
+
+def test_an_analysis_that_timed_out_is_held_with_its_reason(policies):
+    sub = replace(
+        submission_for(SIGNED, CampaignSpec()),
+        report=ContentReport(error="content analysis took longer than 5 s"),
+    )
+    verdict = Engine(policies).decide(campaign(), sub, Facts())
+    [finding] = [f for f in verdict.findings if f.rule == "content"]
+    assert verdict.hold
+    assert "took longer than 5 s" in finding.message
+
+
+def test_a_scanner_that_crashed_holds_its_rule(policies, monkeypatch):
+    def boom(*_args):
+        raise RuntimeError("regex exploded")
+
+    monkeypatch.setitem(
+        __import__("gateway.policy.content_checks", fromlist=["SCANS"]).SCANS, MergeTags, boom
+    )
+    engine = Engine(policies)
+    sub = submission_for(SIGNED, CampaignSpec())
+    report = engine.analyse(sub)
+    assert report.scans["tags"] == RuleScan(error="RuntimeError: regex exploded")
+    verdict = engine.decide(campaign(5), replace(sub, report=report), Facts())
+    assert verdict.hold
+    assert [(f.rule, f.kind) for f in verdict.findings] == [("tags", "check_failed")]
+
+
+def test_a_slow_scanner_is_over_budget_and_holds(policies):
+    engine = Engine(policies, scan_budget=0.001)
+    sub = submission_for(SIGNED, CampaignSpec())
+    report = engine.analyse(sub)
+    slow = {**report.scans, "tags": replace(report.scans["tags"], elapsed=0.5)}
+    sub = replace(sub, report=replace(report, scans=slow))
+    verdict = engine.decide(campaign(5), sub, Facts())
+    assert ("tags", "check_over_budget") in {(f.rule, f.kind) for f in verdict.findings}
+
+
+def test_signoffs_clear_a_held_campaign_only_when_nothing_else_holds_it():
+    signoff = Finding("sig", SIGNOFF_KIND, "enforce", "needs ceo")
+    other = Finding("tags", "merge_tag", "enforce", "leak")
+    shadow = Finding("lang", "language_mismatch", "shadow", "es")
+    held = replace(campaign(), findings=(signoff, shadow))
+    assert cleared(held, {"ceo"}, {"ceo"})
+    assert not cleared(held, {"ceo"}, {"ceo", "cfo"})  # another identity still to sign
+    assert not cleared(replace(held, findings=(signoff, other)), {"ceo"}, {"ceo"})
+    acknowledged = replace(
+        held, findings=(signoff, other), acknowledged=frozenset({other.signature})
+    )
+    assert cleared(acknowledged, {"ceo"}, {"ceo"})
+
+
+def test_fixture_evaluation_matches_the_engine_for_a_clean_message(policies):
+    assert evaluate(policies, SIGNED, CampaignSpec(received=5)) == ()
+
+
+def test_a_shadow_signature_rule_records_but_needs_no_signoff(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        POLICY.replace("bulk_threshold: 10}", "bulk_threshold: 10, mode: shadow}")
+    )
+    engine = Engine(load_policies(tmp_path))
+    sub = submission_for(SIGNED, CampaignSpec())
+    verdict = engine.decide(campaign(), replace(sub, report=engine.analyse(sub)), Facts())
+    assert not verdict.hold
+    assert [(f.rule, f.mode) for f in verdict.findings] == [("sig", "shadow")]
+    assert verdict.tallies == {}

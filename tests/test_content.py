@@ -1,0 +1,151 @@
+"""MIME decoding for content checks: what a reader sees, and what cannot be read."""
+
+from __future__ import annotations
+
+import base64
+from email.message import EmailMessage
+
+from gateway.content import decode
+from gateway.html_text import html_to_text, split_code
+from tests.mail import build
+
+
+def test_quoted_printable_text_and_base64_html_are_decoded():
+    raw = build(subject="Grüße", text="Schöne Grüße aus Köln " * 5, html="<p>Hallo <b>Welt</b></p>")
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert b"Content-Transfer-Encoding: base64" in raw
+    doc = decode(raw)
+    assert doc.subject == "Grüße"
+    assert doc.text.startswith("Schöne Grüße aus Köln")
+    assert doc.html == "Hallo Welt"
+    assert doc.problems == ()
+
+
+def test_rfc2047_subject_and_from_display_name_are_decoded():
+    raw = (
+        b"From: =?utf-8?q?Ren=C3=A9e_Dupont?= <renee@shop.test>\r\n"
+        b"Reply-To: Sales <sales@shop.test>\r\n"
+        b"Subject: =?iso-8859-1?q?Caf=E9?= =?utf-8?b?IOKYlQ==?=\r\n\r\nBonjour\r\n"
+    )
+    doc = decode(raw)
+    assert doc.subject == "Café ☕"
+    assert doc.from_name == "Renée Dupont"
+    assert doc.senders == (("from", "renee@shop.test"), ("reply-to", "sales@shop.test"))
+
+
+def test_nested_multiparts_are_walked_and_attachments_skipped():
+    inner = EmailMessage()
+    inner.set_content("plain words")
+    inner.add_alternative("<p>html words</p>", subtype="html")
+    outer = EmailMessage()
+    outer["Subject"] = "nested"
+    outer.set_content("intro")
+    outer.make_mixed()
+    outer.attach(inner)
+    outer.add_attachment("attached {{not read}}", filename="notes.txt")
+    doc = decode(outer.as_bytes())
+    assert "plain words" in doc.text
+    assert "intro" in doc.text
+    assert "{{not read}}" not in doc.text
+    assert doc.html == "html words"
+
+
+def test_mislabelled_utf8_in_a_us_ascii_part_is_read_not_flagged():
+    raw = b"Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
+    doc = decode(raw)
+    assert doc.text == "café"
+    assert doc.problems == ()
+
+
+def test_latin1_part_is_decoded_with_its_charset():
+    raw = b"Subject: x\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nGr\xfc\xdfe\r\n"
+    assert decode(raw).text == "Grüße"
+
+
+def test_unknown_charset_is_a_problem_not_a_pass():
+    raw = b"Subject: x\r\nContent-Type: text/plain; charset=x-nope\r\n\r\nhello\r\n"
+    doc = decode(raw)
+    assert doc.problems == ("part 1 (text/plain): unknown charset 'x-nope'",)
+    assert doc.text == ""
+
+
+def test_damaged_base64_is_a_problem():
+    raw = (
+        b"Subject: x\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(b"<p>hello</p>")[:-3]
+        + b"!!\r\n"
+    )
+    [problem] = decode(raw).problems
+    assert problem.startswith("part 1 (text/html): invalid base64")
+
+
+def test_bytes_that_no_charset_decodes_are_a_problem():
+    raw = b"Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\xff\xfe\xfa\r\n"
+    assert decode(raw).problems == ("part 1 (text/plain): the body is not valid utf-8",)
+
+
+def test_unknown_transfer_encoding_is_a_problem():
+    raw = b"Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uue\r\n\r\nbegin 644\r\n"
+    assert decode(raw).problems == ("part 1 (text/plain): unknown transfer encoding 'x-uue'",)
+
+
+def test_a_message_without_any_text_part_is_a_problem():
+    raw = b"Subject: x\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0=\r\n"
+    assert decode(raw).problems == ("the message has no text/plain or text/html part to check",)
+
+
+def test_a_multipart_without_boundary_is_a_problem():
+    raw = b"Subject: x\r\nContent-Type: multipart/alternative\r\n\r\nno boundary here\r\n"
+    assert any("boundary" in p for p in decode(raw).problems)
+
+
+def test_an_undecodable_encoded_word_in_the_subject_is_a_problem():
+    doc = decode(b"Subject: =?x-bogus?q?hi?=\r\n\r\nhello\r\n")
+    assert doc.problems == ("the Subject header has an encoded-word that could not be decoded",)
+
+
+def test_raw_non_utf8_bytes_in_a_header_are_a_problem():
+    doc = decode(b"Subject: caf\xe9\r\n\r\nhello\r\n")
+    assert doc.problems == ("the Subject header has bytes that are not UTF-8",)
+
+
+def test_html_text_drops_style_script_head_and_comments_keeps_alt_and_preheader():
+    shown = html_to_text(
+        "<html><head><title>T {{x}}</title><style>p { color: red }</style></head><body>"
+        "<!-- {{hidden}} --><script>var a = '{{b}}';</script>"
+        '<div style="display:none">Preheader text</div>'
+        '<p>Hello <img src="a.png" alt="Logo"> world</p></body></html>'
+    )
+    assert shown.text == "Preheader text\n\nHello Logo world"
+    assert "{{" not in shown.text
+
+
+def test_html_code_samples_are_kept_apart_from_prose():
+    shown = html_to_text(
+        "<p>Write <code>{{ name }}</code> here:</p><pre>{% if x %}y{% endif %}</pre>"
+    )
+    assert shown.text == "Write here:"
+    assert "{{ name }}" in shown.code
+    assert "{% if x %}" in shown.code
+
+
+def test_html_links_are_returned_url_decoded():
+    shown = html_to_text(
+        '<a href="https://x.test/?u=%7B%7Bid%7D%7D">go</a><img src="p.gif?e=*%7CEMAIL%7C*">'
+    )
+    assert shown.links == ("https://x.test/?u={{id}}", "p.gif?e=*|EMAIL|*")
+
+
+def test_empty_span_leaves_the_visible_gap_of_an_empty_merge_field():
+    assert html_to_text("<p>Hi <span></span>,</p>").text == "Hi ,"
+
+
+def test_plain_text_code_is_fenced_or_indented_after_a_blank_line():
+    text = (
+        "Intro:\n\n    {{ indented }}\n\nmid\n```\n{{ fenced }}\n```\n"
+        "wrapped line\n    continues {{ here }}\n"
+    )
+    prose, code = split_code(text)
+    assert "{{ indented }}" in code
+    assert "{{ fenced }}" in code
+    assert "continues {{ here }}" in prose  # an indented continuation of a paragraph is prose
