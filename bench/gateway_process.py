@@ -18,6 +18,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ RECEIVED = "sendbrake_messages_received_total:smtp"
 class GatewayCode:
     """The gateway code under test and the interpreter that runs it."""
 
-    label: str  # short commit, `+dirty` when the working tree's gateway/ differs
+    label: str  # short commit of the gateway code, `+dirty` when the working tree differs
     python: str
     policies: Path
     from_archive: bool
@@ -52,7 +53,23 @@ class GatewayCode:
             check=False,
         ).returncode
         python = str(ROOT / ".venv" / "bin" / "python")
-        label = head + ("+dirty" if dirty else "")
+        # The newest commit that changed what runs: HEAD may be a bench-only commit.
+        code = subprocess.check_output(
+            [
+                *git,
+                "log",
+                "-1",
+                "--format=%h",
+                "HEAD",
+                "--",
+                "gateway",
+                "policies",
+                "pyproject.toml",
+            ],
+            text=True,
+        ).strip()
+        label = f"{code} (HEAD {head})" if code != head else head
+        label += "+dirty" if dirty else ""
         return cls(label, python, ROOT / "policies", from_archive=False)
 
     @classmethod
@@ -135,6 +152,7 @@ class Gateway:
             stack, [code.python, "-m", "gateway", "serve"], self.log, env=env, cwd=tmp
         )
         self.pid = self.proc.pid
+        self._checked = 0.0
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         url = f"http://{HOST}:{self.http_port}/readyz"
@@ -154,6 +172,17 @@ class Gateway:
             raise RuntimeError(
                 f"gateway exited with {self.proc.returncode}\n--- log:\n{tail(self.log)}"
             )
+
+    def check(self) -> None:
+        """Raise if the gateway exited or held a campaign (benchmark traffic must pass)."""
+        self.alive()
+        if time.monotonic() - self._checked < 2:
+            return
+        self._checked = time.monotonic()
+        status, page = self.api("GET", "/campaigns?state=held&limit=1")
+        if status == 200 and page["items"]:
+            held = page["items"][0]
+            raise RuntimeError(f"the gateway held campaign {held['key']}: {held['findings']}")
 
     def metrics(self) -> dict[str, float]:
         url = f"http://{HOST}:{self.http_port}/metrics"

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sqlite3
 import statistics
 import sys
@@ -285,8 +286,15 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the ExitStacks: children are stopped
+
+
 def main() -> int:
     args = parse()
+    # A background job may inherit SIGINT ignored; SIGTERM would skip the clean-up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     tools = ensure_postfix()
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()

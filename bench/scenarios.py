@@ -110,7 +110,7 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
                 _profile(stack, ctx, gw, tmp, f"{shape.name}-run{run}")
             # sendbrake relays all recipients of a message in one transaction (the spool
             # claims them together); the recipient count at the sink checks that.
-            port, alive, per_transaction = gw.smtp_port, gw.alive, shape.recipients
+            port, alive, per_transaction = gw.smtp_port, gw.check, shape.recipients
         expected = shape.messages * math.ceil(shape.recipients / per_transaction)
         load = Load(shape.messages, shape.recipients, shape.sessions, _message(tmp, ctx, shape))
         started = time.perf_counter()
