@@ -45,9 +45,10 @@ docs: $(STAMP)
 	$(BIN)/sendbrake config docs -o docs/settings.md
 	SENDBRAKE_UPDATE_DOCS=1 $(BIN)/pytest -q tests/ops/test_api_docs.py
 
-## Throughput benchmark against Postfix's smtp-source/smtp-sink (installs postfix).
+## Relay benchmark against a private Postfix and bare aiosmtpd (installs postfix; needs root).
+## Extra arguments: make bench BENCH_ARGS="--commit main --runs 1"
 bench: $(STAMP)
-	$(BIN)/python bench/relay_bench.py
+	$(BIN)/python bench/relay_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,435 +1,391 @@
-"""Relay throughput benchmark: Postfix's smtp-source -> sendbrake -> Postfix's smtp-sink.
+"""Relay benchmark (issue 7): sendbrake against Postfix and a bare aiosmtpd server.
 
-For every session count (default 10 and 50) and every run (default 3) it:
+Scenarios (all on 127.0.0.1; see bench/README.md for what each measures and why):
 
-* starts a bare aiosmtpd server that answers 250 without storing anything and times
-  smtp-source against it: the ceiling of the SMTP library the gateway is built on;
-* starts a fresh smtp-sink (the upstream), a fresh gateway (`sendbrake serve`, SQLite
-  spool in a new temporary folder) and times smtp-source against the gateway:
-  "accept" is smtp-source's wall time (every 250 follows a durable spool commit),
-  "end-to-end" runs from the start of sending until /metrics counts every recipient
-  as delivered to the sink.
+  throughput  smtp-source -> {Postfix, sendbrake} -> smtp-sink, 20,000 x 5 KB x 1 rcpt,
+              once per --sessions value (default 10 and 50), plus smtp-source -> bare
+              aiosmtpd; end-to-end ratio to Postfix, accept ratio to bare aiosmtpd
+  multi       the same with 200 messages x 1,000 recipients: delivered recipients/s
+  latency     our own client, 2,000 messages over 10 sessions: reply time to the end of
+              DATA (p50, p99) for Postfix, bare aiosmtpd and sendbrake at its default
+              spool.commit_delay and at each --commit-delays value
+  held        a campaign declared at 100 receives 1,000,000 recipients and is held;
+              resident memory before, while holding and after; two operators release it
+              and the relay rate of the release is compared with the normal one
+  postgres    asks the gateway for a PostgreSQL spool and reports why it is not measured
 
-Only 127.0.0.1 is used; ports are found free by binding port 0. The script installs
-Debian's postfix (for the two tools only, the daemon is never started) when they are
-missing, stops only the processes it started and removes its temporary folders.
+Every scenario runs --runs times (default 3); within a run the targets go back to back,
+and ratios are taken pair by pair within a run, then the median of the ratios is shown.
+The script installs Debian's postfix when its tools are missing, starts a private Postfix
+instance (never the system one) per measurement, stops only what it started and removes
+its temporary folders.
 
     make bench
-    .venv/bin/python bench/relay_bench.py --runs 1 --messages 2000 --sessions 10
+    .venv/bin/python bench/relay_bench.py --runs 1 --messages 2000 --scenarios throughput
+    .venv/bin/python bench/relay_bench.py --commit main      # gateway from git archive
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
-import shutil
+import platform
 import signal
-import socket
+import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from contextlib import ExitStack
+import traceback
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import scenarios as sc
+from gateway_process import ROOT, GatewayCode
+from harness import ensure_postfix, postfix_version
+
 OUT = ROOT / "bench" / "out"
-SBIN = Path("/usr/sbin")
-SENDER, RECIPIENT, SUBJECT = "sender@bench.test", "rcpt@bench.test", "sendbrake bench"
-# `name{label="value"} number` lines of the Prometheus text format (one label at most).
-RELAYED, RECEIVED = "sendbrake_recipients_relayed_total:", "sendbrake_messages_received_total"
-METRIC = re.compile(r'^(sendbrake_\w+?)(\{\w+="(\w+)"\})? ([0-9.e+-]+)$', re.MULTILINE)
+ALL = ("throughput", "multi", "latency", "held", "postgres")
 
 
-# --- tools and processes ------------------------------------------------------------
+# --- statistics and formatting --------------------------------------------------------
 
 
-def ensure_postfix_tools() -> tuple[str, str]:
-    """Return the paths of smtp-source and smtp-sink, installing postfix if needed."""
-    found = [
-        shutil.which(t) or shutil.which(t, path=str(SBIN)) for t in ("smtp-source", "smtp-sink")
-    ]
-    if all(found):
-        return found[0], found[1]  # type: ignore[return-value]
-    print("installing Debian's postfix for smtp-source/smtp-sink (the daemon is not started)")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    seed = "postfix postfix/main_mailer_type select No configuration\n"
-    subprocess.run([*sudo, "debconf-set-selections"], input=seed, text=True, check=True)
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "postfix"], check=True, env=env)
-    return str(SBIN / "smtp-source"), str(SBIN / "smtp-sink")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check, what: str, timeout: float = 30.0, proc: subprocess.Popen | None = None):
-    """Call `check` until it returns a true value; fail early if `proc` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.05)
-    raise RuntimeError(f"{what}: not ready after {timeout:.0f}s")
-
-
-def port_open(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-
-
-def start(
-    stack: ExitStack, argv: list[str], log: Path, sig=signal.SIGTERM, **kw
-) -> subprocess.Popen:
-    """Start a process whose output goes to `log`; it is stopped when `stack` closes."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kw)
-    stack.callback(stop, proc, sig)
-    return proc
-
-
-def stop(proc: subprocess.Popen, sig: signal.Signals, grace: float = 40.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-# --- one measurement ----------------------------------------------------------------
-
-
-def send(source: str, port: int, args: argparse.Namespace, sessions: int, on_done=None) -> float:
-    """Run smtp-source against 127.0.0.1:port and return its wall time in seconds."""
-    argv = [
-        source, "-4", "-d", "-s", str(sessions), "-m", str(args.messages), "-l", str(args.size),
-        "-f", SENDER, "-t", RECIPIENT, "-S", SUBJECT, "-M", "bench.test", f"127.0.0.1:{port}",
-    ]  # fmt: skip
-    started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if on_done is not None:
-        on_done()
-    if done.returncode != 0 or done.stderr.strip():
-        raise RuntimeError(f"smtp-source failed ({done.returncode}): {done.stderr.strip()[:2000]}")
-    return elapsed
-
-
-def bare_run(source: str, args: argparse.Namespace, sessions: int, tmp: Path) -> float:
-    """Time smtp-source against a bare aiosmtpd server (250, nothing stored)."""
-    port = free_port()
-    with ExitStack() as stack:
-        proc = start(stack, [sys.executable, __file__, "--bare-sink", str(port)], tmp / "bare.log")
-        wait_until(lambda: port_open(port), "bare aiosmtpd", proc=proc)
-        return send(source, port, args, sessions)
-
-
-def sink_run(source: str, sink: str, args: argparse.Namespace, sessions: int, tmp: Path) -> float:
-    """Time smtp-source straight into smtp-sink: the load generator's own ceiling."""
-    port = free_port()
-    with ExitStack() as stack:
-        proc = start(stack, [sink, "-u", "nobody", f"127.0.0.1:{port}", "1000"], tmp / "sink0.log")
-        wait_until(lambda: port_open(port), "smtp-sink", proc=proc)
-        return send(source, port, args, sessions)
-
-
-def scrape(http_port: int) -> dict[str, float]:
-    url = f"http://127.0.0.1:{http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    return {f"{m[1]}:{m[3]}" if m[3] else m[1]: float(m[4]) for m in METRIC.finditer(text)}
-
-
-def gateway_run(source: str, sink: str, args: argparse.Namespace, sessions: int, tmp: Path) -> dict:
-    """Time smtp-source into a fresh gateway and until the sink has every message."""
-    smtp_port, http_port, sink_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDBRAKE_")}
-    env |= {
-        "SENDBRAKE_SMTP__LISTEN": f"127.0.0.1:{smtp_port}",
-        "SENDBRAKE_SMTP__HOSTNAME": "gateway.bench.test",
-        "SENDBRAKE_SMTP__MAX_RECIPIENTS": "1000",
-        "SENDBRAKE_HTTP__LISTEN": f"127.0.0.1:{http_port}",
-        "SENDBRAKE_SPOOL__URL": f"sqlite:///{tmp / 'spool.db'}",
-        "SENDBRAKE_UPSTREAM__KIND": "smtp",
-        "SENDBRAKE_UPSTREAM__HOST": "127.0.0.1",
-        "SENDBRAKE_UPSTREAM__PORT": str(sink_port),
-        "SENDBRAKE_UPSTREAM__HELO_NAME": "gateway.bench.test",
-        "SENDBRAKE_UPSTREAM__OUTBOX": str(tmp / "outbox"),
-        "SENDBRAKE_LOG__LEVEL": "warning",
-        "SENDBRAKE_LOG__FORMAT": "json",
-    }
-    env |= dict(item.split("=", 1) for item in args.set)
-    if args.snapshot:
-        env["PYTHONPATH"] = args.snapshot
-    with ExitStack() as stack:
-        sink_argv = [sink, "-c", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"]
-        sink_proc = start(stack, sink_argv, tmp / "sink.log")
-        wait_until(lambda: port_open(sink_port), "smtp-sink", proc=sink_proc)
-        gateway_log = tmp / "gateway.log"
-        serve = [sys.executable, "-m", "gateway", "serve"]
-        gw = start(stack, serve, gateway_log, env=env, cwd=tmp)
-        try:
-            ready = f"http://127.0.0.1:{http_port}/readyz"
-            wait_until(
-                lambda: urllib.request.urlopen(ready, timeout=1).status == 200, "gateway", proc=gw
-            )
-            if args.pyspy:
-                profile = OUT / f"profile-s{sessions}.txt"
-                spy = [args.pyspy, "record", "--format", "raw", "-o", str(profile)]
-                start(stack, [*spy, "--pid", str(gw.pid)], tmp / "pyspy.log", sig=signal.SIGINT)
-            ports = (smtp_port, http_port)
-            accepted_s, delivered_s, backlog, metrics = measure(source, args, sessions, ports, gw)
-        except BaseException:
-            print(f"--- gateway log tail ({gateway_log}):\n{tail(gateway_log)}", file=sys.stderr)
-            raise
-    sink_counts = tail(tmp / "sink.log", 1).strip()
-    received = sum(v for k, v in metrics.items() if k.startswith(RECEIVED))
-    if received != args.messages:
-        raise RuntimeError(f"gateway counted {received} messages received, {args.messages} sent")
-    return {
-        "accept_s": accepted_s,
-        "e2e_s": delivered_s,
-        "accept_rate": args.messages / accepted_s,
-        "e2e_rate": args.messages / delivered_s,
-        "backlog_at_accept": backlog,
-        "received": received,
-        "relayed": {k.split(":")[1]: v for k, v in metrics.items() if k.startswith(RELAYED)},
-        "ingest_mean_ms": 1000 * _mean(metrics, "sendbrake_ingest_duration_seconds"),
-        "relay_mean_ms": 1000 * _mean(metrics, "sendbrake_relay_duration_seconds"),
-        "smtp_sink": sink_counts,
-        "gateway_warnings": sum(1 for _ in gateway_log.open(errors="replace")),
-    }
-
-
-def measure(
-    source: str,
-    args: argparse.Namespace,
-    sessions: int,
-    ports: tuple[int, int],
-    gateway: subprocess.Popen,
-) -> tuple[float, float, float, dict[str, float]]:
-    """Send in a thread; once all are delivered return accept s, end-to-end s, backlog, metrics."""
-    smtp_port, http_port = ports
-    accepted_at: list[float] = []
-    errors: list[BaseException] = []
-
-    def sender() -> None:
-        try:
-            send(source, smtp_port, args, sessions, lambda: accepted_at.append(time.perf_counter()))
-        except BaseException as exc:  # handed to the main thread
-            errors.append(exc)
-
-    started = time.perf_counter()
-    thread = threading.Thread(target=sender, daemon=True)
-    thread.start()
-    backlog = None  # recipients not yet delivered when smtp-source finished
-    while not errors:
-        metrics = scrape(http_port)
-        if accepted_at and backlog is None:
-            backlog = args.messages - metrics.get(f"{RELAYED}delivered", 0)
-        if metrics.get(f"{RELAYED}delivered", 0) >= args.messages:
-            delivered_at = time.perf_counter()
-            thread.join()
-            break
-        if gateway.poll() is not None:
-            errors.append(RuntimeError(f"gateway exited with {gateway.returncode}"))
-        elif time.perf_counter() - started > args.timeout:
-            errors.append(RuntimeError(f"not everything delivered after {args.timeout:.0f}s"))
-        time.sleep(0.05)
-    if errors:
-        raise errors[0]
-    return accepted_at[0] - started, delivered_at - started, backlog or 0.0, metrics
-
-
-def _mean(metrics: dict[str, float], name: str) -> float:
-    count = metrics.get(f"{name}_count", 0)
-    return metrics.get(f"{name}_sum", 0) / count if count else 0.0
-
-
-# --- the bare aiosmtpd sink (run as a child process by bare_run) ---------------------
-
-
-def serve_bare_sink(port: int) -> None:
-    from aiosmtpd.smtp import SMTP  # noqa: PLC0415 - only the child needs it
-
-    class Handler:
-        async def handle_DATA(self, *_hook_args) -> str:  # noqa: N802 - aiosmtpd's hook name
-            return "250 2.0.0 OK"
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: SMTP(
-                Handler(), decode_data=False, enable_SMTPUTF8=True, hostname="bare", loop=loop
-            ),
-            host="127.0.0.1",
-            port=port,
-        )
-        stopped = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stopped.set)
-        async with server:
-            await stopped.wait()
-
-    asyncio.run(main())
-
-
-# --- report -------------------------------------------------------------------------
-
-
-def summary(rates: list[float]) -> dict:
-    median = statistics.median(rates)
-    spread = (max(rates) - min(rates)) / median * 100 if median else 0.0
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median, range and spread ((max - min) / median) of one figure over the runs."""
+    median = statistics.median(values)
     return {
         "median": median,
-        "min": min(rates),
-        "max": max(rates),
-        "spread_pct": spread,
-        "runs": rates,
+        "min": min(values),
+        "max": max(values),
+        "spread_pct": (max(values) - min(values)) / median * 100 if median else 0.0,
+        "runs": values,
     }
 
 
-def fmt(s: dict) -> str:
-    return f"{s['median']:7.0f} msg/s [{s['min']:.0f}-{s['max']:.0f}, ±{s['spread_pct'] / 2:.1f}%]"
+def fmt(s: dict[str, Any], unit: str = "", digits: int = 0) -> str:
+    rng = f"{s['min']:,.{digits}f}-{s['max']:,.{digits}f}"
+    return f"{s['median']:,.{digits}f}{unit} [{rng}, spread {s['spread_pct']:.0f}%]"
+
+
+def ratio(a: list[float], b: list[float]) -> dict[str, Any]:
+    return spread([x / y for x, y in zip(a, b, strict=True)])
+
+
+def verdict(r: dict[str, Any], target: float) -> str:
+    met = "met" if r["median"] >= target else "NOT met"
+    return f"x{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}] (target >= {target}: {met})"
+
+
+@contextmanager
+def run_dir(args: argparse.Namespace, label: str):
+    with tempfile.TemporaryDirectory(prefix=f"sendbrake-bench-{label}-", dir=args.tmpdir) as tmp:
+        path = Path(tmp)
+        path.chmod(0o755)  # Postfix's daemons (user postfix) and smtp-sink (nobody) go in
+        yield path
+
+
+def sub(path: Path, name: str) -> Path:
+    out = path / name
+    out.mkdir()
+    return out
+
+
+# --- scenarios --------------------------------------------------------------------------
+
+
+def throughput(ctx: sc.Context, args: argparse.Namespace, shape: sc.Shape) -> dict[str, Any]:
+    """Postfix, bare aiosmtpd and sendbrake back to back, --runs times."""
+    runs = []
+    for run in range(1, args.runs + 1):
+        with run_dir(args, shape.name) as tmp:
+            pf = sc.relay("postfix", ctx, shape, sub(tmp, "postfix"), run)
+            bare = sc.bare(ctx, shape, sub(tmp, "bare"))
+            sb = sc.relay("sendbrake", ctx, shape, sub(tmp, "sendbrake"), run)
+        runs.append({"postfix": pf, "bare": bare, "sendbrake": sb})
+        acc, e2e, unit = keys(shape)
+        print(
+            f"  {shape.name} run {run}: sendbrake accept {sb[acc]:,.0f}, end-to-end"
+            f" {sb[e2e]:,.0f} {unit} (ingest mean {sb['ingest_mean_ms']:.1f} ms;"
+            f" {sb['transactions_at_accept_end']:,} of {sb['transactions_expected']:,}"
+            f" transactions at the sink when sending ended; RSS peak"
+            f" {sb['rss_kb']['VmHWM'] / 1024:.0f} MiB) | Postfix accept {pf[acc]:,.0f},"
+            f" end-to-end {pf[e2e]:,.0f} {unit} | bare aiosmtpd accept {bare[acc]:,.0f} {unit}",
+            flush=True,
+        )
+    return summarise_throughput(shape, runs)
+
+
+def keys(shape: sc.Shape) -> tuple[str, str, str]:
+    """Accept and end-to-end keys, and their unit: recipients/s when messages have many."""
+    if shape.recipients > 1:
+        return "accept_recipient_rate", "e2e_recipient_rate", "rcpt/s"
+    return "accept_rate", "e2e_rate", "msg/s"
+
+
+def summarise_throughput(shape: sc.Shape, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    acc, e2e, unit = keys(shape)
+    col = {(t, k): [r[t][k] for r in runs] for t in ("postfix", "sendbrake") for k in (acc, e2e)}
+    bare = [r["bare"][acc] for r in runs]
+    out = {
+        "shape": vars(shape),
+        "unit": unit,
+        "sendbrake_e2e": spread(col["sendbrake", e2e]),
+        "postfix_e2e": spread(col["postfix", e2e]),
+        "sendbrake_accept": spread(col["sendbrake", acc]),
+        "postfix_accept": spread(col["postfix", acc]),
+        "bare_accept": spread(bare),
+        "e2e_ratio_to_postfix": ratio(col["sendbrake", e2e], col["postfix", e2e]),
+        "accept_ratio_to_bare": ratio(col["sendbrake", acc], bare),
+        "runs": runs,
+    }
+    target = 1.0 if shape.recipients > 1 else 1.2
+    what = f"{shape.messages:,} x {shape.recipients:,} rcpt, {shape.sessions} sessions"
+    u = f" {unit}"
+    out["line"] = (
+        f"{shape.name:<14} {what}: end-to-end sendbrake {fmt(out['sendbrake_e2e'], u)} vs"
+        f" Postfix {fmt(out['postfix_e2e'], u)} {verdict(out['e2e_ratio_to_postfix'], target)};"
+        f" accept sendbrake {fmt(out['sendbrake_accept'], u)} vs bare aiosmtpd"
+        f" {fmt(out['bare_accept'], u)} {verdict(out['accept_ratio_to_bare'], 0.7)}"
+        f" (Postfix accept {fmt(out['postfix_accept'], u)})"
+    )
+    return out
+
+
+def latency(ctx: sc.Context, args: argparse.Namespace) -> dict[str, Any]:
+    shape = sc.Shape("latency", args.latency_messages, 1, args.latency_sessions)
+    variants: list[tuple[str, str, dict[str, str]]] = [
+        ("postfix", "postfix", {}),
+        ("bare aiosmtpd", "bare", {}),
+        ("sendbrake commit_delay=default", "sendbrake", {}),
+    ]
+    variants += [
+        (f"sendbrake commit_delay={d}", "sendbrake", {"SENDBRAKE_SPOOL__COMMIT_DELAY": d})
+        for d in args.commit_delays
+    ]
+    runs: list[dict[str, Any]] = []
+    for run in range(1, args.runs + 1):
+        row = {}
+        with run_dir(args, "latency") as tmp:
+            for i, (label, target, settings) in enumerate(variants):
+                row[label] = sc.latency(target, ctx, shape, sub(tmp, f"v{i}"), settings)
+        runs.append(row)
+        print(
+            f"  latency run {run}: "
+            + "; ".join(
+                f"{label} p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms ({r['rate']:,.0f} msg/s)"
+                for label, r in row.items()
+            ),
+            flush=True,
+        )
+    out: dict[str, Any] = {"shape": vars(shape), "runs": runs, "by_variant": {}}
+    parts = []
+    for label, *_ in variants:
+        p50 = spread([r[label]["p50_ms"] for r in runs])
+        p99 = spread([r[label]["p99_ms"] for r in runs])
+        out["by_variant"][label] = {"p50_ms": p50, "p99_ms": p99}
+        parts.append(f"{label} p50 {fmt(p50, ' ms', 1)} p99 {fmt(p99, ' ms', 1)}")
+    out["line"] = (
+        f"{'latency':<14} {shape.messages:,} msgs, {shape.sessions} sessions, end of DATA to"
+        " reply: " + "; ".join(parts)
+    )
+    return out
+
+
+def held(ctx: sc.Context, args: argparse.Namespace, normal: dict[str, Any]) -> dict[str, Any]:
+    runs = []
+    for run in range(1, args.held_runs + 1):
+        with run_dir(args, "held") as tmp:
+            r = sc.held(ctx, args.held_recipients, args.held_sessions, tmp)
+        runs.append(r)
+        mib = {k: v["VmRSS"] / 1024 for k, v in r["rss_kb"].items()}
+        print(
+            f"  held run {run}: ingest {r['recipients']:,} rcpt in {r['ingest_s']:.0f} s"
+            f" ({r['ingest_recipient_rate']:,.0f} rcpt/s); release relayed at"
+            f" {r['release_recipient_rate']:,.0f} rcpt/s (release call {r['release_call_s']:.1f} s);"
+            f" RSS MiB start {mib['start']:.0f}, holding {mib['holding']:.0f},"
+            f" after {mib['after']:.0f}, peak {r['rss_kb']['after']['VmHWM'] / 1024:.0f}",
+            flush=True,
+        )
+    release = spread([r["release_recipient_rate"] for r in runs])
+    peak = spread([r["rss_kb"]["after"]["VmHWM"] / 1024 for r in runs])
+    start_rss = spread([r["rss_kb"]["start"]["VmRSS"] / 1024 for r in runs])
+    holding = spread([r["rss_kb"]["holding"]["VmRSS"] / 1024 for r in runs])
+    out: dict[str, Any] = {
+        "release_recipient_rate": release,
+        "rss_start_mib": start_rss,
+        "rss_holding_mib": holding,
+        "rss_peak_mib": peak,
+        "runs": runs,
+    }
+    compare = []
+    for name, figure in normal.items():
+        out[f"release_ratio_to_{name}"] = release["median"] / figure
+        compare.append(f"x{release['median'] / figure:.2f} of {name} ({figure:,.0f}/s)")
+    out["line"] = (
+        f"{'held':<14} {args.held_recipients:,} rcpt held: RSS start {start_rss['median']:.0f} MiB,"
+        f" holding {holding['median']:.0f} MiB, peak {peak['median']:.0f} MiB; release relays"
+        f" {fmt(release, ' rcpt/s')}" + (f" = {', '.join(compare)}" if compare else "")
+    )
+    return out
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+def machine(code: GatewayCode, tools: Any) -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(mem_kb / 1024**2, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "aiosmtpd": code.version_of("aiosmtpd"),
+        "aiosmtplib": code.version_of("aiosmtplib"),
+        "postfix": postfix_version(tools),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = p.add_argument
+    add("--scenarios", nargs="+", choices=ALL, default=list(ALL), help="which to run (all)")
+    add("--runs", type=int, default=3, help="runs per scenario (default 3)")
+    add("--messages", type=int, default=20_000, help="throughput: messages (20000)")
+    add("--sessions", type=int, nargs="+", default=[10, 50], help="throughput: sessions (10 50)")
+    add("--size", type=int, default=5120, help="payload bytes per message (5120)")
+    add("--multi", default="200x1000", help="multi: MESSAGESxRECIPIENTS (200x1000)")
+    add("--multi-sessions", type=int, default=10, help="multi: sessions (10)")
+    add("--latency-messages", type=int, default=2000, help="latency: messages (2000)")
+    add("--latency-sessions", type=int, default=10, help="latency: sessions (10)")
+    add("--commit-delays", nargs="*", default=["2ms"], help="latency: other commit_delay values")
+    add("--held-recipients", type=int, default=1_000_000, help="held: recipients (1000000)")
+    add("--held-sessions", type=int, default=10, help="held: sessions (10)")
+    add("--held-runs", type=int, default=1, help="held: runs (1; it is long)")
+    add("--timeout", type=float, default=1800, help="seconds allowed for one measurement")
+    add("--set", action="append", default=[], metavar="SENDBRAKE_X__Y=V", help="gateway setting")
+    add("--tmpdir", help="where spools and queues live (default: the system's temp folder)")
+    add("--pyspy", help="py-spy binary: profile sendbrake in throughput runs (skews figures)")
+    add("--commit", help="run the gateway from `git archive COMMIT` (default: working tree)")
+    add("--no-json", action="store_true", help="do not write bench/out/relay_bench-*.json")
+    return p.parse_args()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the ExitStacks: children are stopped
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
-    parser.add_argument(
-        "--messages", type=int, default=20_000, help="messages per run (default 20000)"
-    )
-    parser.add_argument(
-        "--sessions",
-        type=int,
-        nargs="+",
-        default=[10, 50],
-        help="parallel SMTP sessions (default 10 50)",
-    )
-    parser.add_argument(
-        "--size", type=int, default=5120, help="payload bytes per message (default 5120)"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=900, help="seconds allowed per gateway run"
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SENDBRAKE_X__Y=V",
-        help="extra gateway setting",
-    )
-    parser.add_argument(
-        "--tmpdir", help="where the spool lives (default: the system's temp folder)"
-    )
-    parser.add_argument(
-        "--pyspy", help="py-spy binary: profile the gateway into bench/out (skews the figures)"
-    )
-    parser.add_argument(
-        "--no-json", action="store_true", help="do not write bench/out/relay_bench-*.json"
-    )
-    parser.add_argument(
-        "--commit", help="run the gateway from `git archive COMMIT` (default: the working tree)"
-    )
-    parser.add_argument("--bare-sink", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.bare_sink:
-        serve_bare_sink(args.bare_sink)
-        return 0
-    source, sink = ensure_postfix_tools()
+    args = parse()
+    # A background job may inherit SIGINT ignored; SIGTERM would skip the clean-up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    tools = ensure_postfix()
     OUT.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     with ExitStack() as stack:
-        args.snapshot = None
-        git = ["git", "-C", str(ROOT)]
-        if args.commit:
-            args.commit = subprocess.check_output(
-                [*git, "rev-parse", "--short", args.commit], text=True
-            )
-            args.snapshot = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="sendbrake-src-")
-            )
-            archive = subprocess.check_output([*git, "archive", args.commit.strip(), "gateway"])
-            subprocess.run(["tar", "-x", "-C", args.snapshot], input=archive, check=True)
-        else:
-            dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "gateway"], check=False)
-            head = subprocess.check_output(
-                [*git, "rev-parse", "--short", "HEAD"], text=True
-            ).strip()
-            args.commit = head + ("+dirty" if dirty.returncode else "")
-        args.commit = args.commit.strip()
-        return bench(args, source, sink)
-
-
-def bench(args: argparse.Namespace, source: str, sink: str) -> int:
-    print(f"gateway code: {args.commit}{' (git archive)' if args.snapshot else ''}")
-    print(f"{args.messages} messages of {args.size} B, 1 recipient each, {args.runs} run(s) each")
-    results = []
-    for sessions in args.sessions:
-        bare, upper, runs = [], [], []
-        for run in range(1, args.runs + 1):
-            with tempfile.TemporaryDirectory(prefix="sendbrake-bench-", dir=args.tmpdir) as tmp:
-                upper.append(args.messages / sink_run(source, sink, args, sessions, Path(tmp)))
-                bare.append(args.messages / bare_run(source, args, sessions, Path(tmp)))
-                runs.append(gateway_run(source, sink, args, sessions, Path(tmp)))
-            r = runs[-1]
-            print(
-                f"  s={sessions} run {run}: accept {r['accept_rate']:.0f}/s,"
-                f" end-to-end {r['e2e_rate']:.0f}/s, bare aiosmtpd {bare[-1]:.0f}/s,"
-                f" source->smtp-sink {upper[-1]:.0f}/s, ingest mean {r['ingest_mean_ms']:.1f} ms,"
-                f" relay mean {r['relay_mean_ms']:.1f} ms, relayed {r['relayed']},"
-                f" undelivered when sending ended {r['backlog_at_accept']:.0f},"
-                f" upstream smtp-sink: {r['smtp_sink']}",
-                flush=True,
-            )
-        accept = summary([r["accept_rate"] for r in runs])
-        e2e = summary([r["e2e_rate"] for r in runs])
-        base, ceiling = summary(bare), summary(upper)
-        ratio = accept["median"] / base["median"]
-        results.append({
-            "sessions": sessions, "accept": accept, "end_to_end": e2e, "bare_aiosmtpd": base,
-            "smtp_sink": ceiling, "accept_ratio": ratio, "runs": runs,
-        })  # fmt: skip
-        print(
-            f"sessions={sessions:<3} accept {fmt(accept)}  end-to-end {fmt(e2e)}"
-            f"  bare aiosmtpd {fmt(base)}  ratio {ratio:.2f}"
-            f"  (smtp-source->smtp-sink {ceiling['median']:.0f} msg/s)"
+        code = GatewayCode.commit(args.commit, stack) if args.commit else GatewayCode.working_tree()
+        ctx = sc.Context(
+            tools=tools,
+            code=code,
+            size=args.size,
+            timeout=args.timeout,
+            settings=dict(item.split("=", 1) for item in args.set),
+            pyspy=args.pyspy,
+            profile_dir=OUT,
         )
-    if not args.no_json:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = OUT / f"relay_bench-{stamp}.json"
+        host = machine(code, tools)
+        print(
+            f"gateway code {code.label}{' (git archive)' if code.from_archive else ''};"
+            f" {host['nproc']} x {host['cpu']}, {host['ram_gib']} GiB; Postfix {host['postfix']},"
+            f" Python {host['python']}, SQLite {host['sqlite']}, aiosmtpd {host['aiosmtpd']},"
+            f" aiosmtplib {host['aiosmtplib']}; load average {host['load_average_at_start'][0]:.1f};"
+            f" {args.runs} run(s) per scenario",
+            flush=True,
+        )
         meta = {
-            "date": stamp,
-            "commit": args.commit,
-            "messages": args.messages,
-            "size": args.size,
-            "runs": args.runs,
-            "set": args.set,
+            "date": datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ"),
+            "commit": code.label,
+            "from_archive": code.from_archive,
+            "argv": sys.argv[1:],
+            "machine": host,
         }
-        path.write_text(json.dumps({**meta, "scenarios": results}, indent=2) + "\n")
-        print(f"wrote {path.relative_to(ROOT)}")
-    return 0
+        path = None if args.no_json else OUT / f"relay_bench-{meta['date']}.json"
+
+        def save(results: dict[str, Any]) -> None:
+            """Write what is known so far: a failure late in a long run keeps the rest."""
+            if path is not None:
+                meta["minutes"] = round((time.time() - started) / 60, 1)
+                path.write_text(json.dumps({**meta, "scenarios": results}, indent=2) + "\n")
+
+        results = run_all(ctx, args, save)
+    print("\nsummary (median over runs [min-max]; ratios taken pair by pair within a run):")
+    for result in results.values():
+        print(result["line"] if isinstance(result, dict) else result)
+    if path is not None:
+        print(f"wrote {path.relative_to(ROOT)} ({meta['minutes']} min)")
+    return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
+
+
+def run_all(
+    ctx: sc.Context, args: argparse.Namespace, save: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    todo: list[tuple[str, Callable[[], Any]]] = []
+    if "throughput" in args.scenarios:
+        for s in args.sessions:
+            shape = sc.Shape(f"throughput-s{s}", args.messages, 1, s)
+            todo.append((shape.name, lambda shape=shape: throughput(ctx, args, shape)))
+    if "multi" in args.scenarios:
+        messages, recipients = (int(x) for x in args.multi.lower().split("x"))
+        shape = sc.Shape("multi", messages, recipients, args.multi_sessions)
+        todo.append(("multi", lambda: throughput(ctx, args, shape)))
+    if "latency" in args.scenarios:
+        todo.append(("latency", lambda: latency(ctx, args)))
+    if "held" in args.scenarios:
+        todo.append(("held", lambda: held(ctx, args, normal_rates(results))))
+    if "postgres" in args.scenarios:
+
+        def postgres() -> str:
+            with run_dir(args, "postgres") as tmp:
+                return f"{'postgres':<14} " + sc.postgres_probe(ctx, tmp)
+
+        todo.append(("postgres", postgres))
+    for name, step in todo:
+        print(f"{name}:", flush=True)
+        try:
+            results[name] = step()
+        except Exception as exc:  # report it and go on with the next scenario
+            traceback.print_exc()
+            results[name] = {"error": repr(exc), "line": f"{name:<14} FAILED: {exc!r}"[:300]}
+        line = results[name]["line"] if isinstance(results[name], dict) else results[name]
+        print(f"= {line}", flush=True)
+        save(results)
+    return results
+
+
+def normal_rates(results: dict[str, Any]) -> dict[str, float]:
+    """sendbrake's median end-to-end recipient rates measured earlier in this run."""
+    return {
+        name: r["sendbrake_e2e"]["median"]
+        for name, r in results.items()
+        if isinstance(r, dict) and "sendbrake_e2e" in r
+    }
 
 
 if __name__ == "__main__":
