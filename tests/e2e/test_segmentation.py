@@ -72,18 +72,23 @@ async def settled(gw, key: str) -> dict | None:
     return campaign if counters["queued"] == 0 and counters["deferred"] == 0 else None
 
 
+async def send_winback(gw) -> dict:
+    """Load the audience, send the win-back to RECIPIENTS, return the settled campaign."""
+    await load_audience(gw)
+    await gw.send(
+        "news@shop.test",
+        RECIPIENTS,
+        message(X_Campaign_ID="come-back", X_Campaign_Category="win-back"),
+    )
+    return await eventually(lambda: settled(gw, "come-back"))
+
+
 async def test_winback_reaching_active_users_is_held_with_the_overlap(
     settings_for, upstream, tmp_path
 ):
     settings = settings_for(upstream.port, policies={"dir": str(policies(tmp_path))})
     async with run_gateway(settings) as gw:
-        await load_audience(gw)
-        await gw.send(
-            "news@shop.test",
-            RECIPIENTS,
-            message(X_Campaign_ID="come-back", X_Campaign_Category="win-back"),
-        )
-        campaign = await eventually(lambda: settled(gw, "come-back"))
+        campaign = await send_winback(gw)
     assert campaign["state"] == "held"
     assert campaign["counters"]["held"] == 1000
     [finding] = campaign["findings"]
@@ -98,13 +103,7 @@ async def test_winback_with_suppress_delivers_everyone_but_active_users(
 ):
     settings = settings_for(upstream.port, policies={"dir": str(policies(tmp_path, "suppress"))})
     async with run_gateway(settings) as gw:
-        await load_audience(gw)
-        await gw.send(
-            "news@shop.test",
-            RECIPIENTS,
-            message(X_Campaign_ID="come-back", X_Campaign_Category="win-back"),
-        )
-        campaign = await eventually(lambda: settled(gw, "come-back"))
+        campaign = await send_winback(gw)
         status, suppressed = await gw.api().get(
             f"/api/v1/campaigns/{campaign['id']}/recipients?state=suppressed&limit=100"
         )
@@ -188,13 +187,7 @@ async def test_release_only_segment_sends_just_those_held_recipients(
 ):
     settings = settings_for(upstream.port, policies={"dir": str(policies(tmp_path))})
     async with run_gateway(settings) as gw:
-        await load_audience(gw)
-        await gw.send(
-            "news@shop.test",
-            RECIPIENTS,
-            message(X_Campaign_ID="come-back", X_Campaign_Category="win-back"),
-        )
-        campaign = await eventually(lambda: settled(gw, "come-back"))
+        campaign = await send_winback(gw)
         await upload(gw, "first-ten", RECIPIENTS[:10])
         status, after = await gw.api("alice").post(
             f"/api/v1/campaigns/{campaign['id']}/release",
