@@ -2,72 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from gateway.model import (
-    Campaign,
-    CampaignRef,
-    CampaignState,
-    Counters,
-    Declaration,
-    Facts,
-    Submission,
-)
+from gateway.model import Facts
 from gateway.policy import engine as engine_module
-from gateway.policy.engine import Engine
-from gateway.policy.loader import load_policies
 from gateway.policy.rules import DeclaredSize
+from tests.policy.factories import campaign, engine, submission
 
-
-def campaign(
-    received: int,
-    declared: int | None = None,
-    *,
-    category: str | None = None,
-    duplicates: int = 0,
-    acknowledged: frozenset[tuple[str, str]] = frozenset(),
-) -> Campaign:
-    return Campaign(
-        id="C1",
-        key="spring",
-        client="127.0.0.0/8",
-        implicit=False,
-        state=CampaignState.OPEN,
-        sender="news@shop.test",
-        subject="Spring",
-        declared=Declaration(size=declared, category=category),
-        counters=Counters(received=received),
-        created_at=0.0,
-        updated_at=0.0,
-        acknowledged=acknowledged,
-        duplicates=duplicates,
-    )
-
-
-SUB = Submission(
-    message_id="M1",
-    client="127.0.0.0/8",
-    mail_from="news@shop.test",
-    rcpt_tos=("a@x.test", "b@x.test", "a@x.test"),
-    mailboxes=("a@x.test", "b@x.test", "a@x.test"),
-    content=b"",
-    campaign=CampaignRef(
-        client="127.0.0.0/8",
-        key="spring",
-        implicit=False,
-        sender="news@shop.test",
-        subject="Spring",
-        declaration=Declaration(),
-    ),
-    received_at=0.0,
-)
-
-
-def engine(tmp_path: Path, rules: str, budget: float = 0.05) -> Engine:
-    (tmp_path / "p.yaml").write_text(f"version: 1\nrules:\n{rules}")
-    return Engine(load_policies(tmp_path), clock=lambda: 1234.0, budget=budget)
+SUB = submission(("a@x.test", "b@x.test", "a@x.test"))
 
 
 @pytest.mark.parametrize(("received", "held"), [(300, False), (301, True)])

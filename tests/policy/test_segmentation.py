@@ -2,66 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from gateway.campaigns import comparable
-from gateway.model import (
-    Campaign,
-    CampaignRef,
-    CampaignState,
-    Counters,
-    Declaration,
-    Facts,
-    Submission,
-)
-from gateway.policy.engine import Engine
-from gateway.policy.loader import load_policies
-from gateway.segments import address_hash
+from gateway.model import Campaign, Facts, Submission
+from tests.policy import factories
+from tests.policy.factories import engine, submission
 
 RCPTS = ("a@shop.test", "b@example.org", "c@example.org", "d@partner.test")
 
 
 def sub() -> Submission:
-    boxes = tuple(comparable(r) for r in RCPTS)
-    return Submission(
-        message_id="M",
-        client="c",
-        mail_from="s@shop.test",
-        rcpt_tos=RCPTS,
-        content=b"",
-        campaign=CampaignRef(
-            client="c",
-            key="k",
-            implicit=False,
-            sender="s@shop.test",
-            subject="S",
-            declaration=Declaration(),
-        ),
-        received_at=0.0,
-        mailboxes=boxes,
-        hashes=tuple(address_hash(b) for b in boxes),
-    )
+    return submission(RCPTS)
 
 
 def campaign(received: int = 4, category: str | None = "win-back") -> Campaign:
-    return Campaign(
-        id="C",
-        key="k",
-        client="c",
-        implicit=False,
-        state=CampaignState.OPEN,
-        sender="s@shop.test",
-        subject="S",
-        declared=Declaration(category=category),
-        counters=Counters(received=received),
-        created_at=0.0,
-        updated_at=0.0,
-    )
-
-
-def engine(tmp_path: Path, rules: str, extra: str = "") -> Engine:
-    (tmp_path / "p.yaml").write_text(f"version: 1\n{extra}rules:\n{rules}")
-    return Engine(load_policies(tmp_path))
+    return factories.campaign(received, category=category)
 
 
 def test_exclude_holds_on_overlap_with_count_and_sample(tmp_path):

@@ -1,0 +1,67 @@
+"""Records for policy tests: campaigns, submissions and engines built from a rules snippet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.campaigns import comparable
+from gateway.model import Campaign, CampaignRef, CampaignState, Counters, Declaration, Submission
+from gateway.policy.engine import Engine
+from gateway.policy.loader import load_policies
+from gateway.segments import address_hash
+
+
+def campaign(
+    received: int,
+    declared: int | None = None,
+    *,
+    category: str | None = None,
+    duplicates: int = 0,
+    acknowledged: frozenset[tuple[str, str]] = frozenset(),
+) -> Campaign:
+    """An open campaign with these counters and declaration."""
+    return Campaign(
+        id="C1",
+        key="spring",
+        client="127.0.0.0/8",
+        implicit=False,
+        state=CampaignState.OPEN,
+        sender="news@shop.test",
+        subject="Spring",
+        declared=Declaration(size=declared, category=category),
+        counters=Counters(received=received),
+        created_at=0.0,
+        updated_at=0.0,
+        acknowledged=acknowledged,
+        duplicates=duplicates,
+    )
+
+
+def submission(rcpts: Sequence[str]) -> Submission:
+    """A message of that campaign to `rcpts`, with mailboxes and hashes as admission makes them."""
+    boxes = tuple(comparable(r) for r in rcpts)
+    return Submission(
+        message_id="M1",
+        client="127.0.0.0/8",
+        mail_from="news@shop.test",
+        rcpt_tos=tuple(rcpts),
+        content=b"",
+        campaign=CampaignRef(
+            client="127.0.0.0/8",
+            key="spring",
+            implicit=False,
+            sender="news@shop.test",
+            subject="Spring",
+            declaration=Declaration(),
+        ),
+        received_at=0.0,
+        mailboxes=boxes,
+        hashes=tuple(address_hash(b) for b in boxes),
+    )
+
+
+def engine(tmp_path: Path, rules: str, *, extra: str = "", budget: float = 0.05) -> Engine:
+    """An engine over one policy file: `extra` top-level keys, then `rules` (YAML lines)."""
+    (tmp_path / "p.yaml").write_text(f"version: 1\n{extra}rules:\n{rules}")
+    return Engine(load_policies(tmp_path), clock=lambda: 1234.0, budget=budget)
