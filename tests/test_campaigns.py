@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 
 from gateway.campaigns import Admitter, normalise_subject, resolve
 from gateway.content import ContentReport
@@ -173,3 +175,28 @@ async def test_content_analysis_runs_off_the_event_loop(tmp_path):
     assert not admission.held
     assert seen[0].startswith("content")
     assert seen[0] != threading.main_thread().name
+
+
+async def test_time_queued_behind_other_messages_does_not_count_against_the_budget(tmp_path):
+    # One analysis thread, three messages at once, each analysis inside its 0.5 s budget:
+    # the third waits 0.6 s for the two before it, and must still pass.
+    class Slow(_Stuck):
+        def analyse(self, submission):
+            time.sleep(0.3)  # a slow analysis, within budget
+            return ContentReport(analysed=True)
+
+    decider = Slow()
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    admitter = Admitter(
+        spool, SETTINGS, hostname="gw.test", decider=decider, content_timeout=0.5, content_workers=1
+    )
+    try:
+        results = await asyncio.gather(
+            *(admitter.admit(inbound(b"Subject: Hi\r\n\r\nbody\r\n")) for _ in range(3))
+        )
+    finally:
+        admitter.close()
+        await spool.close()
+    assert [a.held for a in results] == [False, False, False]
+    assert all(not r.error for r in decider.reports)
