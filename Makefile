@@ -20,17 +20,21 @@ run: $(STAMP)
 test: $(STAMP) promtool
 	$(BIN)/pytest -q
 
-## promtool checks and tests deploy/prometheus/ (tests/deploy). Debian ships it in the
-## `prometheus` package, whose postinst also starts a Prometheus daemon where a service
-## manager runs: if the install started one (none ran before), stop it again; the tests
-## need only the promtool binary.
+## promtool and amtool check and test deploy/prometheus/ (tests/deploy). Debian ships them
+## in the `prometheus` and `prometheus-alertmanager` packages, whose postinst scripts also
+## start daemons where a service manager runs: any daemon the install started (none ran
+## before) is stopped again; the tests need only the two binaries.
 promtool:
-	@command -v promtool >/dev/null || { \
-	  before=$$(pgrep -x prometheus || true); \
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || { \
+	  before=$$(pgrep -f '^/usr/bin/prometheus' || true); \
 	  apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null || exit 1; \
-	  if [ -z "$$before" ] && pgrep -x prometheus >/dev/null; then \
-	    service prometheus stop >/dev/null 2>&1 || kill $$(pgrep -x prometheus); \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    prometheus prometheus-alertmanager >/dev/null || exit 1; \
+	  if [ -z "$$before" ]; then \
+	    for daemon in prometheus prometheus-alertmanager; do \
+	      pgrep -f "^/usr/bin/$$daemon( |$$)" >/dev/null || continue; \
+	      service $$daemon stop >/dev/null 2>&1 || pkill -f "^/usr/bin/$$daemon( |$$)"; \
+	    done; \
 	  fi; \
 	}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email
 import email.errors
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import policy
@@ -93,6 +94,10 @@ class Document:
     def body(self) -> str:
         """The text a reader reads: the plain part, or the HTML's text without one."""
         return self.text if self.text.strip() else self.html
+
+    def digest(self) -> bytes:
+        """Return a digest of everything a scanner can read: equal digests, equal scans."""
+        return hashlib.blake2b(repr(self).encode(), digest_size=16).digest()
 
     def fields(self) -> Iterator[tuple[str, str]]:
         """Yield (where, text) of everything visible: subject, From name, text, HTML, links."""

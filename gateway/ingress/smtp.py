@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -38,16 +39,101 @@ REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 REPLY_TOO_MANY = "452 4.5.3 Too many recipients"
 REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gateway"
 REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
+REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
+
+_DOT_LINE_END = b".\r\n"
+_TERMINATOR = b"\r\n.\r\n"
+
+Received = tuple[bytes, int]  # DATA as sent (still dot-stuffed) and its size in bytes
 
 
 class _Server(SMTP):
-    """aiosmtpd's server with enhanced status codes on its own size reply."""
+    """aiosmtpd's server with enhanced status codes on its size reply and a faster DATA."""
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and status in _AIOSMTPD_TOO_BIG:
             await super().push(REPLY_TOO_BIG)
         else:
             await super().push(status)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """Run aiosmtpd's DATA command, reading the message in chunks rather than by line.
+
+        aiosmtpd awaits its stream once per line, some 70 times for a 5 KB message, which
+        was the largest part of the ingress's CPU time; this awaits once per line that
+        ends in a dot, usually only the terminating one. Checks, replies, size and line
+        limits and dot-unstuffing (RFC 5321 4.5.2) are aiosmtpd's. Content stays bytes
+        (the server is built with decode_data=False).
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            received = await receive_data(self._reader, self.data_size_limit)
+        except asyncio.CancelledError:  # the connection was lost during DATA
+            self._writer.close()
+            raise
+        if received is None:
+            return
+        data, size = received
+        if self.data_size_limit and size > self.data_size_limit:
+            await self.push(REPLY_TOO_BIG)  # only now: RFC 5321 4.2.5
+        elif len(data) > self.line_length_limit and _longest_line(data) > self.line_length_limit:
+            await self.push(REPLY_LINE_TOO_LONG)
+        else:
+            self.envelope.content = self.envelope.original_content = _unstuff(data)
+            await self.push(await self._call_handler_hook("DATA"))
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+
+
+async def receive_data(reader: asyncio.StreamReader, size_limit: int | None) -> Received | None:
+    """Read DATA up to CRLF.CRLF: (the data before it, its size), or None if the client left.
+
+    Past the size limit the data is dropped, but reading goes on to the terminator. The
+    data is still dot-stuffed; the size counts the stuffing, as aiosmtpd does.
+    """
+    limit = size_limit or sys.maxsize
+    chunks: list[bytes] = []
+    size = 0
+    last = b"\r\n"  # the last bytes read; the DATA line's CRLF may begin the terminator
+    while True:
+        try:
+            chunk = await reader.readuntil(_DOT_LINE_END)
+        except asyncio.LimitOverrunError as exc:  # a long stretch without a dot line end
+            chunk = await reader.read(exc.consumed)
+        except asyncio.IncompleteReadError:
+            return None
+        if not chunk:
+            return None
+        last = (last + chunk)[-len(_TERMINATOR) :]
+        done = last == _TERMINATOR
+        if done:
+            chunk = chunk[: -len(_DOT_LINE_END)]
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        else:
+            chunks.clear()
+        if done:
+            return b"".join(chunks), size
+
+
+def _longest_line(data: bytes) -> int:
+    """Length of the longest line, its CRLF included."""
+    return max(map(len, data.split(b"\r\n"))) + 2
+
+
+def _unstuff(data: bytes) -> bytes:
+    """Remove the dot the client added to each line that starts with one (RFC 5321 4.5.2)."""
+    if data.startswith(b"."):
+        data = data[1:]
+    return data.replace(b"\r\n.", b"\r\n")
 
 
 class SmtpHandler:

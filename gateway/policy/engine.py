@@ -10,8 +10,10 @@ instead of passing it; so does content that was never analysed.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -34,6 +36,7 @@ CHECKS: dict[type[Rule], Check] = {
     **content_checks.CHECKS,
     Signature: signature.signature,
 }
+SCAN_MEMORY = 1024  # documents whose scans are remembered (a digest and small hits each)
 CONTENT_KINDS = frozenset({*content_checks.SCANS, Signature})  # rule kinds that read content
 DECLARATION_RULE = "declaration"  # the built-in rule of conflicting declarations
 CONTENT_RULE = "content"  # the built-in rule of content that could not be analysed
@@ -55,6 +58,8 @@ class Engine:
         self._budget = budget
         self._scan_budget = scan_budget
         self._content = [a for a in policies.rules if type(a.rule) in CONTENT_KINDS]
+        self._scanned: OrderedDict[bytes, Mapping[str, RuleScan]] = OrderedDict()
+        self._scanned_lock = threading.Lock()  # analyse runs in several threads
 
     def rule_modes(self) -> list[tuple[str, str]]:
         """Every rule id this engine can report findings for, with its mode."""
@@ -71,7 +76,7 @@ class Engine:
             return ContentReport()
         started = time.perf_counter()
         document = decode(submission.content)
-        scans = {active.id: self._scan(active, document) for active in self._content}
+        scans = self._scans(document)
         boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
         return ContentReport(
             analysed=True,
@@ -80,6 +85,27 @@ class Engine:
             sender_hashes=tuple(address_hash(box) for box in boxes),
             elapsed=time.perf_counter() - started,
         )
+
+    def _scans(self, document: Document) -> Mapping[str, RuleScan]:
+        """Run every content rule's scanner on `document`, or recall an earlier clean run.
+
+        A campaign whose body is not personalised sends one document many times over
+        (only headers such as To and Message-ID differ, and scanners do not read those),
+        so its content is read once, not once per message. Scans that failed or ran over
+        budget are not remembered: they are run again, and hold again.
+        """
+        key = document.digest()
+        with self._scanned_lock:
+            if (known := self._scanned.get(key)) is not None:
+                self._scanned.move_to_end(key)
+                return known
+        scans = {active.id: self._scan(active, document) for active in self._content}
+        if all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values()):
+            with self._scanned_lock:
+                self._scanned[key] = scans
+                if len(self._scanned) > SCAN_MEMORY:
+                    self._scanned.popitem(last=False)
+        return scans
 
     def _scan(self, active: ActiveRule, document: Document) -> RuleScan:
         started = time.perf_counter()

@@ -63,7 +63,7 @@ def clean(text: str) -> str:
 def detect(text: str) -> Detected:
     """Detect the language of `text` (the whole, and the share of each paragraph's)."""
     prose = clean(text[:MAX_CHARS])
-    letters = sum(char.isalpha() for char in prose)
+    letters = sum(map(str.isalpha, prose))
     identifier = _identifier()
     if not letters:
         return Detected("und", 0.0, reliable=False, chars=0, shares={})
@@ -75,7 +75,8 @@ def detect(text: str) -> Detected:
         words = " ".join(paragraph.split())
         if len(words) < PARAGRAPH_MIN:
             continue
-        found = identifier.FindLanguage(words)
+        # A mail of one paragraph is common: its detection is the whole text's.
+        found = result if words == compact else identifier.FindLanguage(words)
         if found.is_reliable:
             code = primary(found.language)
             weights[code] = weights.get(code, 0) + len(words)

@@ -1,8 +1,9 @@
 """deploy/: alert rules pass promtool (check and unit tests), the examples are valid, and
 every metric the rules and the dashboard use is one the gateway really exposes.
 
-promtool is required, not optional: `make test` installs it (Debian's prometheus
-package). A missing promtool fails these tests rather than skipping them.
+promtool and amtool are required, not optional: `make test` installs them (Debian's
+prometheus and prometheus-alertmanager packages). A missing tool fails these tests
+rather than skipping them.
 """
 
 from __future__ import annotations
@@ -113,10 +114,8 @@ def test_alertmanager_example_routes_every_severity_to_a_defined_receiver():
         assert f'severity="{severity}"' in matched
 
 
-def test_alertmanager_example_passes_amtool_where_it_is_installed():
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        pytest.skip("amtool is not installed (Debian: prometheus-alertmanager)")
+def test_alertmanager_example_passes_amtool():
+    amtool = tool("amtool")
     result = run(amtool, "check-config", "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     routed = run(

@@ -313,3 +313,44 @@ def test_a_shadow_signature_rule_records_but_needs_no_signoff(tmp_path):
     assert not verdict.hold
     assert [(f.rule, f.mode) for f in verdict.findings] == [("sig", "shadow")]
     assert verdict.tallies == {}
+
+
+def counting_merge_tag_scanner(monkeypatch) -> list[Document]:
+    """Wrap the real merge-tag scanner; return the documents it was asked to read."""
+    scans = __import__("gateway.policy.content_checks", fromlist=["SCANS"]).SCANS
+    real, seen = scans[MergeTags], []
+
+    def counting(rule, document):
+        seen.append(document)
+        return real(rule, document)
+
+    monkeypatch.setitem(scans, MergeTags, counting)
+    return seen
+
+
+def test_a_campaign_body_sent_again_is_scanned_once(policies, monkeypatch):
+    seen = counting_merge_tag_scanner(monkeypatch)
+    engine = Engine(policies)
+    leak = b"Subject: hi\r\n\r\nHello {{FirstName}},\r\nnews.\r\n"
+    first = engine.analyse(
+        submission_for(b"To: a@x.test\r\nMessage-ID: <1@x>\r\n" + leak, CampaignSpec())
+    )
+    again = engine.analyse(
+        submission_for(b"To: b@x.test\r\nMessage-ID: <2@x>\r\n" + leak, CampaignSpec())
+    )
+    assert len(seen) == 1
+    assert again.scans == first.scans
+    assert first.scans["tags"].hits  # the leak is reported for every message, not only once
+    engine.analyse(submission_for(leak.replace(b"news", b"more news"), CampaignSpec()))
+    engine.analyse(submission_for(leak.replace(b"Subject: hi", b"Subject: ho"), CampaignSpec()))
+    assert len(seen) == 3  # another body, another subject: read again
+    Engine(policies).analyse(submission_for(leak, CampaignSpec()))
+    assert len(seen) == 4  # a reloaded policy set remembers nothing of the old one
+
+
+def test_failed_and_slow_scans_are_not_remembered(policies, monkeypatch):
+    seen = counting_merge_tag_scanner(monkeypatch)
+    slow = Engine(policies, scan_budget=0.0)  # every scan is over this budget
+    for _ in range(2):
+        slow.analyse(submission_for(SIGNED, CampaignSpec()))
+    assert len(seen) == 2

@@ -1,0 +1,153 @@
+"""The ingress's DATA reader: chunked, yet byte for byte what stock aiosmtpd receives.
+
+`receive_data` is driven with StreamReaders of tiny and normal limits (a tiny limit forces
+the terminator across chunk boundaries); then the real server is compared with a stock
+aiosmtpd server over real sockets, payload by payload, content and reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.ingress.smtp import receive_data, start_smtp
+from gateway.metrics import Metrics
+from gateway.model import Admission, Inbound
+from gateway.settings import SmtpSettings
+
+PAYLOADS = {
+    "empty": b"",
+    "one line": b"Subject: hi\r\n\r\nhello\r\n",
+    "no final CRLF in body": b"Subject: hi\r\n\r\nhello",
+    "lines ending in a dot": b"Subject: x.\r\n\r\nThanks.\r\nBye.\r\n",
+    "stuffed first line": b"..leading\r\nbody\r\n",
+    "stuffed lines": b"a\r\n..\r\n...b\r\n.c\r\nd\r\n",
+    "dot then CR alone": b"a.\rb\r\n",
+    "long stretch": b"Subject: big\r\n\r\n" + (b"x" * 78 + b"\r\n") * 2000,
+    "bare LF dot": b"a\n.\nb\r\n",
+}
+
+
+def feed(payload: bytes, *, limit: int, after: bytes = b"") -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=limit)
+    reader.feed_data(payload + b"\r\n.\r\n" + after if payload else b".\r\n" + after)
+    return reader
+
+
+@pytest.mark.parametrize("limit", [4, 1001])
+@pytest.mark.parametrize("name", list(PAYLOADS))
+async def test_receive_data_stops_at_the_terminator_and_leaves_what_follows(
+    name: str, limit: int
+) -> None:
+    payload = PAYLOADS[name]
+    reader = feed(payload, limit=limit, after=b"QUIT\r\n")
+    received = await receive_data(reader, None)
+    expected = payload + b"\r\n" if payload else b""
+    assert received == (expected, len(expected))
+    assert await reader.readuntil(b"\r\n") == b"QUIT\r\n"
+
+
+async def test_receive_data_past_the_size_limit_keeps_nothing_but_reads_to_the_end() -> None:
+    reader = feed(b"y" * 5000, limit=1001, after=b"RSET\r\n")
+    assert await receive_data(reader, 4000) == (b"", 5002)
+    assert await reader.readuntil(b"\r\n") == b"RSET\r\n"
+
+
+async def test_receive_data_returns_none_when_the_client_leaves_mid_message() -> None:
+    reader = asyncio.StreamReader(limit=16)
+    reader.feed_data(b"Subject: gone\r\n" * 10 + b"half a li")
+    reader.feed_eof()
+    assert await receive_data(reader, None) is None
+
+
+# --- the server against stock aiosmtpd ----------------------------------------------
+
+
+class Recorder:
+    """Stock aiosmtpd's handler: keep what DATA delivered."""
+
+    def __init__(self) -> None:
+        self.contents: list[bytes] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.contents.append(envelope.original_content or b"")
+        return "250 OK"
+
+
+@asynccontextmanager
+async def stock_server(size_limit: int) -> AsyncIterator[tuple[int, list[bytes]]]:
+    recorder = Recorder()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(recorder, data_size_limit=size_limit, decode_data=False, loop=loop),
+        "127.0.0.1",
+        0,
+    )
+    try:
+        yield server.sockets[0].getsockname()[1], recorder.contents
+    finally:
+        server.close()
+
+
+@asynccontextmanager
+async def our_server(size_limit: int) -> AsyncIterator[tuple[int, list[bytes]]]:
+    contents: list[bytes] = []
+
+    async def admit(inbound: Inbound) -> Admission:
+        contents.append(inbound.content)
+        return Admission(message_id="m1", campaign_id="c1", held=False)
+
+    settings = SmtpSettings(listen="127.0.0.1:0", hostname="gw.test", max_message_size=size_limit)
+    server = await start_smtp(settings, admit, Metrics.create())
+    try:
+        yield server.sockets[0].getsockname()[1], contents
+    finally:
+        server.close()
+
+
+async def converse(port: int, payloads: list[bytes]) -> list[str]:
+    """Send each payload as one message on one connection; the reply code to each DATA."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply() -> str:
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+        return line.decode()
+
+    codes = [await reply()]
+    writer.write(b"EHLO client.test\r\n")
+    await reply()
+    for payload in payloads:
+        stuffed = payload.replace(b"\r\n.", b"\r\n..")
+        stuffed = b"." + stuffed if stuffed.startswith(b".") else stuffed
+        writer.write(b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+        assert [(await reply())[:3] for _ in range(3)] == ["250", "250", "354"]
+        ending = b"\r\n.\r\n" if stuffed and not stuffed.endswith(b"\r\n") else b".\r\n"
+        writer.write(stuffed + ending if stuffed else b".\r\n")
+        codes.append((await reply())[:3])
+    writer.write(b"QUIT\r\n")
+    codes.append((await reply())[:3])
+    writer.close()
+    await writer.wait_closed()
+    return codes[1:]
+
+
+async def test_server_receives_what_stock_aiosmtpd_receives_and_replies_alike() -> None:
+    payloads = [
+        *PAYLOADS.values(),
+        b"Subject: limit\r\n\r\n" + (b"z" * 98 + b"\r\n") * 2100,  # over the limit
+        b"Subject: wide\r\n\r\n" + b"w" * 1000 + b"\r\n",  # a line over 1,000 bytes
+        b"Subject: after the errors\r\n\r\nstill fine\r\n",
+    ]
+    async with stock_server(200_000) as (port, stock):
+        stock_codes = await converse(port, payloads)
+    async with our_server(200_000) as (port, ours):
+        our_codes = await converse(port, payloads)
+    assert our_codes == stock_codes
+    assert stock_codes[-4:] == ["552", "500", "250", "221"]
+    assert len(ours) == len(payloads) - 2
+    assert ours == stock
