@@ -17,6 +17,7 @@ from __future__ import annotations
 import email
 import email.errors
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import policy
@@ -39,6 +40,11 @@ _FATAL_DEFECTS = (
     email.errors.MultipartInvariantViolationDefect,
 )
 SENDER_HEADERS = ("From", "Sender", "Reply-To")
+# The fields `decode` reads: the subject and senders, and those that shape the MIME tree.
+READ_FIELDS = frozenset(
+    {"subject", "from", "sender", "reply-to", "content-type", "content-transfer-encoding"}
+)
+_FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")  # what the email parser takes as a field
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +101,6 @@ class Document:
         """The text a reader reads: the plain part, or the HTML's text without one."""
         return self.text if self.text.strip() else self.html
 
-    def digest(self) -> bytes:
-        """Return a digest of everything a scanner can read: equal digests, equal scans."""
-        return hashlib.blake2b(repr(self).encode(), digest_size=16).digest()
-
     def fields(self) -> Iterator[tuple[str, str]]:
         """Yield (where, text) of everything visible: subject, From name, text, HTML, links."""
         yield "subject", self.subject
@@ -107,6 +109,22 @@ class Document:
         yield "html", self.html
         for link in self.links:
             yield "link", link
+
+
+def content_key(content: bytes) -> bytes:
+    """Return a digest of everything `decode` reads: equal keys decode to equal documents.
+
+    Fields that differ from one recipient to the next (To, Message-ID, Date, Received,
+    a List-Unsubscribe token) are left out. A line the email parser would not take as a
+    field ends its header block, so such a line is always part of the key.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    headers = HeaderBlock.parse(content)
+    for name, raw in headers.fields:
+        if name in READ_FIELDS or not _FIELD_LINE.match(raw):
+            digest.update(len(raw).to_bytes(8, "big") + raw)
+    digest.update(b"\0" + headers.rest)
+    return digest.digest()
 
 
 def decode(content: bytes) -> Document:

@@ -20,8 +20,14 @@ _LEVELS = {
 }
 
 
-def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog (and the stdlib loggers of our libraries) once per process."""
+def configure(
+    fmt: str = "auto", level: str = "info", stream: TextIO | None = None, *, final: bool = False
+) -> None:
+    """Configure structlog (and the stdlib loggers of our libraries) once per process.
+
+    `final` (the serving process) lets each module's logger keep what it built on first
+    use instead of rebuilding it at every call; tests that configure again leave it off.
+    """
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: structlog.typing.Processor = (
@@ -36,7 +42,7 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=final,
     )
     # aiosmtpd and aiohttp log through the stdlib; route their warnings to the same stream.
     handler = logging.StreamHandler(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from email.message import EmailMessage
 
-from gateway.content import decode
+from gateway.content import content_key, decode
 from gateway.html_text import html_to_text, split_code
 from tests.mail import build
 
@@ -149,3 +149,25 @@ def test_plain_text_code_is_fenced_or_indented_after_a_blank_line():
     assert "{{ indented }}" in code
     assert "{{ fenced }}" in code
     assert "continues {{ here }}" in prose  # an indented continuation of a paragraph is prose
+
+
+def test_content_key_ignores_per_recipient_fields_and_keeps_what_decode_reads():
+    def message(*fields: bytes, body: bytes = b"Hello\r\n") -> bytes:
+        return b"".join(f + b"\r\n" for f in fields) + b"\r\n" + body
+
+    common = (b"From: News <news@shop.test>", b"Subject: Spring", b"Content-Type: text/plain")
+    key = content_key(message(b"To: a@x.test", b"Message-ID: <1@x>", *common))
+    for_b = (b"To: b@x.test", b"Message-ID: <2@x>", b"List-Unsubscribe: <https://u.test/b>")
+    assert content_key(message(*for_b, *common)) == key
+    changed = [
+        message(b"To: a@x.test", *common, body=b"Hello Anna\r\n"),
+        message(b"To: a@x.test", *common[:1], b"Subject: Summer", *common[2:]),
+        message(b"To: a@x.test", *common[:2], b"Content-Type: text/html"),
+        message(b"To: a@x.test", *common, b"Content-Transfer-Encoding: base64"),
+        message(b"To: a@x.test", *common, b"Reply-To: rep@shop.test"),
+        # not a field to the email parser: it ends the header block there
+        message(b"To a@x.test", *common),
+    ]
+    assert len({key, *map(content_key, changed)}) == len(changed) + 1
+    broken = message(b"To a@x.test", *common)
+    assert decode(broken) != decode(message(b"To: a@x.test", *common))  # why it must count

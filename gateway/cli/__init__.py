@@ -36,7 +36,7 @@ def main() -> None:
 def serve(config: Path | None) -> None:
     """Run the gateway: SMTP ingress, relay workers and the HTTP surface."""
     cfg = load_settings(config)
-    log.configure(cfg.log.format, cfg.log.level)
+    log.configure(cfg.log.format, cfg.log.level, final=True)
     gateway = Gateway(cfg)
 
     async def run() -> None:

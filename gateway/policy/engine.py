@@ -14,10 +14,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 
-from gateway.content import ContentHit, ContentReport, Document, RuleScan, decode
+from gateway.content import ContentHit, ContentReport, Document, RuleScan, content_key, decode
 from gateway.model import Campaign, Facts, Finding, Needs, Submission, Verdict
 from gateway.policy import blast, content_checks, segmentation, signature
 from gateway.policy.content_rules import Signature
@@ -36,10 +37,19 @@ CHECKS: dict[type[Rule], Check] = {
     **content_checks.CHECKS,
     Signature: signature.signature,
 }
-SCAN_MEMORY = 1024  # documents whose scans are remembered (a digest and small hits each)
+CONTENT_MEMORY = 1024  # contents whose reading is remembered (a digest and small hits each)
 CONTENT_KINDS = frozenset({*content_checks.SCANS, Signature})  # rule kinds that read content
 DECLARATION_RULE = "declaration"  # the built-in rule of conflicting declarations
 CONTENT_RULE = "content"  # the built-in rule of content that could not be analysed
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What the content rules read in one message, as remembered for the same content."""
+
+    scans: Mapping[str, RuleScan]
+    senders: tuple[str, ...]
+    sender_hashes: tuple[int, ...]
 
 
 class Engine:
@@ -58,8 +68,8 @@ class Engine:
         self._budget = budget
         self._scan_budget = scan_budget
         self._content = [a for a in policies.rules if type(a.rule) in CONTENT_KINDS]
-        self._scanned: OrderedDict[bytes, Mapping[str, RuleScan]] = OrderedDict()
-        self._scanned_lock = threading.Lock()  # analyse runs in several threads
+        self._reads: OrderedDict[bytes, _Read] = OrderedDict()  # by content key, oldest first
+        self._reads_lock = threading.Lock()  # analyse runs in several threads
 
     def rule_modes(self) -> list[tuple[str, str]]:
         """Every rule id this engine can report findings for, with its mode."""
@@ -75,37 +85,41 @@ class Engine:
         if not self._content:
             return ContentReport()
         started = time.perf_counter()
-        document = decode(submission.content)
-        scans = self._scans(document)
-        boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
+        key = content_key(submission.content)
+        read = self._recall(key)
+        if read is None:
+            document = decode(submission.content)
+            scans = {active.id: self._scan(active, document) for active in self._content}
+            boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
+            read = _Read(scans, boxes, tuple(address_hash(box) for box in boxes))
+            if all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values()):
+                self._remember(key, read)
         return ContentReport(
             analysed=True,
-            scans=scans,
-            senders=boxes,
-            sender_hashes=tuple(address_hash(box) for box in boxes),
+            scans=read.scans,
+            senders=read.senders,
+            sender_hashes=read.sender_hashes,
             elapsed=time.perf_counter() - started,
         )
 
-    def _scans(self, document: Document) -> Mapping[str, RuleScan]:
-        """Run every content rule's scanner on `document`, or recall an earlier clean run.
+    def _recall(self, key: bytes) -> _Read | None:
+        """Return what an earlier message with the same content key read, if remembered.
 
-        A campaign whose body is not personalised sends one document many times over
-        (only headers such as To and Message-ID differ, and scanners do not read those),
-        so its content is read once, not once per message. Scans that failed or ran over
-        budget are not remembered: they are run again, and hold again.
+        A campaign whose body is not personalised sends one content many times over, so
+        it is read once, not once per message. Scans that failed or ran over budget are
+        never remembered: they run again, and hold again.
         """
-        key = document.digest()
-        with self._scanned_lock:
-            if (known := self._scanned.get(key)) is not None:
-                self._scanned.move_to_end(key)
-                return known
-        scans = {active.id: self._scan(active, document) for active in self._content}
-        if all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values()):
-            with self._scanned_lock:
-                self._scanned[key] = scans
-                if len(self._scanned) > SCAN_MEMORY:
-                    self._scanned.popitem(last=False)
-        return scans
+        with self._reads_lock:
+            read = self._reads.get(key)
+            if read is not None:
+                self._reads.move_to_end(key)
+            return read
+
+    def _remember(self, key: bytes, read: _Read) -> None:
+        with self._reads_lock:
+            self._reads[key] = read
+            if len(self._reads) > CONTENT_MEMORY:
+                self._reads.popitem(last=False)
 
     def _scan(self, active: ActiveRule, document: Document) -> RuleScan:
         started = time.perf_counter()
