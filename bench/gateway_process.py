@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import HOST, free_port, rss_kb, start, tail, wait_until
+from harness import HOST, cpu_seconds, free_port, rss_kb, start, tail, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / "bench" / "out" / "venvs"
@@ -192,6 +192,10 @@ class Gateway:
 
     def rss(self) -> dict[str, int]:
         return rss_kb(self.pid)
+
+    def cpu(self) -> float:
+        """CPU seconds the gateway has used so far, all threads."""
+        return cpu_seconds(self.pid)
 
     def api(self, method: str, path: str, token: int = 0, body: Any = None) -> tuple[int, Any]:
         """Call the ops API as operator `token` (0 or 1); return (status, JSON)."""

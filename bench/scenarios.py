@@ -113,6 +113,7 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
             port, alive, per_transaction = gw.smtp_port, gw.check, shape.recipients
         expected = shape.messages * math.ceil(shape.recipients / per_transaction)
         load = Load(shape.messages, shape.recipients, shape.sessions, _message(tmp, ctx, shape))
+        cpu_before = gw.cpu() if target == "sendbrake" else 0.0
         started = time.perf_counter()
         accept_s = send(ctx.tools, port, load)
         at_accept = sink.count()
@@ -138,6 +139,7 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
             result["maillog_sent"] = mta.sent()
         else:
             result |= _gateway_checks(gw, shape)
+            result["cpu_ms_per_message"] = 1000 * (gw.cpu() - cpu_before) / shape.messages
     return result
 
 
