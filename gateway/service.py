@@ -32,6 +32,7 @@ from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.rules import FrequencyCap
 from gateway.relay.upstream import Upstream, create_upstream
+from gateway.relay.upstream_process import ProcessUpstream
 from gateway.relay.worker import Relay
 from gateway.settings import Settings, split_hostport
 from gateway.spool import Spool, create_spool
@@ -64,7 +65,11 @@ class Gateway:
         self.settings = settings
         self.metrics = metrics or Metrics.create()
         self.spool = spool or create_spool(settings.spool)
-        self.upstream = upstream or create_upstream(settings.upstream)
+        self.upstream = upstream or (
+            ProcessUpstream(settings)
+            if settings.upstream.separate_process()
+            else create_upstream(settings.upstream)
+        )
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
         self.engine = Engine(load_policies(settings.policies.dir), clock=clock)
         self.metrics.declare_rules(self.engine.rule_modes())

@@ -193,15 +193,43 @@ class UpstreamSettings(_Section):
         60.0, description="Time allowed for each SMTP command, DATA included."
     )
     pool_size: int = Field(
-        8, gt=0, description="Most open connections to the upstream, reused between messages."
+        16,
+        gt=0,
+        description=(
+            "Most open connections to the upstream, reused between messages (Postfix's default"
+            " per destination is 20)."
+        ),
     )
+    process: Literal["auto", "separate", "gateway"] = Field(
+        "auto",
+        description=(
+            "Where the conversations with the upstream run: `separate` in a child process with"
+            " a CPU of its own, `gateway` inside the gateway process, `auto` separate when the"
+            " machine has more than one CPU."
+        ),
+    )
+
+    def separate_process(self) -> bool:
+        """Tell whether deliveries run in a child process, `auto` resolved for this machine."""
+        if self.process == "auto":
+            return (os.cpu_count() or 1) > 1
+        return self.process == "separate"
 
 
 class RelaySettings(_Section):
     """Relay workers that move queued recipients to the upstream."""
 
-    concurrency: int = Field(16, gt=0, description="Most messages in upstream delivery at once.")
-    batch_size: int = Field(64, gt=0, description="Most messages claimed from the spool in one go.")
+    concurrency: int = Field(
+        128,
+        gt=0,
+        description=(
+            "Most messages claimed and in delivery at once (beyond `upstream.pool_size` they"
+            " wait for a connection); more in flight means larger, cheaper claims and settles."
+        ),
+    )
+    batch_size: int = Field(
+        128, gt=0, description="Most messages claimed from the spool in one go."
+    )
     lease: Duration = Field(
         300.0, description="How long a claim stays exclusive before another worker may retry it."
     )

@@ -64,7 +64,8 @@ def make_settings(
         },
         "http": {"listen": "127.0.0.1:0"},
         "spool": {"url": f"sqlite:///{tmp_path}/spool.db"},
-        "upstream": {"kind": "capture", "outbox": str(tmp_path / "outbox")},
+        # In the gateway process, as tests inject fakes; tests of the separate one ask for it.
+        "upstream": {"kind": "capture", "outbox": str(tmp_path / "outbox"), "process": "gateway"},
         "relay": {
             "retry_base": "50ms",
             "retry_max_delay": "200ms",
@@ -80,6 +81,7 @@ def make_settings(
             "connect_timeout": "2s",
             "command_timeout": "2s",
             "pool_size": 4,
+            "process": "gateway",
         }
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)

@@ -179,9 +179,15 @@ async def test_upstream_up_reads_zero_while_the_provider_is_unreachable_and_one_
         await eventually(lambda: up_is(0), timeout=30, message="upstream_up never fell to 0")
         await upstream.start()
         await eventually(lambda: up_is(1), timeout=30, message="upstream_up never came back")
+        delivered = ("sendbrake_recipients_relayed_total", (("outcome", "delivered"),))
+
+        async def settled() -> bool:  # the gauge moves with the answer, the count after settling
+            return (await scrape(gw))[delivered] == 1
+
+        await eventually(settled, timeout=30, message="the retried message was never delivered")
         values = await scrape(gw)
     assert values[("sendbrake_recipients_relayed_total", (("outcome", "deferred"),))] >= 1
-    assert values[("sendbrake_recipients_relayed_total", (("outcome", "delivered"),))] == 1
+    assert values[delivered] == 1
 
 
 async def test_shadow_findings_are_counted_by_rule_and_mode_without_a_hold(
