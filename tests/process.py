@@ -14,6 +14,27 @@ from tests.helpers import eventually
 REPO = Path(__file__).resolve().parent.parent
 
 
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid`, and that still run (zombies left out)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie that nobody reaps counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 class GatewayProcess:
     """One `sendbrake serve` subprocess whose stdout and stderr go to a log file."""
 

@@ -57,6 +57,12 @@ class ProcessUpstream:
         self._ids = itertools.count()
         self._starting = asyncio.Lock()
 
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id, or None before the first delivery."""
+        running = self._proc is not None and self._proc.returncode is None
+        return self._proc.pid if running and self._proc is not None else None
+
     async def deliver(
         self, mail_from: str, rcpts: Sequence[str], content: bytes
     ) -> list[RecipientResult]:

@@ -9,7 +9,7 @@ import smtplib
 import pytest
 
 from tests.helpers import eventually
-from tests.process import REPO, GatewayProcess
+from tests.process import REPO, GatewayProcess, children, running
 
 
 @pytest.mark.slow
@@ -36,8 +36,32 @@ async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_clean
         [eml] = await eventually(lambda: list((tmp_path / "var" / "outbox").glob("*.eml")))
         assert b"Subject: hello from the quickstart" in eml.read_bytes()
         assert (tmp_path / "var" / "spool.db").exists()
+        helpers = children(gateway.proc.pid)  # the upstream process, on a multi-CPU machine
         gateway.proc.send_signal(signal.SIGTERM)
         assert await gateway.wait(timeout=20) == 0
     finally:
         gateway.close()
     assert any(e["event"] == "shutdown_complete" for e in gateway.events())
+    assert not [pid for pid in helpers if running(pid)]
+
+
+@pytest.mark.slow
+async def test_the_upstream_process_dies_with_a_gateway_killed_9(tmp_path):
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SENDBRAKE_SMTP__LISTEN": "127.0.0.1:0",
+        "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0",
+        "SENDBRAKE_POLICIES__DIR": str(REPO / "policies"),
+        "SENDBRAKE_UPSTREAM__PROCESS": "separate",
+    }
+    gateway = GatewayProcess(env, tmp_path / "gateway.log", cwd=tmp_path)
+    try:
+        await gateway.listening()
+        with smtplib.SMTP(*await gateway.smtp_address(), timeout=10) as client:
+            client.sendmail("me@example.com", ["you@example.com"], b"Subject: hi\r\n\r\nHi.\r\n")
+        await eventually(lambda: list((tmp_path / "var" / "outbox").glob("*.eml")))
+        [helper] = children(gateway.proc.pid)
+        gateway.proc.kill()
+        await eventually(lambda: not running(helper), message="the upstream process outlived")
+    finally:
+        gateway.close()

@@ -31,8 +31,9 @@ def server_context(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
+@pytest.mark.parametrize("process", ["gateway", "separate"])
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
-async def test_relay_over_tls_with_auth(settings_for, upstream, ca, ca_file, mode):
+async def test_relay_over_tls_with_auth(settings_for, upstream, ca, ca_file, mode, process):  # noqa: PLR0917
     await upstream.stop()
     upstream.tls = server_context(ca)
     upstream.implicit_tls = mode == "implicit"
@@ -45,7 +46,8 @@ async def test_relay_over_tls_with_auth(settings_for, upstream, ca, ca_file, mod
             "tls": mode,
             "ca_file": str(ca_file),
             "username": "relay-user",
-            "password": "s3cret",
+            "password": "s3cret",  # secret: it must still reach the upstream process
+            "process": process,
         },
     )
     async with run_gateway(settings) as gw:
