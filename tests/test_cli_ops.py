@@ -115,6 +115,11 @@ async def test_list_shows_a_held_campaign_as_a_table_and_as_json(settings_for):
 async def test_show_prints_declaration_counters_findings_sample_and_timeline(settings_for):
     async with run_gateway(settings_for(ops=ops())) as gw:
         campaign_id = await held_campaign(gw)
+
+        async def first_relayed() -> bool:  # so that both views below show the same counters
+            return (await gw.spool.campaign(campaign_id)).counters.relayed == 1
+
+        await eventually(first_relayed, message="the first message was never relayed")
         shown = ok(await sendbrake(gw, "campaigns", "show", campaign_id, as_user="vera"))
         raw = ok(await sendbrake(gw, "campaigns", "show", campaign_id, "--json"))
     data = json.loads(raw.stdout)
