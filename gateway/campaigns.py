@@ -173,7 +173,14 @@ class Admitter:
         self._analysers.shutdown(wait=False, cancel_futures=True)
 
     async def _analyse(self, decider: Decider, submission: Submission) -> ContentReport:
-        """Run the decider's content analysis off the event loop, within the time budget."""
+        """Run the decider's content analysis off the event loop, within the time budget.
+
+        Content read before (a campaign's body sent again) is recalled on the loop: the
+        hop to a thread and back would cost more than the look-up.
+        """
+        known = decider.recall(submission)
+        if known is not None:
+            return known
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         running = asyncio.Event()

@@ -253,6 +253,10 @@ class Decider(Protocol):
         """Read one message's content; pure and CPU-bound, so callers run it off the loop."""
         ...
 
+    def recall(self, submission: Submission) -> ContentReport | None:
+        """Return the content report when it needs no reading (quick, on the loop), else None."""
+        ...
+
     def needs(self, campaign: Campaign) -> Needs:
         """Say what `decide` will need for mail of this campaign."""
         ...
@@ -267,6 +271,10 @@ class PassAll:
 
     def analyse(self, submission: Submission) -> ContentReport:  # noqa: ARG002
         """Look at nothing."""
+        return ContentReport()
+
+    def recall(self, submission: Submission) -> ContentReport:  # noqa: ARG002
+        """Look at nothing, at once."""
         return ContentReport()
 
     def needs(self, campaign: Campaign) -> Needs:  # noqa: ARG002 - the protocol's shape

@@ -125,6 +125,9 @@ class _Stuck:
         self.release.wait(10)
         return ContentReport(analysed=True)
 
+    def recall(self, submission):
+        return None  # nothing read before: every message goes to an analysis thread
+
     def needs(self, campaign):
         return Needs()
 
@@ -200,3 +203,19 @@ async def test_time_queued_behind_other_messages_does_not_count_against_the_budg
         await spool.close()
     assert [a.held for a in results] == [False, False, False]
     assert all(not r.error for r in decider.reports)
+
+
+async def test_content_read_before_is_recalled_on_the_event_loop(tmp_path):
+    recalled = ContentReport(analysed=True, elapsed=0.001)
+
+    class Remembering(_Stuck):
+        def recall(self, submission):
+            return recalled
+
+        def analyse(self, submission):
+            raise AssertionError("recalled content must not be read again")
+
+    decider = Remembering()
+    admission = await admit_with(tmp_path, decider, timeout=5)
+    assert not admission.held
+    assert decider.reports == [recalled]

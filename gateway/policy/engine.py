@@ -51,6 +51,16 @@ class _Read:
     senders: tuple[str, ...]
     sender_hashes: tuple[int, ...]
 
+    def report(self, elapsed: float) -> ContentReport:
+        """Return the report of a message with this content, read in `elapsed` seconds."""
+        return ContentReport(
+            analysed=True,
+            scans=self.scans,
+            senders=self.senders,
+            sender_hashes=self.sender_hashes,
+            elapsed=elapsed,
+        )
+
 
 class Engine:
     """Decides for each incoming message of a campaign, with one immutable policy set."""
@@ -94,13 +104,18 @@ class Engine:
             read = _Read(scans, boxes, tuple(address_hash(box) for box in boxes))
             if all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values()):
                 self._remember(key, read)
-        return ContentReport(
-            analysed=True,
-            scans=read.scans,
-            senders=read.senders,
-            sender_hashes=read.sender_hashes,
-            elapsed=time.perf_counter() - started,
-        )
+        return read.report(time.perf_counter() - started)
+
+    def recall(self, submission: Submission) -> ContentReport | None:
+        """Return the report of content read before (or of no content rules), else None.
+
+        Quick enough for the event loop: a digest and a look-up, no decoding.
+        """
+        if not self._content:
+            return ContentReport()
+        started = time.perf_counter()
+        read = self._recall(content_key(submission.content))
+        return None if read is None else read.report(time.perf_counter() - started)
 
     def _recall(self, key: bytes) -> _Read | None:
         """Return what an earlier message with the same content key read, if remembered.

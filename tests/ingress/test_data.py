@@ -1,4 +1,5 @@
-"""The ingress's DATA reader: chunked, yet byte for byte what stock aiosmtpd receives.
+"""The ingress's DATA reader and address parser: faster, yet exactly what stock aiosmtpd
+receives and replies.
 
 `receive_data` is driven with StreamReaders of tiny and normal limits (a tiny limit forces
 the terminator across chunk boundaries); then the real server is compared with a stock
@@ -72,14 +73,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self.contents: list[bytes] = []
+        self.senders: list[str] = []
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.contents.append(envelope.original_content or b"")
+        self.senders.append(envelope.mail_from or "")
         return "250 OK"
 
 
 @asynccontextmanager
-async def stock_server(size_limit: int) -> AsyncIterator[tuple[int, list[bytes]]]:
+async def stock_server(size_limit: int) -> AsyncIterator[tuple[int, Recorder]]:
     recorder = Recorder()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
@@ -88,23 +91,24 @@ async def stock_server(size_limit: int) -> AsyncIterator[tuple[int, list[bytes]]
         0,
     )
     try:
-        yield server.sockets[0].getsockname()[1], recorder.contents
+        yield server.sockets[0].getsockname()[1], recorder
     finally:
         server.close()
 
 
 @asynccontextmanager
-async def our_server(size_limit: int) -> AsyncIterator[tuple[int, list[bytes]]]:
-    contents: list[bytes] = []
+async def our_server(size_limit: int) -> AsyncIterator[tuple[int, Recorder]]:
+    recorder = Recorder()
 
     async def admit(inbound: Inbound) -> Admission:
-        contents.append(inbound.content)
+        recorder.contents.append(inbound.content)
+        recorder.senders.append(inbound.mail_from)
         return Admission(message_id="m1", campaign_id="c1", held=False)
 
     settings = SmtpSettings(listen="127.0.0.1:0", hostname="gw.test", max_message_size=size_limit)
     server = await start_smtp(settings, admit, Metrics.create())
     try:
-        yield server.sockets[0].getsockname()[1], contents
+        yield server.sockets[0].getsockname()[1], recorder
     finally:
         server.close()
 
@@ -149,5 +153,57 @@ async def test_server_receives_what_stock_aiosmtpd_receives_and_replies_alike() 
         our_codes = await converse(port, payloads)
     assert our_codes == stock_codes
     assert stock_codes[-4:] == ["552", "500", "250", "221"]
-    assert len(ours) == len(payloads) - 2
-    assert ours == stock
+    assert len(ours.contents) == len(payloads) - 2
+    assert ours.contents == stock.contents
+
+
+SENDERS = [
+    "<a@sender.test>",
+    "a@sender.test",
+    "<>",
+    '<"quoted local"@sender.test>',
+    "<a@sender.test> SIZE=100",
+    "<a@sender.test> BOGUS",
+    "<unclosed@sender.test",
+    "<" + "x" * 70 + "@sender.test>",
+    "<@relay.test:a@sender.test>",
+    "<@>",
+]
+
+
+async def send_from(port: int, senders: list[str]) -> list[str]:
+    """MAIL FROM each sender (then RCPT, DATA, RSET); the reply code to each MAIL."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply() -> str:
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+        return line.decode()[:3]
+
+    await reply()
+    writer.write(b"EHLO client.test\r\n")
+    await reply()
+    codes = []
+    for sender in senders:
+        writer.write(f"MAIL FROM:{sender}\r\n".encode())
+        codes.append(await reply())
+        if codes[-1] == "250":
+            writer.write(b"RCPT TO:<b@example.test>\r\nDATA\r\n")
+            assert [await reply(), await reply()] == ["250", "354"]
+            writer.write(b"Subject: s\r\n\r\nx\r\n.\r\n")
+            assert await reply() == "250"
+        writer.write(b"RSET\r\n")
+        await reply()
+    writer.close()
+    await writer.wait_closed()
+    return codes
+
+
+async def test_mail_from_is_parsed_and_refused_as_stock_aiosmtpd_does() -> None:
+    async with stock_server(10_000) as (port, stock):
+        stock_codes = await send_from(port, SENDERS)
+    async with our_server(10_000) as (port, ours):
+        our_codes = await send_from(port, SENDERS)
+    assert our_codes == stock_codes
+    assert {"250", "553", "555"} <= set(stock_codes)  # accepted, unparsable, bad parameter
+    assert ours.senders == stock.senders

@@ -332,14 +332,16 @@ def test_a_campaign_body_sent_again_is_scanned_once(policies, monkeypatch):
     seen = counting_merge_tag_scanner(monkeypatch)
     engine = Engine(policies)
     leak = b"Subject: hi\r\n\r\nHello {{FirstName}},\r\nnews.\r\n"
-    first = engine.analyse(
-        submission_for(b"To: a@x.test\r\nMessage-ID: <1@x>\r\n" + leak, CampaignSpec())
-    )
-    again = engine.analyse(
-        submission_for(b"To: b@x.test\r\nMessage-ID: <2@x>\r\n" + leak, CampaignSpec())
-    )
+    to_a = submission_for(b"To: a@x.test\r\nMessage-ID: <1@x>\r\n" + leak, CampaignSpec())
+    to_b = submission_for(b"To: b@x.test\r\nMessage-ID: <2@x>\r\n" + leak, CampaignSpec())
+    assert engine.recall(to_a) is None  # never read: it must go to an analysis thread
+    first = engine.analyse(to_a)
+    again = engine.analyse(to_b)
+    recalled = engine.recall(to_b)
     assert len(seen) == 1
     assert again.scans == first.scans
+    assert recalled is not None
+    assert (recalled.scans, recalled.senders) == (first.scans, first.senders)
     assert first.scans["tags"].hits  # the leak is reported for every message, not only once
     engine.analyse(submission_for(leak.replace(b"news", b"more news"), CampaignSpec()))
     engine.analyse(submission_for(leak.replace(b"Subject: hi", b"Subject: ho"), CampaignSpec()))
