@@ -67,7 +67,10 @@ class ProcessUpstream:
         self, mail_from: str, rcpts: Sequence[str], content: bytes
     ) -> list[RecipientResult]:
         """Send one message through the child; answer for every recipient, in order."""
-        stdin = await self._child()
+        try:
+            stdin = await self._child()
+        except OSError as exc:
+            return _all(rcpts, Outcome.TRANSIENT, f"upstream process could not start: {exc}")
         request = next(self._ids)
         answer: asyncio.Future[list[RecipientResult]] = asyncio.get_running_loop().create_future()
         self._pending[request] = (answer, rcpts)
