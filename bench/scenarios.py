@@ -158,16 +158,21 @@ def _all_recipients(
     raise RuntimeError(f"smtp-sink has {sink.recipients()} of {shape.total_recipients} recipients")
 
 
-def _gateway_checks(gw: Gateway, shape: Shape) -> dict[str, Any]:
-    """The gateway's own counts must match (it settles just after the sink's 250)."""
-    deadline = time.monotonic() + 30
-    while True:
-        metrics = gw.metrics()
-        received = metrics.get(RECEIVED, 0)
-        delivered = metrics.get(DELIVERED, 0)
-        if delivered >= shape.total_recipients or time.monotonic() > deadline:
+def _settled(gw: Gateway, recipients: int, seconds: float = 60) -> dict[str, float]:
+    """The gateway's metrics once it counts `recipients` delivered (or `seconds` passed)."""
+    deadline = time.monotonic() + seconds
+    while (metrics := gw.metrics()).get(DELIVERED, 0) < recipients:
+        if time.monotonic() > deadline:
             break
         time.sleep(0.1)
+    return metrics
+
+
+def _gateway_checks(gw: Gateway, shape: Shape) -> dict[str, Any]:
+    """The gateway's own counts must match (it settles just after the sink's 250)."""
+    metrics = _settled(gw, shape.total_recipients)
+    received = metrics.get(RECEIVED, 0)
+    delivered = metrics.get(DELIVERED, 0)
     if received != shape.messages or delivered != shape.total_recipients:
         raise RuntimeError(
             f"gateway counted {received} messages received and {delivered} recipients"
@@ -284,7 +289,8 @@ def held(ctx: Context, recipients: int, sessions: int, tmp: Path) -> dict[str, A
             sampler.phase = "after"
             time.sleep(1)
             rss["after"] = gw.rss()
-        delivered = gw.metrics().get(DELIVERED, 0)
+        # The sink has every transaction; the gateway settles each just after its 250.
+        delivered = _settled(gw, shape.total_recipients).get(DELIVERED, 0)
         if delivered != shape.total_recipients:
             raise RuntimeError(f"released {shape.total_recipients}, delivered {delivered}")
     return {

@@ -204,6 +204,7 @@ class Gateway:
             host, port = split_hostport(self.settings.http.listen)
             await web.TCPSite(runner, host, port).start()
             try:
+                await self.upstream.open()
                 async with asyncio.TaskGroup() as tasks:
                     relay_task = tasks.create_task(self.relay.run())
                     tasks.create_task(self._maintain())

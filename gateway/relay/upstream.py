@@ -32,6 +32,9 @@ class Upstream(Protocol):
     ) -> list[RecipientResult]:
         """Send one message to `rcpts`; answer for every recipient, in order."""
 
+    async def open(self) -> None:
+        """Get ready before the first delivery (connections themselves open on demand)."""
+
     async def close(self) -> None:
         """Close open connections."""
 
@@ -75,6 +78,9 @@ class CaptureUpstream:
             os.fsync(handle.fileno())
         partial.rename(self._outbox / name)  # readers never see half a file
         return name
+
+    async def open(self) -> None:
+        """Nothing to prepare."""
 
     async def close(self) -> None:
         """Nothing to close."""
@@ -188,6 +194,9 @@ class SmtpUpstream:
         else:
             await _reset(client)
         return [replies[rcpt] for rcpt in rcpts]
+
+    async def open(self) -> None:
+        """Nothing to prepare: connections open with the first deliveries."""
 
     async def close(self) -> None:
         while self._idle:

@@ -70,6 +70,7 @@ class ProcessUpstream:
         try:
             stdin = await self._child()
         except OSError as exc:
+            log.exception("upstream_process_failed")
             return _all(rcpts, Outcome.TRANSIENT, f"upstream process could not start: {exc}")
         request = next(self._ids)
         answer: asyncio.Future[list[RecipientResult]] = asyncio.get_running_loop().create_future()
@@ -79,6 +80,13 @@ class ProcessUpstream:
             return await answer
         finally:
             self._pending.pop(request, None)
+
+    async def open(self) -> None:
+        """Start the child now, so that its start-up does not delay the first deliveries."""
+        try:
+            await self._child()
+        except OSError:  # deliveries try again, and answer transient while it fails
+            log.exception("upstream_process_failed")
 
     async def close(self) -> None:
         """Let the child close its connections and exit; kill it if it does not."""

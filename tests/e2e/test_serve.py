@@ -57,10 +57,11 @@ async def test_the_upstream_process_dies_with_a_gateway_killed_9(tmp_path):
     gateway = GatewayProcess(env, tmp_path / "gateway.log", cwd=tmp_path)
     try:
         await gateway.listening()
+        [helper] = children(gateway.proc.pid)  # started with the gateway, not on first use
         with smtplib.SMTP(*await gateway.smtp_address(), timeout=10) as client:
             client.sendmail("me@example.com", ["you@example.com"], b"Subject: hi\r\n\r\nHi.\r\n")
         await eventually(lambda: list((tmp_path / "var" / "outbox").glob("*.eml")))
-        [helper] = children(gateway.proc.pid)
+        assert children(gateway.proc.pid) == [helper]
         gateway.proc.kill()
         await eventually(lambda: not running(helper), message="the upstream process outlived")
     finally:
