@@ -59,7 +59,7 @@ class ProcessUpstream:
 
     @property
     def pid(self) -> int | None:
-        """The running child's process id, or None before the first delivery."""
+        """The running child's process id, or None while none runs."""
         running = self._proc is not None and self._proc.returncode is None
         return self._proc.pid if running and self._proc is not None else None
 
@@ -111,6 +111,7 @@ class ProcessUpstream:
                     sys.executable,
                     "-m",
                     __name__,
+                    str(os.getpid()),  # its parent, to tell whether it is already gone
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                 )
@@ -173,7 +174,7 @@ async def serve(upstream: Upstream, requests: asyncio.StreamReader) -> None:
     async def handle(request: int, mail_from: str, rcpts: tuple[str, ...], content: bytes) -> None:
         try:
             results = await upstream.deliver(mail_from, rcpts, content)
-        except Exception as exc:
+        except Exception as exc:  # answer all the same, or the gateway waits for ever
             log.exception("upstream_delivery_crashed")
             results = _all(rcpts, Outcome.TRANSIENT, f"451 4.3.0 upstream process error: {exc}")
         answers.write(frame((request, results)))
@@ -211,19 +212,22 @@ def _read_start() -> tuple[UpstreamSettings, LogSettings, RuntimeSettings]:
     return start
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when the gateway dies; elsewhere, end of input stops it."""
+def _die_with_parent(gateway: int) -> None:
+    """Ask Linux to kill this process when the gateway dies; elsewhere, end of input stops it.
+
+    `gateway` is the parent's process id (which may be 1, in a container).
+    """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the gateway died before the request took effect
+        if os.getppid() != gateway:  # the gateway died before the request took effect
             sys.exit(1)
 
 
 def main() -> None:
     """Entry point of the upstream process (`python -m gateway.relay.upstream_process`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     settings, log_settings, runtime = _read_start()
     logging.configure(log_settings.format, log_settings.level, final=True)
     with contextlib.suppress(BrokenPipeError):  # the gateway went away first
