@@ -11,17 +11,18 @@ import pytest
 from tests.helpers import eventually
 from tests.process import REPO, GatewayProcess, children, running
 
+# Only the ports (tests never use fixed ports) and the policy folder (the runs are in an
+# empty directory) are set; everything else is the embedded default.
+DEFAULTS = {
+    "SENDBRAKE_SMTP__LISTEN": "127.0.0.1:0",
+    "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0",
+    "SENDBRAKE_POLICIES__DIR": str(REPO / "policies"),
+}
+
 
 @pytest.mark.slow
 async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_cleanly(tmp_path):
-    # Only the ports (tests never use fixed ports) and the policy folder (the run is in an
-    # empty directory) are set; everything else is the embedded default.
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "SENDBRAKE_SMTP__LISTEN": "127.0.0.1:0",
-        "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0",
-        "SENDBRAKE_POLICIES__DIR": str(REPO / "policies"),
-    }
+    env = {"PATH": os.environ.get("PATH", ""), **DEFAULTS}
     gateway = GatewayProcess(env, tmp_path / "gateway.log", cwd=tmp_path)
     try:
         event = await gateway.listening()
@@ -49,9 +50,7 @@ async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_clean
 async def test_the_upstream_process_dies_with_a_gateway_killed_9(tmp_path):
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "SENDBRAKE_SMTP__LISTEN": "127.0.0.1:0",
-        "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0",
-        "SENDBRAKE_POLICIES__DIR": str(REPO / "policies"),
+        **DEFAULTS,
         "SENDBRAKE_UPSTREAM__PROCESS": "separate",
     }
     gateway = GatewayProcess(env, tmp_path / "gateway.log", cwd=tmp_path)
