@@ -197,6 +197,17 @@ class Gateway:
         """CPU seconds the gateway has used so far, all threads."""
         return cpu_seconds(self.pid)
 
+    def helpers_cpu(self) -> float:
+        """CPU seconds its running child processes (the upstream process) have used so far."""
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
+                    total += cpu_seconds(int(stat.parent.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return total
+
     def api(self, method: str, path: str, token: int = 0, body: Any = None) -> tuple[int, Any]:
         """Call the ops API as operator `token` (0 or 1); return (status, JSON)."""
         data = None if body is None else json.dumps(body).encode()

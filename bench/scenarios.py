@@ -113,7 +113,7 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
             port, alive, per_transaction = gw.smtp_port, gw.check, shape.recipients
         expected = shape.messages * math.ceil(shape.recipients / per_transaction)
         load = Load(shape.messages, shape.recipients, shape.sessions, _message(tmp, ctx, shape))
-        cpu_before = gw.cpu() if target == "sendbrake" else 0.0
+        cpu_before = (gw.cpu(), gw.helpers_cpu()) if target == "sendbrake" else (0.0, 0.0)
         started = time.perf_counter()
         accept_s = send(ctx.tools, port, load)
         at_accept = sink.count()
@@ -139,7 +139,9 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
             result["maillog_sent"] = mta.sent()
         else:
             result |= _gateway_checks(gw, shape)
-            result["cpu_ms_per_message"] = 1000 * (gw.cpu() - cpu_before) / shape.messages
+            result["cpu_ms_per_message"] = 1000 * (gw.cpu() - cpu_before[0]) / shape.messages
+            helpers = gw.helpers_cpu() - cpu_before[1]
+            result["upstream_process_cpu_ms_per_message"] = 1000 * helpers / shape.messages
     return result
 
 
