@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import sys
 import time
@@ -43,6 +44,11 @@ REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gat
 REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
 REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 
+# <dot-atom@domain>: what the email parser would return unchanged (anything else goes to it).
+_ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]+"
+_SIMPLE_PATH = re.compile(
+    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?![ \t]*\()[ \t]*"
+)  # the parser also skips the blanks after it, and comments, which it is left to handle
 _DOT_LINE_END = b".\r\n"
 _TERMINATOR = b"\r\n.\r\n"
 
@@ -62,16 +68,19 @@ class _Server(SMTP):
         """Parse the address of MAIL or RCPT as aiosmtpd does.
 
         aiosmtpd's own version defines a typing.Protocol class on every call, which cost
-        more than the parsing itself.
+        more than the parsing itself; and a plain `<local@domain>` needs no email parser.
         """
         if not arg:
             return "", ""
-        try:
-            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
-            address, rest = parse(arg)
-        except HeaderParseError:
-            return None, None
-        addr: str = address.addr_spec
+        if simple := _SIMPLE_PATH.match(arg):  # most addresses: the same answer, sooner
+            addr, rest = simple[1], arg[simple.end() :]
+        else:
+            try:
+                parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+                address, rest = parse(arg)
+            except HeaderParseError:
+                return None, None
+            addr = address.addr_spec
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, str(rest)

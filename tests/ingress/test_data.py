@@ -86,7 +86,13 @@ async def stock_server(size_limit: int) -> AsyncIterator[tuple[int, Recorder]]:
     recorder = Recorder()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(recorder, data_size_limit=size_limit, decode_data=False, loop=loop),
+        lambda: SMTP(
+            recorder,
+            data_size_limit=size_limit,
+            decode_data=False,
+            enable_SMTPUTF8=True,  # as the gateway's
+            loop=loop,
+        ),
         "127.0.0.1",
         0,
     )
@@ -168,6 +174,18 @@ SENDERS = [
     "<" + "x" * 70 + "@sender.test>",
     "<@relay.test:a@sender.test>",
     "<@>",
+    "<First.Last+tag_1@Mail.Sender-1.TEST>",
+    "<a..b@sender.test>",
+    "<a@sender..test>",
+    "<.a@sender.test>",
+    "<a@sender.test>trailing",
+    " <a@sender.test>",
+    "<a@sender.test.>",
+    "<josé@sender.test> SMTPUTF8",
+    "<a@sender.test>   SIZE=100",
+    "<a@sender.test>\tSIZE=100",
+    "<a@sender.test> (a comment) SIZE=100",
+    "<a@sender.test>(a comment)",
 ]
 
 
