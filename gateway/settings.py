@@ -205,15 +205,22 @@ class UpstreamSettings(_Section):
         description=(
             "Where the conversations with the upstream run: `separate` in a child process with"
             " a CPU of its own, `gateway` inside the gateway process, `auto` separate when the"
-            " machine has more than one CPU."
+            " process may run on more than one CPU."
         ),
     )
 
     def separate_process(self) -> bool:
         """Tell whether deliveries run in a child process, `auto` resolved for this machine."""
         if self.process == "auto":
-            return (os.cpu_count() or 1) > 1
+            return _usable_cpus() > 1
         return self.process == "separate"
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class RelaySettings(_Section):

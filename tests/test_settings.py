@@ -113,3 +113,20 @@ def test_settings_reference_in_docs_is_generated_from_the_code():
 )
 def test_durations_accept_units(text, seconds):
     assert settings.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("process", "cpus", "separate"),
+    [
+        ("auto", {0}, False),
+        ("auto", {0, 1}, True),
+        ("separate", {0}, True),
+        ("gateway", {0, 1, 2, 3}, False),
+    ],
+)
+def test_upstream_process_auto_means_separate_on_more_than_one_usable_cpu(
+    monkeypatch, process, cpus, separate
+):
+    monkeypatch.setattr(settings.os, "sched_getaffinity", lambda _pid: cpus, raising=False)
+    upstream = settings.UpstreamSettings(process=process)
+    assert upstream.separate_process() is separate
