@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.content import ContentReport, Document, RuleScan
-from gateway.model import Campaign, CampaignState, Counters, Declaration, Facts, Finding
+from gateway.model import Facts, Finding
 from gateway.policy import detectors
 from gateway.policy.content_checks import in_window
 from gateway.policy.content_rules import MergeTags, TestMarkers
@@ -19,6 +19,7 @@ from gateway.policy.language import detect, primary
 from gateway.policy.loader import load_policies
 from gateway.policy.signature import closings
 from gateway.signoffs import SIGNOFF_KIND, cleared
+from tests.policy.factories import campaign
 
 TAGS = MergeTags(id="m", kind="merge_tags")
 MARKERS = TestMarkers(id="t", kind="test_markers")
@@ -208,23 +209,6 @@ def policies(tmp_path: Path):
     return load_policies(tmp_path)
 
 
-def campaign(received: int = 50, acknowledged=frozenset()) -> Campaign:
-    return Campaign(
-        id="C",
-        key="k",
-        client="c",
-        implicit=False,
-        state=CampaignState.OPEN,
-        sender="s",
-        subject="s",
-        declared=Declaration(),
-        counters=Counters(received=received),
-        created_at=0.0,
-        updated_at=0.0,
-        acknowledged=acknowledged,
-    )
-
-
 SIGNED = b"Subject: hi\r\n\r\nA note.\r\n\r\nThanks,\r\nJane\r\n"
 
 
@@ -233,17 +217,17 @@ def test_a_signature_finding_holds_even_after_a_release_acknowledged_it(policies
     sub = submission_for(SIGNED, CampaignSpec())
     sub = replace(sub, report=engine.analyse(sub))
     acknowledged = frozenset({("sig", SIGNOFF_KIND)})
-    verdict = engine.decide(campaign(acknowledged=acknowledged), sub, Facts())
+    verdict = engine.decide(campaign(50, acknowledged=acknowledged), sub, Facts())
     assert verdict.hold
     assert verdict.tallies == {"signoff:ceo": 1}
-    signed = engine.decide(campaign(), sub, Facts(signoffs=frozenset({"ceo"})))
+    signed = engine.decide(campaign(50), sub, Facts(signoffs=frozenset({"ceo"})))
     assert not signed.hold
     assert signed.findings == ()
 
 
 def test_content_that_was_never_analysed_is_held(policies):
     sub = submission_for(SIGNED, CampaignSpec())
-    verdict = Engine(policies).decide(campaign(), sub, Facts())
+    verdict = Engine(policies).decide(campaign(50), sub, Facts())
     assert verdict.hold
     assert [(f.rule, f.kind) for f in verdict.findings] == [("content", "content_unchecked")]
 
@@ -253,7 +237,7 @@ def test_an_analysis_that_timed_out_is_held_with_its_reason(policies):
         submission_for(SIGNED, CampaignSpec()),
         report=ContentReport(error="content analysis took longer than 5 s"),
     )
-    verdict = Engine(policies).decide(campaign(), sub, Facts())
+    verdict = Engine(policies).decide(campaign(50), sub, Facts())
     [finding] = [f for f in verdict.findings if f.rule == "content"]
     assert verdict.hold
     assert "took longer than 5 s" in finding.message
@@ -289,7 +273,7 @@ def test_signoffs_clear_a_held_campaign_only_when_nothing_else_holds_it():
     signoff = Finding("sig", SIGNOFF_KIND, "enforce", "needs ceo")
     other = Finding("tags", "merge_tag", "enforce", "leak")
     shadow = Finding("lang", "language_mismatch", "shadow", "es")
-    held = replace(campaign(), findings=(signoff, shadow))
+    held = replace(campaign(50), findings=(signoff, shadow))
     assert cleared(held, {"ceo"}, {"ceo"})
     assert not cleared(held, {"ceo"}, {"ceo", "cfo"})  # another identity still to sign
     assert not cleared(replace(held, findings=(signoff, other)), {"ceo"}, {"ceo"})
@@ -309,7 +293,7 @@ def test_a_shadow_signature_rule_records_but_needs_no_signoff(tmp_path):
     )
     engine = Engine(load_policies(tmp_path))
     sub = submission_for(SIGNED, CampaignSpec())
-    verdict = engine.decide(campaign(), replace(sub, report=engine.analyse(sub)), Facts())
+    verdict = engine.decide(campaign(50), replace(sub, report=engine.analyse(sub)), Facts())
     assert not verdict.hold
     assert [(f.rule, f.mode) for f in verdict.findings] == [("sig", "shadow")]
     assert verdict.tallies == {}
