@@ -340,3 +340,17 @@ def test_failed_and_slow_scans_are_not_remembered(policies, monkeypatch):
     for _ in range(2):
         slow.analyse(submission_for(SIGNED, CampaignSpec()))
     assert len(seen) == 2
+
+    def crash(rule, document):
+        seen.append(document)
+        raise RuntimeError("regex exploded")
+
+    monkeypatch.setitem(
+        __import__("gateway.policy.content_checks", fromlist=["SCANS"]).SCANS, MergeTags, crash
+    )
+    crashing = Engine(policies)
+    for _ in range(2):
+        report = crashing.analyse(submission_for(SIGNED, CampaignSpec()))
+        assert report.scans["tags"].error == "RuntimeError: regex exploded"
+    assert crashing.recall(submission_for(SIGNED, CampaignSpec())) is None
+    assert len(seen) == 4
