@@ -6,7 +6,8 @@ SendbrakeError
  ├── SpoolError           the spool could not commit or read; callers answer 4xx
  │    └── SpoolLocked     another gateway already owns this SQLite spool
  ├── CampaignRejected     mail for a campaign an operator rejected (SMTP 550)
- └── Conflict             an operation that the current state does not allow (HTTP 409)
+ ├── Conflict             an operation that the current state does not allow (HTTP 409)
+ └── IllegalTransition    a state change the model's transition table forbids (a bug)
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class CampaignRejected(SendbrakeError):
 
 class Conflict(SendbrakeError):
     """The request is valid but the current state does not allow it (HTTP 409)."""
+
+
+class IllegalTransition(SendbrakeError):
+    """Code asked for a state change the transition tables forbid: a bug, never input."""

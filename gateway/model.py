@@ -38,6 +38,7 @@ class CampaignState(enum.StrEnum):
     REJECTED = "rejected"
 
 
+# Every campaign state change the product makes; anything else is a bug (or a lost race).
 CAMPAIGN_TRANSITIONS: Mapping[CampaignState, frozenset[CampaignState]] = {
     CampaignState.OPEN: frozenset({CampaignState.HELD, CampaignState.REJECTED}),
     CampaignState.HELD: frozenset({CampaignState.RELEASED, CampaignState.REJECTED}),
@@ -59,17 +60,24 @@ class RecipientState(enum.StrEnum):
     SUPPRESSED = "suppressed"
 
 
+# Every recipient state change the product makes. Rows are born QUEUED, HELD or SUPPRESSED.
 RECIPIENT_TRANSITIONS: Mapping[RecipientState, frozenset[RecipientState]] = {
-    RecipientState.QUEUED: frozenset({RecipientState.SENDING, RecipientState.HELD}),
+    RecipientState.QUEUED: frozenset(
+        {RecipientState.SENDING, RecipientState.HELD, RecipientState.DISCARDED}
+    ),
     RecipientState.DEFERRED: frozenset(
-        {RecipientState.SENDING, RecipientState.HELD, RecipientState.FAILED}
+        {RecipientState.SENDING, RecipientState.HELD, RecipientState.DISCARDED}
     ),
     RecipientState.SENDING: frozenset(
         {
             RecipientState.RELAYED,
             RecipientState.DEFERRED,
             RecipientState.FAILED,
-            RecipientState.QUEUED,  # lease given back on shutdown or crash recovery
+            # The lease is given back (shutdown, crash recovery, or it expired): the row
+            # waits again as its campaign now says, queued, held or discarded.
+            RecipientState.QUEUED,
+            RecipientState.HELD,
+            RecipientState.DISCARDED,
         }
     ),
     RecipientState.HELD: frozenset({RecipientState.QUEUED, RecipientState.DISCARDED}),
@@ -78,6 +86,9 @@ RECIPIENT_TRANSITIONS: Mapping[RecipientState, frozenset[RecipientState]] = {
     RecipientState.DISCARDED: frozenset(),
     RecipientState.SUPPRESSED: frozenset(),
 }
+INITIAL_RECIPIENT_STATES = frozenset(
+    {RecipientState.QUEUED, RecipientState.HELD, RecipientState.SUPPRESSED}
+)
 
 # States a relay worker may claim from.
 CLAIMABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
@@ -86,6 +97,11 @@ CLAIMABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
 def can_transition(src: RecipientState, dst: RecipientState) -> bool:
     """Tell whether a recipient may move from `src` to `dst`."""
     return dst in RECIPIENT_TRANSITIONS[src]
+
+
+def can_transition_campaign(src: CampaignState, dst: CampaignState) -> bool:
+    """Tell whether a campaign may move from `src` to `dst`."""
+    return dst in CAMPAIGN_TRANSITIONS[src]
 
 
 @dataclass(frozen=True, slots=True)

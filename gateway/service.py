@@ -241,7 +241,7 @@ class Gateway:
             finally:
                 smtp.close()
                 await runner.cleanup()
-                given_back = await self.spool.release_leases(self.relay.owner)
+                given_back = await self.spool.release_leases(self.relay.owner, time.time())
                 if given_back:
                     log.info("leases_given_back", recipients=given_back)
                 await self.upstream.close()

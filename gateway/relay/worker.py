@@ -92,6 +92,9 @@ class Relay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._inflight = 0
+        # Recipients of deliveries in progress: the leases the renewer keeps alive. A
+        # delivery that dies leaves here, so its leases run out and another worker takes over.
+        self._leased: dict[int, tuple[int, ...]] = {}  # by the delivery's first recipient
 
     def wake(self) -> None:
         """Tell the workers new work may be due (called after each admission)."""
@@ -106,6 +109,7 @@ class Relay:
         """Claim and deliver until `stop`; in-flight deliveries finish before returning."""
         log.info("relay_started", owner=self.owner, concurrency=self._settings.concurrency)
         async with asyncio.TaskGroup() as tasks:
+            renewer = tasks.create_task(self._renew_leases())
             while not self._stopping.is_set():
                 self._wake.clear()  # before claiming, so a wake during the claim is not lost
                 free = self._settings.concurrency - self._inflight
@@ -128,7 +132,21 @@ class Relay:
                     tasks.create_task(self._deliver(delivery))
                 if not claimed:
                     await self._idle(free > 0)
+            renewer.cancel()
         log.info("relay_stopped", owner=self.owner)
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of deliveries in progress from running out (a slow upstream)."""
+        lease = self._settings.lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            ids = [rid for rids in self._leased.values() for rid in rids]
+            if not ids:
+                continue
+            try:
+                await self._spool.renew_leases(self.owner, ids, self._clock() + lease)
+            except SpoolError as exc:
+                log.warning("relay_lease_renewal_failed", error=str(exc))
 
     async def _idle(self, may_claim: bool) -> None:
         timeout = self._settings.poll_interval
@@ -144,6 +162,8 @@ class Relay:
 
     async def _deliver(self, delivery: Delivery) -> None:
         bound = log.bind(message=delivery.message_id, campaign=delivery.campaign_id)
+        leased = tuple(rid for rid, _ in delivery.recipients)
+        self._leased[leased[0]] = leased
         try:
             started = time.perf_counter()
             results = await self._upstream.deliver(
@@ -171,5 +191,6 @@ class Relay:
             # the next start, never dropped.
             bound.exception("relay_delivery_crashed")
         finally:
+            del self._leased[leased[0]]
             self._inflight -= 1
             self._wake.set()

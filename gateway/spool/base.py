@@ -91,13 +91,20 @@ class Spool(Protocol):
         """
 
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
-        """Lease up to `limit` due messages (with their due recipients) to `owner`."""
+        """Lease up to `limit` due messages (with their due recipients) to `owner`.
+
+        Recipients whose lease ran out by `now` are given back first, so any worker takes
+        over the work of one that died without its process restarting.
+        """
 
     async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
         """Record outcomes of leased recipients (compare-and-set on the lease); return rows changed."""
 
-    async def release_leases(self, owner: str) -> int:
+    async def release_leases(self, owner: str, now: float) -> int:
         """Give back every recipient `owner` still leases, unchanged, for another try."""
+
+    async def renew_leases(self, owner: str, recipient_ids: Sequence[int], until: float) -> int:
+        """Extend `owner`'s leases on these recipients to `until`; return how many it holds."""
 
     async def next_due(self) -> float | None:
         """Return when the earliest claimable recipient becomes due, or None."""

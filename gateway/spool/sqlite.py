@@ -184,7 +184,7 @@ class SqliteSpool:
             migrate(conn)
             # The lock file proves no other process is alive to own these leases.
             with conn:
-                recovered = q.give_back(conn, None)
+                recovered = q.give_back(conn, now=time.time())
                 sqlite_segments.retire_unfinished(conn)
         finally:
             conn.close()
@@ -245,13 +245,19 @@ class SqliteSpool:
     async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
         return await self._write(lambda c: q.settle(c, owner, settlements, now))
 
-    async def release_leases(self, owner: str) -> int:
-        return await self._write(lambda c: q.give_back(c, owner))
+    async def release_leases(self, owner: str, now: float) -> int:
+        return await self._write(lambda c: q.give_back(c, now=now, owner=owner))
+
+    async def renew_leases(self, owner: str, recipient_ids: Sequence[int], until: float) -> int:
+        return await self._write(lambda c: q.renew(c, owner, recipient_ids, until))
 
     async def next_due(self) -> float | None:
         def work(conn: sqlite3.Connection) -> float | None:
+            # A lease running out makes work due too: its recipients are taken over then.
             row = conn.execute(
-                "SELECT MIN(next_attempt_at) FROM recipients WHERE state IN (?, ?)",
+                "SELECT MIN(at) FROM (SELECT MIN(next_attempt_at) AS at FROM recipients"
+                " WHERE state IN (?, ?) UNION ALL SELECT MIN(lease_until) FROM recipients"
+                " WHERE state = 'sending')",
                 q.CLAIMABLE_STATES,
             ).fetchone()
             return None if row[0] is None else float(row[0])

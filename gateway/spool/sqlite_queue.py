@@ -35,6 +35,7 @@ from gateway.model import (
     new_id,
 )
 from gateway.spool import sqlite_segments
+from gateway.spool import transitions as t
 
 CAMPAIGN_COLUMNS = (
     "id, key, client, implicit, state, sender, subject, declared_size, declared_category,"
@@ -89,9 +90,8 @@ def accept(conn: sqlite3.Connection, sub: Submission, decider: Decider, window: 
         add_findings(conn, campaign, verdict.findings)
     _remember(conn, campaign_id, sub, verdict)
     count = len(sub.rcpt_tos)
-    tripped = verdict.hold and campaign.state in {CampaignState.OPEN, CampaignState.RELEASED}
-    quarantined = 0
-    if tripped:
+    quarantined = None
+    if verdict.hold and campaign.state is not CampaignState.HELD:
         quarantined = hold(
             conn,
             campaign,
@@ -101,6 +101,7 @@ def accept(conn: sqlite3.Connection, sub: Submission, decider: Decider, window: 
             sample_message_id=sub.message_id,
             incoming=count - len(verdict.suppress),
         )
+    tripped = quarantined is not None
     held = verdict.hold or campaign.state is CampaignState.HELD
     _store(conn, campaign_id, sub, RecipientState.HELD if held else RecipientState.QUEUED, verdict)
     return Admission(
@@ -109,7 +110,7 @@ def accept(conn: sqlite3.Connection, sub: Submission, decider: Decider, window: 
         held=held,
         tripped=tripped,
         findings=verdict.findings,
-        held_recipients=quarantined,
+        held_recipients=quarantined or 0,
     )
 
 
@@ -262,17 +263,18 @@ def _store(
             now,
         ),
     )
+    born = t.born(waiting)
     rows = []
     for index, (address, box, key) in enumerate(
         zip(sub.rcpt_tos, sub.mailboxes, sub.hashes, strict=True)
     ):
         rule = verdict.suppress.get(index)
         state, reply = (
-            (RecipientState.SUPPRESSED, f"suppressed by rule {rule}") if rule else (waiting, "")
+            (t.born(RecipientState.SUPPRESSED), f"suppressed by rule {rule}")
+            if rule
+            else (born, "")
         )
-        rows.append(
-            (sub.message_id, campaign_id, address, box, key, str(state), reply, now, now, now)
-        )
+        rows.append((sub.message_id, campaign_id, address, box, key, state, reply, now, now, now))
     conn.executemany(
         "INSERT INTO recipients (message_id, campaign_id, address, mailbox, mailbox_hash, state,"
         " last_reply, next_attempt_at, updated_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -370,26 +372,42 @@ def hold(
     rules: Sequence[str],
     sample_message_id: str | None = None,
     incoming: int = 0,
-) -> int:
+) -> int | None:
     """Quarantine a campaign: nothing of it that is still waiting may be relayed.
 
-    Return how many recipients the hold quarantined (`incoming` included).
+    A compare-and-set from the state `campaign` was read in. Return how many recipients
+    the hold quarantined (`incoming` included), or None when the campaign had moved on.
     """
+    # What went out before the first review escaped it; after a release it was approved.
+    escaped = "relayed" if campaign.state is CampaignState.OPEN else "escaped"
+    move = t.move_campaign(
+        conn,
+        campaign.id,
+        (campaign.state,),
+        CampaignState.HELD,
+        assign=f"escaped = {escaped}, held_at = ?, updated_at = ?,"
+        " sample_message_id = COALESCE(?, sample_message_id)",
+        params=(now, now, sample_message_id),
+    )
+    if not move.moved:
+        return None
     moved = {
-        source: conn.execute(
-            "UPDATE recipients SET state = 'held', updated_at = ? WHERE campaign_id = ? AND state = ?",
-            (now, campaign.id, str(source)),
-        ).rowcount
+        source: t.move_recipients(
+            conn,
+            source,
+            RecipientState.HELD,
+            where="campaign_id = ?",
+            params=(campaign.id,),
+            assign="updated_at = ?",
+            assign_params=(now,),
+        )
         for source in CLAIMABLE
     }
     queued, deferred = moved[RecipientState.QUEUED], moved[RecipientState.DEFERRED]
-    # What went out before the first review escaped it; after a release it was approved.
-    escaped = "relayed" if campaign.state is CampaignState.OPEN else "escaped"
     conn.execute(
-        "UPDATE campaigns SET state = 'held', held = held + ?, queued = queued - ?,"
-        f" deferred = deferred - ?, escaped = {escaped}, held_at = ?, updated_at = ?,"
-        " sample_message_id = COALESCE(?, sample_message_id) WHERE id = ?",
-        (queued + deferred, queued, deferred, now, now, sample_message_id, campaign.id),
+        "UPDATE campaigns SET held = held + ?, queued = queued - ?, deferred = deferred - ?"
+        " WHERE id = ?",
+        (queued + deferred, queued, deferred, campaign.id),
     )
     held = queued + deferred + incoming  # incoming: the tripping message, stored right after
     add_event(conn, campaign.id, now, "held", actor, rules=list(rules), recipients=held)
@@ -412,7 +430,12 @@ def add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequenc
 def claim(
     conn: sqlite3.Connection, owner: str, now: float, limit: int, lease: float
 ) -> list[Delivery]:
-    """Lease due recipients of up to `limit` messages, unless the relay is paused."""
+    """Lease due recipients of up to `limit` messages, unless the relay is paused.
+
+    Leases that ran out first go back to waiting (a worker died without its process
+    restarting), so any worker, this one included, can take them over.
+    """
+    give_back(conn, now=now, expired_at=now)
     if relay_paused(conn):
         return []
     message_ids = _due_messages(conn, now, limit)
@@ -422,12 +445,23 @@ def claim(
     by_message: dict[str, list[tuple[int, str, int, float]]] = {}
     moved_from_deferred: Counter[str] = Counter()
     for source in CLAIMABLE:
-        for rid, message_id, campaign_id, address, attempts, queued_at in conn.execute(
-            "UPDATE recipients SET state = 'sending', lease_owner = ?, lease_until = ?,"
-            f" updated_at = ? WHERE message_id IN ({marks}) AND state = ? AND next_attempt_at <= ?"
-            " RETURNING id, message_id, campaign_id, address, attempts, queued_at",
-            (owner, now + lease, now, *message_ids, str(source), now),
-        ).fetchall():
+        for (
+            rid,
+            message_id,
+            campaign_id,
+            address,
+            attempts,
+            queued_at,
+        ) in t.move_recipients_returning(
+            conn,
+            source,
+            RecipientState.SENDING,
+            where=f"message_id IN ({marks}) AND next_attempt_at <= ?",
+            params=(*message_ids, now),
+            assign="lease_owner = ?, lease_until = ?, updated_at = ?",
+            assign_params=(owner, now + lease, now),
+            returning="id, message_id, campaign_id, address, attempts, queued_at",
+        ):
             by_message.setdefault(message_id, []).append((rid, address, attempts, queued_at))
             if source == RecipientState.DEFERRED:
                 moved_from_deferred[campaign_id] += 1
@@ -458,6 +492,18 @@ def claim(
     return deliveries
 
 
+def renew(conn: sqlite3.Connection, owner: str, recipient_ids: Sequence[int], until: float) -> int:
+    """Extend `owner`'s leases on these recipients; return how many it still held."""
+    if not recipient_ids:
+        return 0
+    marks = ",".join("?" * len(recipient_ids))
+    return conn.execute(
+        f"UPDATE recipients SET lease_until = ? WHERE id IN ({marks})"
+        " AND state = 'sending' AND lease_owner = ?",
+        (until, *recipient_ids, owner),
+    ).rowcount
+
+
 def _due_messages(conn: sqlite3.Connection, now: float, limit: int) -> list[str]:
     """Return up to `limit` messages with due recipients, the longest waiting first."""
     # Walk the (state, next_attempt_at) index per state and stop after `limit` rows, so a
@@ -483,7 +529,10 @@ _SETTLED_COUNTER = {
     RecipientState.RELAYED: "relayed",
     RecipientState.DEFERRED: "deferred",
     RecipientState.FAILED: "failed",
+    RecipientState.HELD: "held",
+    RecipientState.DISCARDED: "discarded",
 }
+DEFERRED = RecipientState.DEFERRED
 
 
 def settle(
@@ -491,23 +540,22 @@ def settle(
 ) -> int:
     """Record outcomes; a row whose lease was lost is left to its new owner."""
     changes: Counter[tuple[str, str]] = Counter()
+    retries = _retry_states(conn, [s.recipient_id for s in settlements if s.state is DEFERRED])
     for item in settlements:
-        row = conn.execute(
-            "UPDATE recipients SET state = ?, attempts = attempts + 1, last_reply = ?,"
-            " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
-            " WHERE id = ? AND state = 'sending' AND lease_owner = ? RETURNING campaign_id",
-            (
-                str(item.state),
-                item.reply,
-                item.next_attempt_at or now,
-                now,
-                item.recipient_id,
-                owner,
-            ),
-        ).fetchone()
-        if row is not None:
-            changes[(row[0], _SETTLED_COUNTER[item.state])] += 1
-            changes[(row[0], "queued")] -= 1
+        target = retries.get(item.recipient_id, item.state)
+        for (campaign_id,) in t.move_recipients_returning(
+            conn,
+            RecipientState.SENDING,
+            target,
+            where="id = ? AND lease_owner = ?",
+            params=(item.recipient_id, owner),
+            assign="attempts = attempts + 1, last_reply = ?, next_attempt_at = ?,"
+            " lease_owner = NULL, lease_until = NULL, updated_at = ?",
+            assign_params=(item.reply, item.next_attempt_at or now, now),
+            returning="campaign_id",
+        ):
+            changes[(campaign_id, _SETTLED_COUNTER[target])] += 1
+            changes[(campaign_id, "queued")] -= 1
     for (campaign_id, column), delta in changes.items():
         if delta:
             conn.execute(
@@ -523,18 +571,74 @@ def settle(
     return sum(delta for (_, column), delta in changes.items() if column != "queued")
 
 
-def give_back(conn: sqlite3.Connection, owner: str | None) -> int:
-    """Return leased recipients (of one owner, or all) to the queue, unchanged."""
-    params: tuple[str, ...] = ()
-    if owner is None:
-        where = "state = 'sending'"
-    else:
-        where, params = "state = 'sending' AND lease_owner = ?", (owner,)
-    return conn.execute(
-        "UPDATE recipients SET state = 'queued', lease_owner = NULL, lease_until = NULL"
-        f" WHERE {where}",
-        params,
-    ).rowcount
+# Where a recipient whose lease is given back waits, by its campaign's state now.
+_RETURN_TO = (
+    (RecipientState.QUEUED, (CampaignState.OPEN, CampaignState.RELEASED), None),
+    (RecipientState.HELD, (CampaignState.HELD,), "held"),
+    (RecipientState.DISCARDED, (CampaignState.REJECTED,), "discarded"),
+)
+# Where a recipient the upstream deferred waits, by its campaign's state now: a campaign
+# held or rejected while the delivery was in flight must not send it on the next try.
+_RETRY_AS = {
+    CampaignState.HELD: RecipientState.HELD,
+    CampaignState.REJECTED: RecipientState.DISCARDED,
+}
+
+
+def _retry_states(
+    conn: sqlite3.Connection, recipient_ids: Sequence[int]
+) -> dict[int, RecipientState]:
+    """Return, for deferred recipients whose campaign stopped, where they wait instead."""
+    if not recipient_ids:
+        return {}
+    marks = ",".join("?" * len(recipient_ids))
+    rows = conn.execute(
+        f"SELECT r.id, c.state FROM recipients r JOIN campaigns c ON c.id = r.campaign_id"
+        f" WHERE r.id IN ({marks})",
+        recipient_ids,
+    )
+    return {rid: _RETRY_AS[state] for rid, state in rows if state in _RETRY_AS}
+
+
+def give_back(
+    conn: sqlite3.Connection,
+    *,
+    now: float,
+    owner: str | None = None,
+    expired_at: float | None = None,
+) -> int:
+    """Return leased recipients (of one owner, expired ones, or all) to where they wait.
+
+    A recipient leased before its campaign was held or rejected waits held, or is
+    discarded, instead of going out when it is claimed again.
+    """
+    where, params = "1", list[Any]()
+    if owner is not None:
+        where, params = "lease_owner = ?", [owner]
+    if expired_at is not None:
+        where, params = f"{where} AND lease_until <= ?", [*params, expired_at]
+    total = 0
+    for target, states, column in _RETURN_TO:
+        marks = ",".join("?" * len(states))
+        rows = t.move_recipients_returning(
+            conn,
+            RecipientState.SENDING,
+            target,
+            where=f"{where} AND campaign_id IN (SELECT id FROM campaigns WHERE state IN ({marks}))",
+            params=(*params, *map(str, states)),
+            assign="lease_owner = NULL, lease_until = NULL, updated_at = ?",
+            assign_params=(now,),
+            returning="campaign_id",
+        )
+        total += len(rows)
+        if column is None:  # a leased recipient is counted as queued already
+            continue
+        for campaign_id, moved in Counter(campaign_id for (campaign_id,) in rows).items():
+            conn.execute(
+                f"UPDATE campaigns SET queued = queued - ?, {column} = {column} + ? WHERE id = ?",
+                (moved, moved, campaign_id),
+            )
+    return total
 
 
 def campaign_from_row(row: Sequence[Any]) -> Campaign:

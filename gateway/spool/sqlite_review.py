@@ -26,6 +26,7 @@ from gateway.model import (
     Token,
 )
 from gateway.spool import sqlite_segments
+from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.spool.sqlite_queue import (
     CAMPAIGN_COLUMNS,
@@ -47,9 +48,10 @@ def manual_hold(
         return campaign
     if campaign.state is CampaignState.REJECTED:
         raise Conflict(f"campaign {campaign_id} is rejected; there is nothing left to hold")
-    add_findings(conn, campaign, [finding])
     actor = str(finding.evidence.get("actor", "operator"))
-    hold(conn, campaign, now=now, actor=actor, rules=[finding.rule])
+    if hold(conn, campaign, now=now, actor=actor, rules=[finding.rule]) is None:
+        raise Conflict(f"campaign {campaign_id} changed while it was being held; try again")
+    add_findings(conn, campaign, [finding])
     return campaign_by_id(conn, campaign_id)
 
 
@@ -70,7 +72,7 @@ def release(
     campaign = campaign_by_id(conn, campaign_id)
     if campaign is None or campaign.state is not CampaignState.HELD:
         return campaign
-    which = "campaign_id = ? AND state = 'held'"
+    which = "campaign_id = ?"
     params: list[Any] = [campaign_id]
     if only_segment is not None:
         live = sqlite_segments.version_of(conn, only_segment)
@@ -79,12 +81,17 @@ def release(
         which += " AND mailbox_hash IN (SELECT hash FROM segment_members WHERE version = ?)"
         params.append(live[0])
     if max_recipients is not None:
-        which = f"id IN (SELECT id FROM recipients WHERE {which} ORDER BY id LIMIT ?)"
+        which = f"id IN (SELECT id FROM recipients WHERE {which} AND state = 'held' ORDER BY id LIMIT ?)"
         params.append(max_recipients)
-    moved = conn.execute(
-        f"UPDATE recipients SET state = 'queued', updated_at = ?, queued_at = ? WHERE {which}",
-        (now, now, *params),
-    ).rowcount
+    moved = t.move_recipients(
+        conn,
+        RecipientState.HELD,
+        RecipientState.QUEUED,
+        where=which,
+        params=params,
+        assign="updated_at = ?, queued_at = ?",
+        assign_params=(now, now),
+    )
     remaining = campaign.counters.held - moved
     conn.execute(
         "UPDATE campaigns SET held = held - ?, queued = queued + ?, updated_at = ? WHERE id = ?",
@@ -92,10 +99,16 @@ def release(
     )
     if remaining == 0:
         acknowledged = sorted(campaign.acknowledged | {f.signature for f in campaign.findings})
-        conn.execute(
-            "UPDATE campaigns SET state = 'released', acknowledged = ?, held_at = NULL WHERE id = ?",
-            (json.dumps(acknowledged), campaign_id),
+        move = t.move_campaign(
+            conn,
+            campaign_id,
+            (CampaignState.HELD,),
+            CampaignState.RELEASED,
+            assign="acknowledged = ?, held_at = NULL",
+            params=(json.dumps(acknowledged),),
         )
+        if not move.moved:  # the savepoint of this unit undoes the recipients moved above
+            raise Conflict(f"campaign {campaign_id} became {move.state} during the release")
         conn.execute("DELETE FROM release_approvals WHERE campaign_id = ?", (campaign_id,))
     event = "released" if remaining == 0 else "partially_released"
     details = {"only_segment": only_segment} if only_segment else {}
@@ -110,24 +123,38 @@ def reject(conn: sqlite3.Connection, campaign_id: str, actor: str, now: float) -
     campaign = campaign_by_id(conn, campaign_id)
     if campaign is None or campaign.state is CampaignState.REJECTED:
         return campaign
+    move = t.move_campaign(
+        conn,
+        campaign_id,
+        (CampaignState.OPEN, CampaignState.HELD, CampaignState.RELEASED),
+        CampaignState.REJECTED,
+        assign="held_at = NULL, updated_at = ?",
+        params=(now,),
+    )
+    if not move.moved:
+        return campaign_by_id(conn, campaign_id)
+    # What is leased (in delivery now) settles as the upstream answers; a lease that is
+    # given back later discards its recipient (sqlite_queue.give_back).
     discarded = {
-        state: conn.execute(
-            "UPDATE recipients SET state = 'discarded', updated_at = ?"
-            " WHERE campaign_id = ? AND state = ?",
-            (now, campaign_id, state),
-        ).rowcount
-        for state in ("held", "queued", "deferred")
+        state: t.move_recipients(
+            conn,
+            state,
+            RecipientState.DISCARDED,
+            where="campaign_id = ?",
+            params=(campaign_id,),
+            assign="updated_at = ?",
+            assign_params=(now,),
+        )
+        for state in (RecipientState.HELD, RecipientState.QUEUED, RecipientState.DEFERRED)
     }
     conn.execute(
-        "UPDATE campaigns SET state = 'rejected', held = held - ?, queued = queued - ?,"
-        " deferred = deferred - ?, discarded = discarded + ?, held_at = NULL, updated_at = ?"
-        " WHERE id = ?",
+        "UPDATE campaigns SET held = held - ?, queued = queued - ?,"
+        " deferred = deferred - ?, discarded = discarded + ? WHERE id = ?",
         (
-            discarded["held"],
-            discarded["queued"],
-            discarded["deferred"],
+            discarded[RecipientState.HELD],
+            discarded[RecipientState.QUEUED],
+            discarded[RecipientState.DEFERRED],
             sum(discarded.values()),
-            now,
             campaign_id,
         ),
     )

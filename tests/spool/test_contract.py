@@ -3,91 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from gateway.campaigns import comparable
 from gateway.content import ContentReport
 from gateway.errors import Conflict, SpoolLocked
 from gateway.model import (
-    CampaignRef,
     CampaignState,
-    Declaration,
     Finding,
     Needs,
-    PassAll,
     RecipientState,
     Segment,
     Settlement,
-    Submission,
     Verdict,
-    new_id,
 )
 from gateway.segments import address_hash
 from gateway.signoffs import SIGNOFF_KIND, Signoff, signoff_tally
 from gateway.spool import SqliteSpool
-
-NOW = 1_800_000_000.0
-pass_all = PassAll()
-
-
-class Decide:
-    """A decider made of one function, needing no lookups."""
-
-    def __init__(self, fn, needs: Needs | None = None) -> None:
-        self.fn = fn
-        self._needs = needs or Needs()
-
-    def needs(self, campaign):
-        return self._needs
-
-    def decide(self, campaign, sub, facts):
-        return self.fn(campaign, sub, facts)
-
-
-WINDOW = 3600.0
-
-
-@pytest.fixture(params=["sqlite"])
-async def spool(request, tmp_path: Path) -> AsyncIterator[SqliteSpool]:
-    store = SqliteSpool(tmp_path / "spool.db")
-    await store.open()
-    yield store
-    await store.close()
-
-
-def submission(
-    rcpts: list[str],
-    *,
-    key: str = "spring",
-    client: str = "127.0.0.0/8",
-    implicit: bool = False,
-    at: float = NOW,
-    size: int | None = None,
-) -> Submission:
-    ref = CampaignRef(
-        client=client,
-        key=key,
-        implicit=implicit,
-        sender="news@shop.test",
-        subject="Spring",
-        declaration=Declaration(size=size),
-    )
-    boxes = tuple(comparable(r) for r in rcpts)
-    return Submission(
-        message_id=new_id(at),
-        client=client,
-        mail_from="news@shop.test",
-        rcpt_tos=tuple(rcpts),
-        content=b"Subject: Spring\r\n\r\nHi\r\n",
-        campaign=ref,
-        received_at=at,
-        mailboxes=boxes,
-        hashes=tuple(address_hash(b) for b in boxes),
-    )
+from tests.spool.records import NOW, WINDOW, Decide, pass_all, submission
 
 
 async def test_accepted_message_is_claimed_once_with_all_its_recipients(spool):
@@ -111,15 +45,51 @@ async def test_settle_is_a_compare_and_set_on_the_lease(spool):
     assert (campaign.counters.relayed, campaign.counters.queued) == (1, 0)
 
 
-async def test_an_expired_lease_can_be_taken_over(spool):
+async def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_settle(spool):
     await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
     [first] = await spool.claim("w1", NOW, 10, 60)
-    # Recovery of crashed leases happens on open (SQLite is single-process); until then
-    # the row stays with its owner.
-    assert await spool.claim("w2", NOW + 61, 10, 60) == []
-    assert await spool.release_leases("w1") == 1
-    [again] = await spool.claim("w2", NOW + 61, 10, 60)
+    assert await spool.claim("w2", NOW + 59, 10, 60) == []  # still leased to w1
+    [again] = await spool.claim("w2", NOW + 60, 10, 60)
     assert again.recipients == first.recipients
+    rid = first.recipients[0][0]
+    late = [Settlement(rid, RecipientState.RELAYED, "250 ok")]
+    assert await spool.settle("w1", late, NOW + 61) == 0  # w1 lost its lease to w2
+    assert await spool.settle("w2", late, NOW + 61) == 1
+    campaign = await spool.campaign(first.campaign_id)
+    assert (campaign.counters.relayed, campaign.counters.queued) == (1, 0)
+
+
+async def test_a_renewed_lease_is_not_taken_over(spool):
+    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    [first] = await spool.claim("w1", NOW, 10, 60)
+    ids = [rid for rid, _ in first.recipients]
+    assert await spool.renew_leases("w1", ids, NOW + 120) == 1
+    assert await spool.claim("w2", NOW + 100, 10, 60) == []
+    assert await spool.renew_leases("w2", ids, NOW + 500) == 0  # not w2's lease to renew
+    [taken] = await spool.claim("w2", NOW + 120, 10, 60)
+    assert taken.recipients == first.recipients
+
+
+async def test_a_lease_given_back_after_a_hold_waits_held_not_queued(spool):
+    admission = await spool.accept(submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
+    [delivery] = await spool.claim("w1", NOW, 10, 60)
+    await spool.hold(admission.campaign_id, Finding("manual", "manual_hold", "enforce", "x"), NOW)
+    assert await spool.claim("w2", NOW + 60, 10, 60) == []  # expired, but the campaign is held
+    campaign = await spool.campaign(admission.campaign_id)
+    assert (campaign.counters.held, campaign.counters.queued) == (2, 0)
+    assert {r.state for r in await spool.recipients(campaign_id=campaign.id)} == {
+        RecipientState.HELD
+    }
+    assert len(delivery.recipients) == 2
+
+
+async def test_a_lease_given_back_after_a_reject_is_discarded(spool):
+    admission = await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await spool.claim("w1", NOW, 10, 60)
+    await spool.reject(admission.campaign_id, "alice", NOW)
+    assert await spool.release_leases("w1", NOW + 1) == 1
+    campaign = await spool.campaign(admission.campaign_id)
+    assert (campaign.counters.discarded, campaign.counters.queued) == (1, 0)
 
 
 async def test_deferred_recipient_waits_for_its_next_attempt(spool):
@@ -345,3 +315,22 @@ async def test_sender_segment_membership_is_looked_up_for_the_message_senders(sp
     [(members, sizes)] = seen
     assert members == {"reps": frozenset({1})}
     assert sizes == {"reps": 1, "nope": None}
+
+
+async def test_a_recipient_deferred_after_its_campaign_stopped_is_not_retried(spool):
+    held = await spool.accept(submission(["a@x.test"], key="held"), pass_all, WINDOW)
+    rejected = await spool.accept(submission(["b@x.test"], key="gone"), pass_all, WINDOW)
+    deliveries = await spool.claim("w1", NOW, 10, 60)
+    await spool.hold(held.campaign_id, Finding("manual", "manual_hold", "enforce", "x"), NOW)
+    await spool.reject(rejected.campaign_id, "alice", NOW)
+    later = [
+        Settlement(rid, RecipientState.DEFERRED, "451 later", NOW + 30)
+        for d in deliveries
+        for rid, _ in d.recipients
+    ]
+    assert await spool.settle("w1", later, NOW + 1) == 2
+    assert await spool.claim("w1", NOW + 30, 10, 60) == []
+    on_hold = await spool.campaign(held.campaign_id)
+    gone = await spool.campaign(rejected.campaign_id)
+    assert (on_hold.counters.held, on_hold.counters.deferred, on_hold.counters.queued) == (1, 0, 0)
+    assert (gone.counters.discarded, gone.counters.deferred, gone.counters.queued) == (1, 0, 0)

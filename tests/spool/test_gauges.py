@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from gateway.model import Finding, RecipientState, Settlement, Verdict
-from tests.spool.test_contract import NOW, WINDOW, Decide, pass_all, spool, submission
-
-__all__ = ["spool"]  # the backend fixture, shared with the contract tests
+from tests.spool.records import NOW, WINDOW, Decide, pass_all, submission
 
 
 def _hold(campaign, sub, facts):

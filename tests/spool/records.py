@@ -1,0 +1,65 @@
+"""Records the spool tests build: submissions, deciders made of one function, the clock."""
+
+from __future__ import annotations
+
+from gateway.campaigns import comparable
+from gateway.model import (
+    CampaignRef,
+    Declaration,
+    Needs,
+    PassAll,
+    Submission,
+    new_id,
+)
+from gateway.segments import address_hash
+
+NOW = 1_800_000_000.0
+pass_all = PassAll()
+
+
+class Decide:
+    """A decider made of one function, needing no lookups."""
+
+    def __init__(self, fn, needs: Needs | None = None) -> None:
+        self.fn = fn
+        self._needs = needs or Needs()
+
+    def needs(self, campaign):
+        return self._needs
+
+    def decide(self, campaign, sub, facts):
+        return self.fn(campaign, sub, facts)
+
+
+WINDOW = 3600.0
+
+
+def submission(
+    rcpts: list[str],
+    *,
+    key: str = "spring",
+    client: str = "127.0.0.0/8",
+    implicit: bool = False,
+    at: float = NOW,
+    size: int | None = None,
+) -> Submission:
+    ref = CampaignRef(
+        client=client,
+        key=key,
+        implicit=implicit,
+        sender="news@shop.test",
+        subject="Spring",
+        declaration=Declaration(size=size),
+    )
+    boxes = tuple(comparable(r) for r in rcpts)
+    return Submission(
+        message_id=new_id(at),
+        client=client,
+        mail_from="news@shop.test",
+        rcpt_tos=tuple(rcpts),
+        content=b"Subject: Spring\r\n\r\nHi\r\n",
+        campaign=ref,
+        received_at=at,
+        mailboxes=boxes,
+        hashes=tuple(address_hash(b) for b in boxes),
+    )
