@@ -32,11 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gateway.content import decode  # noqa: E402
-from gateway.policy import content_checks, signature  # noqa: E402
-from gateway.policy.content_rules import Signature  # noqa: E402
 from gateway.policy.engine import Engine  # noqa: E402
 from gateway.policy.fixtures import CampaignSpec, campaign_for, facts_for, submission_for  # noqa: E402
 from gateway.policy.loader import load_policies  # noqa: E402
+from gateway.policy.registry import default_registry  # noqa: E402
 from tests.mail import build, html_page  # noqa: E402
 
 SECTION = """<h2>{n}. What's new in the workshop</h2>
@@ -80,29 +79,26 @@ def main() -> None:
         shutil.copy(REPO / "policies" / "default.yaml", folder)
         for path in (REPO / "policies" / "examples" / "signature").glob("*.*"):
             shutil.copy(path, folder)
-        policies = load_policies(folder)
+        registry = default_registry()
+        policies = load_policies(folder, registry)
         content = message()
         html_bytes = len(content)
-        engine = Engine(policies)
+        engine = Engine(policies, registry=registry)
         spec = CampaignSpec(received=5000, date=datetime(2027, 3, 10, 12, tzinfo=UTC))
         sub = submission_for(content, spec)
         doc = decode(content)
         rows = [("decode (MIME + HTML to text)", timed(lambda: decode(content), args.runs))]
         for active in policies.rules:
-            if isinstance(active.rule, Signature):
-                rule = active.rule
-                fn = lambda r=rule: signature.scan(r, doc, policies.identities)  # noqa: E731
-            elif type(active.rule) in content_checks.SCANS:
-                scan = content_checks.SCANS[type(active.rule)]
-                fn = lambda r=active.rule, s=scan: s(r, doc)  # noqa: E731
-            else:
+            scan = registry.unit(active.rule).scan
+            if scan is None:
                 continue
+            fn = lambda r=active.rule, s=scan: s(r, doc, policies.shared)  # noqa: E731
             rows.append((f"{active.rule.kind} ({active.id})", timed(fn, args.runs)))
         # A fresh engine per run remembers nothing: the first reading of a content.
         rows.append(
             (
                 "analyse, first reading: decode + every scanner",
-                timed(lambda: Engine(policies).analyse(sub), args.runs),
+                timed(lambda: Engine(policies, registry=registry).analyse(sub), args.runs),
             )
         )
         engine.analyse(sub)

@@ -30,7 +30,7 @@ from gateway.ops.policy_api import PolicyApi
 from gateway.ops.segments_api import SegmentsApi
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
-from gateway.policy.rules import FrequencyCap
+from gateway.policy.registry import default_registry
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.upstream_process import ProcessUpstream
 from gateway.relay.worker import Relay
@@ -71,7 +71,10 @@ class Gateway:
             else create_upstream(settings.upstream)
         )
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
-        self.engine = Engine(load_policies(settings.policies.dir), clock=clock)
+        self.registry = default_registry()  # the rule kinds policy files may name
+        self.engine = Engine(
+            load_policies(settings.policies.dir, self.registry), registry=self.registry, clock=clock
+        )
         self.metrics.declare_rules(self.engine.rule_modes())
         self.admitter = Admitter(
             self.spool,
@@ -125,14 +128,16 @@ class Gateway:
         async with self._reloading:
             before = self.engine.policies
             try:
-                policies = await asyncio.to_thread(load_policies, self.settings.policies.dir)
+                policies = await asyncio.to_thread(
+                    load_policies, self.settings.policies.dir, self.registry
+                )
                 await self._load_segment_files(policies)
             except ConfigError as exc:
                 log.error(  # noqa: TRY400 - the problems are the message; no traceback helps
                     "policies_reload_failed", actor=actor, version=before.version, error=str(exc)
                 )
                 raise
-            engine = Engine(policies, clock=self._clock)
+            engine = Engine(policies, registry=self.registry, clock=self._clock)
             self.metrics.declare_rules(engine.rule_modes())
             self.engine = engine
             self.admitter.use_decider(engine)
@@ -173,11 +178,7 @@ class Gateway:
         """Purge replaced segment versions and frequency counts past every window."""
         while not self._stop.is_set():
             await self.loader.purge()
-            windows = [
-                active.rule.window
-                for active in self.engine.policies.rules
-                if isinstance(active.rule, FrequencyCap)
-            ]
+            windows = self.engine.frequency_windows()
             await self.spool.prune_frequency(self._clock() - max(windows, default=0.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL)

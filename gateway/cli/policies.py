@@ -26,8 +26,9 @@ from gateway.policy.fixtures import (
     run_case,
     submission_for,
 )
-from gateway.policy.language import detect
 from gateway.policy.loader import PolicySet, load_policies
+from gateway.policy.registry import Registry, default_registry
+from gateway.policy.rules.language import detect
 
 
 @click.group()
@@ -35,11 +36,13 @@ def policies() -> None:
     """Check, test and explain policy files."""
 
 
-def _load(directory: Path | None, config_path: Path | None) -> tuple[Path, PolicySet]:
+def _load(
+    directory: Path | None, config_path: Path | None, registry: Registry
+) -> tuple[Path, PolicySet]:
     if directory is None:
         directory = load_settings(config_path).policies.dir
     try:
-        return directory, load_policies(directory)
+        return directory, load_policies(directory, registry)
     except PolicyError as exc:
         problems = plural(len(exc.problems), "problem")
         fail(*(str(p) for p in exc.problems), f"error: {directory}: {problems}; nothing loaded")
@@ -56,7 +59,7 @@ DIRECTORY = click.argument(
 @config_option
 def policies_check(directory: Path | None, config_path: Path | None) -> None:
     """Validate DIRECTORY (default: policies.dir) as the gateway would load it."""
-    directory, loaded = _load(directory, config_path)
+    directory, loaded = _load(directory, config_path, default_registry())
     files = ", ".join(loaded.files) or f"no *.yaml files in {directory}"
     rules = plural(len(loaded.rules), "rule")
     click.echo(f"policies OK: {rules} from {files} (version {loaded.version})")
@@ -84,7 +87,8 @@ def _report(outcome: Outcome) -> list[str]:
 @config_option
 def policies_test(directory: Path | None, config_path: Path | None) -> None:
     """Run the policy tests in DIRECTORY/tests/*.yaml against DIRECTORY's policies."""
-    directory, loaded = _load(directory, config_path)
+    registry = default_registry()
+    directory, loaded = _load(directory, config_path, registry)
     files = fixture_files(directory)
     if not files:
         fail(f"error: no policy tests in {directory / 'tests'} (*.yaml)")
@@ -96,7 +100,7 @@ def policies_test(directory: Path | None, config_path: Path | None) -> None:
         except ConfigError as exc:
             fail(str(exc), f"error: {path} is not a valid policy test file")
         for case, where in cases:
-            outcome = run_case(loaded, case, where, path.parent)
+            outcome = run_case(loaded, case, where, path.parent, registry=registry)
             total += 1
             failed += not outcome.passed
             click.echo("\n".join(_report(outcome)))
@@ -141,7 +145,8 @@ def policies_explain(  # noqa: PLR0917 - click passes one argument per option
     config_path: Path | None,
 ) -> None:
     """Print what every rule says about MESSAGE (an .eml file) in a campaign you describe."""
-    directory, loaded = _load(directory, config_path)
+    registry = default_registry()
+    directory, loaded = _load(directory, config_path, registry)
     content = message.read_bytes()
     spec = CampaignSpec(
         category=category,
@@ -171,8 +176,8 @@ def policies_explain(  # noqa: PLR0917 - click passes one argument per option
         f"{declaration.size}, {recipients} recipients so far, date {spec.date:%Y-%m-%d}"
     )
     click.echo(f"policies: {directory} (version {loaded.version})")
-    findings = evaluate(loaded, content, spec)
-    engine = Engine(loaded)
+    findings = evaluate(loaded, content, spec, registry=registry)
+    engine = Engine(loaded, registry=registry)
     report = engine.analyse(submission)
     for built_in in ("declaration", "content"):
         for finding in (f for f in findings if f.rule == built_in):

@@ -1,5 +1,9 @@
 """The policy engine: run every selected rule's check, in declared order, fail closed.
 
+It knows no rule kind: each rule's unit (from the registry it is given) says whether the
+rule reads content, and how to scan and check it; each rule's `needs` says what the spool
+must look up for it.
+
 Two phases. `analyse` reads one message's content (decoding, then each content rule's
 scanner) and is CPU work the admitter runs off the event loop, before the spool
 transaction. `decide` runs inside that transaction, so it is pure and quick: counters,
@@ -18,27 +22,18 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.content import ContentHit, ContentReport, Document, RuleScan, content_key, decode
+from gateway.content import ContentReport, Document, RuleScan, content_key, decode
 from gateway.model import Campaign, Facts, Finding, Needs, Submission, Verdict
-from gateway.policy import blast, content_checks, segmentation, signature
-from gateway.policy.content_rules import Signature
-from gateway.policy.context import Check, Context, Observation
 from gateway.policy.loader import ActiveRule, PolicySet
-from gateway.policy.rules import FrequencyCap, Rule
+from gateway.policy.registry import Registry
+from gateway.policy.rules.base import Context, Observation, Scanner
 from gateway.segments import address_hash, normalise_address
 
 log = structlog.get_logger(__name__)
 
 CHECK_BUDGET = 0.05  # seconds; campaign-level checks are counter and index lookups
 SCAN_BUDGET = 0.5  # seconds; one content scanner on one message (a 100 KB one takes ~1 ms)
-CHECKS: dict[type[Rule], Check] = {
-    **blast.CHECKS,
-    **segmentation.CHECKS,
-    **content_checks.CHECKS,
-    Signature: signature.signature,
-}
 CONTENT_MEMORY = 1024  # contents whose reading is remembered (a digest and small hits each)
-CONTENT_KINDS = frozenset({*content_checks.SCANS, Signature})  # rule kinds that read content
 DECLARATION_RULE = "declaration"  # the built-in rule of conflicting declarations
 CONTENT_RULE = "content"  # the built-in rule of content that could not be analysed
 
@@ -69,15 +64,22 @@ class Engine:
         self,
         policies: PolicySet,
         *,
+        registry: Registry,
         clock: Callable[[], float] = time.time,
         budget: float = CHECK_BUDGET,
         scan_budget: float = SCAN_BUDGET,
     ) -> None:
+        """Use `registry`'s units for `policies`' rules; LookupError for a kind it lacks."""
         self.policies = policies
         self._clock = clock
         self._budget = budget
         self._scan_budget = scan_budget
-        self._content = [a for a in policies.rules if type(a.rule) in CONTENT_KINDS]
+        self._shared = policies.shared
+        self._units = {a.id: registry.unit(a.rule) for a in policies.rules}
+        self._needs = {a.id: a.rule.needs(self._shared) for a in policies.rules}
+        self._content = [  # the rules that read content, with their scanners
+            (a, scan) for a in policies.rules if (scan := self._units[a.id].scan) is not None
+        ]
         self._reads: OrderedDict[bytes, _Read] = OrderedDict()  # by content key, oldest first
         self._reads_lock = threading.Lock()  # analyse runs in several threads
 
@@ -99,7 +101,7 @@ class Engine:
         read = self._recall(key)
         if read is None:
             document = decode(submission.content)
-            scans = {active.id: self._scan(active, document) for active in self._content}
+            scans = {a.id: self._scan(a, scan, document) for a, scan in self._content}
             boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
             read = _Read(scans, boxes, tuple(address_hash(box) for box in boxes))
             if all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values()):
@@ -136,41 +138,27 @@ class Engine:
             if len(self._reads) > CONTENT_MEMORY:
                 self._reads.popitem(last=False)
 
-    def _scan(self, active: ActiveRule, document: Document) -> RuleScan:
+    def _scan(self, active: ActiveRule, scan: Scanner, document: Document) -> RuleScan:
         started = time.perf_counter()
         try:
-            if isinstance(active.rule, Signature):
-                hits: list[ContentHit] = signature.scan(
-                    active.rule, document, self.policies.identities
-                )
-            else:
-                hits = list(content_checks.SCANS[type(active.rule)](active.rule, document))
+            hits = tuple(scan(active.rule, document, self._shared))
         except Exception as exc:  # fail closed: decide turns the error into a holding finding
             log.exception("content_scan_crashed", rule=active.id)
             return RuleScan(error=f"{type(exc).__name__}: {exc}")
-        return RuleScan(hits=tuple(hits), elapsed=time.perf_counter() - started)
+        return RuleScan(hits=hits, elapsed=time.perf_counter() - started)
 
     def _selecting(self, campaign: Campaign) -> list[ActiveRule]:
         return [a for a in self.policies.rules if a.rule.when.selects(campaign)]
 
     def needs(self, campaign: Campaign) -> Needs:
         """Say what the rules that select `campaign` need looked up."""
-        selecting = self._selecting(campaign)
-        wanted = [active.rule.needs() for active in selecting]
-        senders = {
-            identity.segment
-            for active in selecting
-            if isinstance(active.rule, Signature)
-            for identity in self.policies.identities
-            if identity.segment
-            and (active.rule.identities is None or identity.id in active.rule.identities)
-        }
+        wanted = [self._needs[active.id] for active in self._selecting(campaign)]
         return Needs(
             segments=frozenset().union(*(n.segments for n in wanted)),
             tallies=frozenset().union(*(n.tallies for n in wanted)),
             frequency=tuple(dict.fromkeys(f for n in wanted for f in n.frequency)),
             signoffs=any(n.signoffs for n in wanted),
-            sender_segments=frozenset(senders),
+            sender_segments=frozenset().union(*(n.sender_segments for n in wanted)),
         )
 
     def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:
@@ -213,7 +201,9 @@ class Engine:
             suppress=suppress,
             # Segment tallies count members reached, whatever the verdict.
             tallies=tallies,
-            frequency=tuple(a.id for a in selecting if isinstance(a.rule, FrequencyCap)),
+            frequency=tuple(
+                dict.fromkeys(rule for a in selecting for rule, _ in self._needs[a.id].frequency)
+            ),
         )
 
     def _built_in(
@@ -224,7 +214,7 @@ class Engine:
         if facts.conflicts:  # DESIGN.md §2: conflicting declarations are a finding
             found.append(conflicting_declaration(facts, self.policies.version, now))
         report = submission.report
-        content_selected = any(type(a.rule) in CONTENT_KINDS for a in selecting)
+        content_selected = any(self._units[a.id].reads_content for a in selecting)
         if report.error or (content_selected and not report.analysed):
             found.append(content_unchecked(report, self.policies.version, now))
         return found
@@ -236,7 +226,7 @@ class Engine:
             return [Observation("check_failed", message, {"error": scan.error})]
         started = time.perf_counter()
         try:
-            observations = list(CHECKS[type(active.rule)](active.rule, ctx))
+            observations = list(self._units[active.id].check(active.rule, ctx))
         except Exception as exc:  # fail closed: a broken check holds
             log.exception("policy_check_crashed", rule=active.id, campaign=ctx.campaign.id)
             error = f"{type(exc).__name__}: {exc}"
@@ -244,21 +234,22 @@ class Engine:
             return [Observation(kind="check_failed", message=message, evidence={"error": error})]
         elapsed = time.perf_counter() - started
         if elapsed > self._budget:
-            took, budget = round(elapsed * 1000, 1), self._budget * 1000
-            message = (
-                f"rule {active.id} took {took:g} ms, over its {budget:g} ms budget; held to be safe"
-            )
-            evidence = {"elapsed_ms": took, "budget_ms": budget}
-            observations.append(Observation("check_over_budget", message, evidence))
+            observations.append(over_budget(f"rule {active.id} took", elapsed, self._budget))
         if scan is not None and scan.elapsed > self._scan_budget:
-            took, budget = round(scan.elapsed * 1000, 1), self._scan_budget * 1000
-            message = (
-                f"rule {active.id} read the content in {took:g} ms, over its {budget:g} ms "
-                "budget; held to be safe"
-            )
-            evidence = {"elapsed_ms": took, "budget_ms": budget}
-            observations.append(Observation("check_over_budget", message, evidence))
+            said = f"rule {active.id} read the content in"
+            observations.append(over_budget(said, scan.elapsed, self._scan_budget))
         return observations
+
+    def frequency_windows(self) -> tuple[float, ...]:
+        """Return the windows of every rule counting sends per recipient (to prune by)."""
+        return tuple(window for n in self._needs.values() for _, window in n.frequency)
+
+
+def over_budget(said: str, elapsed: float, budget: float) -> Observation:
+    """Describe a check or a scan that ran past its time budget: it holds."""
+    took, limit = round(elapsed * 1000, 1), budget * 1000
+    message = f"{said} {took:g} ms, over its {limit:g} ms budget; held to be safe"
+    return Observation("check_over_budget", message, {"elapsed_ms": took, "budget_ms": limit})
 
 
 def conflicting_declaration(facts: Facts, version: str, now: float) -> Finding:

@@ -35,7 +35,8 @@ from gateway.model import (
 )
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet
-from gateway.policy.rule_base import Strict
+from gateway.policy.registry import Registry
+from gateway.policy.rules.base import Strict
 from gateway.segments import ListReader, address_hash, normalise_address
 from gateway.settings import yaml_key_lines
 
@@ -154,13 +155,15 @@ def fixture_files(directory: Path) -> list[Path]:
     return sorted((directory / "tests").glob("*.yaml"))
 
 
-def run_case(policies: PolicySet, case: Case, where: str, folder: Path) -> Outcome:
+def run_case(
+    policies: PolicySet, case: Case, where: str, folder: Path, *, registry: Registry
+) -> Outcome:
     """Run one case through a fresh engine, as the gateway would for one message."""
     if isinstance(case.message, Path):
         content = (folder / case.message).read_bytes()
     else:
         content = case.message.content()
-    findings = evaluate(policies, content, case.campaign)
+    findings = evaluate(policies, content, case.campaign, registry=registry)
     expected = (
         frozenset() if case.expect == "none" else frozenset((e.rule, e.kind) for e in case.expect)
     )
@@ -174,9 +177,17 @@ def timestamp(when: datetime | date) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-def evaluate(policies: PolicySet, content: bytes, spec: CampaignSpec) -> tuple[Finding, ...]:
+def evaluate(
+    policies: PolicySet, content: bytes, spec: CampaignSpec, *, registry: Registry
+) -> tuple[Finding, ...]:
     """Analyse and decide one message of the campaign `spec` describes."""
-    engine = Engine(policies, clock=lambda: timestamp(spec.date), budget=1.0, scan_budget=5.0)
+    engine = Engine(
+        policies,
+        registry=registry,
+        clock=lambda: timestamp(spec.date),
+        budget=1.0,
+        scan_budget=5.0,
+    )
     submission = submission_for(content, spec)
     submission = replace(submission, report=engine.analyse(submission))
     campaign = campaign_for(submission, spec)

@@ -1,7 +1,10 @@
 """Load the policy directory: every `*.yaml` file, validated and merged into one set.
 
-Errors name file, line and key; all of them are reported at once so an operator fixes a
-file in one go. The set's version is a digest of the files, recorded on every finding.
+Owns the shape of a policy file (DESIGN.md §10) around its rules: version, defaults,
+segments, identities, internal domains. Each rule is validated by the model of its kind,
+looked up in the registry the caller passes; the loader knows no kind itself. Errors name
+file, line and key; all of them are reported at once so an operator fixes a file in one
+go. The set's version is a digest of the files, recorded on every finding.
 """
 
 from __future__ import annotations
@@ -9,15 +12,36 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from gateway.errors import ConfigError, PolicyError
-from gateway.policy.content_rules import Identity, Signature
-from gateway.policy.rules import RULE_KINDS, SUPPRESSIBLE, PolicyFile, Rule
+from gateway.policy.registry import Registry
+from gateway.policy.rules.base import Defaults, Identity, Rule, Shared, Strict
 from gateway.settings import yaml_key_lines
+
+Lines = dict[tuple[str, ...], int]  # key path -> line
+M = TypeVar("M", bound=Strict)
+
+
+class SegmentFile(Strict):
+    """A segment loaded from a file: one address per line, or CSV with a header."""
+
+    file: Path
+    column: str | None = Field(None, description="CSV column holding the address.")
+
+
+class PolicyFile(Strict):
+    """One YAML file in the policy directory; each rule is checked by its kind's model."""
+
+    version: Literal[1]
+    defaults: Defaults = Field(default_factory=Defaults)
+    segments: dict[str, SegmentFile] = Field(default_factory=dict)
+    identities: list[Identity] = Field(default_factory=list)
+    internal_domains: list[str] = Field(default_factory=list)
+    rules: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,13 +80,21 @@ class PolicySet:
     segment_files: tuple[SegmentSource, ...] = ()
     identities: tuple[Identity, ...] = ()  # protected identities (signature policy)
 
+    @property
+    def shared(self) -> Shared:
+        """What the set declares outside its rules, as the rules see it."""
+        return Shared(self.identities, self.internal_domains)
 
-def load_policies(directory: Path) -> PolicySet:
-    """Load and validate `directory/*.yaml`; raise `PolicyError` listing every problem."""
+
+def load_policies(directory: Path, registry: Registry) -> PolicySet:
+    """Load and validate `directory/*.yaml` with the rule kinds of `registry`.
+
+    Raise `PolicyError` listing every problem.
+    """
     if not directory.is_dir():
         raise PolicyError([ConfigError(str(directory), "policies.dir", "no such policy directory")])
     paths = sorted(directory.glob("*.yaml"))
-    merged = _Merged()
+    merged = _Merged(registry)
     digest = hashlib.sha256()
     for path in paths:
         try:
@@ -71,10 +103,10 @@ def load_policies(directory: Path) -> PolicySet:
             merged.problems.append(ConfigError(str(path), "", f"cannot read the file: {exc}"))
             continue
         digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
-        parsed = _parse(path, text, merged.problems)
+        parsed = _parse(path, text, registry, merged.problems)
         if parsed is not None:
             merged.add(path, *parsed)
-    merged.check_identities()
+    merged.check_across()
     if merged.problems:
         raise PolicyError(merged.problems)
     return PolicySet(
@@ -91,15 +123,16 @@ def load_policies(directory: Path) -> PolicySet:
 class _Merged:
     """What the files of one directory add up to, and what is wrong across them."""
 
+    registry: Registry
     problems: list[ConfigError] = field(default_factory=list)
     rules: list[ActiveRule] = field(default_factory=list)
     domains: set[str] = field(default_factory=set)
     sources: dict[str, SegmentSource] = field(default_factory=dict)
     rule_ids: dict[str, str] = field(default_factory=dict)
     identities: dict[str, tuple[Identity, str]] = field(default_factory=dict)
-    signature_rules: list[tuple[Signature, str, str]] = field(default_factory=list)
+    placed: list[tuple[Rule, str, int]] = field(default_factory=list)  # rule, file:line, index
 
-    def add(self, path: Path, policy: PolicyFile, lines: dict[tuple[str, ...], int]) -> None:
+    def add(self, path: Path, policy: PolicyFile, rules: list[Rule], lines: Lines) -> None:
         self.domains.update(d.lower() for d in policy.internal_domains)
         for index, identity in enumerate(policy.identities):
             where = f"{path}:{lines.get(('identities', str(index)), 0)}"
@@ -120,7 +153,7 @@ class _Merged:
                 self.sources[name] = SegmentSource(
                     name, path.parent / spec.file, spec.column, where
                 )
-        for index, rule in enumerate(policy.rules):
+        for index, rule in enumerate(rules):
             where = f"{path}:{lines.get(('rules', str(index)), 0)}"
             action = rule.action or policy.defaults.action
             if rule.id in self.rule_ids:
@@ -128,31 +161,29 @@ class _Merged:
                 self._problem(
                     where, f"rules.{index}.id", f"duplicate rule id {rule.id!r} (first in {first})"
                 )
-            elif action == "suppress" and rule.kind not in SUPPRESSIBLE:
+            elif action == "suppress" and not self.registry.unit(rule).suppressible:
                 reason = f"rule kind {rule.kind} cannot suppress single recipients; use hold"
                 self._problem(where, f"rules.{index}.action", reason)
             self.rule_ids.setdefault(rule.id, where)
             self.rules.append(ActiveRule(rule, rule.mode or policy.defaults.mode, action, where))
-            if isinstance(rule, Signature):
-                self.signature_rules.append((rule, where, f"rules.{index}.identities"))
+            self.placed.append((rule, where, index))
 
-    def check_identities(self) -> None:
-        """Check that signature rules name identities, and only declared ones."""
-        for rule, where, key in self.signature_rules:
-            if rule.identities is None and not self.identities:
-                self._problem(where, key, "no identities are declared; add an identities list")
-            for name in rule.identities or ():
-                if name not in self.identities:
-                    known = ", ".join(sorted(self.identities)) or "none"
-                    self._problem(where, key, f"unknown identity {name!r} (declared: {known})")
+    def check_across(self) -> None:
+        """Ask every rule what is wrong with it given all files (a signature's identities)."""
+        shared = Shared(
+            tuple(identity for identity, _ in self.identities.values()), frozenset(self.domains)
+        )
+        for rule, where, index in self.placed:
+            for key, reason in rule.problems(shared):
+                self._problem(where, f"rules.{index}.{key}", reason)
 
     def _problem(self, where: str, key: str, reason: str) -> None:
         self.problems.append(ConfigError(where, key, reason))
 
 
 def _parse(
-    path: Path, text: str, problems: list[ConfigError]
-) -> tuple[PolicyFile, dict[tuple[str, ...], int]] | None:
+    path: Path, text: str, registry: Registry, problems: list[ConfigError]
+) -> tuple[PolicyFile, list[Rule], Lines] | None:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data: Any = yaml.safe_load(text)
@@ -166,35 +197,62 @@ def _parse(
             ConfigError(f"{path}:1", "", "a policy file is a mapping with version and rules")
         )
         return None
-    try:
-        return PolicyFile.model_validate(data), lines
-    except ValidationError as exc:
-        for error in exc.errors():
-            loc = _yaml_path(error["loc"])
-            if error["type"].startswith("union_tag"):
-                loc = (*loc, "kind")  # the problem is the rule's kind, not the whole rule
-            key = ".".join(loc)
-            problems.append(ConfigError(f"{path}:{_line(loc, lines)}", key, _reason(error)))
+    found = _Found(path, lines)
+    policy = found.validated(PolicyFile, data, ())
+    raw_rules = data.get("rules")
+    rules = [
+        found.rule(registry, raw, ("rules", str(index)))
+        for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else [])
+        if isinstance(raw, dict)  # anything else is named by the file's own validation
+    ]
+    problems.extend(found.problems)
+    if policy is None or found.problems:
         return None
+    return policy, [rule for rule in rules if rule is not None], lines
 
 
-def _yaml_path(loc: tuple[int | str, ...]) -> tuple[str, ...]:
-    """Drop the union tag pydantic inserts after a rule's index (rules.0.declared_size.ratio)."""
-    return tuple(str(part) for part in loc if str(part) not in RULE_KINDS)
+@dataclass
+class _Found:
+    """The problems of one file, each placed at its key's line."""
 
+    path: Path
+    lines: Lines
+    problems: list[ConfigError] = field(default_factory=list)
 
-def _line(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> int:
-    for depth in range(len(loc), 0, -1):
-        if loc[:depth] in lines:
-            return lines[loc[:depth]]
-    return 1
+    def rule(self, registry: Registry, raw: dict[str, Any], loc: tuple[str, ...]) -> Rule | None:
+        """Validate one rule with the model of its kind; None (and a problem) when wrong."""
+        kind = raw.get("kind")
+        unit = registry.get(kind) if isinstance(kind, str) else None
+        if unit is None:
+            known = ", ".join(registry.kinds)
+            reason = (
+                f"unknown rule kind {kind!r}; known kinds: {known}"
+                if "kind" in raw
+                else f"a rule needs a kind; known kinds: {known}"
+            )
+            self.add((*loc, "kind"), reason)
+            return None
+        rule: Rule | None = self.validated(unit.params, raw, loc)
+        return rule
+
+    def validated(self, model: type[M], data: dict[str, Any], loc: tuple[str, ...]) -> M | None:
+        """Validate `data` (at key path `loc`) as `model`; None (and problems) when wrong."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                self.add((*loc, *(str(part) for part in error["loc"])), _reason(error))
+            return None
+
+    def add(self, loc: tuple[str, ...], reason: str) -> None:
+        """Add a problem at key path `loc`, on the line of its deepest key the file has."""
+        line = next(
+            (self.lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in self.lines), 1
+        )
+        self.problems.append(ConfigError(f"{self.path}:{line}", ".".join(loc), reason))
 
 
 def _reason(error: Any) -> str:
-    if error["type"] == "union_tag_invalid":
-        return f"unknown rule kind {error['input'].get('kind')!r}; known kinds: {', '.join(RULE_KINDS)}"
-    if error["type"] == "union_tag_not_found":
-        return f"a rule needs a kind; known kinds: {', '.join(RULE_KINDS)}"
     if error["type"] == "extra_forbidden":
         return "unknown key"
     return str(error["msg"])

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gateway.campaigns import comparable
 from gateway.model import Campaign, CampaignRef, CampaignState, Counters, Declaration, Submission
 from gateway.policy.engine import Engine
-from gateway.policy.loader import load_policies
+from gateway.policy.loader import PolicySet, load_policies
+from gateway.policy.registry import Registry, default_registry
 from gateway.segments import address_hash
 
 
@@ -61,7 +64,28 @@ def submission(rcpts: Sequence[str]) -> Submission:
     )
 
 
-def engine(tmp_path: Path, rules: str, *, extra: str = "", budget: float = 0.05) -> Engine:
+def load(folder: Path, registry: Registry | None = None) -> PolicySet:
+    """The policy files of `folder`, loaded with `registry` (the shipped kinds if None)."""
+    return load_policies(folder, registry or default_registry())
+
+
+def changed(kind: str, **parts: Any) -> Registry:
+    """The shipped registry with parts of one kind's unit replaced (its check, its scanner)."""
+    units = default_registry().units
+    assert kind in {u.kind for u in units}
+    return Registry(replace(u, **parts) if u.kind == kind else u for u in units)
+
+
+def engine(
+    tmp_path: Path,
+    rules: str,
+    *,
+    extra: str = "",
+    budget: float = 0.05,
+    registry: Registry | None = None,
+) -> Engine:
     """An engine over one policy file: `extra` top-level keys, then `rules` (YAML lines)."""
     (tmp_path / "p.yaml").write_text(f"version: 1\n{extra}rules:\n{rules}")
-    return Engine(load_policies(tmp_path), clock=lambda: 1234.0, budget=budget)
+    registry = registry or default_registry()
+    policies = load_policies(tmp_path, registry)
+    return Engine(policies, registry=registry, clock=lambda: 1234.0, budget=budget)

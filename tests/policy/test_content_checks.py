@@ -10,23 +10,25 @@ import pytest
 
 from gateway.content import ContentReport, Document, RuleScan
 from gateway.model import Facts, Finding
-from gateway.policy import detectors
-from gateway.policy.content_checks import in_window
-from gateway.policy.content_rules import MergeTags, TestMarkers
 from gateway.policy.engine import Engine
 from gateway.policy.fixtures import CampaignSpec, evaluate, submission_for
-from gateway.policy.language import detect, primary
-from gateway.policy.loader import load_policies
-from gateway.policy.signature import closings
+from gateway.policy.registry import Registry, default_registry
+from gateway.policy.rules.language import detect, primary
+from gateway.policy.rules.merge_tags import MergeTags, empty_greetings, merge_tags
+from gateway.policy.rules.patterns import Patterns, phrase_pattern
+from gateway.policy.rules.seasonal import Phrase, in_window, seasonal_phrases
+from gateway.policy.rules.signature import closings
+from gateway.policy.rules.test_markers import TestMarkers, find_test_markers
 from gateway.signoffs import SIGNOFF_KIND, cleared
-from tests.policy.factories import campaign
+from tests.policy.factories import campaign, changed, load
 
+REGISTRY = default_registry()
 TAGS = MergeTags(id="m", kind="merge_tags")
 MARKERS = TestMarkers(id="t", kind="test_markers")
 
 
 def tags_in(text: str) -> list[str]:
-    return [h.fragment for h in detectors.merge_tags(Document(text=text), TAGS.compiled)]
+    return [h.fragment for h in merge_tags(Document(text=text), TAGS.compiled)]
 
 
 @pytest.mark.parametrize(
@@ -67,12 +69,12 @@ def test_every_common_template_syntax_is_caught(tag):
 def test_ordinary_prose_has_no_merge_tags_or_empty_greetings(prose):
     doc = Document(text=prose)
     assert tags_in(prose) == []
-    assert detectors.empty_greetings(doc, TAGS.greeting) == []
+    assert empty_greetings(doc, TAGS.greeting) == []
 
 
 @pytest.mark.parametrize("text", ["Hi ,", "Dear  , thanks", "Hello\u00a0,", "HOLA , amigos"])
 def test_a_greeting_followed_by_a_gap_and_a_comma_is_empty_personalisation(text):
-    [hit] = detectors.empty_greetings(Document(subject=text), TAGS.greeting)
+    [hit] = empty_greetings(Document(subject=text), TAGS.greeting)
     assert hit.where == "subject"
 
 
@@ -85,7 +87,7 @@ def test_raw_tags_in_prose_are_leaks_but_code_samples_are_not():
 
 def markers_in(subject: str = "", text: str = "") -> list[str]:
     doc = Document(subject=subject, text=text)
-    return [h.detail["marker"] for h in detectors.find_test_markers(doc, *MARKERS.compiled)]
+    return [h.detail["marker"] for h in find_test_markers(doc, *MARKERS.compiled)]
 
 
 @pytest.mark.parametrize(
@@ -131,17 +133,15 @@ def test_a_window_may_wrap_over_the_new_year(day, inside):
 
 
 def test_seasonal_phrases_match_curly_apostrophes_and_any_spacing():
-    phrases = {
-        p: detectors.Phrase(p, (1, 1), (1, 2)) for p in ("Season's Greetings", "Happy New Year")
-    }
-    pattern = detectors.Patterns([(p, detectors.phrase_pattern(p), False, ()) for p in phrases])
+    phrases = {p: Phrase(p, (1, 1), (1, 2)) for p in ("Season's Greetings", "Happy New Year")}
+    pattern = Patterns([(p, phrase_pattern(p), False, ()) for p in phrases])
     doc = Document(text="Season’s greetings and a happy\nnew   year!")
-    hits = detectors.seasonal_phrases(doc, pattern, phrases)
+    hits = seasonal_phrases(doc, pattern, phrases)
     assert [h.detail["phrase"] for h in hits] == ["Season's Greetings", "Happy New Year"]
 
 
 def test_a_pattern_runs_only_on_text_that_has_its_hint():
-    patterns = detectors.Patterns([("tag", r"\{\{\w+\}\}", True, ("{{",)), ("any", r"x", True, ())])
+    patterns = Patterns([("tag", r"\{\{\w+\}\}", True, ("{{",)), ("any", r"x", True, ())])
     assert [n for n, _ in patterns.finditer("{{a}} x")] == ["tag", "any"]
     assert [n for n, _ in patterns.finditer("{a} x")] == ["any"]
 
@@ -206,14 +206,14 @@ rules:
 @pytest.fixture
 def policies(tmp_path: Path):
     (tmp_path / "p.yaml").write_text(POLICY)
-    return load_policies(tmp_path)
+    return load(tmp_path)
 
 
 SIGNED = b"Subject: hi\r\n\r\nA note.\r\n\r\nThanks,\r\nJane\r\n"
 
 
 def test_a_signature_finding_holds_even_after_a_release_acknowledged_it(policies):
-    engine = Engine(policies)
+    engine = Engine(policies, registry=REGISTRY)
     sub = submission_for(SIGNED, CampaignSpec())
     sub = replace(sub, report=engine.analyse(sub))
     acknowledged = frozenset({("sig", SIGNOFF_KIND)})
@@ -227,7 +227,7 @@ def test_a_signature_finding_holds_even_after_a_release_acknowledged_it(policies
 
 def test_content_that_was_never_analysed_is_held(policies):
     sub = submission_for(SIGNED, CampaignSpec())
-    verdict = Engine(policies).decide(campaign(50), sub, Facts())
+    verdict = Engine(policies, registry=REGISTRY).decide(campaign(50), sub, Facts())
     assert verdict.hold
     assert [(f.rule, f.kind) for f in verdict.findings] == [("content", "content_unchecked")]
 
@@ -237,20 +237,17 @@ def test_an_analysis_that_timed_out_is_held_with_its_reason(policies):
         submission_for(SIGNED, CampaignSpec()),
         report=ContentReport(error="content analysis took longer than 5 s"),
     )
-    verdict = Engine(policies).decide(campaign(50), sub, Facts())
+    verdict = Engine(policies, registry=REGISTRY).decide(campaign(50), sub, Facts())
     [finding] = [f for f in verdict.findings if f.rule == "content"]
     assert verdict.hold
     assert "took longer than 5 s" in finding.message
 
 
-def test_a_scanner_that_crashed_holds_its_rule(policies, monkeypatch):
+def test_a_scanner_that_crashed_holds_its_rule(policies):
     def boom(*_args):
         raise RuntimeError("regex exploded")
 
-    monkeypatch.setitem(
-        __import__("gateway.policy.content_checks", fromlist=["SCANS"]).SCANS, MergeTags, boom
-    )
-    engine = Engine(policies)
+    engine = Engine(policies, registry=changed("merge_tags", scan=boom))
     sub = submission_for(SIGNED, CampaignSpec())
     report = engine.analyse(sub)
     assert report.scans["tags"] == RuleScan(error="RuntimeError: regex exploded")
@@ -260,7 +257,7 @@ def test_a_scanner_that_crashed_holds_its_rule(policies, monkeypatch):
 
 
 def test_a_slow_scanner_is_over_budget_and_holds(policies):
-    engine = Engine(policies, scan_budget=0.001)
+    engine = Engine(policies, registry=REGISTRY, scan_budget=0.001)
     sub = submission_for(SIGNED, CampaignSpec())
     report = engine.analyse(sub)
     slow = {**report.scans, "tags": replace(report.scans["tags"], elapsed=0.5)}
@@ -284,14 +281,14 @@ def test_signoffs_clear_a_held_campaign_only_when_nothing_else_holds_it():
 
 
 def test_fixture_evaluation_matches_the_engine_for_a_clean_message(policies):
-    assert evaluate(policies, SIGNED, CampaignSpec(received=5)) == ()
+    assert evaluate(policies, SIGNED, CampaignSpec(received=5), registry=REGISTRY) == ()
 
 
 def test_a_shadow_signature_rule_records_but_needs_no_signoff(tmp_path):
     (tmp_path / "p.yaml").write_text(
         POLICY.replace("bulk_threshold: 10}", "bulk_threshold: 10, mode: shadow}")
     )
-    engine = Engine(load_policies(tmp_path))
+    engine = Engine(load(tmp_path), registry=REGISTRY)
     sub = submission_for(SIGNED, CampaignSpec())
     verdict = engine.decide(campaign(50), replace(sub, report=engine.analyse(sub)), Facts())
     assert not verdict.hold
@@ -299,22 +296,23 @@ def test_a_shadow_signature_rule_records_but_needs_no_signoff(tmp_path):
     assert verdict.tallies == {}
 
 
-def counting_merge_tag_scanner(monkeypatch) -> list[Document]:
-    """Wrap the real merge-tag scanner; return the documents it was asked to read."""
-    scans = __import__("gateway.policy.content_checks", fromlist=["SCANS"]).SCANS
-    real, seen = scans[MergeTags], []
+def counting_merge_tag_scanner() -> tuple[Registry, list[Document]]:
+    """A registry whose merge-tag scanner is the real one, counting: the documents it read."""
+    real = REGISTRY.get("merge_tags")
+    assert real is not None
+    assert real.scan is not None
+    seen: list[Document] = []
 
-    def counting(rule, document):
+    def counting(rule, document, shared):
         seen.append(document)
-        return real(rule, document)
+        return real.scan(rule, document, shared)
 
-    monkeypatch.setitem(scans, MergeTags, counting)
-    return seen
+    return changed("merge_tags", scan=counting), seen
 
 
-def test_a_campaign_body_sent_again_is_scanned_once(policies, monkeypatch):
-    seen = counting_merge_tag_scanner(monkeypatch)
-    engine = Engine(policies)
+def test_a_campaign_body_sent_again_is_scanned_once(policies):
+    registry, seen = counting_merge_tag_scanner()
+    engine = Engine(policies, registry=registry)
     leak = b"Subject: hi\r\n\r\nHello {{FirstName}},\r\nnews.\r\n"
     to_a = submission_for(b"To: a@x.test\r\nMessage-ID: <1@x>\r\n" + leak, CampaignSpec())
     to_b = submission_for(b"To: b@x.test\r\nMessage-ID: <2@x>\r\n" + leak, CampaignSpec())
@@ -330,25 +328,22 @@ def test_a_campaign_body_sent_again_is_scanned_once(policies, monkeypatch):
     engine.analyse(submission_for(leak.replace(b"news", b"more news"), CampaignSpec()))
     engine.analyse(submission_for(leak.replace(b"Subject: hi", b"Subject: ho"), CampaignSpec()))
     assert len(seen) == 3  # another body, another subject: read again
-    Engine(policies).analyse(submission_for(leak, CampaignSpec()))
+    Engine(policies, registry=registry).analyse(submission_for(leak, CampaignSpec()))
     assert len(seen) == 4  # a reloaded policy set remembers nothing of the old one
 
 
-def test_failed_and_slow_scans_are_not_remembered(policies, monkeypatch):
-    seen = counting_merge_tag_scanner(monkeypatch)
-    slow = Engine(policies, scan_budget=0.0)  # every scan is over this budget
+def test_failed_and_slow_scans_are_not_remembered(policies):
+    registry, seen = counting_merge_tag_scanner()
+    slow = Engine(policies, registry=registry, scan_budget=0.0)  # every scan is over this budget
     for _ in range(2):
         slow.analyse(submission_for(SIGNED, CampaignSpec()))
     assert len(seen) == 2
 
-    def crash(rule, document):
+    def crash(rule, document, shared):
         seen.append(document)
         raise RuntimeError("regex exploded")
 
-    monkeypatch.setitem(
-        __import__("gateway.policy.content_checks", fromlist=["SCANS"]).SCANS, MergeTags, crash
-    )
-    crashing = Engine(policies)
+    crashing = Engine(policies, registry=changed("merge_tags", scan=crash))
     for _ in range(2):
         report = crashing.analyse(submission_for(SIGNED, CampaignSpec()))
         assert report.scans["tags"].error == "RuntimeError: regex exploded"

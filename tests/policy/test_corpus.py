@@ -15,7 +15,8 @@ import pytest
 
 from gateway.mime import HeaderBlock
 from gateway.policy.fixtures import CampaignSpec, evaluate
-from gateway.policy.loader import load_policies
+from gateway.policy.registry import default_registry
+from tests.policy.factories import load
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 MESSAGES = sorted(CORPUS.glob("*.eml"))
@@ -42,7 +43,7 @@ rules:
 def content_policies(tmp_path_factory):
     folder = tmp_path_factory.mktemp("content-policies")
     (folder / "content.yaml").write_text(POLICY)
-    return load_policies(folder)
+    return load(folder)
 
 
 def test_the_corpus_has_at_least_30_messages():
@@ -60,7 +61,7 @@ def test_ordinary_mail_passes_every_content_rule(content_policies, path):
         segments={"sales-reps": ["rep.alice@shop.test", "rep.bob@shop.test"]},
     )
     assert spec.date is not None
-    findings = evaluate(content_policies, content, spec)
+    findings = evaluate(content_policies, content, spec, registry=default_registry())
     assert [(f.rule, f.kind, f.message) for f in findings] == []
 
 
@@ -71,5 +72,5 @@ def test_the_same_corpus_mail_declared_in_another_locale_is_held(content_policie
     """The rules did read the corpus: a wrong declaration of the same mail is caught."""
     content = (CORPUS / f"{name}.eml").read_bytes()
     spec = CampaignSpec(received=1000, locale="en", segments={"sales-reps": []})
-    findings = evaluate(content_policies, content, spec)
+    findings = evaluate(content_policies, content, spec, registry=default_registry())
     assert [(f.rule, f.kind) for f in findings] == [("language", "language_mismatch")]

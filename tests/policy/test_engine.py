@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.model import Facts
-from gateway.policy import engine as engine_module
-from gateway.policy.rules import DeclaredSize
-from tests.policy.factories import campaign, engine, submission
+from tests.policy.factories import campaign, changed, engine, submission
 
 SUB = submission(("a@x.test", "b@x.test", "a@x.test"))
 
@@ -88,27 +86,29 @@ def test_when_selects_by_category(tmp_path):
     assert not e.decide(campaign(1000, 200, category="newsletter"), SUB, Facts()).hold
 
 
-def test_a_check_that_crashes_holds_the_campaign(tmp_path, monkeypatch):
+def test_a_check_that_crashes_holds_the_campaign(tmp_path):
     def broken(*_args):
         raise ZeroDivisionError("bad arithmetic")
 
-    monkeypatch.setitem(engine_module.CHECKS, DeclaredSize, broken)
-    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n")
+    registry = changed("declared_size", check=broken)
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n", registry=registry)
     verdict = e.decide(campaign(1, 200), SUB, Facts())
     assert verdict.hold
     assert verdict.findings[0].kind == "check_failed"
     assert "ZeroDivisionError" in verdict.findings[0].message
 
 
-def test_a_check_over_its_time_budget_holds_the_campaign(tmp_path, monkeypatch):
+def test_a_check_over_its_time_budget_holds_the_campaign(tmp_path):
     def slow(*_args):
         total = 0
         for i in range(2_000_000):  # real work, well past a 1 µs budget
             total += i
         return []
 
-    monkeypatch.setitem(engine_module.CHECKS, DeclaredSize, slow)
-    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n", budget=0.000001)
+    registry = changed("declared_size", check=slow)
+    e = engine(
+        tmp_path, "  - {id: blast, kind: declared_size}\n", budget=0.000001, registry=registry
+    )
     verdict = e.decide(campaign(1, 200), SUB, Facts())
     assert verdict.hold
     assert verdict.findings[0].kind == "check_over_budget"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import PolicyError
-from gateway.policy.loader import load_policies
-from gateway.policy.rules import DeclaredSize
+from gateway.policy.rules.blast import DeclaredSize
+from tests.policy.factories import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def write(tmp_path: Path, text: str, name: str = "site.yaml") -> Path:
 
 
 def test_shipped_default_policy_loads_with_its_documented_rules():
-    policies = load_policies(ROOT / "policies")
+    policies = load(ROOT / "policies")
     assert [r.id for r in policies.rules] == [
         "blast-declared",
         "blast-undeclared",
@@ -44,15 +44,15 @@ def test_file_defaults_apply_to_rules_that_do_not_set_their_own(tmp_path):
         "version: 1\ndefaults: {mode: shadow}\nrules:\n"
         "  - {id: a, kind: declared_size}\n  - {id: b, kind: absolute_ceiling, mode: enforce}\n",
     )
-    modes = {r.id: r.mode for r in load_policies(tmp_path).rules}
+    modes = {r.id: r.mode for r in load(tmp_path).rules}
     assert modes == {"a": "shadow", "b": "enforce"}
 
 
 def test_version_changes_when_a_file_changes(tmp_path):
     path = write(tmp_path, "version: 1\nrules:\n  - {id: a, kind: declared_size}\n")
-    before = load_policies(tmp_path).version
+    before = load(tmp_path).version
     path.write_text("version: 1\nrules:\n  - {id: a, kind: declared_size, ratio: 2}\n")
-    assert load_policies(tmp_path).version != before
+    assert load(tmp_path).version != before
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_version_changes_when_a_file_changes(tmp_path):
 def test_malformed_policy_names_file_line_key_and_reason(tmp_path, text, line, key, reason):
     path = write(tmp_path, text)
     with pytest.raises(PolicyError) as error:
-        load_policies(tmp_path)
+        load(tmp_path)
     problem = error.value.problems[-1] if key else error.value.problems[0]
     assert problem.where == f"{path}:{line}"
     assert problem.key == key
@@ -112,7 +112,7 @@ def test_every_problem_of_every_file_is_reported_at_once(tmp_path):
     write(tmp_path, "version: 1\nrules:\n  - {id: a, kind: nope}\n", "a.yaml")
     write(tmp_path, "version: 1\nrules:\n  - {id: b, kind: declared_size, slack: -1}\n", "b.yaml")
     with pytest.raises(PolicyError) as error:
-        load_policies(tmp_path)
+        load(tmp_path)
     assert [p.where for p in error.value.problems] == [
         f"{tmp_path}/a.yaml:3",
         f"{tmp_path}/b.yaml:3",
@@ -122,12 +122,12 @@ def test_every_problem_of_every_file_is_reported_at_once(tmp_path):
 
 def test_a_missing_policy_directory_is_an_error_not_an_empty_policy(tmp_path):
     with pytest.raises(PolicyError, match="no such policy directory"):
-        load_policies(tmp_path / "absent")
+        load(tmp_path / "absent")
 
 
 def test_a_file_that_is_not_utf8_is_reported_not_a_crash(tmp_path):
     (tmp_path / "latin1.yaml").write_bytes("version: 1\n# Grüße\n".encode("latin-1"))
     with pytest.raises(PolicyError) as error:
-        load_policies(tmp_path)
+        load(tmp_path)
     assert error.value.problems[0].where == str(tmp_path / "latin1.yaml")
     assert "cannot read the file" in error.value.problems[0].reason

@@ -10,8 +10,8 @@ import yaml
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.policy.loader import load_policies
 from tests.conftest import POLICIES
+from tests.policy.factories import load
 
 EXAMPLE = POLICIES / "examples" / "signature"
 
@@ -42,7 +42,7 @@ def test_the_example_signature_policy_tests_pass():
 
 def test_every_shipped_rule_has_a_fixture_that_fires_it():
     for folder in (POLICIES, EXAMPLE):
-        rules = {r.id for r in load_policies(folder).rules}
+        rules = {r.id for r in load(folder).rules}
         assert rules <= expected_rules(folder), folder
 
 

@@ -1,22 +1,49 @@
-"""Blast-radius checks: how far a campaign may grow past what its sender declared.
+"""Blast-radius rules: how far a campaign may grow past what its sender declared.
 
-Each check is a small pure function of (rule, campaign, submission, facts) returning
-observations with evidence. The campaign's counters already include the message being
-decided, so "received" is the size the campaign would have if this message went out.
+Owns the parameters and checks of `declared_size`, `undeclared_limit`, `absolute_ceiling`
+and `duplicate_recipients`. Each check is a small pure function of (rule, context)
+returning observations with evidence; none reads content. The campaign's counters already
+include the message being decided, so "received" is the size the campaign would have if
+this message went out.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
-from gateway.policy.context import Check, Context, Observation
-from gateway.policy.rules import (
-    AbsoluteCeiling,
-    DeclaredSize,
-    DuplicateRecipients,
-    Rule,
-    UndeclaredLimit,
-)
+from pydantic import Field
+
+from gateway.policy.rules.base import Context, Observation, Rule
+
+
+class DeclaredSize(Rule):
+    """Hold when recipients > declared × ratio and > declared + slack."""
+
+    kind: Literal["declared_size"]
+    ratio: float = Field(1.5, ge=1.0, description="Growth allowed over the declared size.")
+    slack: int = Field(50, ge=0, description="Recipients allowed over it in any case.")
+
+
+class UndeclaredLimit(Rule):
+    """Hold a campaign without a declared size once it passes a limit."""
+
+    kind: Literal["undeclared_limit"]
+    max_recipients: int = Field(5000, ge=0, description="Recipients an undeclared one may reach.")
+
+
+class AbsoluteCeiling(Rule):
+    """Hold any campaign past a ceiling, whatever it declared."""
+
+    kind: Literal["absolute_ceiling"]
+    max_recipients: int = Field(1_000_000, ge=0, description="Recipients no campaign may pass.")
+
+
+class DuplicateRecipients(Rule):
+    """Hold (or suppress the repeats) when a campaign reaches a recipient twice."""
+
+    kind: Literal["duplicate_recipients"]
+    max_duplicates: int = Field(0, ge=0, description="Repeated recipients a campaign may have.")
 
 
 def declared_size(rule: DeclaredSize, ctx: Context) -> list[Observation]:
@@ -106,11 +133,3 @@ def duplicate_recipients(rule: DuplicateRecipients, ctx: Context) -> list[Observ
             recipients=frozenset(facts.duplicates),
         )
     ]
-
-
-CHECKS: dict[type[Rule], Check] = {
-    DeclaredSize: declared_size,
-    UndeclaredLimit: undeclared_limit,
-    AbsoluteCeiling: absolute_ceiling,
-    DuplicateRecipients: duplicate_recipients,
-}

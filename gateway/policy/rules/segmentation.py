@@ -1,43 +1,122 @@
-"""Segmentation checks: who a campaign reaches, measured against named audience segments.
+"""Segmentation rules: who a campaign reaches, measured against named audience segments.
 
-Pure functions of (rule, context). The spool looked up, inside the admitting transaction,
-which recipients of this message are members of each segment a rule names, how many
-members the campaign reached before this message (tallies), and per-recipient send counts
-for frequency caps. A rule naming a segment that was never loaded fails closed.
+Owns the parameters and checks of `segment_exclude`, `segment_only`, `segment_mix`,
+`segment_coverage` and `frequency_cap`. Checks are pure functions of (rule, context). The
+spool looked up, inside the admitting transaction, which recipients of this message are
+members of each segment a rule names (the rule's `needs`), how many members the campaign
+reached before this message (tallies), and per-recipient send counts for frequency caps.
+A rule naming a segment that was never loaded fails closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from typing import Annotated, Literal
 
-from gateway.policy.context import Check, Context, Observation
-from gateway.policy.rules import (
-    FrequencyCap,
+from pydantic import AfterValidator, Field, model_validator
+
+from gateway.model import Needs
+from gateway.policy.rules.base import (
+    Context,
+    Observation,
     Rule,
-    SegmentCoverage,
-    SegmentExclude,
-    SegmentMix,
-    SegmentOnly,
-    tally,
+    Shared,
+    Strict,
 )
-from gateway.segments import domain_of
+from gateway.settings import Duration
+
+_PERCENT = re.compile(r"^\d+(\.\d+)?%$")
 
 
-def missing_segments(rule_id: str, names: Iterable[str], ctx: Context) -> list[Observation]:
-    """Fail closed: a segment the rule needs has not been loaded yet."""
-    missing = sorted(n for n in names if ctx.facts.segment_sizes.get(n) is None)
-    if not missing:
-        return []
-    return [
-        Observation(
-            kind="segment_missing",
-            message=(
-                f"segment {', '.join(missing)} has not been loaded; rule {rule_id} holds the "
-                "campaigns it selects until it is uploaded"
-            ),
-            evidence={"segments": missing},
+def _count_or_percent(value: int | str) -> int | str:
+    if isinstance(value, str) and not _PERCENT.match(value.strip()):
+        raise ValueError("expected a whole number or a percentage such as '5%'")
+    if isinstance(value, int) and value < 0:
+        raise ValueError("must not be negative")
+    return value.strip() if isinstance(value, str) else value
+
+
+CountOrPercent = Annotated[int | str, AfterValidator(_count_or_percent)]
+
+
+def tally(segment: str) -> str:
+    """Name of a campaign's running count of members of `segment`."""
+    return f"segment:{segment}"
+
+
+def counted(segment: str) -> Needs:
+    """Say what a rule measuring one segment looks up: its members here, its tally so far."""
+    return Needs(segments=frozenset({segment}), tallies=frozenset({tally(segment)}))
+
+
+class SegmentExclude(Rule):
+    """Campaigns this rule selects must not reach segment `segment` (the win-back day)."""
+
+    kind: Literal["segment_exclude"]
+    segment: str
+    max_overlap: CountOrPercent = 0  # members allowed, as a count or a share of recipients
+
+    def needs(self, shared: Shared) -> Needs:  # noqa: D102, ARG002
+        return counted(self.segment)
+
+
+class SegmentOnly(Rule):
+    """Recipients must be in `segment`, in `domains`, or (with `internal`) internal."""
+
+    kind: Literal["segment_only"]
+    segment: str | None = None
+    domains: list[str] = Field(default_factory=list)
+    internal: bool = False
+
+    @model_validator(mode="after")
+    def _something_allowed(self) -> SegmentOnly:
+        if self.segment is None and not self.domains and not self.internal:
+            raise ValueError("give a segment, domains, or internal: true")
+        return self
+
+    def needs(self, shared: Shared) -> Needs:  # noqa: D102, ARG002
+        return Needs(segments=frozenset({self.segment} if self.segment else ()))
+
+
+class SegmentMix(Rule):
+    """One campaign must not reach members of two of these segments."""
+
+    kind: Literal["segment_mix"]
+    segments: list[str] = Field(min_length=2)
+
+    def needs(self, shared: Shared) -> Needs:  # noqa: D102, ARG002
+        return Needs(
+            segments=frozenset(self.segments), tallies=frozenset(map(tally, self.segments))
         )
-    ]
+
+
+class Allow(Strict):
+    """Campaigns a coverage rule lets through."""
+
+    category: list[str] = Field(default_factory=list)
+
+
+class SegmentCoverage(Rule):
+    """Hold a campaign reaching more than `max_percent` of a segment (the whole-database day)."""
+
+    kind: Literal["segment_coverage"]
+    segment: str
+    max_percent: float = Field(ge=0, le=100)
+    allow: Allow = Field(default_factory=Allow)
+
+    def needs(self, shared: Shared) -> Needs:  # noqa: D102, ARG002
+        return counted(self.segment)
+
+
+class FrequencyCap(Rule):
+    """No recipient gets more than `max_per_recipient` selected campaigns' mail per window."""
+
+    kind: Literal["frequency_cap"]
+    max_per_recipient: int = Field(ge=1)
+    window: Duration
+
+    def needs(self, shared: Shared) -> Needs:  # noqa: D102, ARG002
+        return Needs(frequency=((self.id, self.window),))
 
 
 def reached(ctx: Context, segment: str) -> int:
@@ -47,7 +126,7 @@ def reached(ctx: Context, segment: str) -> int:
 
 def segment_exclude(rule: SegmentExclude, ctx: Context) -> list[Observation]:
     """Hold when a campaign reaches more members of the segment than allowed."""
-    if missing := missing_segments(rule.id, [rule.segment], ctx):
+    if missing := ctx.missing_segments(rule.id, [rule.segment]):
         return missing
     members = ctx.facts.members[rule.segment]
     if not members:
@@ -83,18 +162,13 @@ def segment_exclude(rule: SegmentExclude, ctx: Context) -> list[Observation]:
 
 def segment_only(rule: SegmentOnly, ctx: Context) -> list[Observation]:
     """Hold when recipients fall outside the segment and domains the rule allows."""
-    if rule.segment and (missing := missing_segments(rule.id, [rule.segment], ctx)):
+    if rule.segment and (missing := ctx.missing_segments(rule.id, [rule.segment])):
         return missing
     domains = {d.lower() for d in rule.domains}
     if rule.internal:
         domains |= ctx.internal_domains
-    members = ctx.facts.members.get(rule.segment, frozenset()) if rule.segment else frozenset()
-    outside = frozenset(
-        i
-        for i, box in enumerate(ctx.submission.mailboxes)
-        if i not in members and not _in_domains(domain_of(box), domains)
-    )
-    if not outside:
+    found = ctx.outside(rule.segment, domains)
+    if not found:
         return []
     allowed = [f"segment {rule.segment}"] if rule.segment else []
     allowed += [f"domains {', '.join(sorted(domains))}"] if domains else []
@@ -103,25 +177,21 @@ def segment_only(rule: SegmentOnly, ctx: Context) -> list[Observation]:
     return [
         Observation(
             kind="outside_allowed_recipients",
-            message=f"{len(outside)} recipients of this message are outside {' or '.join(allowed)}",
+            message=f"{len(found)} recipients of this message are outside {' or '.join(allowed)}",
             evidence={
-                "outside": len(outside),
+                "outside": len(found),
                 "segment": rule.segment,
                 "domains": sorted(domains),
-                "sample": ctx.sample(outside),
+                "sample": ctx.sample(found),
             },
-            recipients=outside,
+            recipients=found,
         )
     ]
 
 
-def _in_domains(domain: str, domains: set[str]) -> bool:
-    return any(domain == d or domain.endswith("." + d) for d in domains)
-
-
 def segment_mix(rule: SegmentMix, ctx: Context) -> list[Observation]:
     """Hold a campaign that reaches members of two or more of the segments."""
-    if missing := missing_segments(rule.id, rule.segments, ctx):
+    if missing := ctx.missing_segments(rule.id, rule.segments):
         return missing
     counts = {name: reached(ctx, name) for name in rule.segments}
     present = [name for name in rule.segments if counts[name]]
@@ -139,7 +209,7 @@ def segment_mix(rule: SegmentMix, ctx: Context) -> list[Observation]:
 
 def segment_coverage(rule: SegmentCoverage, ctx: Context) -> list[Observation]:
     """Hold a campaign covering more than `max_percent` of a segment, unless allowed."""
-    if missing := missing_segments(rule.id, [rule.segment], ctx):
+    if missing := ctx.missing_segments(rule.id, [rule.segment]):
         return missing
     category = ctx.campaign.declared.category
     if category is not None and category in {c.lower() for c in rule.allow.category}:
@@ -190,12 +260,3 @@ def frequency_cap(rule: FrequencyCap, ctx: Context) -> list[Observation]:
             recipients=over,
         )
     ]
-
-
-CHECKS: dict[type[Rule], Check] = {
-    SegmentExclude: segment_exclude,
-    SegmentOnly: segment_only,
-    SegmentMix: segment_mix,
-    SegmentCoverage: segment_coverage,
-    FrequencyCap: frequency_cap,
-}

@@ -1,9 +1,11 @@
-"""Body language detection, offline, with Google's CLD3 model (the `cld3-py` wheel).
+"""Language rule: the body is confidently in another language than the declared locale.
 
-Why CLD3 (docs/policies.md, `language`): the model ships inside a 0.7 MB wheel with no
-other dependency, nothing is downloaded at run time, it gives a probability and a
-reliability flag, and it reads at most a few kilobytes of a message in well under a
-millisecond. The identifier object keeps scratch state, so each thread gets its own.
+Owns the `language` kind: its parameters, its scanner, its check, and the offline
+detector they use, Google's CLD3 model (the `cld3-py` wheel). Why CLD3 (docs/policies.md,
+`language`): the model ships inside a 0.7 MB wheel with no other dependency, nothing is
+downloaded at run time, it gives a probability and a reliability flag, and it reads at
+most a few kilobytes of a message in well under a millisecond. The identifier object
+keeps scratch state, so each thread gets its own.
 
 Detection runs on the prose a reader sees, without links, addresses, numbers and merge
 tags; per paragraph as well, so a bilingual mail (English and French for Canada) reports
@@ -15,8 +17,13 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import Literal
 
 import gcld3
+from pydantic import Field
+
+from gateway.content import ContentHit, Document
+from gateway.policy.rules.base import Context, Observation, Rule, Shared
 
 MAX_BYTES = 4000  # how much text CLD3 reads, as its own default
 MAX_CHARS = 20_000  # of the body looked at for paragraphs; a language shows long before
@@ -89,3 +96,64 @@ def detect(text: str) -> Detected:
         chars=letters,
         shares=shares,
     )
+
+
+class Language(Rule):
+    """The body's language differs from the declared locale, with high confidence."""
+
+    kind: Literal["language"]
+    min_confidence: float = Field(0.9, ge=0, le=1, description="Detector probability needed.")
+    min_chars: int = Field(120, ge=0, description="Letters a body needs before it is judged.")
+    min_share: float = Field(
+        0.2, ge=0, le=1, description="Share of paragraphs in the declared language that passes."
+    )
+
+
+def scan(rule: Language, doc: Document, shared: Shared) -> list[ContentHit]:  # noqa: ARG001
+    """Detect the body's language."""
+    found = detect(doc.body)
+    detail = {
+        "language": found.language,
+        "probability": found.probability,
+        "reliable": found.reliable,
+        "chars": found.chars,
+        "shares": found.shares,
+    }
+    return [ContentHit("language", "body", found.language, detail)]
+
+
+def check(rule: Language, ctx: Context) -> list[Observation]:
+    """Hold mail whose body is confidently in another language than the declared locale."""
+    declared = ctx.campaign.declared.locale
+    hits = ctx.scan(rule.id).hits
+    if not declared or not hits:
+        return []
+    detail = hits[0].detail
+    wanted = primary(declared)
+    detected = str(detail["language"])
+    shares: dict[str, float] = dict(detail["shares"])
+    if (
+        detected in {wanted, "und"}
+        or int(detail["chars"]) < rule.min_chars
+        or not detail["reliable"]
+        or float(detail["probability"]) < rule.min_confidence
+        or shares.get(wanted, 0.0) >= rule.min_share
+    ):
+        return []
+    return [
+        Observation(
+            kind="language_mismatch",
+            message=(
+                f"the body reads as {detected!r} (probability {float(detail['probability']):.2f}) "
+                f"but the campaign declared locale {declared!r}"
+            ),
+            evidence={
+                "declared": declared,
+                "detected": detected,
+                "probability": detail["probability"],
+                "shares": shares,
+                "chars": detail["chars"],
+                "min_confidence": rule.min_confidence,
+            },
+        )
+    ]

@@ -1,29 +1,68 @@
-"""Signature policy: bulk mail that sends or signs as a protected identity needs its sign-off.
+"""Signature rule: bulk mail that sends or signs as a protected identity needs its sign-off.
 
-Two halves, like every content rule. `scan` runs off the event loop on the decoded message
-and finds the identities it sends as (From, Sender, Reply-To addresses, the From display
-name) or signs as (closing lines: "— Jack", "Thanks, Biz, Ev & Jack", "Jane Doe, your
-account manager"). `signature` runs inside the spool transaction with the campaign's
-counters and registered sign-offs, and holds once the campaign is above its bulk threshold
-and an identity it names has not signed off. Identities backed by a segment of personal
-addresses (every sales rep) match when the sender of a message is a member, so mail where
-each message is signed by the recipient's own rep is recognised message by message.
+Owns the `signature` kind: its parameters, its scanner and its check. `scan` runs off the
+event loop on the decoded message and finds the identities (the policy set's `identities`
+section) it sends as (From, Sender, Reply-To addresses, the From display name) or signs as
+(closing lines: "— Jack", "Thanks, Biz, Ev & Jack", "Jane Doe, your account manager").
+`signature` runs inside the spool transaction with the campaign's counters and registered
+sign-offs, and holds once the campaign is above its bulk threshold and an identity it
+names has not signed off; a release does not clear that, only a sign-off does. Identities
+backed by a segment of personal addresses (every sales rep) match when the sender of a
+message is a member, so mail where each message is signed by the recipient's own rep is
+recognised message by message.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
 
 from gateway.content import ContentHit, Document
-from gateway.policy.content_rules import Identity, Signature
-from gateway.policy.context import Context, Observation
-from gateway.policy.segmentation import missing_segments
+from gateway.model import Needs
+from gateway.policy.rules.base import (
+    SAMPLE,
+    Context,
+    Identity,
+    Observation,
+    Rule,
+    Shared,
+)
 from gateway.segments import normalise_address
 from gateway.signoffs import SIGNOFF_KIND, signoff_tally
 
-SAMPLE = 10
+
+class Signature(Rule):
+    """Bulk mail that sends or signs as a protected identity waits for its sign-off."""
+
+    kind: Literal["signature"]
+    bulk_threshold: int = Field(100, ge=0, description="Recipients a campaign may reach unsigned.")
+    identities: list[str] | None = Field(None, description="Identity ids; default: every one.")
+
+    def named(self, shared: Shared) -> list[Identity]:
+        """Return the declared identities this rule protects."""
+        return [i for i in shared.identities if self.identities is None or i.id in self.identities]
+
+    def needs(self, shared: Shared) -> Needs:  # noqa: D102
+        segments = {identity.segment for identity in self.named(shared) if identity.segment}
+        return Needs(signoffs=True, sender_segments=frozenset(segments))
+
+    def problems(self, shared: Shared) -> list[tuple[str, str]]:
+        """Name identities that are not declared, and a rule with none to protect."""
+        declared = {identity.id for identity in shared.identities}
+        found = []
+        if self.identities is None and not declared:
+            found.append(("identities", "no identities are declared; add an identities list"))
+        for name in self.identities or ():
+            if name not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                found.append(("identities", f"unknown identity {name!r} (declared: {known})"))
+        return found
+
+
 _CLOSING = re.compile(
     r"^(?:many thanks|thanks so much|thanks again|thank you|thanks|best wishes|best regards|"
     r"kind regards|warm regards|warmest regards|regards|all the best|best|cheers|sincerely|"
@@ -123,15 +162,14 @@ def _signs(identity: Identity, found: list[Closing], lines: list[str]) -> Iterat
             break
 
 
-def scan(rule: Signature, doc: Document, identities: Sequence[Identity]) -> list[ContentHit]:
+def scan(rule: Signature, doc: Document, shared: Shared) -> list[ContentHit]:
     """Find every protected identity the message sends or signs as."""
     found = list(closings(doc.body))
     lines = [line.strip() for line in doc.body.split("\n") if line.strip()]
     hits: list[ContentHit] = []
-    for identity in identities:
-        if rule.identities is None or identity.id in rule.identities:
-            hits += _senders(identity, doc)
-            hits += _signs(identity, found, lines)
+    for identity in rule.named(shared):
+        hits += _senders(identity, doc)
+        hits += _signs(identity, found, lines)
     return hits
 
 
@@ -142,7 +180,7 @@ def signature(rule: Signature, ctx: Context) -> list[Observation]:
     if received <= rule.bulk_threshold or not hits:
         return []
     segments = sorted({str(h.detail["segment"]) for h in hits if h.what == "segment_sender"})
-    if missing := missing_segments(rule.id, segments, ctx):
+    if missing := ctx.missing_segments(rule.id, segments):
         return missing
     senders = ctx.submission.report.senders
     matches = []

@@ -1,0 +1,167 @@
+"""Test-marker rule: a test send ("[TEST]", "lorem ipsum") going to people outside.
+
+Owns the `test_markers` kind: its parameters, the default markers, its scanner and its
+check. Markers are strong signals only, because ordinary mail says "test" too. The check
+holds a marked message unless every recipient is internal (`internal_domains`, the rule's
+`domains`, or a segment of internal people).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from gateway.content import ContentHit, Document
+from gateway.model import Needs
+from gateway.policy.rules.base import (
+    Context,
+    Observation,
+    Rule,
+    Shared,
+    Strict,
+    regex,
+)
+from gateway.policy.rules.patterns import (
+    WHERE,
+    Patterns,
+    context,
+    first_per_place,
+    phrase_pattern,
+    shown,
+)
+
+Marker = tuple[str, str, str, bool, tuple[str, ...]]  # name, regex, where, case-sensitive, hints
+DEFAULT_MARKERS: tuple[Marker, ...] = (  # the most specific first
+    (
+        "Integration Test Email",
+        r"\bintegration test (?:e-?mail|message)\b",
+        "any",
+        False,
+        ("integration",),
+    ),
+    ("[TEST] or (test)", r"^\W*[\[(]\s*test(?:ing)?\s*[\])]", "subject", False, ("test",)),
+    (
+        "subject starting with test",
+        r"^\s*test(?:ing)?\s*(?:[:#|\-–—]|\d|$)",
+        "subject",
+        False,
+        ("test",),
+    ),
+    ("[DRAFT]", r"[\[(]\s*draft\s*[\])]", "subject", False, ("draft",)),
+    (
+        "test email",
+        r"\btest[ -](?:e-?mail|message|send|mail|campaign|blast)\b",
+        "subject",
+        False,
+        ("test",),
+    ),
+    ("[TEST]", r"\[\s*test\s*\]", "any", False, ("test",)),
+    ("lorem ipsum", r"\blorem ipsum\b", "any", False, ("lorem",)),
+    ("DO NOT SEND", r"\bDO NOT (?:SEND|USE|DISTRIBUTE)\b", "any", True, ("do not",)),
+    (
+        "this is a test email",
+        r"\bthis is (?:just |only )?a test (?:e-?mail|message|send)\b",
+        "any",
+        False,
+        ("a test",),
+    ),
+    ("test test", r"\btest,? test\b", "any", False, ("test",)),
+)
+
+
+class MarkerSpec(Strict):
+    """A test-send marker given as a regular expression."""
+
+    pattern: str
+    name: str | None = None
+    where: Literal["subject", "body", "any"] = "any"
+    case_sensitive: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        return regex(value)
+
+
+def _marker(spec: str | MarkerSpec) -> Marker:
+    """(name, pattern, where, case-sensitive, hints); a string is a literal phrase."""
+    if isinstance(spec, str):
+        hint = spec.split()[0].lower() if spec.split() else ""
+        return (spec, phrase_pattern(spec), "any", False, (hint,) if hint else ())
+    return (spec.name or spec.pattern, spec.pattern, spec.where, spec.case_sensitive, ())
+
+
+class TestMarkers(Rule):
+    """Test-send markers hold a campaign unless every recipient is internal."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    kind: Literal["test_markers"]
+    markers: list[str | MarkerSpec] | None = Field(None, description="Replaces the defaults.")
+    extra_markers: list[str | MarkerSpec] = Field(default_factory=list)
+    internal: bool = Field(default=True, description="Recipients in internal_domains count.")
+    domains: list[str] = Field(default_factory=list, description="More internal domains.")
+    segment: str | None = Field(None, description="Members of this segment are internal.")
+
+    def needs(self, shared: Shared) -> Needs:  # noqa: D102, ARG002
+        return Needs(segments=frozenset({self.segment} if self.segment else ()))
+
+    @cached_property
+    def compiled(self) -> tuple[Patterns, Patterns]:
+        """The markers that count in the subject, and those that count in the body."""
+        chosen = list(DEFAULT_MARKERS) if self.markers is None else list(map(_marker, self.markers))
+        chosen += [_marker(m) for m in self.extra_markers]
+        subject = [(n, rx, case, h) for n, rx, where, case, h in chosen if where != "body"]
+        body = [(n, rx, case, h) for n, rx, where, case, h in chosen if where != "subject"]
+        return Patterns(subject), Patterns(body)
+
+
+def find_test_markers(doc: Document, subject: Patterns, body: Patterns) -> list[ContentHit]:
+    """Find test-send markers in the subject and the body (each marker once per place)."""
+    places = (("subject", doc.subject, subject), ("text", doc.text, body), ("html", doc.html, body))
+    return [
+        ContentHit(
+            "test_marker",
+            where,
+            match.group().strip(),
+            {"marker": name, "context": context(text, *match.span())},
+        )
+        for where, text, name, match in first_per_place(places)
+    ]
+
+
+def scan(rule: TestMarkers, doc: Document, shared: Shared) -> list[ContentHit]:  # noqa: ARG001
+    """Find test-send markers."""
+    return find_test_markers(doc, *rule.compiled)
+
+
+def check(rule: TestMarkers, ctx: Context) -> list[Observation]:
+    """Hold a message marked as a test unless every recipient is internal."""
+    hits = ctx.scan(rule.id).hits
+    if not hits:
+        return []
+    if rule.segment and (missing := ctx.missing_segments(rule.id, [rule.segment])):
+        return missing
+    domains = {d.lower() for d in rule.domains} | (ctx.internal_domains if rule.internal else set())
+    found = ctx.outside(rule.segment, domains)
+    if not found:
+        return []
+    first = hits[0]
+    return [
+        Observation(
+            kind="test_send",
+            message=(
+                f"looks like a test send ({first.detail['marker']}: {first.fragment!r} in "
+                f"{WHERE[first.where]}) but {len(found)} recipients are not internal"
+            ),
+            evidence={
+                "markers": shown(hits),
+                "outside": len(found),
+                "sample": ctx.sample(found),
+                "internal_domains": sorted(domains),
+                "segment": rule.segment,
+            },
+        )
+    ]
