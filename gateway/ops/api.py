@@ -27,17 +27,18 @@ from gateway.model import (
     Manifest,
     RecipientState,
 )
+from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
+from gateway.ops.bodies import ManifestBody, ReasonBody, ReleaseBody
 from gateway.ops.exchange import PageQuery, query_enum, read_body, respond, wrong
-from gateway.ops.openapi import BASE, CAMPAIGN_STATE, PAGE, RECIPIENT_STATE, Handlers, Route
+from gateway.ops.openapi import BASE, Handlers
 from gateway.ops.problems import Problem, found
 from gateway.settings import OpsSettings
 from gateway.spool.base import Spool
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
-_MUTATION = (404, 409)
 
 
 @dataclass(eq=False)  # handlers are bound methods: keep identity hashing
@@ -52,118 +53,7 @@ class OpsApi(Handlers):
     clock: Callable[[], float] = time.time
     wake_relay: Callable[[], None] = lambda: None
 
-    ROUTES = (
-        Route(
-            "GET",
-            f"{BASE}/campaigns",
-            "list_campaigns",
-            "List campaigns, newest first",
-            {200: s.CampaignList},
-            query=(CAMPAIGN_STATE, *PAGE),
-            problems=(422,),
-        ),
-        Route(
-            "GET",
-            f"{BASE}/campaigns/{{id}}",
-            "show_campaign",
-            "A campaign with findings, sample message and timeline",
-            {200: s.CampaignDetail},
-            problems=(404,),
-        ),
-        Route(
-            "GET",
-            f"{BASE}/campaigns/{{id}}/recipients",
-            "list_recipients",
-            "A campaign's recipients",
-            {200: s.RecipientList},
-            query=(RECIPIENT_STATE, *PAGE),
-            problems=(404, 422),
-        ),
-        Route(
-            "PUT",
-            f"{BASE}/campaigns/{{key:.+}}",
-            "put_manifest",
-            "Register a campaign's declaration (manifest); it wins over headers",
-            {200: s.Manifest},
-            body=s.ManifestBody,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/campaigns/{{id}}/hold",
-            "hold",
-            "Hold a campaign (kill switch)",
-            {200: s.CampaignDetail},
-            body=s.ReasonBody,
-            problems=_MUTATION,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/campaigns/{{id}}/release",
-            "release",
-            "Release held recipients (all, max_recipients or only_segment);"
-            " large releases need two operators",
-            {200: s.CampaignDetail, 202: s.PendingRelease},
-            body=s.ReleaseBody,
-            problems=_MUTATION,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/campaigns/{{id}}/reject",
-            "reject",
-            "Reject: discard held mail, refuse later mail",
-            {200: s.CampaignDetail},
-            body=s.ReasonBody,
-            problems=(404,)  # rejecting twice changes nothing: no 409,
-        ),
-        Route(
-            "GET",
-            f"{BASE}/messages/{{id}}",
-            "show_message",
-            "A message: headers, decoded preview, recipients",
-            {200: s.Message},
-            problems=(404,),
-        ),
-        Route(
-            "GET",
-            f"{BASE}/messages/{{id}}/raw",
-            "raw_message",
-            "The message as it will be relayed",
-            {200: "message/rfc822"},
-            problems=(404,),
-        ),
-        Route(
-            "GET",
-            f"{BASE}/relay",
-            "relay_status",
-            "Whether the relay is paused",
-            {200: s.RelayStatus},
-        ),
-        Route(
-            "POST",
-            f"{BASE}/relay/pause",
-            "pause",
-            "Pause all relaying (ingest keeps accepting)",
-            {200: s.RelayChange},
-            body=s.ReasonBody,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/relay/resume",
-            "resume",
-            "Resume relaying",
-            {200: s.RelayChange},
-            body=s.ReasonBody,
-        ),
-        Route(
-            "GET",
-            f"{BASE}/audit",
-            "audit",
-            "The audit log, newest first",
-            {200: s.AuditList},
-            query=PAGE,
-            problems=(422,),
-        ),
-    )
+    ROUTES = routes.CAMPAIGNS
 
     # -- campaigns ------------------------------------------------------------------------
 
@@ -217,7 +107,7 @@ class OpsApi(Handlers):
         """PUT /campaigns/{key}: register a declaration before (or while) sending."""
         key = request.match_info["key"]
         caller = await self.gate.caller(request, "declare", "declare campaign", key)
-        body = await read_body(request, s.ManifestBody)
+        body = await read_body(request, ManifestBody)
         declaration = Declaration(
             size=body.size, category=body.category and body.category.lower(), locale=body.locale
         )
@@ -257,7 +147,7 @@ class OpsApi(Handlers):
         """POST /campaigns/{id}/hold: the manual kill switch for one campaign."""
         campaign_id = request.match_info["id"]
         caller = await self.gate.caller(request, "operate", "hold campaign", campaign_id)
-        body = await read_body(request, s.ReasonBody)
+        body = await read_body(request, ReasonBody)
         before = await self._campaign(campaign_id)
         now = self.clock()
         finding = Finding(
@@ -297,7 +187,7 @@ class OpsApi(Handlers):
         """POST /campaigns/{id}/release: all held recipients, or `max_recipients` of them."""
         campaign_id = request.match_info["id"]
         caller = await self.gate.caller(request, "operate", "release campaign", campaign_id)
-        body = await read_body(request, s.ReleaseBody)
+        body = await read_body(request, ReleaseBody)
         if body.only_segment is not None and await self.spool.segment(body.only_segment) is None:
             missing = f"no segment named {body.only_segment!r} has been loaded"
             raise wrong("only_segment", "not a loaded segment", missing)
@@ -387,7 +277,7 @@ class OpsApi(Handlers):
         """POST /campaigns/{id}/reject: discard held mail and refuse later mail."""
         campaign_id = request.match_info["id"]
         caller = await self.gate.caller(request, "operate", "reject campaign", campaign_id)
-        body = await read_body(request, s.ReasonBody)
+        body = await read_body(request, ReasonBody)
         before = await self._campaign(campaign_id)
         campaign = found(
             await self.spool.reject(campaign_id, caller.name, self.clock()), "campaign", campaign_id
@@ -455,7 +345,7 @@ class OpsApi(Handlers):
     async def _set_paused(self, request: web.Request, *, paused: bool) -> web.Response:
         action = "pause relay" if paused else "resume relay"
         caller = await self.gate.caller(request, "operate", action, "relay")
-        body = await read_body(request, s.ReasonBody)
+        body = await read_body(request, ReasonBody)
         await self.spool.set_relay_paused(paused, caller.name, body.reason, self.clock())
         log.warning(
             "relay_paused" if paused else "relay_resumed", actor=caller.name, reason=body.reason

@@ -21,33 +21,18 @@ from gateway.metrics import Metrics
 from gateway.ops import schemas as s
 from gateway.ops.exchange import respond
 from gateway.ops.gauges import SpoolCollector
-from gateway.ops.openapi import BASE, Handlers, Route, bind, document
+from gateway.ops.openapi import Handlers, bind, document
 from gateway.ops.problems import problem_middleware
+from gateway.ops.routes import PROBES
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
-JSON_DOC = "application/json"  # the document itself: OpenAPI has no schema of OpenAPI
 
 SPOOL = web.AppKey("spool", Spool)
 METRICS = web.AppKey("metrics", Metrics)
 GAUGES = web.AppKey("gauges", SpoolCollector)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
-
-# Handled by this module's functions.
-ROUTES = (
-    Route("GET", "/healthz", "healthz", "Liveness", {200: s.Health}, auth=False),
-    Route(
-        "GET",
-        "/readyz",
-        "readyz",
-        "Readiness (the spool answers)",
-        {200: s.Health, 503: s.Unready},
-        auth=False,
-    ),
-    Route("GET", "/metrics", "metrics", "Prometheus metrics", {200: "text/plain"}, auth=False),
-    Route("GET", f"{BASE}/openapi.json", "openapi", "This document", {200: JSON_DOC}, auth=False),
-)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -104,8 +89,8 @@ def create_app(
     app[GAUGES] = SpoolCollector()
     app[CLOCK] = clock
     metrics_.registry.register(app[GAUGES])
-    app[DOCUMENT] = document([*ROUTES, *(route for api in apis for route in api.ROUTES)])
-    app.router.add_routes(bind(sys.modules[__name__], ROUTES))
+    app[DOCUMENT] = document([*PROBES, *(route for api in apis for route in api.ROUTES)])
+    app.router.add_routes(bind(sys.modules[__name__], PROBES))  # this module's functions
     for api in apis:
         app.router.add_routes(api.routes())
     return app

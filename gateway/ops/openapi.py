@@ -1,8 +1,8 @@
-"""The route table of the HTTP surface, and the OpenAPI 3.1 document generated from it.
+"""Route rows, and the OpenAPI 3.1 document generated from them.
 
-Each handler module declares its routes as `Route` rows (method, path, handler, summary,
-parameters, request model, answer models, problem statuses); the application registers
-exactly those rows and serves `document()` of them at /api/v1/openapi.json. Components
+A `Route` (method, path, handler, summary, parameters, request model, answer models,
+problem statuses) is one row of the table in `gateway.ops.routes`; the application
+registers exactly those rows and serves `document()` of them at /api/v1/openapi.json. Components
 come from the pydantic models of `gateway.ops.schemas`, which the handlers serialise
 through, so the document describes what is served. Must not hold handlers' logic.
 """
@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway import __version__
-from gateway.model import CampaignState, RecipientState
 from gateway.ops.problems import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from gateway.ops.schemas import ProblemDetails
 
@@ -86,22 +85,6 @@ class Handlers:
 def bind(owner: object, routes: Iterable[Route]) -> list[web.RouteDef]:
     """Return aiohttp route definitions of `routes`, handled by `owner`'s attributes."""
     return [web.route(r.method, r.path, getattr(owner, r.handler)) for r in routes]
-
-
-PAGE = (
-    Param(
-        "limit",
-        "Items per page (default ops.page_size).",
-        {"type": "integer", "minimum": 1, "maximum": 1000},
-    ),
-    Param("cursor", "The `next` value of the previous page."),
-)
-CAMPAIGN_STATE = Param(
-    "state", "Only campaigns in this state.", {"enum": [s.value for s in CampaignState]}
-)
-RECIPIENT_STATE = Param(
-    "state", "Only recipients in this state.", {"enum": [s.value for s in RecipientState]}
-)
 
 
 Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]

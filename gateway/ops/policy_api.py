@@ -20,10 +20,12 @@ from aiohttp import web
 
 from gateway.errors import ConfigError, Conflict, PolicyError
 from gateway.model import Campaign, CampaignState, Role
+from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
+from gateway.ops.bodies import ReasonBody, SignoffBody
 from gateway.ops.exchange import read_body, respond
-from gateway.ops.openapi import BASE, Handlers, Route
+from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem, found
 from gateway.policy.loader import PolicySet
 from gateway.signoffs import Signoff
@@ -48,27 +50,7 @@ class PolicyApi(Handlers):
     clock: Callable[[], float] = time.time
     wake_relay: Callable[[], None] = lambda: None
 
-    ROUTES = (
-        Route(
-            "POST",
-            f"{BASE}/campaigns/{{id}}/signoffs",
-            "signoff",
-            "Register a protected identity's sign-off (its own token, or an admin on its"
-            " behalf); releases a campaign that only waited for sign-offs",
-            {200: s.CampaignDetail},
-            body=s.SignoffBody,
-            problems=(404, 409),
-        ),
-        Route(
-            "POST",
-            f"{BASE}/policies/reload",
-            "reload_policies",
-            "Reload the policy files; an invalid set keeps the old one (422)",
-            {200: s.PolicyReload},
-            body=s.ReasonBody,
-            problem_shapes={422: s.InvalidPolicies},
-        ),
-    )
+    ROUTES = routes.POLICIES
 
     async def _refuse(
         self, caller: Principal, target: str, reason: str, status: int, detail: str
@@ -81,7 +63,7 @@ class PolicyApi(Handlers):
         """POST /campaigns/{id}/signoffs: an identity approves a campaign sent or signed as it."""
         campaign_id = request.match_info["id"]
         caller = await self.gate.caller(request, "sign off", SIGN_OFF, campaign_id)
-        body = await read_body(request, s.SignoffBody)
+        body = await read_body(request, SignoffBody)
         identity = body.identity or caller.identity
         if identity is None:
             detail = f"token {caller.name!r} is bound to no identity; name the identity"
@@ -135,7 +117,7 @@ class PolicyApi(Handlers):
     async def reload_policies(self, request: web.Request) -> web.Response:
         """POST /policies/reload: load the policy folder again; keep the old set if invalid."""
         caller = await self.gate.caller(request, "operate", "reload policies", "policies")
-        body = await read_body(request, s.ReasonBody)
+        body = await read_body(request, ReasonBody)
         current = self.policies().version
         try:
             before, after = await self.reload(caller.name)

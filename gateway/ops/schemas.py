@@ -1,6 +1,7 @@
 """The JSON shapes of the ops API (DESIGN.md §4, §10) as pydantic models.
 
-They are the one home of every field name: request bodies, answers, problem documents.
+They are the one home of every answer's field names, problem documents included (request
+bodies are in `gateway.ops.bodies`).
 
 Handlers build their answers by validating the spool's records into these models and
 serialising them; `gateway.ops.openapi` generates the document's components from the same
@@ -45,47 +46,6 @@ class Out(BaseModel):
     def dump(self) -> dict[str, Any]:
         """Return the JSON-ready data."""
         return self.model_dump(mode="json", by_alias=True)
-
-
-# -- request bodies -------------------------------------------------------------------------
-
-
-class ReasonBody(BaseModel):
-    """Body of hold, reject, pause, resume and policy reload: why, for the audit log."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reason: str = Field(min_length=1, description="Why; written to the audit log.")
-
-
-class ReleaseBody(ReasonBody):
-    """Body of release: all held recipients, or only some."""
-
-    max_recipients: int | None = Field(
-        None, ge=1, description="Release at most this many, oldest first."
-    )
-    only_segment: str | None = Field(
-        None, description="Release only held recipients in this segment."
-    )
-
-
-class ManifestBody(ReasonBody):
-    """Body of PUT /campaigns/{key}: what the campaign is meant to be."""
-
-    size: int | None = Field(None, ge=0, description="Intended number of recipients.")
-    category: str | None = Field(
-        None, min_length=1, description="e.g. newsletter, survey, win-back."
-    )
-    locale: str | None = Field(None, min_length=1, description="e.g. en, de-AT.")
-    client: str = Field("*", min_length=1, description="Client the key belongs to; * for any.")
-
-
-class SignoffBody(ReasonBody):
-    """Body of POST /campaigns/{id}/signoffs."""
-
-    identity: str | None = Field(
-        None, min_length=1, description="Identity signing off; default: the token's own."
-    )
 
 
 # -- problems and probes --------------------------------------------------------------------

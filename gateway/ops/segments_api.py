@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.audience import SegmentLoader, UploadTooLarge
+from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate
 from gateway.ops.exchange import respond, wrong
-from gateway.ops.openapi import BASE, Handlers, Param, Route
+from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem
 from gateway.settings import SegmentSettings
 from gateway.spool.base import Spool
@@ -24,11 +25,6 @@ from gateway.spool.base import Spool
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 UPLOAD_CHUNK = 64 * 1024
 FORMATS = {"text/plain": False, "text/csv": True, "application/csv": True}
-EXAMPLES = {
-    "text/plain": "ada@example.org\nbob@example.org\n",
-    "text/csv": "email,name\nada@example.org,Ada\n",
-    "application/csv": "email,name\nada@example.org,Ada\n",
-}
 
 
 @dataclass(eq=False)  # handlers are bound methods: keep identity hashing
@@ -40,27 +36,7 @@ class SegmentsApi(Handlers):
     loader: SegmentLoader
     settings: SegmentSettings
 
-    ROUTES = (
-        Route(
-            "GET",
-            f"{BASE}/segments",
-            "list_segments",
-            "Segments: name, size, source, loaded at",
-            {200: s.SegmentList},
-        ),
-        Route(
-            "PUT",
-            f"{BASE}/segments/{{name}}",
-            "upload",
-            "Replace a segment with a streamed list (atomic)",
-            {200: s.SegmentLoad},
-            query=(
-                Param("reason", "Why; written to the audit log.", required=True),
-                Param("column", "CSV column with the address (default: a column named email)."),
-            ),
-            upload=EXAMPLES,
-        ),
-    )
+    ROUTES = routes.SEGMENTS
 
     async def list_segments(self, request: web.Request) -> web.Response:
         """GET /segments: name, size, source and load time of every segment."""
