@@ -10,12 +10,12 @@ logs alone tell a campaign's story next to the stages' events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import Conflict
 from gateway.metrics import MANUAL_RULE, Metrics
@@ -27,187 +27,87 @@ from gateway.model import (
     Manifest,
     RecipientState,
 )
-from gateway.ops import views
+from gateway.ops import routes
+from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
-from gateway.ops.problems import Problem, invalid
+from gateway.ops.bodies import ManifestBody, ReasonBody, ReleaseBody
+from gateway.ops.exchange import PageQuery, query_enum, read_body, respond, wrong
+from gateway.ops.openapi import BASE, Handlers
+from gateway.ops.problems import Problem, found
 from gateway.settings import OpsSettings
 from gateway.spool.base import Spool
 
-BASE = "/api/v1"
-B = TypeVar("B", bound=BaseModel)
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reason: str = Field(min_length=1, description="Why; written to the audit log.")
-
-
-class ReasonBody(_Body):
-    """Body of hold, reject, pause and resume."""
-
-
-class ReleaseBody(_Body):
-    """Body of release: all held recipients, or only some."""
-
-    max_recipients: int | None = Field(
-        None, ge=1, description="Release at most this many, oldest first."
-    )
-    only_segment: str | None = Field(
-        None, description="Release only held recipients in this segment."
-    )
-
-
-class ManifestBody(_Body):
-    """Body of PUT /campaigns/{key}: what the campaign is meant to be."""
-
-    size: int | None = Field(None, ge=0, description="Intended number of recipients.")
-    category: str | None = Field(
-        None, min_length=1, description="e.g. newsletter, survey, win-back."
-    )
-    locale: str | None = Field(None, min_length=1, description="e.g. en, de-AT.")
-    client: str = Field("*", min_length=1, description="Client the key belongs to; * for any.")
-
-
-class OpsApi:
+@dataclass(eq=False)  # handlers are bound methods: keep identity hashing
+class OpsApi(Handlers):
     """Handlers of /api/v1 with their dependencies."""
 
-    def __init__(
-        self,
-        spool: Spool,
-        gate: Gate,
-        settings: OpsSettings,
-        metrics: Metrics,
-        *,
-        clock: Callable[[], float] = time.time,
-        wake_relay: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._spool = spool
-        self._gate = gate
-        self._settings = settings
-        self._metrics = metrics
-        self._clock = clock
-        self._wake_relay = wake_relay
+    spool: Spool
+    gate: Gate
+    settings: OpsSettings
+    metrics: Metrics
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
+    wake_relay: Callable[[], None] = lambda: None
 
-    def routes(self) -> list[web.RouteDef]:
-        """Every route of the API."""
-        return [
-            web.get(f"{BASE}/campaigns", self.list_campaigns),
-            web.get(f"{BASE}/campaigns/{{id}}", self.show_campaign),
-            web.get(f"{BASE}/campaigns/{{id}}/recipients", self.list_recipients),
-            web.put(f"{BASE}/campaigns/{{key:.+}}", self.put_manifest),
-            web.post(f"{BASE}/campaigns/{{id}}/hold", self.hold),
-            web.post(f"{BASE}/campaigns/{{id}}/release", self.release),
-            web.post(f"{BASE}/campaigns/{{id}}/reject", self.reject),
-            web.get(f"{BASE}/messages/{{id}}", self.show_message),
-            web.get(f"{BASE}/messages/{{id}}/raw", self.raw_message),
-            web.get(f"{BASE}/relay", self.relay_status),
-            web.post(f"{BASE}/relay/pause", self.pause),
-            web.post(f"{BASE}/relay/resume", self.resume),
-            web.get(f"{BASE}/audit", self.audit),
-        ]
-
-    # -- access ---------------------------------------------------------------------------
-
-    async def _campaign(self, campaign_id: str) -> Campaign:
-        return _found(await self._spool.campaign(campaign_id), campaign_id)
-
-    def _page_size(self, request: web.Request) -> int:
-        raw = request.query.get("limit")
-        if raw is None:
-            return self._settings.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise Problem(
-                422,
-                "limit must be a whole number from 1 to 1000",
-                slug="invalid-input",
-                errors=[{"field": "limit", "detail": "a whole number from 1 to 1000"}],
-            )
-        return int(raw)
-
-    @staticmethod
-    def _cursor(request: web.Request) -> str | None:
-        raw = request.query.get("cursor")
-        if raw is None:
-            return None
-        try:
-            return views.decode_cursor(raw)
-        except ValueError:
-            raise Problem(
-                422,
-                "cursor is not one this API returned",
-                slug="invalid-input",
-                errors=[{"field": "cursor", "detail": "use the `next` value of a previous page"}],
-            ) from None
+    ROUTES = routes.CAMPAIGNS
 
     # -- campaigns ------------------------------------------------------------------------
 
+    async def _campaign(self, campaign_id: str) -> Campaign:
+        return found(await self.spool.campaign(campaign_id), "campaign", campaign_id)
+
     async def list_campaigns(self, request: web.Request) -> web.Response:
         """GET /campaigns?state=&limit=&cursor=."""
-        await self._gate.caller(request, "read", "list campaigns", "campaigns")
-        state = _enum(CampaignState, request.query.get("state"), "state")
-        limit = self._page_size(request)
-        items = await self._spool.campaigns(
-            state=state, limit=limit + 1, before=self._cursor(request)
-        )
-        page, more = items[:limit], len(items) > limit
-        return web.json_response(
-            {
-                "items": [views.campaign_json(c) for c in page],
-                "next": views.encode_cursor(page[-1].id) if more else None,
-            }
-        )
+        await self.gate.caller(request, "read", "list campaigns", "campaigns")
+        state = query_enum(request, CampaignState, "state")
+        query = PageQuery.of(request, self.settings.page_size)
+        rows = await self.spool.campaigns(state=state, limit=query.fetch, before=query.cursor)
+        return respond(query.page(s.CampaignList, rows))
 
     async def show_campaign(self, request: web.Request) -> web.Response:
         """GET /campaigns/{id}: declaration, counters, findings, sample message, timeline."""
-        await self._gate.caller(request, "read", "show campaign", request.match_info["id"])
-        return web.json_response(await self._detail(await self._campaign(request.match_info["id"])))
+        await self.gate.caller(request, "read", "show campaign", request.match_info["id"])
+        return respond(await self.detail(await self._campaign(request.match_info["id"])))
 
-    async def detail(self, campaign: Campaign) -> dict[str, Any]:
+    async def detail(self, campaign: Campaign) -> s.CampaignDetail:
         """Render a campaign with its sign-offs, sample message and timeline."""
-        return await self._detail(campaign)
-
-    async def _detail(self, campaign: Campaign) -> dict[str, Any]:
         sample = None
         if campaign.sample_message_id:
-            message = await self._spool.message(campaign.sample_message_id)
-            sample = message and views.message_summary(message, BASE)
-        signed, required = await self._spool.signoffs(campaign.id)
-        return {
-            **views.campaign_json(campaign),
-            "signoffs": [views.signoff_json(s) for s in signed],
-            "signoffs_missing": sorted(required - {s.identity for s in signed}),
-            "sample": sample,
-            "timeline": [views.event_json(e) for e in await self._spool.events(campaign.id)],
-            "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",
-        }
+            message = await self.spool.message(campaign.sample_message_id)
+            sample = message and s.MessageSummary.of(message, BASE)
+        signed, required = await self.spool.signoffs(campaign.id)
+        return s.CampaignDetail.model_validate(
+            {
+                **dict(s.Campaign.model_validate(campaign)),
+                "signoffs": signed,
+                "signoffs_missing": sorted(required - {x.identity for x in signed}),
+                "sample": sample,
+                "timeline": await self.spool.events(campaign.id),
+                "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",
+            }
+        )
 
     async def list_recipients(self, request: web.Request) -> web.Response:
         """GET /campaigns/{id}/recipients?state=&limit=&cursor=."""
         campaign_id = request.match_info["id"]
-        await self._gate.caller(request, "read", "list recipients", campaign_id)
+        await self.gate.caller(request, "read", "list recipients", campaign_id)
         await self._campaign(campaign_id)
-        state = _enum(RecipientState, request.query.get("state"), "state")
-        limit = self._page_size(request)
-        cursor = self._cursor(request)
-        after = int(cursor) if cursor and cursor.isdigit() else 0
-        rows = await self._spool.recipients(
-            campaign_id=campaign_id, state=state, limit=limit + 1, after=after
+        state = query_enum(request, RecipientState, "state")
+        query = PageQuery.of(request, self.settings.page_size)
+        rows = await self.spool.recipients(
+            campaign_id=campaign_id, state=state, limit=query.fetch, after=query.number() or 0
         )
-        page, more = rows[:limit], len(rows) > limit
-        return web.json_response(
-            {
-                "items": [views.recipient_json(r) for r in page],
-                "next": views.encode_cursor(page[-1].id) if more else None,
-            }
-        )
+        return respond(query.page(s.RecipientList, rows))
 
     async def put_manifest(self, request: web.Request) -> web.Response:
         """PUT /campaigns/{key}: register a declaration before (or while) sending."""
         key = request.match_info["key"]
-        caller = await self._gate.caller(request, "declare", "declare campaign", key)
-        body = await _body(request, ManifestBody)
+        caller = await self.gate.caller(request, "declare", "declare campaign", key)
+        body = await read_body(request, ManifestBody)
         declaration = Declaration(
             size=body.size, category=body.category and body.category.lower(), locale=body.locale
         )
@@ -216,10 +116,10 @@ class OpsApi:
             key=key,
             declaration=declaration,
             created_by=caller.name,
-            updated_at=self._clock(),
+            updated_at=self.clock(),
         )
-        await self._spool.put_manifest(manifest)
-        await self._gate.audit(
+        await self.spool.put_manifest(manifest)
+        await self.gate.audit(
             caller.name,
             "declare campaign",
             key,
@@ -230,28 +130,26 @@ class OpsApi:
             category=body.category,
             locale=body.locale,
         )
-        campaign = None if body.client == "*" else await self._spool.find_campaign(body.client, key)
-        return web.json_response(
-            {
-                "key": key,
-                "client": body.client,
-                "declared": {
-                    "size": declaration.size,
-                    "category": declaration.category,
-                    "locale": declaration.locale,
-                },
-                "updated_at": views.timestamp(manifest.updated_at),
-                "campaign": campaign and views.campaign_json(campaign),
-            }
+        campaign = None if body.client == "*" else await self.spool.find_campaign(body.client, key)
+        return respond(
+            s.Manifest.model_validate(
+                {
+                    "key": key,
+                    "client": body.client,
+                    "declared": declaration,
+                    "updated_at": manifest.updated_at,
+                    "campaign": campaign,
+                }
+            )
         )
 
     async def hold(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/hold: the manual kill switch for one campaign."""
         campaign_id = request.match_info["id"]
-        caller = await self._gate.caller(request, "operate", "hold campaign", campaign_id)
-        body = await _body(request, ReasonBody)
+        caller = await self.gate.caller(request, "operate", "hold campaign", campaign_id)
+        body = await read_body(request, ReasonBody)
         before = await self._campaign(campaign_id)
-        now = self._clock()
+        now = self.clock()
         finding = Finding(
             rule="manual",
             kind="manual_hold",
@@ -260,20 +158,16 @@ class OpsApi:
             evidence={"actor": caller.name, "reason": body.reason},
             at=now,
         )
-        campaign = _found(
-            await self._guarded(
-                self._spool.hold(campaign_id, finding, now),
-                caller,
-                "hold campaign",
-                campaign_id,
-                body.reason,
-            )
+        held = self.spool.hold(campaign_id, finding, now)
+        campaign = found(
+            await self._guarded(held, caller, "hold campaign", campaign_id, body.reason),
+            "campaign",
+            campaign_id,
         )
         changed = before.state is not CampaignState.HELD
-        detail = await self._detail(campaign)
+        detail = await self.detail(campaign)
         if changed:
-            self._metrics.campaign_holds.labels(rule=MANUAL_RULE).inc()
-            step = _last_step(detail, {"held"}, caller.name)
+            self.metrics.campaign_holds.labels(rule=MANUAL_RULE).inc()
             log.warning(
                 "campaign_held",
                 campaign=campaign_id,
@@ -281,82 +175,49 @@ class OpsApi:
                 rules=[MANUAL_RULE],
                 actor=caller.name,
                 reason=body.reason,
-                recipients=step.get("recipients", campaign.counters.held),
+                recipients=_recipients(detail, {"held"}, caller.name, campaign.counters.held),
                 relayed=campaign.counters.relayed,
             )
-        await self._gate.audit(
+        await self.gate.audit(
             caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
         )
-        return web.json_response(detail)
+        return respond(detail)
 
     async def release(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/release: all held recipients, or `max_recipients` of them."""
         campaign_id = request.match_info["id"]
-        caller = await self._gate.caller(request, "operate", "release campaign", campaign_id)
-        body = await _body(request, ReleaseBody)
-        if body.only_segment is not None and await self._spool.segment(body.only_segment) is None:
-            raise Problem(
-                422,
-                f"no segment named {body.only_segment!r} has been loaded",
-                slug="invalid-input",
-                errors=[{"field": "only_segment", "detail": "not a loaded segment"}],
-            )
+        caller = await self.gate.caller(request, "operate", "release campaign", campaign_id)
+        body = await read_body(request, ReleaseBody)
+        if body.only_segment is not None and await self.spool.segment(body.only_segment) is None:
+            missing = f"no segment named {body.only_segment!r} has been loaded"
+            raise wrong("only_segment", "not a loaded segment", missing)
         campaign = await self._campaign(campaign_id)
         if campaign.state is not CampaignState.HELD:
-            await self._gate.audit(
+            await self.gate.audit(
                 caller.name, "release campaign", campaign_id, body.reason, "ok", changed=False
             )
-            return web.json_response(await self._detail(campaign))
+            return respond(await self.detail(campaign))
         count = min(campaign.counters.held, body.max_recipients or campaign.counters.held)
-        if count > self._settings.two_person_release_above:
+        if count > self.settings.two_person_release_above:
+            approval = self.spool.approve_release(campaign_id, caller.name, self.clock())
             approvers = await self._guarded(
-                self._spool.approve_release(campaign_id, caller.name, self._clock()),
-                caller,
-                "release campaign",
-                campaign_id,
-                body.reason,
+                approval, caller, "release campaign", campaign_id, body.reason
             )
             if len(approvers) < 2:
-                log.info(
-                    "campaign_release_approved",
-                    campaign=campaign_id,
-                    key=campaign.key,
-                    actor=caller.name,
-                    reason=body.reason,
-                    recipients=count,
-                    approvals=approvers,
-                )
-                await self._gate.audit(
-                    caller.name,
-                    "release campaign",
-                    campaign_id,
-                    body.reason,
-                    "pending",
-                    recipients=count,
-                    approvals=approvers,
-                )
-                return web.json_response(
-                    {
-                        "status": "pending_approval",
-                        "approvals": approvers,
-                        "required": 2,
-                        "detail": f"releasing {count} recipients needs a second operator",
-                        "campaign": await self._detail(campaign),
-                    },
-                    status=202,
-                )
-        released = _found(
-            await self._spool.release(
+                return await self._pending(campaign, caller, body.reason, count, approvers)
+        released = found(
+            await self.spool.release(
                 campaign_id,
                 caller.name,
-                self._clock(),
+                self.clock(),
                 max_recipients=body.max_recipients,
                 only_segment=body.only_segment,
-            )
+            ),
+            "campaign",
+            campaign_id,
         )
-        self._wake_relay()
-        detail = await self._detail(released)
-        step = _last_step(detail, {"released", "partially_released"}, caller.name)
+        self.wake_relay()
+        detail = await self.detail(released)
         log.info(
             "campaign_released"
             if released.state is CampaignState.RELEASED
@@ -365,10 +226,10 @@ class OpsApi:
             key=released.key,
             actor=caller.name,
             reason=body.reason,
-            recipients=step.get("recipients", count),
+            recipients=_recipients(detail, {"released", "partially_released"}, caller.name, count),
             still_held=released.counters.held,
         )
-        await self._gate.audit(
+        await self.gate.audit(
             caller.name,
             "release campaign",
             campaign_id,
@@ -379,15 +240,48 @@ class OpsApi:
             max_recipients=body.max_recipients,
             only_segment=body.only_segment,
         )
-        return web.json_response(detail)
+        return respond(detail)
+
+    async def _pending(
+        self, campaign: Campaign, caller: Principal, reason: str, count: int, approvers: list[str]
+    ) -> web.Response:
+        """Answer a large release that so far has only this one operator's approval."""
+        log.info(
+            "campaign_release_approved",
+            campaign=campaign.id,
+            key=campaign.key,
+            actor=caller.name,
+            reason=reason,
+            recipients=count,
+            approvals=approvers,
+        )
+        await self.gate.audit(
+            caller.name,
+            "release campaign",
+            campaign.id,
+            reason,
+            "pending",
+            recipients=count,
+            approvals=approvers,
+        )
+        pending = s.PendingRelease(
+            status="pending_approval",
+            approvals=approvers,
+            required=2,
+            detail=f"releasing {count} recipients needs a second operator",
+            campaign=await self.detail(campaign),
+        )
+        return respond(pending, status=202)
 
     async def reject(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/reject: discard held mail and refuse later mail."""
         campaign_id = request.match_info["id"]
-        caller = await self._gate.caller(request, "operate", "reject campaign", campaign_id)
-        body = await _body(request, ReasonBody)
+        caller = await self.gate.caller(request, "operate", "reject campaign", campaign_id)
+        body = await read_body(request, ReasonBody)
         before = await self._campaign(campaign_id)
-        campaign = _found(await self._spool.reject(campaign_id, caller.name, self._clock()))
+        campaign = found(
+            await self.spool.reject(campaign_id, caller.name, self.clock()), "campaign", campaign_id
+        )
         changed = before.state is not CampaignState.REJECTED
         if changed:
             log.warning(
@@ -399,50 +293,46 @@ class OpsApi:
                 discarded=campaign.counters.discarded - before.counters.discarded,
                 relayed=campaign.counters.relayed,
             )
-        await self._gate.audit(
+        await self.gate.audit(
             caller.name, "reject campaign", campaign_id, body.reason, "ok", changed=changed
         )
-        return web.json_response(await self._detail(campaign))
+        return respond(await self.detail(campaign))
 
     async def _guarded(
-        self, operation: Any, caller: Principal, action: str, target: str, reason: str
-    ) -> Any:
+        self, operation: Awaitable[T], caller: Principal, action: str, target: str, reason: str
+    ) -> T:
         """Await a spool operation; a state conflict becomes an audited 409."""
         try:
             return await operation
         except Conflict as exc:
-            await self._gate.audit(
-                caller.name, action, target, reason, "refused", status=409, detail=str(exc)
-            )
-            raise Problem(409, str(exc), slug="conflict") from None
+            problem = Problem(409, str(exc), slug="conflict")
+            raise await self.gate.refuse(
+                caller.name, action, target, reason, problem, detail=str(exc)
+            ) from None
 
     # -- messages -------------------------------------------------------------------------
 
     async def show_message(self, request: web.Request) -> web.Response:
         """GET /messages/{id}: headers, decoded preview and recipients."""
         message_id = request.match_info["id"]
-        await self._gate.caller(request, "read", "show message", message_id)
-        message = await self._spool.message(message_id)
-        if message is None:
-            raise Problem(404, f"no message with id {message_id!r}", slug="not-found")
-        recipients = await self._spool.recipients(message_id=message_id)
-        return web.json_response(views.message_json(message, recipients, BASE))
+        await self.gate.caller(request, "read", "show message", message_id)
+        message = found(await self.spool.message(message_id), "message", message_id)
+        recipients = await self.spool.recipients(message_id=message_id)
+        return respond(s.Message.with_recipients(message, recipients, BASE))
 
     async def raw_message(self, request: web.Request) -> web.Response:
         """GET /messages/{id}/raw: the message as it will be relayed."""
         message_id = request.match_info["id"]
-        await self._gate.caller(request, "read", "show message", message_id)
-        message = await self._spool.message(message_id)
-        if message is None:
-            raise Problem(404, f"no message with id {message_id!r}", slug="not-found")
+        await self.gate.caller(request, "read", "show message", message_id)
+        message = found(await self.spool.message(message_id), "message", message_id)
         return web.Response(body=message.content, content_type="message/rfc822")
 
     # -- relay and audit ------------------------------------------------------------------
 
     async def relay_status(self, request: web.Request) -> web.Response:
         """GET /relay: whether the relay is paused."""
-        await self._gate.caller(request, "read", "show relay", "relay")
-        return web.json_response({"paused": await self._spool.relay_paused()})
+        await self.gate.caller(request, "read", "show relay", "relay")
+        return respond(s.RelayStatus(paused=await self.spool.relay_paused()))
 
     async def pause(self, request: web.Request) -> web.Response:
         """POST /relay/pause: stop relaying everything; ingest keeps accepting."""
@@ -454,71 +344,31 @@ class OpsApi:
 
     async def _set_paused(self, request: web.Request, *, paused: bool) -> web.Response:
         action = "pause relay" if paused else "resume relay"
-        caller = await self._gate.caller(request, "operate", action, "relay")
-        body = await _body(request, ReasonBody)
-        await self._spool.set_relay_paused(paused, caller.name, body.reason, self._clock())
+        caller = await self.gate.caller(request, "operate", action, "relay")
+        body = await read_body(request, ReasonBody)
+        await self.spool.set_relay_paused(paused, caller.name, body.reason, self.clock())
         log.warning(
             "relay_paused" if paused else "relay_resumed", actor=caller.name, reason=body.reason
         )
-        await self._gate.audit(caller.name, action, "relay", body.reason, "ok")
+        await self.gate.audit(caller.name, action, "relay", body.reason, "ok")
         if not paused:
-            self._wake_relay()
-        return web.json_response({"paused": paused, "by": caller.name, "reason": body.reason})
+            self.wake_relay()
+        return respond(s.RelayChange(paused=paused, by=caller.name, reason=body.reason))
 
     async def audit(self, request: web.Request) -> web.Response:
         """GET /audit?limit=&cursor=: newest first."""
-        await self._gate.caller(request, "read", "read audit log", "audit")
-        limit = self._page_size(request)
-        cursor = self._cursor(request)
-        before = int(cursor) if cursor and cursor.isdigit() else None
-        entries = await self._spool.audit_log(limit=limit + 1, before=before)
-        page, more = entries[:limit], len(entries) > limit
-        return web.json_response(
-            {
-                "items": [views.audit_json(e) for e in page],
-                "next": views.encode_cursor(page[-1].id) if more else None,
-            }
-        )
+        await self.gate.caller(request, "read", "read audit log", "audit")
+        query = PageQuery.of(request, self.settings.page_size)
+        rows = await self.spool.audit_log(limit=query.fetch, before=query.number())
+        return respond(query.page(s.AuditList, rows))
 
 
-def _last_step(detail: dict[str, Any], events: set[str], actor: str) -> dict[str, Any]:
-    """Return the newest timeline step of `events` by `actor` (it holds the exact counts)."""
-    for step in reversed(detail["timeline"]):
-        if step["event"] in events and step["actor"] == actor:
-            return dict(step)
-    return {}
+def _recipients(detail: s.CampaignDetail, events: set[str], actor: str, default: int) -> Any:
+    """Return the recipients of the newest timeline step of `events` by `actor`.
 
-
-def _found(campaign: Campaign | None, campaign_id: str = "") -> Campaign:
-    if campaign is None:
-        raise Problem(404, f"no campaign with id {campaign_id!r}", slug="not-found")
-    return campaign
-
-
-def _enum(kind: Any, value: str | None, field: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(str(v) for v in kind)
-        raise Problem(
-            422,
-            f"{field} must be one of {allowed}",
-            slug="invalid-input",
-            errors=[{"field": field, "detail": f"one of {allowed}"}],
-        ) from None
-
-
-async def _body(request: web.Request, model: type[B]) -> B:
-    """Parse and validate a JSON body; wrong input is a 422 naming each field."""
-    if request.content_type != "application/json":
-        raise Problem(415, "send the body as application/json", slug="unsupported-media-type")
-    try:
-        data = await request.json()
-    except ValueError:
-        raise Problem(400, "the body is not valid JSON", slug="invalid-json") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid(exc) from None
+    That step holds the exact count; `default` stands in when there is none.
+    """
+    for step in reversed(detail.timeline):
+        if step.event in events and step.actor == actor:
+            return (step.model_extra or {}).get("recipients", default)
+    return default

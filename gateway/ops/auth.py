@@ -96,24 +96,32 @@ class Gate:
     ) -> Principal:
         """Authenticate and authorise; refusals of mutating calls are audited."""
         principal = await self._auth.principal(request)
-        mutating = request.method != "GET"
+        if principal is not None and principal.may(permission):
+            return principal
         if principal is None:
-            if mutating:
-                await self.audit("anonymous", action, target, "", "refused", status=401)
-            raise Problem(
-                401,
-                "a valid bearer token is required",
-                slug="unauthenticated",
-                headers={"WWW-Authenticate": 'Bearer realm="sendbrake"'},
+            actor, problem = (
+                "anonymous",
+                Problem(
+                    401,
+                    "a valid bearer token is required",
+                    slug="unauthenticated",
+                    headers={"WWW-Authenticate": 'Bearer realm="sendbrake"'},
+                ),
             )
-        if not principal.may(permission):
-            if mutating:
-                await self.audit(principal.name, action, target, "", "refused", status=403)
+        else:
             roles = ", ".join(sorted(principal.roles))
-            raise Problem(
-                403, f"token {principal.name!r} (roles: {roles}) may not {action}", slug="forbidden"
-            )
-        return principal
+            detail = f"token {principal.name!r} (roles: {roles}) may not {action}"
+            actor, problem = principal.name, Problem(403, detail, slug="forbidden")
+        if request.method != "GET":  # only mutating calls are audited, refused ones too
+            raise await self.refuse(actor, action, target, "", problem)
+        raise problem
+
+    async def refuse(
+        self, actor: str, action: str, target: str, reason: str, problem: Problem, **details: Any
+    ) -> Problem:
+        """Audit a refused call with the problem's status; return the problem to raise."""
+        await self.audit(actor, action, target, reason, "refused", status=problem.status, **details)
+        return problem
 
     async def audit(
         self, actor: str, action: str, target: str, reason: str, outcome: str, **details: Any

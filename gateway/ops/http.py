@@ -1,13 +1,16 @@
 """The aiohttp application: health, metrics, the ops API and its OpenAPI document.
 
 Handlers are thin: they read from the spool and the metrics registry and never hold
-state of their own.
+state of their own. The application registers exactly the rows of the route tables (this
+module's and each API's) and serves the document generated from the same rows.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -15,12 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import SpoolError
 from gateway.metrics import Metrics
-from gateway.ops.api import BASE, OpsApi
+from gateway.ops import schemas as s
+from gateway.ops.exchange import respond
 from gateway.ops.gauges import SpoolCollector
-from gateway.ops.openapi import document
-from gateway.ops.policy_api import PolicyApi
+from gateway.ops.openapi import Handlers, bind, document
 from gateway.ops.problems import problem_middleware
-from gateway.ops.segments_api import SegmentsApi
+from gateway.ops.routes import PROBES
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
@@ -29,11 +32,12 @@ SPOOL = web.AppKey("spool", Spool)
 METRICS = web.AppKey("metrics", Metrics)
 GAUGES = web.AppKey("gauges", SpoolCollector)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
 
 async def healthz(_request: web.Request) -> web.Response:
     """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+    return respond(s.Health(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -41,8 +45,8 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[SPOOL].ping()
     except SpoolError as exc:
-        return web.json_response({"status": "unavailable", "spool": str(exc)}, status=503)
-    return web.json_response({"status": "ready"})
+        return respond(s.Unready(status="unavailable", spool=str(exc)), status=503)
+    return respond(s.Health(status="ready"))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -65,15 +69,15 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def openapi(_request: web.Request) -> web.Response:
-    """Serve the OpenAPI document of this API."""
-    return web.json_response(document())
+async def openapi(request: web.Request) -> web.Response:
+    """Serve the OpenAPI document of this application's routes."""
+    return web.json_response(request.app[DOCUMENT])
 
 
 def create_app(
     spool: Spool,
     metrics_: Metrics,
-    apis: Sequence[OpsApi | SegmentsApi | PolicyApi],
+    apis: Sequence[Handlers],
     *,
     max_body_size: int,
     clock: Callable[[], float] = time.time,
@@ -85,10 +89,8 @@ def create_app(
     app[GAUGES] = SpoolCollector()
     app[CLOCK] = clock
     metrics_.registry.register(app[GAUGES])
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get(f"{BASE}/openapi.json", openapi)
+    app[DOCUMENT] = document([*PROBES, *(route for api in apis for route in api.ROUTES)])
+    app.router.add_routes(bind(sys.modules[__name__], PROBES))  # this module's functions
     for api in apis:
         app.router.add_routes(api.routes())
     return app

@@ -1,73 +1,107 @@
-"""The OpenAPI 3.1 document of the HTTP surface, served at /api/v1/openapi.json.
+"""Route rows, and the OpenAPI 3.1 document generated from them.
 
-Written by hand, next to the handlers it describes; `tests/ops/test_openapi.py` checks
-that it lists exactly the routes the application serves, and that documented bodies
-match the request models.
+A `Route` (method, path, handler, summary, parameters, request model, answer models,
+problem statuses) is one row of the table in `gateway.ops.routes`; the application
+registers exactly those rows and serves `document()` of them at /api/v1/openapi.json. Components
+come from the pydantic models of `gateway.ops.schemas`, which the handlers serialise
+through, so the document describes what is served. Must not hold handlers' logic.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway import __version__
-from gateway.ops.api import ManifestBody, ReasonBody, ReleaseBody
-from gateway.ops.policy_api import SignoffBody
+from gateway.ops.problems import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
+from gateway.ops.schemas import ProblemDetails
 
-_JSON = "application/json"
-_PROBLEM = {
-    "description": "Problem document (RFC 9457)",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-_ERRORS = {"401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "422": _PROBLEM}
-_PAGE = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-    {
-        "name": "cursor",
-        "in": "query",
-        "schema": {"type": "string"},
-        "description": "`next` of the previous page",
-    },
-]
+BASE = "/api/v1"
+JSON = "application/json"
+REF = "#/components/schemas/{model}"
+_PATTERN = re.compile(r"\{(\w+)(?::[^}]*)?\}")  # aiohttp's {name} or {name:regex}
 
 
-def _ok(schema: str, description: str = "OK") -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
 
 
-def _body(schema: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: what the router registers and what the document says about it."""
+
+    method: Literal["GET", "POST", "PUT"]
+    path: str  # aiohttp syntax; `{key:.+}` is documented as `{key}`
+    handler: str  # attribute of the handlers' owner
+    summary: str
+    # Answers by status: a model for JSON, or the media type of a body without a schema.
+    answers: Mapping[int, type[BaseModel] | str]
+    query: tuple[Param, ...] = ()
+    body: type[BaseModel] | None = None
+    # Media types of a body that is not JSON (an upload), each with an example.
+    upload: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[int, ...] = ()  # besides those implied by auth and a body
+    # Problem documents of a status that may have more members than `ProblemDetails`.
+    problem_shapes: Mapping[int, type[BaseModel]] = field(default_factory=dict)
+    auth: bool = True
+
+    @property
+    def documented_path(self) -> str:
+        """The path in OpenAPI syntax."""
+        return _PATTERN.sub(r"{\1}", self.path)
+
+    def problem_statuses(self) -> list[int]:
+        """Every status this route may answer with a problem document."""
+        implied: tuple[int, ...] = (401, 403) if self.auth else ()
+        if self.body is not None:
+            implied += (400, 413, 415, 422)
+        if self.upload:
+            implied += (413, 415, 422)
+        return sorted({*implied, *self.problems})
 
 
-def _id(name: str = "id") -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+class Handlers:
+    """Base of a handler class whose routes are the rows of its `ROUTES` table."""
+
+    ROUTES: ClassVar[tuple[Route, ...]] = ()
+
+    def routes(self) -> list[web.RouteDef]:
+        """Every route of the table, bound to this object's handlers."""
+        return bind(self, self.ROUTES)
 
 
-def _mutation(summary: str, body: str, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "summary": summary,
-        "parameters": [_id()],
-        "requestBody": _body(body),
-        "security": [{"bearer": []}],
-        "responses": {"200": _ok("CampaignDetail"), **(extra or {}), "409": _PROBLEM, **_ERRORS},
-    }
+def bind(owner: object, routes: Iterable[Route]) -> list[web.RouteDef]:
+    """Return aiohttp route definitions of `routes`, handled by `owner`'s attributes."""
+    return [web.route(r.method, r.path, getattr(owner, r.handler)) for r in routes]
 
 
-def document() -> dict[str, Any]:
-    """Return the OpenAPI document."""
-    campaign_list = {
-        "type": "object",
-        "required": ["items", "next"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Campaign"}},
-            "next": {"type": ["string", "null"]},
-        },
-    }
+Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
+
+
+def document(routes: Sequence[Route]) -> dict[str, Any]:
+    """Return the OpenAPI document of `routes`."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ProblemDetails, "serialization")]
+    for route in routes:
+        answers = [*route.answers.values(), *route.problem_shapes.values()]
+        models += [(m, "serialization") for m in answers if not isinstance(m, str)]
+        if route.body is not None:
+            models.append((route.body, "validation"))
+    refs, top = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.documented_path, {})[route.method.lower()] = _operation(route, refs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -77,364 +111,51 @@ def document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "ReasonBody": ReasonBody.model_json_schema(),
-                "ReleaseBody": ReleaseBody.model_json_schema(),
-                "ManifestBody": ManifestBody.model_json_schema(),
-                "SignoffBody": SignoffBody.model_json_schema(),
-                "PolicyReload": {
-                    "type": "object",
-                    "required": ["version", "previous", "changed", "files", "rules"],
-                    "properties": {
-                        "version": {"type": "string"},
-                        "previous": {"type": "string"},
-                        "changed": {"type": "boolean"},
-                        "files": {"type": "array", "items": {"type": "string"}},
-                        "rules": {"type": "array", "items": {"type": "object"}},
-                        "identities": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "instance": {"type": "string"},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "field": {"type": "string"},
-                                    "detail": {"type": "string"},
-                                },
-                            },
-                        },
-                    },
-                },
-                "Campaign": {
-                    "type": "object",
-                    "required": [
-                        "id",
-                        "key",
-                        "client",
-                        "implicit",
-                        "state",
-                        "sender",
-                        "subject",
-                        "declared",
-                        "counters",
-                        "findings",
-                        "created_at",
-                        "updated_at",
-                    ],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "key": {"type": "string"},
-                        "client": {"type": "string"},
-                        "implicit": {"type": "boolean"},
-                        "state": {"enum": ["open", "held", "released", "rejected"]},
-                        "sender": {"type": "string"},
-                        "subject": {"type": "string"},
-                        "declared": {
-                            "type": "object",
-                            "properties": {
-                                "size": {"type": ["integer", "null"]},
-                                "category": {"type": ["string", "null"]},
-                                "locale": {"type": ["string", "null"]},
-                            },
-                        },
-                        "counters": {
-                            "type": "object",
-                            "properties": {
-                                name: {"type": "integer"}
-                                for name in (
-                                    "received",
-                                    "queued",
-                                    "held",
-                                    "relayed",
-                                    "deferred",
-                                    "failed",
-                                    "discarded",
-                                    "suppressed",
-                                    "escaped",
-                                )
-                            },
-                        },
-                        "findings": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/Finding"},
-                        },
-                        "duplicates": {"type": "integer"},
-                        "acknowledged": {"type": "array"},
-                        "held_at": {"type": ["string", "null"]},
-                        "created_at": {"type": "string"},
-                        "updated_at": {"type": "string"},
-                    },
-                },
-                "CampaignDetail": {
-                    "allOf": [
-                        {"$ref": "#/components/schemas/Campaign"},
-                        {
-                            "type": "object",
-                            "properties": {
-                                "signoffs": {"type": "array", "items": {"type": "object"}},
-                                "signoffs_missing": {"type": "array", "items": {"type": "string"}},
-                                "sample": {"type": ["object", "null"]},
-                                "timeline": {"type": "array"},
-                                "recipients_url": {"type": "string"},
-                            },
-                        },
-                    ]
-                },
-                "Finding": {
-                    "type": "object",
-                    "required": [
-                        "rule",
-                        "kind",
-                        "mode",
-                        "message",
-                        "evidence",
-                        "policy_version",
-                        "at",
-                    ],
-                    "properties": {
-                        "rule": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "mode": {"enum": ["enforce", "shadow"]},
-                        "message": {"type": "string"},
-                        "evidence": {"type": "object"},
-                        "policy_version": {"type": "string"},
-                        "at": {"type": "string"},
-                        "count": {"type": "integer"},
-                    },
-                },
-                "CampaignList": campaign_list,
-                "Page": {
-                    "type": "object",
-                    "required": ["items", "next"],
-                    "properties": {
-                        "items": {"type": "array"},
-                        "next": {"type": ["string", "null"]},
-                    },
-                },
-                "Message": {"type": "object"},
-                "Manifest": {"type": "object"},
-                "SegmentLoad": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "size": {"type": "integer"},
-                        "lines": {"type": "integer"},
-                        "invalid": {"type": "integer"},
-                        "duplicates": {"type": "integer"},
-                        "invalid_samples": {"type": "array"},
-                        "version": {"type": "integer"},
-                        "replaced_version": {"type": ["integer", "null"]},
-                    },
-                },
-                "Relay": {"type": "object", "properties": {"paused": {"type": "boolean"}}},
-                "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
-            },
+            "schemas": top.get("$defs", {}),
         },
-        "paths": {
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok("Health")}}},
-            "/readyz": {
-                "get": {
-                    "summary": "Readiness (the spool answers)",
-                    "responses": {"200": _ok("Health"), "503": _ok("Health", "Not ready")},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "Prometheus text format"}},
-                }
-            },
-            "/api/v1/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI"}},
-                }
-            },
-            "/api/v1/campaigns": {
-                "get": {
-                    "summary": "List campaigns, newest first",
-                    "security": [{"bearer": []}],
-                    "parameters": [
-                        {
-                            "name": "state",
-                            "in": "query",
-                            "schema": {"enum": ["open", "held", "released", "rejected"]},
-                        },
-                        *_PAGE,
-                    ],
-                    "responses": {"200": _ok("CampaignList"), **_ERRORS},
-                }
-            },
-            "/api/v1/campaigns/{id}": {
-                "get": {
-                    "summary": "A campaign with findings, sample message and timeline",
-                    "security": [{"bearer": []}],
-                    "parameters": [_id()],
-                    "responses": {"200": _ok("CampaignDetail"), **_ERRORS},
-                }
-            },
-            "/api/v1/campaigns/{key}": {
-                "put": {
-                    "summary": "Register a campaign's declaration (manifest); it wins over headers",
-                    "security": [{"bearer": []}],
-                    "parameters": [_id("key")],
-                    "requestBody": _body("ManifestBody"),
-                    "responses": {"200": _ok("Manifest"), **_ERRORS},
-                }
-            },
-            "/api/v1/campaigns/{id}/recipients": {
-                "get": {
-                    "summary": "A campaign's recipients",
-                    "security": [{"bearer": []}],
-                    "parameters": [
-                        _id(),
-                        {"name": "state", "in": "query", "schema": {"type": "string"}},
-                        *_PAGE,
-                    ],
-                    "responses": {"200": _ok("Page"), **_ERRORS},
-                }
-            },
-            "/api/v1/campaigns/{id}/hold": {
-                "post": _mutation("Hold a campaign (kill switch)", "ReasonBody")
-            },
-            "/api/v1/campaigns/{id}/release": {
-                "post": _mutation(
-                    "Release held recipients (all or max_recipients); large releases need two operators",
-                    "ReleaseBody",
-                    extra={
-                        "202": {
-                            "description": "Approval recorded; a second operator must release too"
-                        }
-                    },
-                )
-            },
-            "/api/v1/campaigns/{id}/reject": {
-                "post": _mutation("Reject: discard held mail, refuse later mail", "ReasonBody")
-            },
-            "/api/v1/campaigns/{id}/signoffs": {
-                "post": _mutation(
-                    "Register a protected identity's sign-off (its own token, or an admin on its"
-                    " behalf); releases a campaign that only waited for sign-offs",
-                    "SignoffBody",
-                )
-            },
-            "/api/v1/policies/reload": {
-                "post": {
-                    "summary": "Reload the policy files; an invalid set keeps the old one (422)",
-                    "security": [{"bearer": []}],
-                    "requestBody": _body("ReasonBody"),
-                    "responses": {"200": _ok("PolicyReload"), **_ERRORS},
-                }
-            },
-            "/api/v1/messages/{id}": {
-                "get": {
-                    "summary": "A message: headers, decoded preview, recipients",
-                    "security": [{"bearer": []}],
-                    "parameters": [_id()],
-                    "responses": {"200": _ok("Message"), **_ERRORS},
-                }
-            },
-            "/api/v1/messages/{id}/raw": {
-                "get": {
-                    "summary": "The message as it will be relayed",
-                    "security": [{"bearer": []}],
-                    "parameters": [_id()],
-                    "responses": {
-                        "200": {
-                            "description": "RFC 5322 message",
-                            "content": {"message/rfc822": {}},
-                        },
-                        **_ERRORS,
-                    },
-                }
-            },
-            "/api/v1/relay": {
-                "get": {
-                    "summary": "Whether the relay is paused",
-                    "security": [{"bearer": []}],
-                    "responses": {"200": _ok("Relay"), **_ERRORS},
-                }
-            },
-            "/api/v1/relay/pause": {
-                "post": {
-                    "summary": "Pause all relaying (ingest keeps accepting)",
-                    "security": [{"bearer": []}],
-                    "requestBody": _body("ReasonBody"),
-                    "responses": {"200": _ok("Relay"), **_ERRORS},
-                }
-            },
-            "/api/v1/relay/resume": {
-                "post": {
-                    "summary": "Resume relaying",
-                    "security": [{"bearer": []}],
-                    "requestBody": _body("ReasonBody"),
-                    "responses": {"200": _ok("Relay"), **_ERRORS},
-                }
-            },
-            "/api/v1/segments": {
-                "get": {
-                    "summary": "Segments: name, size, source, loaded at",
-                    "security": [{"bearer": []}],
-                    "responses": {"200": _ok("Page"), **_ERRORS},
-                }
-            },
-            "/api/v1/segments/{name}": {
-                "put": {
-                    "summary": "Replace a segment with a streamed list (atomic)",
-                    "security": [{"bearer": []}],
-                    "parameters": [
-                        _id("name"),
-                        {
-                            "name": "reason",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                        {
-                            "name": "column",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "description": "CSV column with the address (default: a column named email)",
-                        },
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "text/plain": {
-                                "schema": {"type": "string"},
-                                "example": "ada@example.org\nbob@example.org\n",
-                            },
-                            "text/csv": {
-                                "schema": {"type": "string"},
-                                "example": "email,name\nada@example.org,Ada\n",
-                            },
-                        },
-                    },
-                    "responses": {
-                        "200": _ok("SegmentLoad"),
-                        "413": _PROBLEM,
-                        "415": _PROBLEM,
-                        **_ERRORS,
-                    },
-                }
-            },
-            "/api/v1/audit": {
-                "get": {
-                    "summary": "The audit log, newest first",
-                    "security": [{"bearer": []}],
-                    "parameters": _PAGE,
-                    "responses": {"200": _ok("Page"), **_ERRORS},
-                }
-            },
-        },
+        "paths": paths,
     }
+
+
+def _operation(route: Route, refs: Refs) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": route.summary, "operationId": route.handler}
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATTERN.findall(route.path)
+    ] + [
+        {"name": p.name, "in": "query", "required": p.required, "schema": dict(p.schema)}
+        | {"description": p.description}
+        for p in route.query
+    ]
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        schema = refs[(route.body, "validation")]
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": schema}}}
+    if route.upload:
+        content = {t: {"schema": {"type": "string"}, "example": e} for t, e in route.upload.items()}
+        operation["requestBody"] = {"required": True, "content": content}
+    if route.auth:
+        operation["security"] = [{"bearer": []}]
+    operation["responses"] = _responses(route, refs)
+    return operation
+
+
+def _responses(route: Route, refs: Refs) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, answer in sorted(route.answers.items()):
+        if isinstance(answer, str):  # a body without a schema, of this media type
+            responses[str(status)] = {"description": answer, "content": {answer: {}}}
+            continue
+        schema = refs[(answer, "serialization")]
+        description = (answer.__doc__ or answer.__name__).split("\n")[0]
+        responses[str(status)] = {"description": description, "content": {JSON: {"schema": schema}}}
+    for status in route.problem_statuses():
+        schema = refs[(ProblemDetails, "serialization")]
+        if status in route.problem_shapes:
+            schema = {"anyOf": [schema, refs[(route.problem_shapes[status], "serialization")]]}
+        responses[str(status)] = {
+            "description": "Problem document (RFC 9457)",
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}},
+        }
+    return responses

@@ -2,19 +2,22 @@
 
 Handlers raise `Problem` (or aiohttp's HTTP exceptions); the middleware turns either into
 `application/problem+json` with `type`, `title`, `status`, `detail` and, for invalid
-input, `errors` naming each wrong field.
+input, `errors` naming each wrong field. The shape is `schemas.ProblemDetails`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.ops.schemas import ProblemDetails, ProblemHead
+
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 PROBLEM_TYPE = "https://sendbrake.dev/problems/"
@@ -34,6 +37,7 @@ class Problem(Exception):
         slug: str | None = None,
         errors: Sequence[dict[str, str]] = (),
         headers: dict[str, str] | None = None,
+        shape: type[ProblemHead] = ProblemDetails,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -42,23 +46,32 @@ class Problem(Exception):
         self.slug = slug or HTTPStatus(status).phrase.lower().replace(" ", "-")
         self.errors = list(errors)
         self.headers = headers or {}
-        self.extra = extra
+        self.shape = shape
+        self.extra = extra  # extension members the shape declares
 
     def response(self, instance: str) -> web.Response:
         """Render as an aiohttp response."""
-        body: dict[str, Any] = {
-            "type": PROBLEM_TYPE + self.slug,
-            "title": _TITLES.get(self.status) or HTTPStatus(self.status).phrase,
-            "status": self.status,
-            "detail": self.detail,
-            "instance": instance,
-            **self.extra,
-        }
-        if self.errors:
-            body["errors"] = self.errors
-        return web.json_response(
-            body, status=self.status, content_type=CONTENT_TYPE, headers=self.headers
+        body = self.shape.model_validate(
+            {
+                "type": PROBLEM_TYPE + self.slug,
+                "title": _TITLES.get(self.status) or HTTPStatus(self.status).phrase,
+                "status": self.status,
+                "detail": self.detail,
+                "instance": instance,
+                **self.extra,
+                "errors": self.errors or None,
+            }
         )
+        return web.json_response(
+            body.dump(), status=self.status, content_type=CONTENT_TYPE, headers=self.headers
+        )
+
+
+def found(record: T | None, what: str, key: str) -> T:
+    """Return the record, or raise the 404 of a `what` with id `key` that does not exist."""
+    if record is None:
+        raise Problem(404, f"no {what} with id {key!r}", slug="not-found")
+    return record
 
 
 def invalid(exc: ValidationError) -> Problem:

@@ -8,16 +8,17 @@ upload. Like every other non-JSON body, the reason comes as a query parameter.
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.audience import LoadReport, SegmentLoader, UploadTooLarge
-from gateway.model import Segment
-from gateway.ops.api import BASE
+from gateway.audience import SegmentLoader, UploadTooLarge
+from gateway.ops import routes
+from gateway.ops import schemas as s
 from gateway.ops.auth import Gate
+from gateway.ops.exchange import respond, wrong
+from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem
-from gateway.ops.views import timestamp
 from gateway.settings import SegmentSettings
 from gateway.spool.base import Spool
 
@@ -26,59 +27,29 @@ UPLOAD_CHUNK = 64 * 1024
 FORMATS = {"text/plain": False, "text/csv": True, "application/csv": True}
 
 
-def segment_json(segment: Segment) -> dict[str, Any]:
-    """Render a segment as listed."""
-    return {
-        "name": segment.name,
-        "size": segment.size,
-        "lines": segment.lines,
-        "invalid": segment.invalid,
-        "source": segment.source,
-        "loaded_by": segment.loaded_by,
-        "loaded_at": timestamp(segment.loaded_at),
-        "version": segment.version,
-    }
-
-
-def report_json(report: LoadReport) -> dict[str, Any]:
-    """Render what an upload did."""
-    return {
-        **segment_json(report.segment),
-        "duplicates": report.duplicates,
-        "blank": report.stats.blank,
-        "invalid_samples": report.stats.invalid_samples,
-        "replaced_version": report.replaced_version,
-    }
-
-
-class SegmentsApi:
+@dataclass(eq=False)  # handlers are bound methods: keep identity hashing
+class SegmentsApi(Handlers):
     """Handlers of /api/v1/segments."""
 
-    def __init__(
-        self, spool: Spool, gate: Gate, loader: SegmentLoader, settings: SegmentSettings
-    ) -> None:
-        self._spool = spool
-        self._gate = gate
-        self._loader = loader
-        self._settings = settings
+    spool: Spool
+    gate: Gate
+    loader: SegmentLoader
+    settings: SegmentSettings
 
-    def routes(self) -> list[web.RouteDef]:
-        """Every route of this API."""
-        return [
-            web.get(f"{BASE}/segments", self.list_segments),
-            web.put(f"{BASE}/segments/{{name}}", self.upload),
-        ]
+    ROUTES = routes.SEGMENTS
 
     async def list_segments(self, request: web.Request) -> web.Response:
         """GET /segments: name, size, source and load time of every segment."""
-        await self._gate.caller(request, "read", "list segments", "segments")
-        segments = await self._spool.segments()
-        return web.json_response({"items": [segment_json(s) for s in segments], "next": None})
+        await self.gate.caller(request, "read", "list segments", "segments")
+        segments = await self.spool.segments()
+        return respond(
+            s.SegmentList(items=[s.Segment.model_validate(x) for x in segments], next=None)
+        )
 
     async def upload(self, request: web.Request) -> web.Response:
         """PUT /segments/{name}?reason=: replace the segment with the streamed list."""
         name = request.match_info["name"]
-        caller = await self._gate.caller(request, "operate", "upload segment", name)
+        caller = await self.gate.caller(request, "operate", "upload segment", name)
         reason = request.query.get("reason", "").strip()
         problems = []
         if not _NAME.match(name):
@@ -103,25 +74,20 @@ class SegmentsApi:
                 errors=problems,
             )
         try:
-            report = await self._loader.load(
+            report = await self.loader.load(
                 name,
                 request.content.iter_chunked(UPLOAD_CHUNK),
                 csv_format=FORMATS[request.content_type],
                 column=request.query.get("column"),
                 source="upload",
                 loaded_by=caller.name,
-                max_bytes=self._settings.max_upload_size,
+                max_bytes=self.settings.max_upload_size,
             )
         except UploadTooLarge as exc:
             raise Problem(413, f"{exc} (segments.max_upload_size)", slug="too-large") from None
         except ValueError as exc:
-            raise Problem(
-                422,
-                str(exc),
-                slug="invalid-input",
-                errors=[{"field": "column", "detail": str(exc)}],
-            ) from None
-        await self._gate.audit(
+            raise wrong("column", str(exc), str(exc)) from None
+        await self.gate.audit(
             caller.name,
             "upload segment",
             name,
@@ -131,4 +97,14 @@ class SegmentsApi:
             invalid=report.segment.invalid,
             version=report.segment.version,
         )
-        return web.json_response(report_json(report))
+        return respond(
+            s.SegmentLoad.model_validate(
+                {
+                    **dict(s.Segment.model_validate(report.segment)),
+                    "duplicates": report.duplicates,
+                    "blank": report.stats.blank,
+                    "invalid_samples": report.stats.invalid_samples,
+                    "replaced_version": report.replaced_version,
+                }
+            )
+        )

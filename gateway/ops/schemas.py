@@ -1,0 +1,408 @@
+"""The JSON shapes of the ops API (DESIGN.md §4, §10) as pydantic models.
+
+They are the one home of every answer's field names, problem documents included (request
+bodies are in `gateway.ops.bodies`).
+
+Handlers build their answers by validating the spool's records into these models and
+serialising them; `gateway.ops.openapi` generates the document's components from the same
+models, so the served JSON and the document cannot drift. Field order is the JSON's order.
+This module must not talk to the spool or know about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+from gateway import model
+from gateway.mime import HeaderBlock, text_preview
+from gateway.ops.views import timestamp
+
+T = TypeVar("T")
+
+
+def _rfc3339(value: object) -> object:
+    """Epoch seconds from a record become RFC 3339 text; text passes as it is."""
+    return timestamp(value) if isinstance(value, int | float) else value
+
+
+Timestamp = Annotated[
+    str, BeforeValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+
+
+class Out(BaseModel):
+    """An answer's shape: built from records' attributes, exactly these fields, all present."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        from_attributes=True,
+        json_schema_serialization_defaults_required=True,
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """Return the JSON-ready data."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# -- problems and probes --------------------------------------------------------------------
+
+
+class FieldError(Out):
+    """One wrong input: which field (or `file:line: key`), and what is wrong with it."""
+
+    field: str
+    detail: str
+
+
+class ProblemHead(BaseModel):
+    """The members every RFC 9457 problem document of this API has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+
+    def dump(self) -> dict[str, Any]:
+        """Return the JSON-ready data; optional members without a value are left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ProblemDetails(ProblemHead):
+    """An RFC 9457 problem document; `errors` names each wrong field of invalid input."""
+
+    errors: list[FieldError] | None = None
+
+
+class InvalidPolicies(ProblemHead):
+    """A refused policy reload: the version that stays in force, and every problem."""
+
+    version: str
+    errors: list[FieldError]
+
+
+class Health(Out):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "ready"]
+
+
+class Unready(Out):
+    """Readiness when the spool does not answer."""
+
+    status: Literal["unavailable"]
+    spool: str = Field(description="Why the spool did not answer.")
+
+
+# -- campaigns ------------------------------------------------------------------------------
+
+
+class Declared(Out):
+    """What the sender declared the campaign to be."""
+
+    size: int | None
+    category: str | None
+    locale: str | None
+
+
+class Counters(Out):
+    """Recipients by what happened to them (DESIGN.md §10)."""
+
+    received: int
+    queued: int
+    held: int
+    relayed: int
+    deferred: int
+    failed: int
+    discarded: int
+    suppressed: int
+    escaped: int
+
+
+class Finding(Out):
+    """What one rule found, merged over the messages that raised it."""
+
+    rule: str
+    kind: str
+    mode: str
+    message: str
+    evidence: dict[str, Any]
+    policy_version: str
+    at: Timestamp
+    count: int
+
+
+class Acknowledged(Out):
+    """A (rule, kind) a full release accepted: later mail raising only it passes."""
+
+    rule: str
+    kind: str
+
+
+class Campaign(Out):
+    """A campaign as listed and shown."""
+
+    id: str
+    key: str
+    client: str
+    implicit: bool
+    state: model.CampaignState
+    sender: str
+    subject: str
+    declared: Declared
+    counters: Counters
+    duplicates: int
+    findings: list[Finding]
+    acknowledged: list[Acknowledged]
+    held_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_record(cls, data: Any) -> Any:
+        if not isinstance(data, model.Campaign):
+            return data
+        fields = {name: getattr(data, name) for name in Campaign.model_fields}
+        fields["acknowledged"] = [{"rule": r, "kind": k} for r, k in sorted(data.acknowledged)]
+        return fields
+
+
+class Signoff(Out):
+    """One identity's sign-off of a campaign."""
+
+    identity: str
+    actor: str
+    on_behalf: bool
+    reason: str
+    at: Timestamp
+
+
+class TimelineStep(BaseModel):
+    """One step of a campaign's story; the event's details (counts, rules) follow."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    at: Timestamp
+    event: str
+    actor: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_record(cls, data: Any) -> Any:
+        if isinstance(data, model.CampaignEvent):
+            return {"at": data.at, "event": data.event, "actor": data.actor, **data.details}
+        return data
+
+
+class MessageSummary(Out):
+    """A short view of a message: envelope, subject, preview and links."""
+
+    id: str
+    mail_from: str
+    from_: str | None = Field(alias="from")
+    subject: str | None
+    received_at: Timestamp
+    size: int
+    preview: str
+    url: str
+    raw_url: str
+
+    @staticmethod
+    def fields_of(message: model.StoredMessage, headers: HeaderBlock, base: str) -> dict[str, Any]:
+        """Return this view's fields of a stored message."""
+        return {
+            "id": message.id,
+            "mail_from": message.mail_from,
+            "from": headers.get("From"),
+            "subject": headers.get("Subject"),
+            "received_at": message.received_at,
+            "size": len(message.content),
+            "preview": text_preview(message.content),
+            "url": f"{base}/messages/{message.id}",
+            "raw_url": f"{base}/messages/{message.id}/raw",
+        }
+
+    @classmethod
+    def of(cls, message: model.StoredMessage, base: str) -> MessageSummary:
+        """Render a stored message."""
+        return cls.model_validate(cls.fields_of(message, HeaderBlock.parse(message.content), base))
+
+
+class Recipient(Out):
+    """One recipient row."""
+
+    id: int
+    address: str
+    state: model.RecipientState
+    message_id: str
+    attempts: int
+    next_attempt_at: Timestamp
+    last_reply: str
+    updated_at: Timestamp
+
+
+class Message(MessageSummary):
+    """A message with its decoded headers and its recipients' states."""
+
+    campaign_id: str
+    client: str
+    ingress: str
+    headers: list[tuple[str, str | None]]
+    recipients: list[Recipient]
+
+    @classmethod
+    def with_recipients(
+        cls, message: model.StoredMessage, recipients: Iterable[model.RecipientRecord], base: str
+    ) -> Message:
+        """Render a stored message and its recipients."""
+        headers = HeaderBlock.parse(message.content)
+        return cls.model_validate(
+            {
+                **cls.fields_of(message, headers, base),
+                "campaign_id": message.campaign_id,
+                "client": message.client,
+                "ingress": message.ingress,
+                "headers": [
+                    (name, headers.get(name))
+                    for name in dict.fromkeys(n for n, _ in headers.fields)
+                ],
+                "recipients": list(recipients),
+            }
+        )
+
+
+class CampaignDetail(Campaign):
+    """A campaign with its sign-offs, sample message and timeline."""
+
+    signoffs: list[Signoff]
+    signoffs_missing: list[str]
+    sample: MessageSummary | None
+    timeline: list[TimelineStep]
+    recipients_url: str
+
+
+class Page(Out, Generic[T]):
+    """One page of a list; `next` is the cursor of the following page, or null."""
+
+    items: list[T]
+    next: str | None
+
+
+class CampaignList(Page[Campaign]):
+    """A page of campaigns, newest first."""
+
+
+class RecipientList(Page[Recipient]):
+    """A page of a campaign's recipients, in arrival order."""
+
+
+class Manifest(Out):
+    """A registered declaration, and the campaign it updated (when the client is named)."""
+
+    key: str
+    client: str
+    declared: Declared
+    updated_at: Timestamp
+    campaign: Campaign | None
+
+
+class PendingRelease(Out):
+    """A large release recorded as one approval; a second operator must release too."""
+
+    status: Literal["pending_approval"]
+    approvals: list[str]
+    required: int
+    detail: str
+    campaign: CampaignDetail
+
+
+# -- relay, audit, policies, segments -------------------------------------------------------
+
+
+class RelayStatus(Out):
+    """Whether the relay is paused."""
+
+    paused: bool
+
+
+class RelayChange(RelayStatus):
+    """A pause or resume: who did it and why."""
+
+    by: str
+    reason: str
+
+
+class AuditEntry(Out):
+    """One entry of the append-only audit log."""
+
+    at: Timestamp
+    actor: str
+    action: str
+    target: str
+    reason: str
+    outcome: Literal["ok", "refused", "pending"]
+    details: dict[str, Any]
+    id: int
+
+
+class AuditList(Page[AuditEntry]):
+    """A page of the audit log, newest first."""
+
+
+class PolicyRule(Out):
+    """A rule in force."""
+
+    id: str
+    kind: str
+    mode: str
+
+
+class PolicyReload(Out):
+    """What a policy reload put in force."""
+
+    version: str
+    previous: str
+    changed: bool
+    files: list[str]
+    rules: list[PolicyRule]
+    identities: list[str]
+
+
+class Segment(Out):
+    """A loaded segment."""
+
+    name: str
+    size: int
+    lines: int
+    invalid: int
+    source: str
+    loaded_by: str
+    loaded_at: Timestamp
+    version: int
+
+
+class SegmentList(Page[Segment]):
+    """Every segment (one page)."""
+
+
+class InvalidLine(Out):
+    """A line of an upload that holds no usable address."""
+
+    line: int
+    text: str
+
+
+class SegmentLoad(Segment):
+    """What an upload did."""
+
+    duplicates: int
+    blank: int
+    invalid_samples: list[InvalidLine]
+    replaced_version: int | None
