@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.content import decode  # noqa: E402
+from gateway.mail.content import decode  # noqa: E402
 from gateway.policy.engine import Engine  # noqa: E402
 from gateway.policy.fixtures import CampaignSpec, campaign_for, facts_for, submission_for  # noqa: E402
 from gateway.policy.loader import load_policies  # noqa: E402

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.audience import SegmentLoader
+from gateway.audience.loader import SegmentLoader
 from gateway.log import configure
-from gateway.segments import address_hash
+from gateway.mail.addresses import address_hash
 from gateway.spool import SqliteSpool
 from gateway.spool.sqlite import connect
 from gateway.spool.sqlite_segments import members, version_of

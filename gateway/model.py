@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.content import ContentReport
-
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -102,6 +100,42 @@ def can_transition(src: RecipientState, dst: RecipientState) -> bool:
 def can_transition_campaign(src: CampaignState, dst: CampaignState) -> bool:
     """Tell whether a campaign may move from `src` to `dst`."""
     return dst in CAMPAIGN_TRANSITIONS[src]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentHit:
+    """One thing a content detector found: what, where (subject, html, link, ...), the text."""
+
+    what: str
+    where: str
+    fragment: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleScan:
+    """What one content rule's detector found in one message, or why it could not look."""
+
+    hits: tuple[ContentHit, ...] = ()
+    elapsed: float = 0.0  # seconds
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentReport:
+    """Per-message content findings, made before the spool transaction.
+
+    `analysed` is False when nothing looked at the content (no content rules, or the
+    analysis never ran); `error` says why the analysis as a whole failed (a crash or a
+    timeout), which holds the campaign.
+    """
+
+    analysed: bool = False
+    error: str | None = None
+    scans: Mapping[str, RuleScan] = field(default_factory=dict)  # by rule id
+    senders: tuple[str, ...] = ()  # normalised From, Sender and Reply-To addresses
+    sender_hashes: tuple[int, ...] = ()  # their 64-bit hashes, for segment look-ups
+    elapsed: float = 0.0  # seconds, decoding and every detector
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +414,18 @@ class StoredMessage:
     content: bytes
     ingress: str
     received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Signoff:
+    """One identity's approval of one campaign, as registered over the API."""
+
+    campaign_id: str
+    identity: str
+    actor: str  # the token that registered it
+    reason: str
+    at: float
+    on_behalf: bool = False  # an admin recorded it for the identity
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from gateway.audience import SegmentLoader
-from gateway.campaigns import Admitter
+from gateway.admission.admitter import Admitter
+from gateway.audience.loader import SegmentLoader
 from gateway.errors import ConfigError
 from gateway.ingress.smtp import start_smtp
 from gateway.metrics import Metrics

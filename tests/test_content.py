@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 from email.message import EmailMessage
 
-from gateway.content import content_key, decode
-from gateway.html_text import html_to_text, split_code
+from gateway.mail.content import content_key, decode
+from gateway.mail.html_text import html_to_text, split_code
 from tests.mail import build
 
 

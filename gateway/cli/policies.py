@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from gateway.cli.common import config_option, fail, load_settings, plural
-from gateway.content import decode
 from gateway.errors import ConfigError, PolicyError
+from gateway.mail.content import decode
 from gateway.policy.engine import Engine
 from gateway.policy.fixtures import (
     CampaignSpec,

@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import ConfigError, Conflict, PolicyError
-from gateway.model import Campaign, CampaignState, Role
+from gateway.model import Campaign, CampaignState, Role, Signoff
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
@@ -28,7 +28,6 @@ from gateway.ops.exchange import read_body, respond
 from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem, found
 from gateway.policy.loader import PolicySet
-from gateway.signoffs import Signoff
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)

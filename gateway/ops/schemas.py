@@ -17,7 +17,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from gateway import model
-from gateway.mime import HeaderBlock, text_preview
+from gateway.mail.headers import HeaderBlock, text_preview
 from gateway.ops.views import timestamp
 
 T = TypeVar("T")

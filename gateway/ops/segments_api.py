@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.audience import SegmentLoader, UploadTooLarge
+from gateway.audience.loader import SegmentLoader, UploadTooLarge
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate

@@ -22,12 +22,21 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.content import ContentReport, Document, RuleScan, content_key, decode
-from gateway.model import Campaign, Facts, Finding, Needs, Submission, Verdict
+from gateway.mail.addresses import address_hash, normalise_address
+from gateway.mail.content import Document, content_key, decode
+from gateway.model import (
+    Campaign,
+    ContentReport,
+    Facts,
+    Finding,
+    Needs,
+    RuleScan,
+    Submission,
+    Verdict,
+)
 from gateway.policy.loader import ActiveRule, PolicySet
 from gateway.policy.registry import Registry
 from gateway.policy.rules.base import Context, Observation, Scanner
-from gateway.segments import address_hash, normalise_address
 
 log = structlog.get_logger(__name__)
 

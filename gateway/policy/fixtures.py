@@ -21,8 +21,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from gateway.audience.lists import ListReader
 from gateway.errors import ConfigError
-from gateway.mime import HeaderBlock
+from gateway.mail.addresses import address_hash, normalise_address
+from gateway.mail.headers import HeaderBlock
 from gateway.model import (
     Campaign,
     CampaignRef,
@@ -37,7 +39,6 @@ from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet
 from gateway.policy.registry import Registry
 from gateway.policy.rules.base import Strict
-from gateway.segments import ListReader, address_hash, normalise_address
 from gateway.settings import yaml_key_lines
 
 Day = date  # the field called `date` below would shadow the type in annotations

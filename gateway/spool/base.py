@@ -26,11 +26,11 @@ from gateway.model import (
     RecipientState,
     Segment,
     Settlement,
+    Signoff,
     StoredMessage,
     Submission,
     Token,
 )
-from gateway.signoffs import Signoff
 
 # How many held campaigns a gauge snapshot names: enough for any real incident, and a
 # bound on the label values /metrics can carry.

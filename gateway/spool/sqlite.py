@@ -39,11 +39,11 @@ from gateway.model import (
     RecipientState,
     Segment,
     Settlement,
+    Signoff,
     StoredMessage,
     Submission,
     Token,
 )
-from gateway.signoffs import Signoff
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review as r
 from gateway.spool import sqlite_segments, sqlite_signoffs

@@ -3,7 +3,7 @@
 Registering a sign-off and, when it was all a held campaign waited for, releasing it
 happen in one transaction (the release is the usual compare-and-set, so it never queues a
 recipient twice). Which identities a campaign needs is read from the tallies the
-signature rule keeps (`gateway.signoffs`), so it covers every message, not only the last.
+signature rule keeps (`gateway.review.signoffs`), so it covers every message, not only the last.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 
 from gateway.errors import Conflict
-from gateway.model import Campaign, CampaignState
-from gateway.signoffs import Signoff, cleared, identity_of_tally
+from gateway.model import Campaign, CampaignState, Signoff
+from gateway.review.signoffs import cleared, identity_of_tally
 from gateway.spool.sqlite_queue import add_event, campaign_by_id
 from gateway.spool.sqlite_review import release
 

@@ -7,12 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gateway.campaigns import comparable
+from gateway.admission.resolve import comparable
+from gateway.mail.addresses import address_hash
 from gateway.model import Campaign, CampaignRef, CampaignState, Counters, Declaration, Submission
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.registry import Registry, default_registry
-from gateway.segments import address_hash
 
 
 def campaign(

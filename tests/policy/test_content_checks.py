@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.content import ContentReport, Document, RuleScan
-from gateway.model import Facts, Finding
+from gateway.mail.content import Document
+from gateway.model import ContentReport, Facts, Finding, RuleScan
 from gateway.policy.engine import Engine
 from gateway.policy.fixtures import CampaignSpec, evaluate, submission_for
 from gateway.policy.registry import Registry, default_registry
@@ -19,7 +19,7 @@ from gateway.policy.rules.patterns import Patterns, phrase_pattern
 from gateway.policy.rules.seasonal import Phrase, in_window, seasonal_phrases
 from gateway.policy.rules.signature import closings
 from gateway.policy.rules.test_markers import TestMarkers, find_test_markers
-from gateway.signoffs import SIGNOFF_KIND, cleared
+from gateway.review.signoffs import SIGNOFF_KIND, cleared
 from tests.policy.factories import campaign, changed, load
 
 REGISTRY = default_registry()

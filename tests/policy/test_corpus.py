@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mime import HeaderBlock
+from gateway.mail.headers import HeaderBlock
 from gateway.policy.fixtures import CampaignSpec, evaluate
 from gateway.policy.registry import default_registry
 from tests.policy.factories import load

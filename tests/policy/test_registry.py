@@ -13,9 +13,9 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from gateway.content import ContentHit, Document
 from gateway.errors import PolicyError
-from gateway.model import Facts, Needs
+from gateway.mail.content import Document
+from gateway.model import ContentHit, Facts, Needs
 from gateway.policy.engine import Engine
 from gateway.policy.fixtures import CampaignSpec, submission_for
 from gateway.policy.loader import load_policies

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.campaigns import comparable
+from gateway.admission.resolve import comparable
+from gateway.mail.addresses import address_hash
 from gateway.model import (
     CampaignRef,
     Declaration,
@@ -11,7 +12,6 @@ from gateway.model import (
     Submission,
     new_id,
 )
-from gateway.segments import address_hash
 
 NOW = 1_800_000_000.0
 pass_all = PassAll()

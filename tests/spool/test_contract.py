@@ -7,19 +7,20 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.content import ContentReport
 from gateway.errors import Conflict, SpoolLocked
+from gateway.mail.addresses import address_hash
 from gateway.model import (
     CampaignState,
+    ContentReport,
     Finding,
     Needs,
     RecipientState,
     Segment,
     Settlement,
+    Signoff,
     Verdict,
 )
-from gateway.segments import address_hash
-from gateway.signoffs import SIGNOFF_KIND, Signoff, signoff_tally
+from gateway.review.signoffs import SIGNOFF_KIND, signoff_tally
 from gateway.spool import SqliteSpool
 from tests.spool.records import NOW, WINDOW, Decide, pass_all, submission
 

@@ -18,9 +18,9 @@ from typing import Any, Generic, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.content import ContentHit, Document, RuleScan
-from gateway.model import Campaign, Facts, Needs, Submission
-from gateway.segments import domain_of
+from gateway.mail.addresses import domain_of
+from gateway.mail.content import Document
+from gateway.model import Campaign, ContentHit, Facts, Needs, RuleScan, Submission
 
 Mode = Literal["enforce", "shadow"]
 Action = Literal["hold", "suppress"]

@@ -22,7 +22,8 @@ from typing import Literal
 import gcld3
 from pydantic import Field
 
-from gateway.content import ContentHit, Document
+from gateway.mail.content import Document
+from gateway.model import ContentHit
 from gateway.policy.rules.base import Context, Observation, Rule, Shared
 
 MAX_BYTES = 4000  # how much text CLD3 reads, as its own default

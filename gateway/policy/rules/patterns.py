@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from gateway.content import ContentHit
+from gateway.model import ContentHit
 from gateway.policy.rules.base import SAMPLE
 
 FRAGMENT = 80  # characters of context a hit keeps around a match, at most

@@ -17,7 +17,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.content import ContentHit, Document
+from gateway.mail.content import Document
+from gateway.model import ContentHit
 from gateway.policy.rules.base import Context, Observation, Rule, Shared, Strict
 from gateway.policy.rules.patterns import (
     APOSTROPHES,

@@ -21,8 +21,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.content import ContentHit, Document
-from gateway.model import Needs
+from gateway.mail.addresses import normalise_address
+from gateway.mail.content import Document
+from gateway.model import ContentHit, Needs
 from gateway.policy.rules.base import (
     SAMPLE,
     Context,
@@ -31,8 +32,7 @@ from gateway.policy.rules.base import (
     Rule,
     Shared,
 )
-from gateway.segments import normalise_address
-from gateway.signoffs import SIGNOFF_KIND, signoff_tally
+from gateway.review.signoffs import SIGNOFF_KIND, signoff_tally
 
 
 class Signature(Rule):

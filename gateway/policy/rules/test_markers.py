@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.content import ContentHit, Document
-from gateway.model import Needs
+from gateway.mail.content import Document
+from gateway.model import ContentHit, Needs
 from gateway.policy.rules.base import (
     Context,
     Observation,

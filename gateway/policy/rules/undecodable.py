@@ -1,7 +1,7 @@
 """Undecodable rule: content that cannot be decoded cannot have been checked.
 
 Owns the `undecodable` kind: its (empty) parameters, its scanner, which lists what
-`gateway.content.decode` could not read (an unknown charset, broken base64, no text
+`gateway.mail.content.decode` could not read (an unknown charset, broken base64, no text
 part), and its check, which holds such mail (fail closed).
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from gateway.content import ContentHit, Document
+from gateway.mail.content import Document
+from gateway.model import ContentHit
 from gateway.policy.rules.base import SAMPLE, Context, Observation, Rule, Shared
 from gateway.policy.rules.patterns import more
 

@@ -7,9 +7,8 @@ targets. It uses the standard library's modern email API and never raises: whate
 cannot be decoded is listed in `problems`, because content that cannot be read must not
 pass as clean (STYLE.md rule 4, fail closed).
 
-`ContentReport` is what the content rules found in one message, computed off the event
-loop before the spool transaction and carried in the `Submission` into it. Pure data and
-pure functions only.
+What the content rules found (`ContentReport`, a record in `gateway.model`) is computed
+from the `Document` off the event loop, before the spool transaction. Pure functions only.
 """
 
 from __future__ import annotations
@@ -18,15 +17,14 @@ import email
 import email.errors
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email import policy
 from email.message import Message
 from email.utils import getaddresses
-from typing import Any
 
-from gateway.html_text import html_to_text, split_code, tidy
-from gateway.mime import HeaderBlock
+from gateway.mail.headers import HeaderBlock
+from gateway.mail.html_text import html_to_text, split_code, tidy
 
 MAX_DEPTH = 20  # deeper MIME nesting than this is not read; it is a problem
 _TRANSFER_ENCODINGS = frozenset({"7bit", "8bit", "binary", "quoted-printable", "base64"})
@@ -45,42 +43,6 @@ READ_FIELDS = frozenset(
     {"subject", "from", "sender", "reply-to", "content-type", "content-transfer-encoding"}
 )
 _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")  # what the email parser takes as a field
-
-
-@dataclass(frozen=True, slots=True)
-class ContentHit:
-    """One thing a content detector found: what, where (subject, html, link, ...), the text."""
-
-    what: str
-    where: str
-    fragment: str
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RuleScan:
-    """What one content rule's detector found in one message, or why it could not look."""
-
-    hits: tuple[ContentHit, ...] = ()
-    elapsed: float = 0.0  # seconds
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ContentReport:
-    """Per-message content findings, made before the spool transaction.
-
-    `analysed` is False when nothing looked at the content (no content rules, or the
-    analysis never ran); `error` says why the analysis as a whole failed (a crash or a
-    timeout), which holds the campaign.
-    """
-
-    analysed: bool = False
-    error: str | None = None
-    scans: Mapping[str, RuleScan] = field(default_factory=dict)  # by rule id
-    senders: tuple[str, ...] = ()  # normalised From, Sender and Reply-To addresses
-    sender_hashes: tuple[int, ...] = ()  # their 64-bit hashes, for segment look-ups
-    elapsed: float = 0.0  # seconds, decoding and every detector
 
 
 @dataclass(frozen=True, slots=True)

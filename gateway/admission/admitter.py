@@ -1,9 +1,9 @@
-"""Campaign resolution and admission: from an inbound message to a durable submission.
+"""The admission stage: from an inbound message to a durable submission.
 
-Owns DESIGN.md §2: which campaign a message belongs to (key header list, implicit
-campaigns, client scoping), what the sender declared, and the header edits an MTA makes
-on the way (declaration headers stripped, missing Date/Message-ID added). It hands the
-result to the spool with the campaign-level decision function; it never talks SMTP.
+Reads as steps: parse the header block once, resolve the campaign (`resolve`), make the
+header edits an MTA makes on the way (declaration headers stripped, missing Date and
+Message-ID added), analyse the content off the event loop, then admit it in one spool
+transaction (`steps.admit`). It never talks SMTP.
 
 Content analysis (MIME decoding and the content rules' scanners) is CPU work, so it runs
 on a small thread pool before the spool transaction, within a time budget. A crash or a
@@ -14,7 +14,6 @@ holds the campaign (fail closed).
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -25,81 +24,25 @@ from email.utils import format_datetime
 
 import structlog
 
-from gateway.content import ContentReport
+from gateway.admission.resolve import DECLARATION_HEADERS, comparable, resolve
+from gateway.mail.addresses import address_hash
+from gateway.mail.headers import HeaderBlock
 from gateway.metrics import Metrics
-from gateway.mime import HeaderBlock
 from gateway.model import (
     Admission,
-    CampaignRef,
+    ContentReport,
     Decider,
-    Declaration,
     Inbound,
     PassAll,
     Submission,
     new_id,
 )
-from gateway.segments import address_hash, normalise_address
 from gateway.settings import CampaignSettings
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
 
 QUEUE_WAIT = 60.0  # seconds a message may wait for an analysis thread before it is held
-
-DECLARATION_HEADERS = ("X-Declared-Size", "X-Campaign-Category", "X-Campaign-Locale")
-_SPACES = re.compile(r"\s+")
-
-__all__ = ["DECLARATION_HEADERS", "Admitter", "normalise_subject", "resolve"]
-
-
-def normalise_subject(subject: str) -> str:
-    """Fold case and whitespace so that cosmetic differences do not split a campaign."""
-    return _SPACES.sub(" ", subject).strip().casefold()
-
-
-def comparable(address: str, casefold_local: bool = True) -> str:
-    """Return how a recipient is compared with others and with segments."""
-    # An address a segment could not hold still needs a stable form for duplicates.
-    return normalise_address(address, casefold_local) or address.strip().casefold()
-
-
-def read_declaration(headers: HeaderBlock) -> Declaration:
-    """Read the declaration headers; a size that is not a whole number is left undeclared."""
-    size_text = headers.get("X-Declared-Size")
-    size = int(size_text) if size_text and size_text.strip().isdigit() else None
-    if size_text is not None and size is None:
-        log.warning("declared_size_invalid", value=size_text)
-    return Declaration(
-        size=size,
-        category=(headers.get("X-Campaign-Category") or "").strip().lower() or None,
-        locale=(headers.get("X-Campaign-Locale") or "").strip() or None,
-    )
-
-
-def resolve(headers: HeaderBlock, inbound: Inbound, settings: CampaignSettings) -> CampaignRef:
-    """Work out the campaign of a message (DESIGN.md §2)."""
-    subject = headers.get("Subject") or ""
-    declaration = read_declaration(headers)
-    for name in settings.key_headers:
-        value = headers.get(name)
-        if value and value.strip():
-            return CampaignRef(
-                client=inbound.client,
-                key=value.strip(),
-                implicit=False,
-                sender=inbound.mail_from,
-                subject=subject,
-                declaration=declaration,
-            )
-    key = f"implicit:{inbound.mail_from.lower()}:{normalise_subject(subject)}"
-    return CampaignRef(
-        client=inbound.client,
-        key=key,
-        implicit=True,
-        sender=inbound.mail_from,
-        subject=subject,
-        declaration=declaration,
-    )
 
 
 class Admitter:

@@ -11,7 +11,6 @@ only those of its latest message. Pure data and one pure decision.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from gateway.model import Campaign
 
@@ -27,18 +26,6 @@ def signoff_tally(identity: str) -> str:
 def identity_of_tally(name: str) -> str | None:
     """Return the identity a tally name counts, or None for other tallies."""
     return name.removeprefix(_TALLY_PREFIX) if name.startswith(_TALLY_PREFIX) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Signoff:
-    """One identity's approval of one campaign, as registered over the API."""
-
-    campaign_id: str
-    identity: str
-    actor: str  # the token that registered it
-    reason: str
-    at: float
-    on_behalf: bool = False  # an admin recorded it for the identity
 
 
 def cleared(campaign: Campaign, signed: Iterable[str], required: Iterable[str]) -> bool:

@@ -1,4 +1,4 @@
-"""Audience segments as data: address normalisation, hashing, and reading address lists.
+"""Audience segments as data: reading address lists into the hashes a segment is stored as.
 
 A segment is stored as the 64-bit hashes of its normalised addresses (8 bytes each, in
 the spool, never a Python set of strings). This module is pure: it turns bytes of a
@@ -9,50 +9,13 @@ upload of any size is parsed in bounded memory.
 from __future__ import annotations
 
 import csv
-import hashlib
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-_LOCAL = re.compile(r"^[^\s@<>()\[\],;:\"]{1,64}$")
-_DOMAIN = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
-)
+from gateway.mail.addresses import address_hash, normalise_address
+
 EMAIL_COLUMNS = ("email", "e-mail", "email_address", "email address", "mail", "address")
 SAMPLES = 10
-
-
-def normalise_address(text: str, casefold_local: bool = True) -> str | None:
-    """Return the comparable form of an address, or None when it is not one.
-
-    Whitespace and angle brackets are trimmed, the domain is case-folded (domains are
-    case-insensitive) and so is the local part unless `casefold_local` is off.
-    """
-    value = text.strip().strip("<>").strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not _LOCAL.match(local):
-        return None
-    if domain.isascii():
-        domain = domain.lower()
-    else:
-        try:
-            domain = domain.encode("idna").decode("ascii").lower()
-        except UnicodeError:
-            return None
-    if not _DOMAIN.match(domain):
-        return None
-    return f"{local.casefold() if casefold_local else local}@{domain}"
-
-
-def address_hash(mailbox: str) -> int:
-    """Return the signed 64-bit key of a normalised address (fits an SQL INTEGER)."""
-    digest = hashlib.blake2b(mailbox.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def domain_of(mailbox: str) -> str:
-    """Return the domain of a normalised address."""
-    return mailbox.rpartition("@")[2]
 
 
 @dataclass

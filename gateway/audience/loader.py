@@ -17,9 +17,9 @@ from pathlib import Path
 
 import structlog
 
+from gateway.audience.lists import ListReader, ReadStats
 from gateway.errors import SendbrakeError
 from gateway.model import Segment
-from gateway.segments import ListReader, ReadStats
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.segments import ListReader, address_hash, normalise_address
+from gateway.audience.lists import ListReader
+from gateway.mail.addresses import address_hash, normalise_address
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ import asyncio
 import threading
 import time
 
-from gateway.campaigns import Admitter, normalise_subject, resolve
-from gateway.content import ContentReport
-from gateway.mime import HeaderBlock
-from gateway.model import Inbound, Needs, Verdict
+from gateway.admission.admitter import Admitter
+from gateway.admission.resolve import normalise_subject, resolve
+from gateway.mail.headers import HeaderBlock
+from gateway.model import ContentReport, Inbound, Needs, Verdict
 from gateway.settings import CampaignSettings
 from gateway.spool import SqliteSpool
 

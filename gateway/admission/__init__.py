@@ -1,0 +1,1 @@
+"""Admission: from an inbound message to a durable submission and its verdict."""

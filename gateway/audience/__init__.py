@@ -1,0 +1,1 @@
+"""Audience segments: reading address lists (pure) and loading them into the spool."""

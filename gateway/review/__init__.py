@@ -1,0 +1,1 @@
+"""Human review decisions (sign-offs) as pure functions of campaign records."""
