@@ -24,6 +24,7 @@ from email.utils import format_datetime
 
 import structlog
 
+from gateway.admission import steps
 from gateway.admission.resolve import DECLARATION_HEADERS, comparable, resolve
 from gateway.mail.addresses import address_hash
 from gateway.mail.headers import HeaderBlock
@@ -101,7 +102,10 @@ class Admitter:
         decider = self._decider  # read once: a policy reload swaps it between messages
         report = await self._analyse(decider, submission)
         submission = replace(submission, report=report)
-        admission = await self._spool.accept(submission, decider, self._settings.implicit_window)
+        window = self._settings.implicit_window
+        admission = await self._spool.transact(
+            lambda tx: steps.admit(tx, submission, decider, window)
+        )
         self._report(admission, ref.key, len(inbound.rcpt_tos))
         if self._on_admitted is not None:
             self._on_admitted(admission)

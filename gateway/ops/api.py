@@ -34,6 +34,7 @@ from gateway.ops.bodies import ManifestBody, ReasonBody, ReleaseBody
 from gateway.ops.exchange import PageQuery, query_enum, read_body, respond, wrong
 from gateway.ops.openapi import BASE, Handlers
 from gateway.ops.problems import Problem, found
+from gateway.review import signoffs
 from gateway.settings import OpsSettings
 from gateway.spool.base import Spool
 
@@ -79,7 +80,9 @@ class OpsApi(Handlers):
         if campaign.sample_message_id:
             message = await self.spool.message(campaign.sample_message_id)
             sample = message and s.MessageSummary.of(message, BASE)
-        signed, required = await self.spool.signoffs(campaign.id)
+        signed, required = await self.spool.read(
+            lambda tx: (tx.signoffs(campaign.id), signoffs.required(tx.tallies(campaign.id)))
+        )
         return s.CampaignDetail.model_validate(
             {
                 **dict(s.Campaign.model_validate(campaign)),

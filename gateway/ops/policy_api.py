@@ -28,6 +28,7 @@ from gateway.ops.exchange import read_body, respond
 from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem, found
 from gateway.policy.loader import PolicySet
+from gateway.review.signoffs import sign_off
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
@@ -81,7 +82,7 @@ class PolicyApi(Handlers):
         before = found(await self.spool.campaign(campaign_id), "campaign", campaign_id)
         signoff = Signoff(campaign_id, identity, caller.name, body.reason, self.clock(), on_behalf)
         try:
-            added = await self.spool.add_signoff(signoff)
+            added = await self.spool.transact(lambda tx: sign_off(tx, signoff))
         except Conflict as exc:
             problem = Problem(409, str(exc), slug="conflict")
             raise await self.gate.refuse(

@@ -5,14 +5,17 @@ A protected identity is a founder, an executive, or the sales reps (DESIGN.md §
 The signature rule raises findings of kind `SIGNOFF_KIND` naming the identities whose
 sign-off is missing, and counts each such identity in the campaign's tallies under
 `signoff_tally(identity)`, so the spool knows every identity a campaign ever needed, not
-only those of its latest message. Pure data and one pure decision.
+only those of its latest message. Pure decisions, and `sign_off`, the step a sign-off
+makes inside one spool transaction (written against the transaction port).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from gateway.model import Campaign
+from gateway.errors import Conflict
+from gateway.model import Campaign, CampaignState, Signoff
+from gateway.spool.port import Tx
 
 SIGNOFF_KIND = "signoff_required"
 _TALLY_PREFIX = "signoff:"
@@ -45,3 +48,40 @@ def cleared(campaign: Campaign, signed: Iterable[str], required: Iterable[str]) 
         if finding.kind != SIGNOFF_KIND:
             return False
     return True
+
+
+def required(tallies: Mapping[str, int]) -> frozenset[str]:
+    """Identities whose missing sign-off the signature rule found in a campaign's mail."""
+    return frozenset(
+        identity
+        for name, value in tallies.items()
+        if value > 0 and (identity := identity_of_tally(name)) is not None
+    )
+
+
+def sign_off(tx: Tx, signoff: Signoff) -> Campaign | None:
+    """Register a sign-off; release the campaign when it was the last thing holding it.
+
+    Raises `Conflict` for a rejected campaign. The release is the spool's usual
+    compare-and-set, in the same transaction, so it never queues a recipient twice.
+    """
+    campaign = tx.campaign(signoff.campaign_id)
+    if campaign is None:
+        return None
+    if campaign.state is CampaignState.REJECTED:
+        raise Conflict(f"campaign {campaign.id} is rejected; a sign-off cannot bring it back")
+    tx.add_signoff(signoff)
+    tx.event(
+        campaign.id,
+        signoff.at,
+        "signed_off",
+        signoff.actor,
+        identity=signoff.identity,
+        on_behalf=signoff.on_behalf,
+        reason=signoff.reason,
+    )
+    if campaign.state is CampaignState.HELD and cleared(
+        campaign, tx.signed(campaign.id), required(tx.tallies(campaign.id))
+    ):
+        return tx.release(campaign.id, f"signoff:{signoff.identity}", signoff.at)
+    return tx.campaign(campaign.id)

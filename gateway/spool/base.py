@@ -7,18 +7,16 @@ stages depend only on it. Every method that changes state is one transaction, an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from gateway.model import (
-    Admission,
     AuditEntry,
     Campaign,
     CampaignEvent,
     CampaignState,
-    Decider,
     Delivery,
     Finding,
     Manifest,
@@ -26,11 +24,12 @@ from gateway.model import (
     RecipientState,
     Segment,
     Settlement,
-    Signoff,
     StoredMessage,
-    Submission,
     Token,
 )
+from gateway.spool.port import Tx
+
+T = TypeVar("T")
 
 # How many held campaigns a gauge snapshot names: enough for any real incident, and a
 # bound on the label values /metrics can carry.
@@ -79,16 +78,16 @@ class Spool(Protocol):
     async def ping(self) -> None:
         """Raise `SpoolError` when the storage cannot answer."""
 
-    async def accept(
-        self, submission: Submission, decider: Decider, implicit_window: float
-    ) -> Admission:
-        """Store a message, its recipients and campaign counters in one durable commit.
+    async def transact(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` inside one durable transaction and return its result after the commit.
 
-        `decider` says what it needs, then decides inside the transaction with the counters
-        already updated, so the decision is exact under concurrent sessions. Raises
-        `CampaignRejected` for mail of a rejected campaign and `SpoolError` when the commit
-        fails.
+        `work` is a plain function of the transaction port (`gateway.spool.port.Tx`): the
+        admission steps of one message, or a sign-off. When it raises, nothing it wrote
+        is kept and the exception reaches the caller; `SpoolError` when the commit fails.
         """
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        """Run the look-ups of `work` on a consistent read snapshot, beside the writer."""
 
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
         """Lease up to `limit` due messages (with their due recipients) to `owner`.
@@ -164,15 +163,6 @@ class Spool(Protocol):
 
     async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
         """Record an approval of a pending release; raise `Conflict` for a repeat approver."""
-
-    async def add_signoff(self, signoff: Signoff) -> Campaign | None:
-        """Register an identity's sign-off; release a held campaign it was all that held.
-
-        Raises `Conflict` for a rejected campaign.
-        """
-
-    async def signoffs(self, campaign_id: str) -> tuple[list[Signoff], frozenset[str]]:
-        """Return a campaign's sign-offs and the identities its mail needed them from."""
 
     async def put_manifest(self, manifest: Manifest) -> None:
         """Register a declaration that wins over headers."""

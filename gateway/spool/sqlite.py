@@ -26,12 +26,10 @@ import structlog
 
 from gateway.errors import SpoolError, SpoolLocked
 from gateway.model import (
-    Admission,
     AuditEntry,
     Campaign,
     CampaignEvent,
     CampaignState,
-    Decider,
     Delivery,
     Finding,
     Manifest,
@@ -39,15 +37,15 @@ from gateway.model import (
     RecipientState,
     Segment,
     Settlement,
-    Signoff,
     StoredMessage,
-    Submission,
     Token,
 )
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review as r
-from gateway.spool import sqlite_segments, sqlite_signoffs
+from gateway.spool import sqlite_segments
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
+from gateway.spool.port import Tx
+from gateway.spool.sqlite_tx import SqliteTx
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
@@ -234,10 +232,11 @@ class SqliteSpool:
 
     # -- the queue ----------------------------------------------------------------------
 
-    async def accept(
-        self, submission: Submission, decider: Decider, implicit_window: float
-    ) -> Admission:
-        return await self._write(lambda c: q.accept(c, submission, decider, implicit_window))
+    async def transact(self, work: Callable[[Tx], T]) -> T:
+        return await self._write(lambda c: work(SqliteTx(c)))
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        return await self._read(lambda c: work(SqliteTx(c)))
 
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
         return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
@@ -355,18 +354,6 @@ class SqliteSpool:
 
     async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
         return await self._write(lambda c: r.approve_release(c, campaign_id, actor, now))
-
-    async def add_signoff(self, signoff: Signoff) -> Campaign | None:
-        return await self._write(lambda c: sqlite_signoffs.add_signoff(c, signoff))
-
-    async def signoffs(self, campaign_id: str) -> tuple[list[Signoff], frozenset[str]]:
-        def work(conn: sqlite3.Connection) -> tuple[list[Signoff], frozenset[str]]:
-            return (
-                sqlite_signoffs.signoffs(conn, campaign_id),
-                sqlite_signoffs.required(conn, campaign_id),
-            )
-
-        return await self._read(work)
 
     async def put_manifest(self, manifest: Manifest) -> None:
         await self._write(lambda c: r.put_manifest(c, manifest))

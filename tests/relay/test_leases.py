@@ -15,7 +15,7 @@ from gateway.relay.worker import Relay
 from gateway.settings import RelaySettings
 from gateway.spool import SqliteSpool
 from tests.helpers import eventually
-from tests.spool.records import NOW, WINDOW, pass_all, submission
+from tests.spool.records import NOW, WINDOW, accept, pass_all, submission
 
 LEASE = 60.0
 
@@ -47,7 +47,7 @@ async def test_a_delivery_that_dies_without_a_restart_is_delivered_once_by_anoth
     now = [NOW]
     settings = RelaySettings(lease=LEASE)
     try:
-        admission = await spool.accept(submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
+        admission = await accept(spool, submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
         stuck = StuckUpstream()
         first = Relay(
             spool, stuck, settings, Metrics.create(CollectorRegistry()), clock=lambda: now[0]
@@ -91,7 +91,7 @@ async def test_a_delivery_longer_than_its_lease_renews_it_and_is_not_taken_over(
     await spool.open()
     lease = 0.3  # real seconds: the renewer runs on the event loop's clock
     try:
-        admission = await spool.accept(submission(["a@x.test"], at=time.time()), pass_all, WINDOW)
+        admission = await accept(spool, submission(["a@x.test"], at=time.time()), pass_all, WINDOW)
         slow = StuckUpstream()
         relay = Relay(spool, slow, RelaySettings(lease=lease), Metrics.create(CollectorRegistry()))
         running = asyncio.create_task(relay.run())

@@ -1,17 +1,27 @@
-"""Records the spool tests build: submissions, deciders made of one function, the clock."""
+"""Records the spool tests build: submissions, deciders made of one function, the clock.
+
+`accept` admits a submission the way the admission stage does: its steps, in one spool
+transaction.
+"""
 
 from __future__ import annotations
 
+from gateway.admission import steps
 from gateway.admission.resolve import comparable
 from gateway.mail.addresses import address_hash
 from gateway.model import (
+    Admission,
+    Campaign,
     CampaignRef,
+    Decider,
     Declaration,
     Needs,
     PassAll,
+    Signoff,
     Submission,
     new_id,
 )
+from gateway.review.signoffs import required, sign_off
 
 NOW = 1_800_000_000.0
 pass_all = PassAll()
@@ -62,4 +72,21 @@ def submission(
         received_at=at,
         mailboxes=boxes,
         hashes=tuple(address_hash(b) for b in boxes),
+    )
+
+
+async def accept(spool, sub: Submission, decider: Decider, window: float = WINDOW) -> Admission:
+    """Admit one submission in one spool transaction, as the admission stage does."""
+    return await spool.transact(lambda tx: steps.admit(tx, sub, decider, window))
+
+
+async def sign(spool, signoff: Signoff) -> Campaign | None:
+    """Register a sign-off in one spool transaction, as the API does."""
+    return await spool.transact(lambda tx: sign_off(tx, signoff))
+
+
+async def signoff_status(spool, campaign_id: str) -> tuple[list[Signoff], frozenset[str]]:
+    """Return a campaign's sign-offs and the identities its mail needed them from."""
+    return await spool.read(
+        lambda tx: (tx.signoffs(campaign_id), required(tx.tallies(campaign_id)))
     )

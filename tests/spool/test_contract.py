@@ -22,11 +22,20 @@ from gateway.model import (
 )
 from gateway.review.signoffs import SIGNOFF_KIND, signoff_tally
 from gateway.spool import SqliteSpool
-from tests.spool.records import NOW, WINDOW, Decide, pass_all, submission
+from tests.spool.records import (
+    NOW,
+    WINDOW,
+    Decide,
+    accept,
+    pass_all,
+    sign,
+    signoff_status,
+    submission,
+)
 
 
 async def test_accepted_message_is_claimed_once_with_all_its_recipients(spool):
-    admission = await spool.accept(submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
+    admission = await accept(spool, submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
     [delivery] = await spool.claim("w1", NOW, 10, 60)
     assert delivery.message_id == admission.message_id
     assert [address for _, address in delivery.recipients] == ["a@x.test", "b@x.test"]
@@ -35,7 +44,7 @@ async def test_accepted_message_is_claimed_once_with_all_its_recipients(spool):
 
 
 async def test_settle_is_a_compare_and_set_on_the_lease(spool):
-    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
     [delivery] = await spool.claim("w1", NOW, 10, 60)
     rid = delivery.recipients[0][0]
     done = [Settlement(rid, RecipientState.RELAYED, "250 ok")]
@@ -47,7 +56,7 @@ async def test_settle_is_a_compare_and_set_on_the_lease(spool):
 
 
 async def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_settle(spool):
-    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
     [first] = await spool.claim("w1", NOW, 10, 60)
     assert await spool.claim("w2", NOW + 59, 10, 60) == []  # still leased to w1
     [again] = await spool.claim("w2", NOW + 60, 10, 60)
@@ -61,7 +70,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_settle(sp
 
 
 async def test_a_renewed_lease_is_not_taken_over(spool):
-    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
     [first] = await spool.claim("w1", NOW, 10, 60)
     ids = [rid for rid, _ in first.recipients]
     assert await spool.renew_leases("w1", ids, NOW + 120) == 1
@@ -72,7 +81,7 @@ async def test_a_renewed_lease_is_not_taken_over(spool):
 
 
 async def test_a_lease_given_back_after_a_hold_waits_held_not_queued(spool):
-    admission = await spool.accept(submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
+    admission = await accept(spool, submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
     [delivery] = await spool.claim("w1", NOW, 10, 60)
     await spool.hold(admission.campaign_id, Finding("manual", "manual_hold", "enforce", "x"), NOW)
     assert await spool.claim("w2", NOW + 60, 10, 60) == []  # expired, but the campaign is held
@@ -85,7 +94,7 @@ async def test_a_lease_given_back_after_a_hold_waits_held_not_queued(spool):
 
 
 async def test_a_lease_given_back_after_a_reject_is_discarded(spool):
-    admission = await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    admission = await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
     await spool.claim("w1", NOW, 10, 60)
     await spool.reject(admission.campaign_id, "alice", NOW)
     assert await spool.release_leases("w1", NOW + 1) == 1
@@ -94,7 +103,7 @@ async def test_a_lease_given_back_after_a_reject_is_discarded(spool):
 
 
 async def test_deferred_recipient_waits_for_its_next_attempt(spool):
-    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
     [delivery] = await spool.claim("w1", NOW, 10, 60)
     rid = delivery.recipients[0][0]
     await spool.settle("w1", [Settlement(rid, RecipientState.DEFERRED, "451 later", NOW + 30)], NOW)
@@ -109,7 +118,7 @@ async def test_deferred_recipient_waits_for_its_next_attempt(spool):
 async def test_concurrent_accepts_are_counted_exactly_and_grouped_into_fewer_commits(spool):
     before = spool._writer.commits
     await asyncio.gather(
-        *(spool.accept(submission([f"u{i}@x.test"]), pass_all, WINDOW) for i in range(300))
+        *(accept(spool, submission([f"u{i}@x.test"]), pass_all, WINDOW) for i in range(300))
     )
     campaign = await spool.find_campaign("127.0.0.0/8", "spring")
     assert campaign.counters.received == 300
@@ -121,7 +130,7 @@ async def test_concurrent_accepts_are_counted_exactly_and_grouped_into_fewer_com
 async def test_data_survives_close_and_reopen(tmp_path):
     first = SqliteSpool(tmp_path / "spool.db")
     await first.open()
-    admission = await first.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    admission = await accept(first, submission(["a@x.test"]), pass_all, WINDOW)
     await first.close()
     second = SqliteSpool(tmp_path / "spool.db")
     await second.open()
@@ -135,7 +144,7 @@ async def test_data_survives_close_and_reopen(tmp_path):
 async def test_leases_of_a_dead_process_are_given_back_on_open(tmp_path):
     first = SqliteSpool(tmp_path / "spool.db")
     await first.open()
-    await first.accept(submission(["a@x.test"]), pass_all, WINDOW)
+    await accept(first, submission(["a@x.test"]), pass_all, WINDOW)
     assert len(await first.claim("dead-worker", NOW, 10, 3600)) == 1
     await first.close()  # the worker never settled: as after a crash
     second = SqliteSpool(tmp_path / "spool.db")
@@ -154,21 +163,27 @@ async def test_a_second_process_cannot_open_the_same_sqlite_spool(spool):
 
 
 async def test_same_key_from_different_clients_makes_different_campaigns(spool):
-    a = await spool.accept(submission(["a@x.test"], client="tenant-a"), pass_all, WINDOW)
-    b = await spool.accept(submission(["b@x.test"], client="tenant-b"), pass_all, WINDOW)
-    a2 = await spool.accept(submission(["c@x.test"], client="tenant-a"), pass_all, WINDOW)
+    a = await accept(spool, submission(["a@x.test"], client="tenant-a"), pass_all, WINDOW)
+    b = await accept(spool, submission(["b@x.test"], client="tenant-b"), pass_all, WINDOW)
+    a2 = await accept(spool, submission(["c@x.test"], client="tenant-a"), pass_all, WINDOW)
     assert a.campaign_id != b.campaign_id
     assert a.campaign_id == a2.campaign_id
 
 
 async def test_implicit_campaign_spans_its_window_and_a_new_one_starts_after(spool):
     key = "implicit:news@shop.test:spring"
-    first = await spool.accept(submission(["a@x.test"], key=key, implicit=True), pass_all, WINDOW)
-    inside = await spool.accept(
-        submission(["b@x.test"], key=key, implicit=True, at=NOW + WINDOW - 1), pass_all, WINDOW
+    first = await accept(spool, submission(["a@x.test"], key=key, implicit=True), pass_all, WINDOW)
+    inside = await accept(
+        spool,
+        submission(["b@x.test"], key=key, implicit=True, at=NOW + WINDOW - 1),
+        pass_all,
+        WINDOW,
     )
-    after = await spool.accept(
-        submission(["c@x.test"], key=key, implicit=True, at=NOW + WINDOW + 1), pass_all, WINDOW
+    after = await accept(
+        spool,
+        submission(["c@x.test"], key=key, implicit=True, at=NOW + WINDOW + 1),
+        pass_all,
+        WINDOW,
     )
     assert first.campaign_id == inside.campaign_id != after.campaign_id
     campaign = await spool.campaign(first.campaign_id)
@@ -177,8 +192,8 @@ async def test_implicit_campaign_spans_its_window_and_a_new_one_starts_after(spo
 
 
 async def test_first_declaration_is_kept_and_later_mail_fills_gaps(spool):
-    await spool.accept(submission(["a@x.test"]), pass_all, WINDOW)
-    await spool.accept(submission(["b@x.test"], size=200), pass_all, WINDOW)
+    await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
+    await accept(spool, submission(["b@x.test"], size=200), pass_all, WINDOW)
     campaign = await spool.find_campaign("127.0.0.0/8", "spring")
     assert campaign.declared.size == 200
 
@@ -195,8 +210,8 @@ async def test_decide_sees_counters_including_the_message_and_a_hold_quarantines
             return Verdict(hold=True, findings=(finding,))
         return Verdict()
 
-    await spool.accept(submission(["a@x.test", "b@x.test"]), Decide(hold_past_two), WINDOW)
-    held = await spool.accept(submission(["c@x.test"]), Decide(hold_past_two), WINDOW)
+    await accept(spool, submission(["a@x.test", "b@x.test"]), Decide(hold_past_two), WINDOW)
+    held = await accept(spool, submission(["c@x.test"]), Decide(hold_past_two), WINDOW)
     assert seen == [2, 3]
     assert held.held
     campaign = await spool.campaign(held.campaign_id)
@@ -207,7 +222,7 @@ async def test_decide_sees_counters_including_the_message_and_a_hold_quarantines
 
 
 async def test_count_by_state_reports_every_state(spool):
-    await spool.accept(submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
+    await accept(spool, submission(["a@x.test", "b@x.test"]), pass_all, WINDOW)
     counts = await spool.count_by_state()
     assert counts[RecipientState.QUEUED] == 2
     assert counts[RecipientState.RELAYED] == 0
@@ -220,7 +235,7 @@ async def test_time_on_hold_does_not_count_towards_the_retry_age(spool):
             hold=True, findings=(Finding(rule="r", kind="k", mode="enforce", message="m"),)
         )
 
-    admission = await spool.accept(submission(["a@x.test"]), Decide(hold_all), WINDOW)
+    admission = await accept(spool, submission(["a@x.test"]), Decide(hold_all), WINDOW)
     ten_days_later = NOW + 10 * 86400
     await spool.release(admission.campaign_id, "alice", ten_days_later)
     [delivery] = await spool.claim("w1", ten_days_later, 10, 60)
@@ -234,10 +249,10 @@ async def test_a_message_declaring_otherwise_than_its_campaign_is_reported(spool
         seen.append(facts.conflicts)
         return Verdict()
 
-    await spool.accept(submission(["a@x.test"], size=200), Decide(record), WINDOW)
-    await spool.accept(submission(["b@x.test"], size=250), Decide(record), WINDOW)
-    await spool.accept(
-        submission(["c@x.test"]), Decide(record), WINDOW
+    await accept(spool, submission(["a@x.test"], size=200), Decide(record), WINDOW)
+    await accept(spool, submission(["b@x.test"], size=250), Decide(record), WINDOW)
+    await accept(
+        spool, submission(["c@x.test"]), Decide(record), WINDOW
     )  # no declaration: no conflict
     assert seen == [(), (("size", 200, 250),), ()]
     campaign = await spool.find_campaign("127.0.0.0/8", "spring")
@@ -261,16 +276,16 @@ def needs_signoff(identity: str):
 
 async def test_a_signoff_is_seen_by_later_decisions_and_releases_what_only_it_held(spool):
     decider = needs_signoff("ceo")
-    held = await spool.accept(submission(["a@x.test"]), decider, WINDOW)
+    held = await accept(spool, submission(["a@x.test"]), decider, WINDOW)
     assert held.held
-    signed, required = await spool.signoffs(held.campaign_id)
+    signed, required = await signoff_status(spool, held.campaign_id)
     assert (signed, required) == ([], frozenset({"ceo"}))
-    campaign = await spool.add_signoff(Signoff(held.campaign_id, "ceo", "jane", "mine", NOW))
+    campaign = await sign(spool, Signoff(held.campaign_id, "ceo", "jane", "mine", NOW))
     assert campaign.state is CampaignState.RELEASED
     assert campaign.counters.queued == 1
-    later = await spool.accept(submission(["b@x.test"]), decider, WINDOW)
+    later = await accept(spool, submission(["b@x.test"]), decider, WINDOW)
     assert not later.held
-    [signoff], _ = await spool.signoffs(held.campaign_id)
+    [signoff], _ = await signoff_status(spool, held.campaign_id)
     assert (signoff.identity, signoff.actor, signoff.on_behalf) == ("ceo", "jane", False)
     events = [e.event for e in await spool.events(held.campaign_id)]
     assert events[-2:] == ["signed_off", "released"]
@@ -283,16 +298,16 @@ async def test_a_signoff_does_not_release_a_campaign_another_rule_holds(spool):
             findings += (Finding("sig", SIGNOFF_KIND, "enforce", "ceo must sign"),)
         return Verdict(hold=True, findings=findings, tallies={signoff_tally("ceo"): 1})
 
-    held = await spool.accept(submission(["a@x.test"]), Decide(fn, Needs(signoffs=True)), WINDOW)
-    campaign = await spool.add_signoff(Signoff(held.campaign_id, "ceo", "jane", "mine", NOW))
+    held = await accept(spool, submission(["a@x.test"]), Decide(fn, Needs(signoffs=True)), WINDOW)
+    campaign = await sign(spool, Signoff(held.campaign_id, "ceo", "jane", "mine", NOW))
     assert campaign.state is CampaignState.HELD
 
 
 async def test_a_rejected_campaign_cannot_be_signed_off(spool):
-    held = await spool.accept(submission(["a@x.test"]), needs_signoff("ceo"), WINDOW)
+    held = await accept(spool, submission(["a@x.test"]), needs_signoff("ceo"), WINDOW)
     await spool.reject(held.campaign_id, "alice", NOW)
     with pytest.raises(Conflict):
-        await spool.add_signoff(Signoff(held.campaign_id, "ceo", "jane", "late", NOW))
+        await sign(spool, Signoff(held.campaign_id, "ceo", "jane", "late", NOW))
 
 
 async def test_sender_segment_membership_is_looked_up_for_the_message_senders(spool):
@@ -312,15 +327,15 @@ async def test_sender_segment_membership_is_looked_up_for_the_message_senders(sp
     )
     sub = replace(submission(["a@x.test"]), report=report)
     decider = Decide(fn, Needs(sender_segments=frozenset({"reps", "nope"})))
-    await spool.accept(sub, decider, WINDOW)
+    await accept(spool, sub, decider, WINDOW)
     [(members, sizes)] = seen
     assert members == {"reps": frozenset({1})}
     assert sizes == {"reps": 1, "nope": None}
 
 
 async def test_a_recipient_deferred_after_its_campaign_stopped_is_not_retried(spool):
-    held = await spool.accept(submission(["a@x.test"], key="held"), pass_all, WINDOW)
-    rejected = await spool.accept(submission(["b@x.test"], key="gone"), pass_all, WINDOW)
+    held = await accept(spool, submission(["a@x.test"], key="held"), pass_all, WINDOW)
+    rejected = await accept(spool, submission(["b@x.test"], key="gone"), pass_all, WINDOW)
     deliveries = await spool.claim("w1", NOW, 10, 60)
     await spool.hold(held.campaign_id, Finding("manual", "manual_hold", "enforce", "x"), NOW)
     await spool.reject(rejected.campaign_id, "alice", NOW)

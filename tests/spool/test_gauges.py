@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.model import Finding, RecipientState, Settlement, Verdict
-from tests.spool.records import NOW, WINDOW, Decide, pass_all, submission
+from tests.spool.records import NOW, WINDOW, Decide, accept, pass_all, submission
 
 
 def _hold(campaign, sub, facts):
@@ -24,10 +24,13 @@ async def test_an_empty_spool_reports_nothing_held_and_every_state_at_zero(spool
 
 
 async def test_gauges_count_held_campaigns_and_recipients_by_state(spool):
-    await spool.accept(submission(["a@x.test", "b@x.test"], key="clean"), pass_all, WINDOW)
-    first = await spool.accept(submission(["c@x.test"], key="one", at=NOW + 1), hold_all, WINDOW)
-    second = await spool.accept(
-        submission(["d@x.test", "e@x.test", "f@x.test"], key="two", at=NOW + 5), hold_all, WINDOW
+    await accept(spool, submission(["a@x.test", "b@x.test"], key="clean"), pass_all, WINDOW)
+    first = await accept(spool, submission(["c@x.test"], key="one", at=NOW + 1), hold_all, WINDOW)
+    second = await accept(
+        spool,
+        submission(["d@x.test", "e@x.test", "f@x.test"], key="two", at=NOW + 5),
+        hold_all,
+        WINDOW,
     )
     [delivery] = await spool.claim("w1", NOW + 6, 10, 60)
     rid = delivery.recipients[0][0]
@@ -47,8 +50,8 @@ async def test_gauges_count_held_campaigns_and_recipients_by_state(spool):
 
 
 async def test_released_and_rejected_campaigns_leave_the_held_gauges(spool):
-    one = await spool.accept(submission(["a@x.test"], key="one"), hold_all, WINDOW)
-    two = await spool.accept(submission(["b@x.test"], key="two", at=NOW + 1), hold_all, WINDOW)
+    one = await accept(spool, submission(["a@x.test"], key="one"), hold_all, WINDOW)
+    two = await accept(spool, submission(["b@x.test"], key="two", at=NOW + 1), hold_all, WINDOW)
     await spool.release(one.campaign_id, "alice", NOW + 2)
     gauges = await spool.gauges()
     assert (gauges.campaigns_held, gauges.recipients_held) == (1, 1)
@@ -62,7 +65,7 @@ async def test_released_and_rejected_campaigns_leave_the_held_gauges(spool):
 
 async def test_named_held_campaigns_are_capped_but_the_count_is_not(spool):
     for i in range(5):
-        await spool.accept(submission([f"u{i}@x.test"], key=f"k{i}", at=NOW + i), hold_all, WINDOW)
+        await accept(spool, submission([f"u{i}@x.test"], key=f"k{i}", at=NOW + i), hold_all, WINDOW)
     gauges = await spool.gauges(limit=3)
     assert gauges.campaigns_held == 5
     assert [h.key for h in gauges.held] == ["k0", "k1", "k2"]  # the longest-waiting first

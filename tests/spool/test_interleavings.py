@@ -30,7 +30,7 @@ from gateway.model import (
     Verdict,
 )
 from gateway.spool import SqliteSpool
-from tests.spool.records import NOW, WINDOW, Decide, submission
+from tests.spool.records import NOW, WINDOW, Decide, accept, submission
 
 LEASE = 60.0
 OWNERS = ("w1", "w2")
@@ -82,8 +82,11 @@ class SpoolInterleavings(RuleBasedStateMachine):
         rcpts = [f"u{self.acknowledged + i}@x.test" for i in range(count)]
         try:
             admission = self.run(
-                self.spool.accept(
-                    submission(rcpts, key=key, at=self.now), holding if trip else passing, WINDOW
+                accept(
+                    self.spool,
+                    submission(rcpts, key=key, at=self.now),
+                    holding if trip else passing,
+                    WINDOW,
                 )
             )
         except CampaignRejected:

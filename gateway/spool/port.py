@@ -1,0 +1,132 @@
+"""The transaction port: the storage primitives one admitting (or reviewing) transaction offers.
+
+The stages hand `Spool.transact` a plain function of a `Tx`; the backend runs it inside
+one durable transaction (SQLite: a unit of the writer's group commit; PostgreSQL: one
+transaction holding the campaign's row lock) and answers only after the commit. The
+primitives store and look up; what they mean (which campaign mail joins, what a
+declaration conflict is, when a sign-off releases) is decided by the caller
+(`gateway.admission.steps`, `gateway.review.signoffs`), so a second backend implements
+this protocol and nothing of campaign semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from gateway.model import (
+    Campaign,
+    CampaignRef,
+    Declaration,
+    Finding,
+    RecipientState,
+    Signoff,
+    Submission,
+)
+
+
+class Tx(Protocol):
+    """Storage primitives inside one transaction; every call sees the earlier calls' writes."""
+
+    # -- campaigns ------------------------------------------------------------------------
+
+    def current_campaign(self, client: str, key: str, not_before: float | None) -> Campaign | None:
+        """Return the newest campaign with this key (created since `not_before`), locked."""
+        ...
+
+    def campaign(self, campaign_id: str) -> Campaign | None:
+        """Return one campaign as this transaction sees it."""
+        ...
+
+    def manifest(self, client: str, key: str) -> Declaration | None:
+        """Return the registered declaration for a key (the client's own first, then '*')."""
+        ...
+
+    def create_campaign(
+        self, ref: CampaignRef, declared: Declaration, *, received: int, now: float, sample: str
+    ) -> str:
+        """Create an open campaign that has received `received` recipients; return its ID."""
+        ...
+
+    def count_in(self, campaign_id: str, received: int, declared: Declaration, now: float) -> None:
+        """Add to a campaign's received count; fill declaration fields it has not set yet."""
+        ...
+
+    def add_duplicates(self, campaign_id: str, count: int) -> None:
+        """Count recipients the campaign received more than once."""
+        ...
+
+    def merge_findings(self, campaign: Campaign, findings: Sequence[Finding]) -> None:
+        """Store findings, merged with the campaign's by (rule, kind) with a count."""
+        ...
+
+    def hold(
+        self,
+        campaign: Campaign,
+        *,
+        now: float,
+        actor: str,
+        rules: Sequence[str],
+        sample_message_id: str | None = None,
+        incoming: int = 0,
+    ) -> int | None:
+        """Quarantine a campaign (compare-and-set); return recipients held, None if lost."""
+        ...
+
+    def release(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
+        """Queue every held recipient again and mark the campaign released."""
+        ...
+
+    def event(self, campaign_id: str, now: float, event: str, actor: str, **details: Any) -> None:
+        """Append a step to a campaign's timeline."""
+        ...
+
+    # -- look-ups for the rules -----------------------------------------------------------
+
+    def seen(self, campaign_id: str, mailboxes: Iterable[str]) -> set[str]:
+        """Return which of these mailboxes the campaign has already received."""
+        ...
+
+    def segment_members(self, name: str, hashes: Sequence[int]) -> tuple[int, set[int]] | None:
+        """Return (size, members among `hashes`) of a live segment, or None if never loaded."""
+        ...
+
+    def tallies(self, campaign_id: str, names: Iterable[str] | None = None) -> dict[str, int]:
+        """Return a campaign's running counts by name (all of them when `names` is None)."""
+        ...
+
+    def sends_since(self, rule: str, since: float, hashes: Sequence[int]) -> dict[int, int]:
+        """Return, per recipient hash, how often a frequency rule counted it since `since`."""
+        ...
+
+    def signed(self, campaign_id: str) -> frozenset[str]:
+        """Return the identities that signed off a campaign."""
+        ...
+
+    def signoffs(self, campaign_id: str) -> list[Signoff]:
+        """Return every sign-off of a campaign, oldest first."""
+        ...
+
+    # -- writes of an admission -----------------------------------------------------------
+
+    def add_tallies(self, campaign_id: str, deltas: Mapping[str, int]) -> None:
+        """Add to a campaign's running counts."""
+        ...
+
+    def count_sends(self, rule: str, hashes: Sequence[int], at: float) -> None:
+        """Remember that a frequency rule counted these recipients at `at`."""
+        ...
+
+    def store(
+        self,
+        sub: Submission,
+        campaign_id: str,
+        waiting: RecipientState,
+        suppress: Mapping[int, str],
+    ) -> None:
+        """Store the message and a row per recipient (waiting, or suppressed by a rule)."""
+        ...
+
+    def add_signoff(self, signoff: Signoff) -> None:
+        """Register (or replace) an identity's sign-off of a campaign."""
+        ...
