@@ -35,10 +35,9 @@ class Metrics:
     campaign_holds: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
-        """Register every instrument on `registry` (a fresh one by default)."""
-        reg = registry if registry is not None else CollectorRegistry()
-        metrics = cls._register(reg)
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        """Register every instrument on `registry` (each gateway, each test, its own)."""
+        metrics = cls._register(registry)
         # Series that exist from the start read 0 instead of being absent, so rates and
         # increases in alert rules see their first event (a series born at 1 shows none).
         for ingress in INGRESSES:

@@ -316,26 +316,6 @@ class Decider(Protocol):
         ...
 
 
-class PassAll:
-    """Decide without rules: every message may be relayed."""
-
-    def analyse(self, submission: Submission) -> ContentReport:  # noqa: ARG002
-        """Look at nothing."""
-        return ContentReport()
-
-    def recall(self, submission: Submission) -> ContentReport:  # noqa: ARG002
-        """Look at nothing, at once."""
-        return ContentReport()
-
-    def needs(self, campaign: Campaign) -> Needs:  # noqa: ARG002 - the protocol's shape
-        """Need nothing."""
-        return Needs()
-
-    def decide(self, campaign: Campaign, submission: Submission, facts: Facts) -> Verdict:  # noqa: ARG002
-        """Pass every message."""
-        return Verdict()
-
-
 @dataclass(frozen=True, slots=True)
 class Admission:
     """The spool's answer once a submission is durable."""

@@ -57,13 +57,13 @@ class Gateway:
         self,
         settings: Settings,
         *,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
         spool: Spool | None = None,
         upstream: Upstream | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics or Metrics.create()
+        self.metrics = metrics
         self.spool = spool or create_spool(settings.spool)
         self.upstream = upstream or (
             ProcessUpstream(settings)

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from prometheus_client import CollectorRegistry
 
 from gateway import settings as settings_mod
 from gateway.log import configure
@@ -160,7 +161,7 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def run_gateway(settings: settings_mod.Settings, **kwargs: Any) -> AsyncIterator[Running]:
-    gateway = Gateway(settings, metrics=Metrics.create(), **kwargs)
+    gateway = Gateway(settings, metrics=Metrics.create(CollectorRegistry()), **kwargs)
     task = asyncio.create_task(gateway.run())
     ready = asyncio.create_task(gateway.wait_ready())
     done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)

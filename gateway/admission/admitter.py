@@ -34,7 +34,6 @@ from gateway.model import (
     ContentReport,
     Decider,
     Inbound,
-    PassAll,
     Submission,
     new_id,
 )
@@ -54,20 +53,20 @@ class Admitter:
         spool: Spool,
         settings: CampaignSettings,
         *,
+        decider: Decider,
+        metrics: Metrics,
         hostname: str = "",
-        decider: Decider | None = None,
         casefold_local: bool = True,
-        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         on_admitted: Callable[[Admission], None] | None = None,
         content_timeout: float = 5.0,
         content_workers: int = 2,
     ) -> None:
         self._spool = spool
-        self._metrics = metrics or Metrics.create()
+        self._metrics = metrics
         self._settings = settings
         self._hostname = hostname or socket.getfqdn()
-        self._decider: Decider = decider or PassAll()
+        self._decider = decider
         self._casefold = casefold_local
         self._clock = clock
         self._on_admitted = on_admitted

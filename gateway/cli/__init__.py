@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import uvloop
 import yaml
+from prometheus_client import CollectorRegistry
 
 from gateway import __version__, log, settings
 from gateway.cli.common import CONFIG_HELP, load_settings
@@ -22,6 +23,7 @@ from gateway.cli.policies import policies
 from gateway.cli.review import campaigns, relay
 from gateway.cli.tokens import tokens_group
 from gateway.errors import SendbrakeError
+from gateway.metrics import Metrics
 from gateway.service import Gateway
 
 
@@ -37,7 +39,7 @@ def serve(config: Path | None) -> None:
     """Run the gateway: SMTP ingress, relay workers and the HTTP surface."""
     cfg = load_settings(config)
     log.configure(cfg.log.format, cfg.log.level, final=True)
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, metrics=Metrics.create(CollectorRegistry()))
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
+import asyncio
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from gateway import log
 from gateway.cli.common import config_option, dump, fail, load_settings, table
-from gateway.errors import ConfigError, Conflict
+from gateway.errors import ConfigError, Conflict, SpoolError
 from gateway.model import Role, Token
 from gateway.ops.auth import new_token, token_hash
 from gateway.ops.views import timestamp
-from gateway.spool import sqlite_path, sqlite_review
-from gateway.spool.sqlite import connect, migrate
+from gateway.spool import create_spool, sqlite_path
+from gateway.spool.base import Spool
+
+T = TypeVar("T")
 
 
 @click.group("tokens")
@@ -26,12 +28,14 @@ def tokens_group() -> None:
     """Manage API tokens stored in the spool (only their hashes are kept)."""
 
 
-@contextlib.contextmanager
-def _token_table(config_path: Path | None, *, create: bool) -> Iterator[sqlite3.Connection]:
-    """Open the spool database itself, beside a running gateway.
+def _with_spool(
+    config_path: Path | None, work: Callable[[Spool], Awaitable[T]], *, create: bool
+) -> T:
+    """Run `work` on the configured spool, beside a running gateway if there is one.
 
-    Not `SqliteSpool`: a running gateway holds that lock. A plain connection writes beside
-    it, and the gateway looks tokens up on every request, so changes work at once.
+    Through the spool port and its locking (`SqliteSpool.attach`): no schema migration
+    behind a live gateway, writes in transactions that take the database's write lock.
+    The gateway looks tokens up on every request, so changes work at once.
     """
     cfg = load_settings(config_path)
     log.configure(cfg.log.format, "warning")  # standard output is for the token alone
@@ -41,15 +45,19 @@ def _token_table(config_path: Path | None, *, create: bool) -> Iterator[sqlite3.
         fail("error: tokens can be stored only in a sqlite spool (spool.url sqlite:///…) for now")
     if not create and not path.exists():
         fail(f"error: no spool database at {path} (spool.url {cfg.spool.url})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = connect(path)
+    spool = create_spool(cfg.spool)
+
+    async def run() -> T:
+        await spool.attach()
+        try:
+            return await work(spool)
+        finally:
+            await spool.close()
+
     try:
-        migrate(conn)
-        yield conn
-    except sqlite3.Error as exc:
+        return asyncio.run(run())
+    except SpoolError as exc:
         fail(f"error: spool database {path}: {exc}")
-    finally:
-        conn.close()
 
 
 @tokens_group.command("add")
@@ -80,11 +88,10 @@ def tokens_add(
         identity=identity,
         created_at=time.time(),
     )
-    with _token_table(config_path, create=True) as conn:
-        try:
-            sqlite_review.add_token(conn, record)
-        except Conflict as exc:
-            fail(f"error: {exc}; choose another name")
+    try:
+        _with_spool(config_path, lambda spool: spool.add_token(record), create=True)
+    except Conflict as exc:
+        fail(f"error: {exc}; choose another name")
     click.echo(
         f"added token {name!r} (roles: {', '.join(sorted(record.roles))}); "
         "it is shown only this once:",
@@ -98,8 +105,7 @@ def tokens_add(
 @config_option
 def tokens_list(as_json: bool, config_path: Path | None) -> None:
     """List the tokens stored in the spool, revoked ones included."""
-    with _token_table(config_path, create=False) as conn:
-        stored = sqlite_review.tokens(conn)
+    stored = _with_spool(config_path, lambda spool: spool.tokens(), create=False)
     if as_json:
         click.echo(
             dump(
@@ -136,8 +142,9 @@ def tokens_list(as_json: bool, config_path: Path | None) -> None:
 @config_option
 def tokens_revoke(name: str, config_path: Path | None) -> None:
     """Revoke the token NAME; requests with it fail from now on."""
-    with _token_table(config_path, create=False) as conn:
-        revoked = sqlite_review.revoke_token(conn, name, time.time())
+    revoked = _with_spool(
+        config_path, lambda spool: spool.revoke_token(name, time.time()), create=False
+    )
     if not revoked:
         fail(
             f"error: no live token named {name!r} in the spool "

@@ -72,6 +72,13 @@ class Spool(Protocol):
     async def open(self) -> None:
         """Create or migrate the schema and recover work left by a crash."""
 
+    async def attach(self) -> None:
+        """Open the storage beside a gateway that may be running (the CLI's tools).
+
+        Never migrates a schema or reclaims leases a running gateway owns; writes take
+        the same locks the gateway's do.
+        """
+
     async def close(self) -> None:
         """Finish pending commits and release the storage."""
 
@@ -209,6 +216,15 @@ class Spool(Protocol):
 
     async def token_by_hash(self, sha256: str) -> Token | None:
         """Return the live API token with this SHA-256, if any."""
+
+    async def add_token(self, token: Token) -> None:
+        """Store a token's hash; raise `Conflict` when its name is taken (even revoked)."""
+
+    async def tokens(self) -> list[Token]:
+        """Return every stored token, revoked ones included, by name."""
+
+    async def revoke_token(self, name: str, now: float) -> bool:
+        """Revoke a token by name; False when there is no live token of that name."""
 
 
 def migrations() -> list[tuple[int, str]]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,116 +38,18 @@ from gateway.model import (
     StoredMessage,
     Token,
 )
+from gateway.spool import sqlite_access as access
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review as r
 from gateway.spool import sqlite_segments
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
 from gateway.spool.port import Tx
 from gateway.spool.sqlite_tx import SqliteTx
+from gateway.spool.sqlite_writer import Writer
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 log = structlog.get_logger(__name__)
-
-
-class _Writer:
-    """The single writer thread that groups concurrent commits into one."""
-
-    def __init__(
-        self, connect: Callable[[], sqlite3.Connection], delay: float, max_batch: int
-    ) -> None:
-        self._connect = connect
-        self._delay = delay
-        self._max_batch = max_batch
-        self._jobs: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.commits = 0  # transactions committed; units / commits is the grouping factor
-        self.units = 0
-
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
-        self._thread.start()
-
-    async def submit(self, work: Work) -> Any:
-        if self._loop is None:
-            raise SpoolError("the spool is not open")
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._jobs.put((work, future))
-        return await future
-
-    async def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._jobs.put(None)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = self._loop = None
-
-    def _run(self) -> None:
-        conn = self._connect()
-        try:
-            while (first := self._jobs.get()) is not None:
-                batch = [first]
-                if self._delay:
-                    time.sleep(self._delay)
-                stop = False
-                while len(batch) < self._max_batch:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
-                self._commit(conn, batch)
-                if stop:
-                    break
-        finally:
-            conn.close()
-
-    def _commit(
-        self, conn: sqlite3.Connection, batch: list[tuple[Work, asyncio.Future[Any]]]
-    ) -> None:
-        results: list[tuple[bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for work, _ in batch:
-                conn.execute("SAVEPOINT unit")
-                try:
-                    results.append((True, work(conn)))
-                    conn.execute("RELEASE unit")
-                except Exception as exc:
-                    if not conn.in_transaction:
-                        raise  # SQLite rolled everything back (disk full, I/O): all units fail
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = SpoolError(f"spool write failed: {exc}")
-                    results.append((False, exc))
-            conn.execute("COMMIT")
-            self.commits += 1
-            self.units += len(batch)
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            log.exception("spool_commit_failed", units=len(batch))
-            results = [(False, SpoolError(f"spool commit failed: {exc}"))] * len(batch)
-        loop = self._loop
-        if loop is None:  # stop() raced a commit; nobody is waiting any more
-            return
-        for (_, future), (ok, value) in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_resolve, future, ok, value)
-
-
-def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():  # the waiting session went away; the commit stands regardless
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
 
 
 class SqliteSpool:
@@ -165,7 +65,7 @@ class SqliteSpool:
     ) -> None:
         self._busy_timeout = busy_timeout
         self.path = path
-        self._writer = _Writer(self._connect, commit_delay, max_batch)
+        self._writer = Writer(self._connect, commit_delay, max_batch)
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -188,10 +88,40 @@ class SqliteSpool:
             conn.close()
         if recovered:
             log.info("spool_leases_recovered", recipients=recovered)
+        self._start()
+        log.info("spool_opened", path=str(self.path))
+
+    async def attach(self) -> None:
+        """Open the spool of a gateway that may be running, to use it beside that gateway.
+
+        With no gateway running this is `open`. Beside one, it never migrates the schema
+        or reclaims leases (only the lock holder may), and a schema of another version is
+        a `SpoolError`; writes still go through this spool's writer in transactions that
+        take SQLite's write lock, which the gateway's writer waits for, never behind it.
+        """
+        try:
+            await self.open()
+        except SpoolLocked:
+            pass
+        else:
+            return
+        conn = self._connect()
+        try:
+            current = schema_version(conn)
+        finally:
+            conn.close()
+        latest = migrations()[-1][0]
+        if current != latest:
+            raise SpoolError(
+                f"{self.path} has schema version {current}, this sendbrake needs {latest}:"
+                " restart the gateway with this version first (it migrates on start)"
+            )
+        self._start()
+
+    def _start(self) -> None:
         self._writer.start()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-reader")
         self._read_conn = self._connect()
-        log.info("spool_opened", path=str(self.path))
 
     def _lock(self) -> None:
         fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -395,13 +325,22 @@ class SqliteSpool:
     # -- audit and tokens ---------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> int:
-        return await self._write(lambda c: r.append_audit(c, entry))
+        return await self._write(lambda c: access.append_audit(c, entry))
 
     async def audit_log(self, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
-        return await self._read(lambda c: r.audit_log(c, limit, before))
+        return await self._read(lambda c: access.audit_log(c, limit, before))
 
     async def token_by_hash(self, sha256: str) -> Token | None:
-        return await self._read(lambda c: r.token_by_hash(c, sha256))
+        return await self._read(lambda c: access.token_by_hash(c, sha256))
+
+    async def add_token(self, token: Token) -> None:
+        await self._write(lambda c: access.add_token(c, token))
+
+    async def tokens(self) -> list[Token]:
+        return await self._read(access.tokens)
+
+    async def revoke_token(self, name: str, now: float) -> bool:
+        return await self._write(lambda c: access.revoke_token(c, name, now))
 
 
 def connect(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
@@ -415,8 +354,7 @@ def connect(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the forward-only migrations this database has not seen yet."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-    current = row[0] or 0
+    current = schema_version(conn)
     for version, sql in migrations():
         if version > current:
             # executescript commits first; wrap the migration in its own transaction.
@@ -424,3 +362,12 @@ def migrate(conn: sqlite3.Connection) -> None:
                 f"BEGIN;\n{sql}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
             )
             log.info("spool_migrated", version=version)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the last migration this database has seen (0 for a new one)."""
+    try:
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    except sqlite3.OperationalError:  # no such table: nothing was ever migrated
+        return 0
+    return int(row[0] or 0)

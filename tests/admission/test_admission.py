@@ -6,12 +6,16 @@ import asyncio
 import threading
 import time
 
+from prometheus_client import CollectorRegistry
+
 from gateway.admission.admitter import Admitter
 from gateway.admission.resolve import normalise_subject, resolve
 from gateway.mail.headers import HeaderBlock
+from gateway.metrics import Metrics
 from gateway.model import ContentReport, Inbound, Needs, Verdict
 from gateway.settings import CampaignSettings
 from gateway.spool import SqliteSpool
+from tests.spool.records import pass_all
 
 SETTINGS = CampaignSettings()
 
@@ -69,7 +73,14 @@ async def test_admitter_strips_declarations_keeps_the_key_and_adds_missing_heade
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
     try:
-        admitter = Admitter(spool, SETTINGS, hostname="gw.test", clock=lambda: 1_800_000_000.0)
+        admitter = Admitter(
+            spool,
+            SETTINGS,
+            decider=pass_all,
+            metrics=Metrics.create(CollectorRegistry()),
+            hostname="gw.test",
+            clock=lambda: 1_800_000_000.0,
+        )
         content = (
             b"X-Campaign-ID: spring\r\nX-Declared-Size: 200\r\nX-Campaign-Category: news\r\n"
             b"X-Campaign-Locale: en\r\nSubject: Hi\r\n\r\nX-Declared-Size: in the body stays\r\n"
@@ -140,7 +151,12 @@ async def admit_with(tmp_path, decider: _Stuck, timeout: float):
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
     admitter = Admitter(
-        spool, SETTINGS, hostname="gw.test", decider=decider, content_timeout=timeout
+        spool,
+        SETTINGS,
+        decider=decider,
+        metrics=Metrics.create(CollectorRegistry()),
+        hostname="gw.test",
+        content_timeout=timeout,
     )
     try:
         return await admitter.admit(inbound(b"Subject: Hi\r\n\r\nbody\r\n"))
@@ -192,7 +208,13 @@ async def test_time_queued_behind_other_messages_does_not_count_against_the_budg
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
     admitter = Admitter(
-        spool, SETTINGS, hostname="gw.test", decider=decider, content_timeout=0.5, content_workers=1
+        spool,
+        SETTINGS,
+        decider=decider,
+        metrics=Metrics.create(CollectorRegistry()),
+        hostname="gw.test",
+        content_timeout=0.5,
+        content_workers=1,
     )
     try:
         results = await asyncio.gather(

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from prometheus_client import CollectorRegistry
 
 from gateway.ingress.smtp import receive_data, start_smtp
 from gateway.metrics import Metrics
@@ -112,7 +113,7 @@ async def our_server(size_limit: int) -> AsyncIterator[tuple[int, Recorder]]:
         return Admission(message_id="m1", campaign_id="c1", held=False)
 
     settings = SmtpSettings(listen="127.0.0.1:0", hostname="gw.test", max_message_size=size_limit)
-    server = await start_smtp(settings, admit, Metrics.create())
+    server = await start_smtp(settings, admit, Metrics.create(CollectorRegistry()))
     try:
         yield server.sockets[0].getsockname()[1], recorder
     finally:

@@ -59,7 +59,7 @@ def test_nothing_held_reads_zero_age_and_no_named_campaigns():
 
 
 def test_collector_names_clash_with_nothing_the_stages_register():
-    metrics = Metrics.create()
+    metrics = Metrics.create(CollectorRegistry())
     metrics.registry.register(SpoolCollector())  # raises on a duplicated metric name
 
 

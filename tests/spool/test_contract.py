@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 
 import pytest
 
-from gateway.errors import Conflict, SpoolLocked
+from gateway.errors import Conflict, SpoolError, SpoolLocked
 from gateway.mail.addresses import address_hash
 from gateway.model import (
     CampaignState,
@@ -15,13 +16,16 @@ from gateway.model import (
     Finding,
     Needs,
     RecipientState,
+    Role,
     Segment,
     Settlement,
     Signoff,
+    Token,
     Verdict,
 )
 from gateway.review.signoffs import SIGNOFF_KIND, signoff_tally
 from gateway.spool import SqliteSpool
+from gateway.spool.base import migrations
 from tests.spool.records import (
     NOW,
     WINDOW,
@@ -350,3 +354,42 @@ async def test_a_recipient_deferred_after_its_campaign_stopped_is_not_retried(sp
     gone = await spool.campaign(rejected.campaign_id)
     assert (on_hold.counters.held, on_hold.counters.deferred, on_hold.counters.queued) == (1, 0, 0)
     assert (gone.counters.discarded, gone.counters.deferred, gone.counters.queued) == (1, 0, 0)
+
+
+async def test_attach_beside_a_running_spool_writes_through_its_locking(tmp_path):
+    running = SqliteSpool(tmp_path / "spool.db")
+    await running.open()
+    beside = SqliteSpool(tmp_path / "spool.db")
+    try:
+        await beside.attach()
+        token = Token("ops", "ab" * 32, frozenset({Role.OPERATOR}), created_at=NOW)
+        await beside.add_token(token)
+        assert await running.token_by_hash("ab" * 32) == token  # seen at once
+        with pytest.raises(Conflict):
+            await beside.add_token(token)
+        assert await beside.revoke_token("ops", NOW + 1)
+        assert await running.token_by_hash("ab" * 32) is None
+    finally:
+        await beside.close()
+        await running.close()
+
+
+async def test_attach_never_migrates_a_schema_behind_a_running_gateway(tmp_path):
+    path = tmp_path / "spool.db"
+    running = SqliteSpool(path)
+    await running.open()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)"
+        )
+    try:
+        with pytest.raises(SpoolError, match="schema version"):
+            await SqliteSpool(path).attach()
+        assert (
+            conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            == len(migrations()) - 1
+        )
+    finally:
+        conn.close()
+        await running.close()

@@ -1,0 +1,114 @@
+"""SQLite statements of who may act and what they did: API tokens and the audit log.
+
+Tokens are stored as hashes only; the audit table refuses updates and deletes (a trigger
+in the migrations), so the log is append-only. Plain functions on a connection.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.errors import Conflict
+from gateway.model import AuditEntry, Role, Token
+
+
+def append_audit(conn: sqlite3.Connection, entry: AuditEntry) -> int:
+    """Append one audit entry; the table refuses updates and deletes."""
+    cursor = conn.execute(
+        "INSERT INTO audit (at, actor, action, target, reason, outcome, details)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.reason,
+            entry.outcome,
+            json.dumps(dict(entry.details)),
+        ),
+    )
+    return cursor.lastrowid or 0
+
+
+def audit_log(conn: sqlite3.Connection, limit: int, before: int | None) -> list[AuditEntry]:
+    """Newest first; `before` is the last ID of the previous page."""
+    rows = conn.execute(
+        "SELECT id, at, actor, action, target, reason, outcome, details FROM audit"
+        " WHERE id < ? ORDER BY id DESC LIMIT ?",
+        (before if before is not None else 2**62, limit),
+    ).fetchall()
+    return [
+        AuditEntry(
+            id=rid,
+            at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            reason=reason,
+            outcome=outcome,
+            details=json.loads(details),
+        )
+        for rid, at, actor, action, target, reason, outcome, details in rows
+    ]
+
+
+def add_token(conn: sqlite3.Connection, token: Token) -> None:
+    """Store a token's hash; a name in use (even revoked) is a conflict."""
+    try:
+        conn.execute(
+            "INSERT INTO tokens (name, sha256, roles, identity, created_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                token.name,
+                token.sha256,
+                json.dumps(sorted(token.roles)),
+                token.identity,
+                token.created_at,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"a token named {token.name!r} exists already") from None
+
+
+def tokens(conn: sqlite3.Connection) -> list[Token]:
+    """Every stored token, revoked ones included."""
+    return [
+        _token(row)
+        for row in conn.execute(
+            "SELECT name, sha256, roles, identity, created_at, revoked_at FROM tokens ORDER BY name"
+        )
+    ]
+
+
+def token_by_hash(conn: sqlite3.Connection, sha256: str) -> Token | None:
+    """Return the live token with this hash, if any."""
+    row = conn.execute(
+        "SELECT name, sha256, roles, identity, created_at, revoked_at FROM tokens"
+        " WHERE sha256 = ? AND revoked_at IS NULL",
+        (sha256,),
+    ).fetchone()
+    return None if row is None else _token(row)
+
+
+def revoke_token(conn: sqlite3.Connection, name: str, now: float) -> bool:
+    """Revoke a token by name; False when there is no live token of that name."""
+    return (
+        conn.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now, name)
+        ).rowcount
+        == 1
+    )
+
+
+def _token(row: Sequence[Any]) -> Token:
+    name, sha256, roles, identity, created_at, revoked_at = row
+    return Token(
+        name=name,
+        sha256=sha256,
+        roles=frozenset(Role(r) for r in json.loads(roles)),
+        identity=identity,
+        created_at=created_at,
+        revoked_at=revoked_at,
+    )
