@@ -1,4 +1,4 @@
-"""Domain vocabulary shared by every layer: IDs, states, and the records stages exchange.
+"""Domain vocabulary shared by every layer: IDs and the records stages exchange.
 
 Pure data only. Nothing here does I/O, reads settings or knows about SMTP sockets; the
 stages pass these records (and IDs) to each other through the spool, never live objects.
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.states import CampaignState, RecipientState
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -25,81 +27,6 @@ def new_id(now: float | None = None) -> str:
         value, digit = divmod(value, 32)
         chars.append(_CROCKFORD[digit])
     return "".join(reversed(chars))
-
-
-class CampaignState(enum.StrEnum):
-    """Where a campaign stands in review (DESIGN.md §2)."""
-
-    OPEN = "open"
-    HELD = "held"
-    RELEASED = "released"
-    REJECTED = "rejected"
-
-
-# Every campaign state change the product makes; anything else is a bug (or a lost race).
-CAMPAIGN_TRANSITIONS: Mapping[CampaignState, frozenset[CampaignState]] = {
-    CampaignState.OPEN: frozenset({CampaignState.HELD, CampaignState.REJECTED}),
-    CampaignState.HELD: frozenset({CampaignState.RELEASED, CampaignState.REJECTED}),
-    CampaignState.RELEASED: frozenset({CampaignState.HELD, CampaignState.REJECTED}),
-    CampaignState.REJECTED: frozenset(),
-}
-
-
-class RecipientState(enum.StrEnum):
-    """The queue a recipient sits in; like Postfix, the queues are the states."""
-
-    QUEUED = "queued"
-    SENDING = "sending"  # claimed by a relay worker under a lease
-    DEFERRED = "deferred"
-    HELD = "held"
-    RELAYED = "relayed"
-    FAILED = "failed"
-    DISCARDED = "discarded"
-    SUPPRESSED = "suppressed"
-
-
-# Every recipient state change the product makes. Rows are born QUEUED, HELD or SUPPRESSED.
-RECIPIENT_TRANSITIONS: Mapping[RecipientState, frozenset[RecipientState]] = {
-    RecipientState.QUEUED: frozenset(
-        {RecipientState.SENDING, RecipientState.HELD, RecipientState.DISCARDED}
-    ),
-    RecipientState.DEFERRED: frozenset(
-        {RecipientState.SENDING, RecipientState.HELD, RecipientState.DISCARDED}
-    ),
-    RecipientState.SENDING: frozenset(
-        {
-            RecipientState.RELAYED,
-            RecipientState.DEFERRED,
-            RecipientState.FAILED,
-            # The lease is given back (shutdown, crash recovery, or it expired): the row
-            # waits again as its campaign now says, queued, held or discarded.
-            RecipientState.QUEUED,
-            RecipientState.HELD,
-            RecipientState.DISCARDED,
-        }
-    ),
-    RecipientState.HELD: frozenset({RecipientState.QUEUED, RecipientState.DISCARDED}),
-    RecipientState.RELAYED: frozenset(),
-    RecipientState.FAILED: frozenset(),
-    RecipientState.DISCARDED: frozenset(),
-    RecipientState.SUPPRESSED: frozenset(),
-}
-INITIAL_RECIPIENT_STATES = frozenset(
-    {RecipientState.QUEUED, RecipientState.HELD, RecipientState.SUPPRESSED}
-)
-
-# States a relay worker may claim from.
-CLAIMABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
-
-
-def can_transition(src: RecipientState, dst: RecipientState) -> bool:
-    """Tell whether a recipient may move from `src` to `dst`."""
-    return dst in RECIPIENT_TRANSITIONS[src]
-
-
-def can_transition_campaign(src: CampaignState, dst: CampaignState) -> bool:
-    """Tell whether a campaign may move from `src` to `dst`."""
-    return dst in CAMPAIGN_TRANSITIONS[src]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from gateway.cli import main
-from gateway.model import CampaignState
 from gateway.ops.auth import new_token, token_hash
+from gateway.states import CampaignState
 from tests.conftest import POLICIES, Api, Running, run_gateway
 from tests.e2e.test_relay import message
 from tests.helpers import eventually

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 LAYERS = {
     "errors": 0,
     "model": 0,
+    "states": 0,
     "settings": 0,
     "log": 1,
     "metrics": 1,

@@ -15,16 +15,15 @@ from gateway.errors import CampaignRejected
 from gateway.model import (
     Admission,
     Campaign,
-    CampaignState,
     Decider,
     Declaration,
     Facts,
     Needs,
-    RecipientState,
     Submission,
     Verdict,
 )
 from gateway.spool.port import Tx
+from gateway.states import CampaignState, RecipientState
 
 Conflicts = tuple[tuple[str, Any, Any], ...]  # (field, campaign's value, this message's value)
 DECLARED = ("size", "category", "locale")

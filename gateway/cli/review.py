@@ -11,7 +11,7 @@ import click
 
 from gateway.cli.client import ApiError, OpsClient, Reply, Unreachable, segment
 from gateway.cli.common import dump, fail, pairs, reason_option, table
-from gateway.model import CampaignState
+from gateway.states import CampaignState
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 

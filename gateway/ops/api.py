@@ -19,14 +19,7 @@ from aiohttp import web
 
 from gateway.errors import Conflict
 from gateway.metrics import MANUAL_RULE, Metrics
-from gateway.model import (
-    Campaign,
-    CampaignState,
-    Declaration,
-    Finding,
-    Manifest,
-    RecipientState,
-)
+from gateway.model import Campaign, Declaration, Finding, Manifest
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
@@ -37,6 +30,7 @@ from gateway.ops.problems import Problem, found
 from gateway.review import signoffs
 from gateway.settings import OpsSettings
 from gateway.spool.base import Spool
+from gateway.states import CampaignState, RecipientState
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

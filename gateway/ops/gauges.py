@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.model import RecipientState
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges
+from gateway.states import RecipientState
 
 __all__ = ["SpoolCollector"]
 

@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import ConfigError, Conflict, PolicyError
-from gateway.model import Campaign, CampaignState, Role, Signoff
+from gateway.model import Campaign, Role, Signoff
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
@@ -30,6 +30,7 @@ from gateway.ops.problems import Problem, found
 from gateway.policy.loader import PolicySet
 from gateway.review.signoffs import sign_off
 from gateway.spool.base import Spool
+from gateway.states import CampaignState
 
 log = structlog.get_logger(__name__)
 

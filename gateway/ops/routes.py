@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from gateway.model import CampaignState, RecipientState
 from gateway.ops import schemas as s
 from gateway.ops.bodies import ManifestBody, ReasonBody, ReleaseBody, SignoffBody
 from gateway.ops.openapi import BASE, Param, Route
+from gateway.states import CampaignState, RecipientState
 
 PAGE = (
     Param(

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from gateway import model
+from gateway import model, states
 from gateway.mail.headers import HeaderBlock, text_preview
 from gateway.ops.views import timestamp
 
@@ -152,7 +152,7 @@ class Campaign(Out):
     key: str
     client: str
     implicit: bool
-    state: model.CampaignState
+    state: states.CampaignState
     sender: str
     subject: str
     declared: Declared
@@ -240,7 +240,7 @@ class Recipient(Out):
 
     id: int
     address: str
-    state: model.RecipientState
+    state: states.RecipientState
     message_id: str
     attempts: int
     next_attempt_at: Timestamp

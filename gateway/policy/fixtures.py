@@ -25,21 +25,13 @@ from gateway.audience.lists import ListReader
 from gateway.errors import ConfigError
 from gateway.mail.addresses import address_hash, normalise_address
 from gateway.mail.headers import HeaderBlock
-from gateway.model import (
-    Campaign,
-    CampaignRef,
-    CampaignState,
-    Counters,
-    Declaration,
-    Facts,
-    Finding,
-    Submission,
-)
+from gateway.model import Campaign, CampaignRef, Counters, Declaration, Facts, Finding, Submission
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet
 from gateway.policy.registry import Registry
 from gateway.policy.rules.base import Strict
 from gateway.settings import yaml_key_lines
+from gateway.states import CampaignState
 
 Day = date  # the field called `date` below would shadow the type in annotations
 DEFAULT_DATE = datetime(2027, 3, 10, 12, tzinfo=UTC)  # a day no shipped seasonal phrase owns

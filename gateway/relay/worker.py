@@ -20,10 +20,11 @@ import structlog
 
 from gateway.errors import SpoolError
 from gateway.metrics import Metrics
-from gateway.model import Delivery, Outcome, RecipientResult, RecipientState, Settlement, new_id
+from gateway.model import Delivery, Outcome, RecipientResult, Settlement, new_id
 from gateway.relay.upstream import Upstream
 from gateway.settings import RelaySettings
 from gateway.spool.base import Spool
+from gateway.states import RecipientState
 
 log = structlog.get_logger(__name__)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from gateway.errors import Conflict
-from gateway.model import Campaign, CampaignState, Signoff
+from gateway.model import Campaign, Signoff
 from gateway.spool.port import Tx
+from gateway.states import CampaignState
 
 SIGNOFF_KIND = "signoff_required"
 _TALLY_PREFIX = "signoff:"

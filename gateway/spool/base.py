@@ -16,18 +16,17 @@ from gateway.model import (
     AuditEntry,
     Campaign,
     CampaignEvent,
-    CampaignState,
     Delivery,
     Finding,
     Manifest,
     RecipientRecord,
-    RecipientState,
     Segment,
     Settlement,
     StoredMessage,
     Token,
 )
 from gateway.spool.port import Tx
+from gateway.states import CampaignState, RecipientState
 
 T = TypeVar("T")
 

@@ -14,15 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from gateway.model import (
-    Campaign,
-    CampaignRef,
-    Declaration,
-    Finding,
-    RecipientState,
-    Signoff,
-    Submission,
-)
+from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, Submission
+from gateway.states import RecipientState
 
 
 class Tx(Protocol):

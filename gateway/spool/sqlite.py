@@ -27,12 +27,10 @@ from gateway.model import (
     AuditEntry,
     Campaign,
     CampaignEvent,
-    CampaignState,
     Delivery,
     Finding,
     Manifest,
     RecipientRecord,
-    RecipientState,
     Segment,
     Settlement,
     StoredMessage,
@@ -46,6 +44,7 @@ from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
 from gateway.spool.port import Tx
 from gateway.spool.sqlite_tx import SqliteTx
 from gateway.spool.sqlite_writer import Writer
+from gateway.states import CampaignState, RecipientState
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]

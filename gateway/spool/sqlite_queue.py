@@ -15,18 +15,16 @@ from dataclasses import asdict
 from typing import Any
 
 from gateway.model import (
-    CLAIMABLE,
     Campaign,
-    CampaignState,
     Counters,
     Declaration,
     Delivery,
     Finding,
     RecipientRecord,
-    RecipientState,
     Settlement,
 )
 from gateway.spool import transitions as t
+from gateway.states import CLAIMABLE, CampaignState, RecipientState
 
 CAMPAIGN_COLUMNS = (
     "id, key, client, implicit, state, sender, subject, declared_size, declared_category,"

@@ -12,15 +12,7 @@ import sqlite3
 from typing import Any
 
 from gateway.errors import Conflict
-from gateway.model import (
-    Campaign,
-    CampaignEvent,
-    CampaignState,
-    Finding,
-    Manifest,
-    RecipientState,
-    StoredMessage,
-)
+from gateway.model import Campaign, CampaignEvent, Finding, Manifest, StoredMessage
 from gateway.spool import sqlite_segments
 from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
@@ -33,6 +25,7 @@ from gateway.spool.sqlite_queue import (
     hold,
     relay_paused,
 )
+from gateway.states import CampaignState, RecipientState
 
 
 def manual_hold(

@@ -11,19 +11,11 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gateway.model import (
-    Campaign,
-    CampaignRef,
-    Declaration,
-    Finding,
-    RecipientState,
-    Signoff,
-    Submission,
-    new_id,
-)
+from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, Submission, new_id
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review, sqlite_segments
 from gateway.spool import transitions as t
+from gateway.states import RecipientState
 
 
 class SqliteTx:

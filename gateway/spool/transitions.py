@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import IllegalTransition
-from gateway.model import (
+from gateway.states import (
     CAMPAIGN_TRANSITIONS,
     INITIAL_RECIPIENT_STATES,
     RECIPIENT_TRANSITIONS,

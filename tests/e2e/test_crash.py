@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gateway.model import RecipientState
 from gateway.spool import SqliteSpool
+from gateway.states import RecipientState
 from tests.fakes.upstream import CapturingUpstream
 from tests.helpers import eventually
 from tests.process import GatewayProcess

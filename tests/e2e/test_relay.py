@@ -7,7 +7,7 @@ import smtplib
 
 import pytest
 
-from gateway.model import RecipientState
+from gateway.states import RecipientState
 from tests.conftest import run_gateway
 from tests.helpers import eventually
 

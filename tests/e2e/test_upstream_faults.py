@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 from gateway.log import configure
-from gateway.model import RecipientState
 from gateway.spool import SqliteSpool
+from gateway.states import RecipientState
 from tests.conftest import run_gateway
 from tests.e2e.test_relay import message
 from tests.helpers import eventually

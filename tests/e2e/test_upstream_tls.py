@@ -7,7 +7,7 @@ import ssl
 import pytest
 import trustme
 
-from gateway.model import RecipientState
+from gateway.states import RecipientState
 from tests.conftest import run_gateway
 from tests.e2e.test_relay import message
 from tests.helpers import eventually

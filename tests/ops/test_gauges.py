@@ -6,9 +6,9 @@ import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway.metrics import Metrics
-from gateway.model import RecipientState
 from gateway.ops.gauges import SpoolCollector
 from gateway.spool.base import HeldCampaign, SpoolGauges
+from gateway.states import RecipientState
 from tests.conftest import run_gateway
 from tests.ops.test_http import samples
 

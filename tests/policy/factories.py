@@ -9,10 +9,11 @@ from typing import Any
 
 from gateway.admission.resolve import comparable
 from gateway.mail.addresses import address_hash
-from gateway.model import Campaign, CampaignRef, CampaignState, Counters, Declaration, Submission
+from gateway.model import Campaign, CampaignRef, Counters, Declaration, Submission
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.registry import Registry, default_registry
+from gateway.states import CampaignState
 
 
 def campaign(

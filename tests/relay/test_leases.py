@@ -9,11 +9,12 @@ import time
 from prometheus_client import CollectorRegistry
 
 from gateway.metrics import Metrics
-from gateway.model import Outcome, RecipientResult, RecipientState
+from gateway.model import Outcome, RecipientResult
 from gateway.relay.upstream import CaptureUpstream
 from gateway.relay.worker import Relay
 from gateway.settings import RelaySettings
 from gateway.spool import SqliteSpool
+from gateway.states import RecipientState
 from tests.helpers import eventually
 from tests.spool.records import NOW, WINDOW, accept, pass_all, submission
 

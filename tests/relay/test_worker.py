@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.model import Delivery, Outcome, RecipientResult, RecipientState
+from gateway.model import Delivery, Outcome, RecipientResult
 from gateway.relay.upstream import classify
 from gateway.relay.worker import backoff_delay, plan_settlements
 from gateway.settings import RelaySettings
+from gateway.states import RecipientState
 from tests.conftest import run_gateway
 from tests.e2e.test_relay import message
 from tests.helpers import eventually

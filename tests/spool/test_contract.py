@@ -11,11 +11,9 @@ import pytest
 from gateway.errors import Conflict, SpoolError, SpoolLocked
 from gateway.mail.addresses import address_hash
 from gateway.model import (
-    CampaignState,
     ContentReport,
     Finding,
     Needs,
-    RecipientState,
     Role,
     Segment,
     Settlement,
@@ -26,6 +24,7 @@ from gateway.model import (
 from gateway.review.signoffs import SIGNOFF_KIND, signoff_tally
 from gateway.spool import SqliteSpool
 from gateway.spool.base import migrations
+from gateway.states import CampaignState, RecipientState
 from tests.spool.records import (
     NOW,
     WINDOW,

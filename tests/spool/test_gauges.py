@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.model import Finding, RecipientState, Settlement, Verdict
+from gateway.model import Finding, Settlement, Verdict
+from gateway.states import RecipientState
 from tests.spool.records import NOW, WINDOW, Decide, accept, pass_all, submission
 
 

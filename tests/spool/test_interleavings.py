@@ -20,16 +20,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gateway.errors import CampaignRejected, Conflict
-from gateway.model import (
+from gateway.model import Finding, Settlement, Verdict
+from gateway.spool import SqliteSpool
+from gateway.states import (
     CAMPAIGN_TRANSITIONS,
     RECIPIENT_TRANSITIONS,
     CampaignState,
-    Finding,
     RecipientState,
-    Settlement,
-    Verdict,
 )
-from gateway.spool import SqliteSpool
 from tests.spool.records import NOW, WINDOW, Decide, accept, submission
 
 LEASE = 60.0

@@ -10,13 +10,13 @@ import pytest
 
 import gateway.spool
 from gateway.errors import IllegalTransition
-from gateway.model import (
+from gateway.spool import transitions
+from gateway.states import (
     CAMPAIGN_TRANSITIONS,
     RECIPIENT_TRANSITIONS,
     CampaignState,
     RecipientState,
 )
-from gateway.spool import transitions
 
 SPOOL = Path(gateway.spool.__file__).parent
 HELPER = Path(transitions.__file__)
