@@ -17,6 +17,7 @@ LAYERS = {
     "model": 0,
     "states": 0,
     "settings": 0,
+    "yamlfile": 0,
     "log": 1,
     "metrics": 1,
     "mail": 1,

@@ -21,6 +21,7 @@ from gateway import __version__, log, settings
 from gateway.cli.common import CONFIG_HELP, load_settings
 from gateway.cli.policies import policies
 from gateway.cli.review import campaigns, relay
+from gateway.cli.settings_docs import reference_markdown
 from gateway.cli.tokens import tokens_group
 from gateway.errors import SendbrakeError
 from gateway.metrics import Metrics
@@ -84,7 +85,7 @@ def config_show(path: Path | None) -> None:
 )
 def config_docs(output: Path | None) -> None:
     """Print the settings reference (docs/settings.md) generated from the code."""
-    text = settings.reference_markdown()
+    text = reference_markdown()
     if output is None:
         sys.stdout.write(text)
     else:

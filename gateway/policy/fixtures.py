@@ -16,13 +16,11 @@ from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
 from gateway.audience.lists import ListReader
-from gateway.errors import ConfigError
 from gateway.mail.addresses import address_hash, normalise_address
 from gateway.mail.headers import HeaderBlock
 from gateway.model import Campaign, CampaignRef, Counters, Declaration, Facts, Finding, Submission
@@ -30,8 +28,8 @@ from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet
 from gateway.policy.registry import Registry
 from gateway.policy.rules.base import Strict
-from gateway.settings import yaml_key_lines
 from gateway.states import CampaignState
+from gateway.yamlfile import read_yaml
 
 Day = date  # the field called `date` below would shadow the type in annotations
 DEFAULT_DATE = datetime(2027, 3, 10, 12, tzinfo=UTC)  # a day no shipped seasonal phrase owns
@@ -126,21 +124,14 @@ class Outcome:
 
 def load_cases(path: Path) -> Iterator[tuple[Case, str]]:
     """Read one fixture file; yield (case, file:line); raise ConfigError naming the key."""
-    text = path.read_text(encoding="utf-8")
+    doc = read_yaml(path)
     try:
-        lines = dict(yaml_key_lines(yaml.compose(text, Loader=yaml.SafeLoader)))
-        data: Any = yaml.safe_load(text)
-        parsed = FixtureFile.model_validate(data)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        raise ConfigError(f"{path}:{line}", "", f"invalid YAML: {exc.problem}") from None
+        parsed = FixtureFile.model_validate(doc.data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(str(part) for part in error["loc"])
-        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
-        raise ConfigError(f"{path}:{line}", ".".join(loc), str(error["msg"])) from None
+        raise doc.error([str(part) for part in error["loc"]], str(error["msg"])) from None
     for index, case in enumerate(parsed.tests):
-        yield case, f"{path}:{lines.get(('tests', str(index)), 1)}"
+        yield case, f"{path}:{doc.line_of(('tests', str(index)))}"
 
 
 def fixture_files(directory: Path) -> list[Path]:

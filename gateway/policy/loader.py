@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import Field, ValidationError
 
 from gateway.errors import ConfigError, PolicyError
 from gateway.policy.registry import Registry
 from gateway.policy.rules.base import Defaults, Identity, Rule, Shared, Strict
-from gateway.settings import yaml_key_lines
+from gateway.yamlfile import YamlDoc, parse_yaml
 
 Lines = dict[tuple[str, ...], int]  # key path -> line
 M = TypeVar("M", bound=Strict)
@@ -185,19 +184,17 @@ def _parse(
     path: Path, text: str, registry: Registry, problems: list[ConfigError]
 ) -> tuple[PolicyFile, list[Rule], Lines] | None:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data: Any = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        problems.append(ConfigError(f"{path}:{line}", "", f"invalid YAML: {exc.problem}"))
+        doc = parse_yaml(path, text)
+    except ConfigError as exc:
+        problems.append(exc)
         return None
-    lines = dict(yaml_key_lines(node))
+    data, lines = doc.data, doc.lines
     if not isinstance(data, dict):
         problems.append(
             ConfigError(f"{path}:1", "", "a policy file is a mapping with version and rules")
         )
         return None
-    found = _Found(path, lines)
+    found = _Found(doc)
     policy = found.validated(PolicyFile, data, ())
     raw_rules = data.get("rules")
     rules = [
@@ -215,8 +212,7 @@ def _parse(
 class _Found:
     """The problems of one file, each placed at its key's line."""
 
-    path: Path
-    lines: Lines
+    doc: YamlDoc
     problems: list[ConfigError] = field(default_factory=list)
 
     def rule(self, registry: Registry, raw: dict[str, Any], loc: tuple[str, ...]) -> Rule | None:
@@ -246,10 +242,7 @@ class _Found:
 
     def add(self, loc: tuple[str, ...], reason: str) -> None:
         """Add a problem at key path `loc`, on the line of its deepest key the file has."""
-        line = next(
-            (self.lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in self.lines), 1
-        )
-        self.problems.append(ConfigError(f"{self.path}:{line}", ".".join(loc), reason))
+        self.problems.append(self.doc.error(loc, reason))
 
 
 def _reason(error: Any) -> str:
