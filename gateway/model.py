@@ -336,6 +336,14 @@ class Signoff:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseScope:
+    """Which held recipients a release queues again: all, the oldest N, a segment's."""
+
+    max_recipients: int | None = None
+    only_segment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """A declaration registered before sending; it wins over declaration headers."""
 

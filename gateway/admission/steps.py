@@ -22,7 +22,7 @@ from gateway.model import (
     Submission,
     Verdict,
 )
-from gateway.spool.port import Tx
+from gateway.spool.port import Hold, Tx
 from gateway.states import CampaignState, RecipientState
 
 Conflicts = tuple[tuple[str, Any, Any], ...]  # (field, campaign's value, this message's value)
@@ -154,22 +154,16 @@ def write(tx: Tx, campaign: Campaign, sub: Submission, verdict: Verdict) -> Admi
         tx.count_sends(rule, kept, sub.received_at)
     quarantined = None
     if verdict.hold and campaign.state is not CampaignState.HELD:
-        quarantined = tx.hold(
-            campaign,
+        why = Hold(
             now=sub.received_at,
             actor="policy",
-            rules=[f.rule for f in verdict.findings],
+            rules=tuple(f.rule for f in verdict.findings),
             sample_message_id=sub.message_id,
             incoming=len(sub.rcpt_tos) - len(verdict.suppress),
         )
+        quarantined = tx.hold(campaign, why)
     held = verdict.hold or campaign.state is CampaignState.HELD
     waiting = RecipientState.HELD if held else RecipientState.QUEUED
     tx.store(sub, campaign.id, waiting, verdict.suppress)
-    return Admission(
-        message_id=sub.message_id,
-        campaign_id=campaign.id,
-        held=held,
-        tripped=quarantined is not None,
-        findings=verdict.findings,
-        held_recipients=quarantined or 0,
-    )
+    tripped = quarantined is not None
+    return Admission(sub.message_id, campaign.id, held, tripped, verdict.findings, quarantined or 0)

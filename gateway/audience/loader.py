@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import structlog
@@ -98,16 +98,8 @@ class SegmentLoader:
         except BaseException:
             await asyncio.shield(self._spool.segment_abandon(version))
             raise
-        log.info(
-            "segment_loaded",
-            segment=name,
-            version=version,
-            size=size,
-            lines=reader.stats.lines,
-            invalid=reader.stats.invalid,
-            source=source,
-            replaced=replaced,
-        )
+        logged = asdict(segment)
+        log.info("segment_loaded", segment=logged.pop("name"), replaced=replaced, **logged)
         return LoadReport(segment, reader.stats, replaced)
 
     async def load_file(

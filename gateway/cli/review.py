@@ -23,17 +23,10 @@ class Api:
     client: OpsClient
     as_json: bool
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str | int | None] | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> Reply:
-        """Call the API; on an error print it to standard error and exit 1."""
+    def call(self, method: str, path: str, **options: Any) -> Reply:
+        """Call the API (`OpsClient.request`); on an error print it to stderr and exit 1."""
         try:
-            return self.client.request(method, path, query=query, body=body)
+            return self.client.request(method, path, **options)
         except ApiError as exc:
             lines = [f"error: {exc}"]
             lines += [f"  {e.get('field', '?')}: {e.get('detail', '')}" for e in exc.errors]
@@ -165,16 +158,6 @@ def campaigns_show(api: Api, campaign_id: str) -> None:
     api.output(api.call("GET", f"/campaigns/{segment(campaign_id)}").body, _campaign_block)
 
 
-@campaigns.command("hold")
-@click.argument("campaign_id", metavar="ID")
-@reason_option
-@api_options
-def campaigns_hold(api: Api, campaign_id: str, reason: str) -> None:
-    """Hold a campaign now: nothing more of it is relayed until released."""
-    reply = api.call("POST", f"/campaigns/{segment(campaign_id)}/hold", body={"reason": reason})
-    api.output(reply.body, _campaign_line)
-
-
 @campaigns.command("release")
 @click.argument("campaign_id", metavar="ID")
 @reason_option
@@ -192,7 +175,7 @@ def campaigns_release(
         body["max_recipients"] = max_recipients
     if only_segment is not None:
         body["only_segment"] = only_segment
-    reply = api.call("POST", f"/campaigns/{segment(campaign_id)}/release", body=body)
+    reply = _decide(api, campaign_id, "release", body)
     # 202: the two-person rule applies and this was the first approval.
     api.output(reply.body, _pending_line if reply.status == 202 else _campaign_line)
 
@@ -207,14 +190,24 @@ def _pending_line(data: Mapping[str, Any]) -> str:
     )
 
 
-@campaigns.command("reject")
-@click.argument("campaign_id", metavar="ID")
-@reason_option
-@api_options
-def campaigns_reject(api: Api, campaign_id: str, reason: str) -> None:
-    """Reject a campaign: discard what has not gone out and refuse its later mail."""
-    reply = api.call("POST", f"/campaigns/{segment(campaign_id)}/reject", body={"reason": reason})
-    api.output(reply.body, _campaign_line)
+def _decision(action: str, summary: str) -> None:
+    """Add `campaigns ACTION ID --reason …`, a decision that answers with the campaign."""
+
+    @campaigns.command(action, help=summary)
+    @click.argument("campaign_id", metavar="ID")
+    @reason_option
+    @api_options
+    def command(api: Api, campaign_id: str, reason: str) -> None:
+        api.output(_decide(api, campaign_id, action, {"reason": reason}).body, _campaign_line)
+
+
+_decision("hold", "Hold a campaign now: nothing more of it is relayed until released.")
+_decision("reject", "Reject a campaign: discard what has not gone out and refuse its later mail.")
+
+
+def _decide(api: Api, campaign_id: str, action: str, body: Mapping[str, Any]) -> Reply:
+    """POST a decision (hold, release, reject) about one campaign."""
+    return api.call("POST", f"/campaigns/{segment(campaign_id)}/{action}", body=body)
 
 
 @click.group()

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway.errors import Conflict
 from gateway.metrics import MANUAL_RULE, Metrics
-from gateway.model import Campaign, Declaration, Finding, Manifest
+from gateway.model import Campaign, Declaration, Finding, Manifest, ReleaseScope
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
@@ -207,8 +207,7 @@ class OpsApi(Handlers):
                 campaign_id,
                 caller.name,
                 self.clock(),
-                max_recipients=body.max_recipients,
-                only_segment=body.only_segment,
+                ReleaseScope(body.max_recipients, body.only_segment),
             ),
             "campaign",
             campaign_id,

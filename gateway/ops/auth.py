@@ -128,13 +128,5 @@ class Gate:
     ) -> None:
         """Append one entry to the audit log."""
         await self._spool.append_audit(
-            AuditEntry(
-                at=self._clock(),
-                actor=actor,
-                action=action,
-                target=target,
-                reason=reason,
-                outcome=outcome,
-                details=details,
-            )
+            AuditEntry(self._clock(), actor, action, target, reason, outcome, details)
         )

@@ -20,6 +20,7 @@ from gateway.model import (
     Finding,
     Manifest,
     RecipientRecord,
+    ReleaseScope,
     Segment,
     Settlement,
     StoredMessage,
@@ -154,13 +155,7 @@ class Spool(Protocol):
         """Hold a campaign by hand with `finding`; holding a held campaign changes nothing."""
 
     async def release(
-        self,
-        campaign_id: str,
-        actor: str,
-        now: float,
-        *,
-        max_recipients: int | None = None,
-        only_segment: str | None = None,
+        self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
     ) -> Campaign | None:
         """Queue held recipients again (compare-and-set, so never twice); see sqlite_review."""
 

@@ -12,10 +12,22 @@ this protocol and nothing of campaign semantics.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, Submission
 from gateway.states import RecipientState
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What a hold records: when, by whom, for which rules, and the message that tripped it."""
+
+    now: float
+    actor: str
+    rules: tuple[str, ...]
+    sample_message_id: str | None = None
+    incoming: int = 0  # recipients of the tripping message, stored right after the hold
 
 
 class Tx(Protocol):
@@ -53,16 +65,7 @@ class Tx(Protocol):
         """Store findings, merged with the campaign's by (rule, kind) with a count."""
         ...
 
-    def hold(
-        self,
-        campaign: Campaign,
-        *,
-        now: float,
-        actor: str,
-        rules: Sequence[str],
-        sample_message_id: str | None = None,
-        incoming: int = 0,
-    ) -> int | None:
+    def hold(self, campaign: Campaign, hold: Hold) -> int | None:
         """Quarantine a campaign (compare-and-set); return recipients held, None if lost."""
         ...
 

@@ -31,6 +31,7 @@ from gateway.model import (
     Finding,
     Manifest,
     RecipientRecord,
+    ReleaseScope,
     Segment,
     Settlement,
     StoredMessage,
@@ -264,19 +265,9 @@ class SqliteSpool:
         return await self._write(lambda c: r.manual_hold(c, campaign_id, finding, now))
 
     async def release(
-        self,
-        campaign_id: str,
-        actor: str,
-        now: float,
-        *,
-        max_recipients: int | None = None,
-        only_segment: str | None = None,
+        self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
     ) -> Campaign | None:
-        return await self._write(
-            lambda c: r.release(
-                c, campaign_id, actor, now, max_recipients=max_recipients, only_segment=only_segment
-            )
-        )
+        return await self._write(lambda c: r.release(c, campaign_id, actor, now, scope))
 
     async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
         return await self._write(lambda c: r.reject(c, campaign_id, actor, now))

@@ -41,16 +41,7 @@ def audit_log(conn: sqlite3.Connection, limit: int, before: int | None) -> list[
         (before if before is not None else 2**62, limit),
     ).fetchall()
     return [
-        AuditEntry(
-            id=rid,
-            at=at,
-            actor=actor,
-            action=action,
-            target=target,
-            reason=reason,
-            outcome=outcome,
-            details=json.loads(details),
-        )
+        AuditEntry(at, actor, action, target, reason, outcome, json.loads(details), rid)
         for rid, at, actor, action, target, reason, outcome, details in rows
     ]
 

@@ -24,6 +24,7 @@ from gateway.model import (
     Settlement,
 )
 from gateway.spool import transitions as t
+from gateway.spool.port import Hold
 from gateway.states import CLAIMABLE, CampaignState, RecipientState
 
 CAMPAIGN_COLUMNS = (
@@ -56,20 +57,11 @@ def add_event(
     )
 
 
-def hold(
-    conn: sqlite3.Connection,
-    campaign: Campaign,
-    *,
-    now: float,
-    actor: str,
-    rules: Sequence[str],
-    sample_message_id: str | None = None,
-    incoming: int = 0,
-) -> int | None:
+def hold(conn: sqlite3.Connection, campaign: Campaign, hold: Hold) -> int | None:
     """Quarantine a campaign: nothing of it that is still waiting may be relayed.
 
     A compare-and-set from the state `campaign` was read in. Return how many recipients
-    the hold quarantined (`incoming` included), or None when the campaign had moved on.
+    the hold quarantined (`hold.incoming` included), or None when the campaign moved on.
     """
     # What went out before the first review escaped it; after a release it was approved.
     escaped = "relayed" if campaign.state is CampaignState.OPEN else "escaped"
@@ -80,7 +72,7 @@ def hold(
         CampaignState.HELD,
         assign=f"escaped = {escaped}, held_at = ?, updated_at = ?,"
         " sample_message_id = COALESCE(?, sample_message_id)",
-        params=(now, now, sample_message_id),
+        params=(hold.now, hold.now, hold.sample_message_id),
     )
     if not move.moved:
         return None
@@ -89,10 +81,7 @@ def hold(
             conn,
             source,
             RecipientState.HELD,
-            where="campaign_id = ?",
-            params=(campaign.id,),
-            assign="updated_at = ?",
-            assign_params=(now,),
+            t.Rows("campaign_id = ?", (campaign.id,), "updated_at = ?", (hold.now,)),
         )
         for source in CLAIMABLE
     }
@@ -102,8 +91,10 @@ def hold(
         " WHERE id = ?",
         (queued + deferred, queued, deferred, campaign.id),
     )
-    held = queued + deferred + incoming  # incoming: the tripping message, stored right after
-    add_event(conn, campaign.id, now, "held", actor, rules=list(rules), recipients=held)
+    held = queued + deferred + hold.incoming
+    add_event(
+        conn, campaign.id, hold.now, "held", hold.actor, rules=list(hold.rules), recipients=held
+    )
     return held
 
 
@@ -149,11 +140,13 @@ def claim(
             conn,
             source,
             RecipientState.SENDING,
-            where=f"message_id IN ({marks}) AND next_attempt_at <= ?",
-            params=(*message_ids, now),
-            assign="lease_owner = ?, lease_until = ?, updated_at = ?",
-            assign_params=(owner, now + lease, now),
-            returning="id, message_id, campaign_id, address, attempts, queued_at",
+            t.Rows(
+                f"message_id IN ({marks}) AND next_attempt_at <= ?",
+                (*message_ids, now),
+                "lease_owner = ?, lease_until = ?, updated_at = ?",
+                (owner, now + lease, now),
+            ),
+            "id, message_id, campaign_id, address, attempts, queued_at",
         ):
             by_message.setdefault(message_id, []).append((rid, address, attempts, queued_at))
             if source == RecipientState.DEFERRED:
@@ -240,12 +233,14 @@ def settle(
             conn,
             RecipientState.SENDING,
             target,
-            where="id = ? AND lease_owner = ?",
-            params=(item.recipient_id, owner),
-            assign="attempts = attempts + 1, last_reply = ?, next_attempt_at = ?,"
-            " lease_owner = NULL, lease_until = NULL, updated_at = ?",
-            assign_params=(item.reply, item.next_attempt_at or now, now),
-            returning="campaign_id",
+            t.Rows(
+                "id = ? AND lease_owner = ?",
+                (item.recipient_id, owner),
+                "attempts = attempts + 1, last_reply = ?, next_attempt_at = ?,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ?",
+                (item.reply, item.next_attempt_at or now, now),
+            ),
+            "campaign_id",
         ):
             changes[(campaign_id, _SETTLED_COUNTER[target])] += 1
             changes[(campaign_id, "queued")] -= 1
@@ -317,11 +312,13 @@ def give_back(
             conn,
             RecipientState.SENDING,
             target,
-            where=f"{where} AND campaign_id IN (SELECT id FROM campaigns WHERE state IN ({marks}))",
-            params=(*params, *map(str, states)),
-            assign="lease_owner = NULL, lease_until = NULL, updated_at = ?",
-            assign_params=(now,),
-            returning="campaign_id",
+            t.Rows(
+                f"{where} AND campaign_id IN (SELECT id FROM campaigns WHERE state IN ({marks}))",
+                (*params, *map(str, states)),
+                "lease_owner = NULL, lease_until = NULL, updated_at = ?",
+                (now,),
+            ),
+            "campaign_id",
         )
         total += len(rows)
         if column is None:  # a leased recipient is counted as queued already

@@ -12,10 +12,11 @@ import sqlite3
 from typing import Any
 
 from gateway.errors import Conflict
-from gateway.model import Campaign, CampaignEvent, Finding, Manifest, StoredMessage
+from gateway.model import Campaign, CampaignEvent, Finding, Manifest, ReleaseScope, StoredMessage
 from gateway.spool import sqlite_segments
 from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
+from gateway.spool.port import Hold
 from gateway.spool.sqlite_queue import (
     CAMPAIGN_COLUMNS,
     add_event,
@@ -38,7 +39,7 @@ def manual_hold(
     if campaign.state is CampaignState.REJECTED:
         raise Conflict(f"campaign {campaign_id} is rejected; there is nothing left to hold")
     actor = str(finding.evidence.get("actor", "operator"))
-    if hold(conn, campaign, now=now, actor=actor, rules=[finding.rule]) is None:
+    if hold(conn, campaign, Hold(now, actor, (finding.rule,))) is None:
         raise Conflict(f"campaign {campaign_id} changed while it was being held; try again")
     add_findings(conn, campaign, [finding])
     return campaign_by_id(conn, campaign_id)
@@ -49,9 +50,7 @@ def release(
     campaign_id: str,
     actor: str,
     now: float,
-    *,
-    max_recipients: int | None = None,
-    only_segment: str | None = None,
+    scope: ReleaseScope | None = None,
 ) -> Campaign | None:
     """Queue held recipients again: all, the oldest `max_recipients`, those in a segment.
 
@@ -61,6 +60,8 @@ def release(
     campaign = campaign_by_id(conn, campaign_id)
     if campaign is None or campaign.state is not CampaignState.HELD:
         return campaign
+    scope = scope or ReleaseScope()
+    max_recipients, only_segment = scope.max_recipients, scope.only_segment
     which = "campaign_id = ?"
     params: list[Any] = [campaign_id]
     if only_segment is not None:
@@ -76,10 +77,7 @@ def release(
         conn,
         RecipientState.HELD,
         RecipientState.QUEUED,
-        where=which,
-        params=params,
-        assign="updated_at = ?, queued_at = ?",
-        assign_params=(now, now),
+        t.Rows(which, params, "updated_at = ?, queued_at = ?", (now, now)),
     )
     remaining = campaign.counters.held - moved
     conn.execute(
@@ -129,10 +127,7 @@ def reject(conn: sqlite3.Connection, campaign_id: str, actor: str, now: float) -
             conn,
             state,
             RecipientState.DISCARDED,
-            where="campaign_id = ?",
-            params=(campaign_id,),
-            assign="updated_at = ?",
-            assign_params=(now,),
+            t.Rows("campaign_id = ?", (campaign_id,), "updated_at = ?", (now,)),
         )
         for state in (RecipientState.HELD, RecipientState.QUEUED, RecipientState.DEFERRED)
     }

@@ -15,6 +15,7 @@ from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, 
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review, sqlite_segments
 from gateway.spool import transitions as t
+from gateway.spool.port import Hold
 from gateway.states import RecipientState
 
 
@@ -89,25 +90,8 @@ class SqliteTx:
     def merge_findings(self, campaign: Campaign, findings: Sequence[Finding]) -> None:
         q.add_findings(self._conn, campaign, findings)
 
-    def hold(
-        self,
-        campaign: Campaign,
-        *,
-        now: float,
-        actor: str,
-        rules: Sequence[str],
-        sample_message_id: str | None = None,
-        incoming: int = 0,
-    ) -> int | None:
-        return q.hold(
-            self._conn,
-            campaign,
-            now=now,
-            actor=actor,
-            rules=rules,
-            sample_message_id=sample_message_id,
-            incoming=incoming,
-        )
+    def hold(self, campaign: Campaign, hold: Hold) -> int | None:
+        return q.hold(self._conn, campaign, hold)
 
     def release(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
         return sqlite_review.release(self._conn, campaign_id, actor, now)

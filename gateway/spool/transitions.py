@@ -75,32 +75,30 @@ def born(state: RecipientState) -> str:
     return str(state)
 
 
-def _recipient_update(  # noqa: PLR0917 - private, called with the public functions' arguments
-    source: RecipientState,
-    target: RecipientState,
-    where: str,
-    params: Sequence[Any],
-    assign: str,
-    assign_params: Sequence[Any],
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Which recipient rows a move takes (`where`), and what else it sets on them."""
+
+    where: str
+    params: Sequence[Any] = ()
+    assign: str = ""
+    assign_params: Sequence[Any] = ()
+
+
+def _recipient_update(
+    source: RecipientState, target: RecipientState, rows: Rows
 ) -> tuple[str, tuple[Any, ...]]:
     _check(RECIPIENT_TRANSITIONS, (source,), target)
-    extra = f", {assign}" if assign else ""
-    sql = f"UPDATE recipients SET state = ?{extra} WHERE state = ? AND ({where})"
-    return sql, (str(target), *assign_params, str(source), *params)
+    extra = f", {rows.assign}" if rows.assign else ""
+    sql = f"UPDATE recipients SET state = ?{extra} WHERE state = ? AND ({rows.where})"
+    return sql, (str(target), *rows.assign_params, str(source), *rows.params)
 
 
 def move_recipients(
-    conn: sqlite3.Connection,
-    source: RecipientState,
-    target: RecipientState,
-    *,
-    where: str,
-    params: Sequence[Any] = (),
-    assign: str = "",
-    assign_params: Sequence[Any] = (),
+    conn: sqlite3.Connection, source: RecipientState, target: RecipientState, rows: Rows
 ) -> int:
-    """Move the recipient rows in `source` that match `where` to `target`; return how many."""
-    sql, values = _recipient_update(source, target, where, params, assign, assign_params)
+    """Move the recipient rows in `source` that `rows` selects to `target`; return how many."""
+    sql, values = _recipient_update(source, target, rows)
     return conn.execute(sql, values).rowcount
 
 
@@ -108,13 +106,9 @@ def move_recipients_returning(
     conn: sqlite3.Connection,
     source: RecipientState,
     target: RecipientState,
-    *,
-    where: str,
+    rows: Rows,
     returning: str,
-    params: Sequence[Any] = (),
-    assign: str = "",
-    assign_params: Sequence[Any] = (),
 ) -> list[Any]:
     """Like `move_recipients`, returning the columns `returning` names of each moved row."""
-    sql, values = _recipient_update(source, target, where, params, assign, assign_params)
+    sql, values = _recipient_update(source, target, rows)
     return conn.execute(f"{sql} RETURNING {returning}", values).fetchall()

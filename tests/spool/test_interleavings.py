@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gateway.errors import CampaignRejected, Conflict
-from gateway.model import Finding, Settlement, Verdict
+from gateway.model import Finding, ReleaseScope, Settlement, Verdict
 from gateway.spool import SqliteSpool
 from gateway.states import (
     CAMPAIGN_TRANSITIONS,
@@ -107,7 +107,7 @@ class SpoolInterleavings(RuleBasedStateMachine):
     def release(self, key, some):
         if key in self.campaigns:
             campaign_id = self.campaigns[key]
-            self.run(self.spool.release(campaign_id, "alice", self.now, max_recipients=some))
+            self.run(self.spool.release(campaign_id, "alice", self.now, ReleaseScope(some)))
             if some is not None:  # what it queued goes out while the campaign stays held
                 self.partly_released.add(campaign_id)
 

@@ -79,10 +79,10 @@ def test_every_state_has_a_row_in_its_table(table, states):
 def test_a_move_the_table_forbids_is_refused_before_touching_the_database():
     with pytest.raises(IllegalTransition):
         transitions.move_recipients(
-            None,
+            None,  # type: ignore[arg-type]
             RecipientState.RELAYED,
             RecipientState.QUEUED,
-            where="1",  # type: ignore[arg-type]
+            transitions.Rows("1"),
         )
     with pytest.raises(IllegalTransition):
         transitions.move_campaign(
