@@ -239,7 +239,11 @@ class RelaySettings(_Section):
         128, gt=0, description="Most messages claimed from the spool in one go."
     )
     lease: Duration = Field(
-        300.0, description="How long a claim stays exclusive before another worker may retry it."
+        300.0,
+        description=(
+            "How long a claim stays exclusive; renewed while its delivery runs, so only a"
+            " delivery that died is retried by another worker once it runs out."
+        ),
     )
     retry_base: Duration = Field(
         60.0, description="First retry delay after a transient failure; doubles per attempt."
