@@ -116,6 +116,11 @@ class Submission:
     hashes: tuple[int, ...] = ()
     # What the content rules found, analysed off the event loop before the spool commit.
     report: ContentReport = field(default_factory=ContentReport)
+    # The header block of `content` as the admitter parsed it, once: (lower-cased name, raw
+    # field with its line end); and the digest of what content decoding reads. Empty when
+    # a submission is built without them (tests): readers then parse `content` themselves.
+    header_fields: tuple[tuple[str, bytes], ...] = ()
+    content_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ import structlog
 from gateway.admission import steps
 from gateway.admission.resolve import DECLARATION_HEADERS, comparable, resolve
 from gateway.mail.addresses import address_hash
+from gateway.mail.content import content_key
 from gateway.mail.headers import HeaderBlock
 from gateway.metrics import Metrics
 from gateway.model import (
@@ -84,7 +85,8 @@ class Admitter:
         message_id = new_id(now)
         headers = HeaderBlock.parse(inbound.content)
         ref = resolve(headers, inbound, self._settings)
-        content = self._edit(headers, message_id, now, inbound.trace).to_bytes()
+        edited = self._edit(headers, message_id, now, inbound.trace)
+        content = edited.to_bytes()
         mailboxes = tuple(comparable(rcpt, self._casefold) for rcpt in inbound.rcpt_tos)
         submission = Submission(
             message_id=message_id,
@@ -97,6 +99,8 @@ class Admitter:
             ingress=inbound.ingress,
             mailboxes=mailboxes,
             hashes=tuple(address_hash(box) for box in mailboxes),
+            header_fields=edited.fields,
+            content_key=content_key(edited),
         )
         decider = self._decider  # read once: a policy reload swaps it between messages
         report = await self._analyse(decider, submission)

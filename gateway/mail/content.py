@@ -73,15 +73,16 @@ class Document:
             yield "link", link
 
 
-def content_key(content: bytes) -> bytes:
+def content_key(content: bytes | HeaderBlock) -> bytes:
     """Return a digest of everything `decode` reads: equal keys decode to equal documents.
 
     Fields that differ from one recipient to the next (To, Message-ID, Date, Received,
     a List-Unsubscribe token) are left out. A line the email parser would not take as a
-    field ends its header block, so such a line is always part of the key.
+    field ends its header block, so such a line is always part of the key. Takes the
+    message, or its header block parsed already.
     """
+    headers = content if isinstance(content, HeaderBlock) else HeaderBlock.parse(content)
     digest = hashlib.blake2b(digest_size=16)
-    headers = HeaderBlock.parse(content)
     for name, raw in headers.fields:
         if name in READ_FIELDS or not _FIELD_LINE.match(raw):
             digest.update(len(raw).to_bytes(8, "big") + raw)
@@ -89,10 +90,13 @@ def content_key(content: bytes) -> bytes:
     return digest.digest()
 
 
-def decode(content: bytes) -> Document:
-    """Decode a message for content checks; never raises (problems are listed instead)."""
+def decode(content: bytes, headers: HeaderBlock | None = None) -> Document:
+    """Decode a message for content checks; never raises (problems are listed instead).
+
+    `headers` is the message's header block when the caller parsed it already.
+    """
     problems: list[str] = []
-    headers = HeaderBlock.parse(content)
+    headers = headers or HeaderBlock.parse(content)
     subject = _header(headers, "Subject", problems)
     senders: list[tuple[str, str]] = []
     from_name = ""

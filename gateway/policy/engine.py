@@ -24,6 +24,7 @@ import structlog
 
 from gateway.mail.addresses import address_hash, normalise_address
 from gateway.mail.content import Document, content_key, decode
+from gateway.mail.headers import HeaderBlock
 from gateway.model import (
     Campaign,
     ContentReport,
@@ -106,10 +107,14 @@ class Engine:
         if not self._content:
             return ContentReport()
         started = time.perf_counter()
-        key = content_key(submission.content)
+        key = submission.content_key or content_key(submission.content)
         read = self._recall(key)
         if read is None:
-            document = decode(submission.content)
+            headers = None
+            if submission.header_fields:  # parsed once by the admitter: no second parse
+                size = sum(len(raw) for _, raw in submission.header_fields)
+                headers = HeaderBlock(submission.header_fields, submission.content[size:])
+            document = decode(submission.content, headers)
             scans = {a.id: self._scan(a, scan, document) for a, scan in self._content}
             boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
             read = _Read(scans, boxes, tuple(address_hash(box) for box in boxes))
@@ -125,7 +130,7 @@ class Engine:
         if not self._content:
             return ContentReport()
         started = time.perf_counter()
-        read = self._recall(content_key(submission.content))
+        read = self._recall(submission.content_key or content_key(submission.content))
         return None if read is None else read.report(time.perf_counter() - started)
 
     def _recall(self, key: bytes) -> _Read | None:

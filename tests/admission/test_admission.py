@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.admission.admitter import Admitter
 from gateway.admission.resolve import normalise_subject, resolve
+from gateway.mail.content import content_key
 from gateway.mail.headers import HeaderBlock
 from gateway.metrics import Metrics
 from gateway.model import ContentReport, Inbound, Needs, Verdict
@@ -241,3 +242,18 @@ async def test_content_read_before_is_recalled_on_the_event_loop(tmp_path):
     admission = await admit_with(tmp_path, decider, timeout=5)
     assert not admission.held
     assert decider.reports == [recalled]
+
+
+async def test_the_decider_gets_the_header_block_parsed_once_and_the_content_key(tmp_path):
+    seen = []
+
+    class Looking(_Stuck):
+        def recall(self, submission):
+            seen.append(submission)
+            return ContentReport()
+
+    await admit_with(tmp_path, Looking(), timeout=5)
+    [submission] = seen
+    assert submission.header_fields == HeaderBlock.parse(submission.content).fields
+    assert submission.content_key == content_key(submission.content)
+    assert submission.header_fields[0][0] == "date"  # the edited block, not the one sent
