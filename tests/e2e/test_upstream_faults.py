@@ -10,9 +10,9 @@ import pytest
 from gateway.log import configure
 from gateway.spool import SqliteSpool
 from gateway.states import RecipientState
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 
 
 async def _states(spool) -> dict[str, RecipientState]:
