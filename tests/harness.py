@@ -2,7 +2,8 @@
 
 `run_gateway` starts a `Gateway` on the test's loop (keyword arguments such as `clock`,
 `spool` or `upstream` go straight to it) and yields a `Running` with an SMTP sender and
-an ops API client. Scenario helpers that drive such a gateway live here too. Fixtures stay
+an ops API client; `advance` moves a `ManualClock` given as its clock past a retry,
+max-age or lease window. Scenario helpers that drive such a gateway live here too. Fixtures stay
 in conftest.py; this module holds no state between tests.
 """
 
@@ -24,6 +25,7 @@ from gateway import settings as settings_mod
 from gateway.metrics import Metrics
 from gateway.ops.auth import token_hash
 from gateway.service import Addresses, Gateway
+from tests.clock import ManualClock
 from tests.mail import message
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
@@ -161,6 +163,12 @@ async def run_gateway(settings: settings_mod.Settings, **kwargs: Any) -> AsyncIt
     finally:
         gateway.stop()
         await task
+
+
+def advance(gw: Running, clock: ManualClock, seconds: float) -> None:
+    """Move the gateway's injected clock on and wake its relay, so what fell due is claimed."""
+    clock.advance(seconds)
+    gw.gateway.relay.wake()
 
 
 def docs_policies(tmp_path: Path) -> Path:

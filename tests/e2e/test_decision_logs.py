@@ -11,7 +11,8 @@ import io
 import json
 
 from gateway.log import configure
-from tests.harness import run_gateway, send_campaign
+from tests.clock import ManualClock
+from tests.harness import advance, run_gateway, send_campaign
 from tests.helpers import eventually
 from tests.mail import addresses
 
@@ -68,7 +69,8 @@ async def test_logs_alone_reconstruct_each_campaigns_decisions_and_counts(settin
     log = io.StringIO()
     configure("json", "info", stream=log)
     upstream.rcpt_replies["nobody@example.org"] = "550 5.1.1 no such user"
-    async with run_gateway(settings_for(upstream.port)) as gw:
+    clock = ManualClock()  # moved on only for the retry of the last campaign
+    async with run_gateway(settings_for(upstream.port), clock=clock) as gw:
         alice = gw.api("alice")
         # Grows past its declaration (limit 55) with its second message; then released.
         survey = await send_campaign(gw, "survey", addresses("s", 40), declared=5)
@@ -94,6 +96,8 @@ async def test_logs_alone_reconstruct_each_campaigns_decisions_and_counts(settin
         # The provider asks to try again once.
         upstream.fail_next(1)
         alert = await send_campaign(gw, "alert", ["ops@example.org"])
+        await until(gw, alert, deferred=1)
+        advance(gw, clock, 1.0)  # the retry is due
         await until(gw, alert, relayed=1)
 
     assert story(log, survey) == [

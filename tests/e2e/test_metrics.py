@@ -11,7 +11,8 @@ import time
 
 import aiohttp
 
-from tests.harness import run_gateway, send_campaign
+from tests.clock import ManualClock
+from tests.harness import advance, run_gateway, send_campaign
 from tests.helpers import eventually
 from tests.mail import addresses
 from tests.metrics import DESIGN_METRICS, samples
@@ -138,7 +139,8 @@ async def test_scraped_metrics_equal_a_scripted_scenario_and_held_gauges_survive
 async def test_upstream_up_reads_zero_while_the_provider_is_unreachable_and_one_again_after(
     settings_for, upstream
 ):
-    async with run_gateway(settings_for(upstream.port)) as gw:
+    clock = ManualClock()  # stands still: the retry waits until the provider is back
+    async with run_gateway(settings_for(upstream.port), clock=clock) as gw:
         assert (await scrape(gw))[("sendbrake_upstream_up", ())] == 1  # nothing tried yet
         await upstream.stop()
         await send_campaign(gw, "alerts", ["ops@example.org"])
@@ -148,6 +150,7 @@ async def test_upstream_up_reads_zero_while_the_provider_is_unreachable_and_one_
 
         await eventually(lambda: up_is(0), timeout=30, message="upstream_up never fell to 0")
         await upstream.start()
+        advance(gw, clock, 1.0)  # the retry is due
         await eventually(lambda: up_is(1), timeout=30, message="upstream_up never came back")
         delivered = ("sendbrake_recipients_relayed_total", (("outcome", "delivered"),))
 
