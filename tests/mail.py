@@ -1,6 +1,7 @@
-"""Realistic marketing mail for tests: multipart/alternative with a quoted-printable text
-part and a base64 HTML part (with <style>, a preheader, a layout table and a footer), as
-ESPs send it."""
+"""Mail for tests: `message`, a minimal RFC 5322 message built from headers and a body;
+`build`, realistic marketing mail (multipart/alternative with a quoted-printable text part
+and a base64 HTML part with <style>, a preheader, a layout table and a footer, as ESPs
+send it); and `addresses`, numbered recipients."""
 
 from __future__ import annotations
 
@@ -71,3 +72,15 @@ def build(
     body = html if html is not None else html_page(paragraphs_html(text), title=subject)
     message.add_alternative(body, subtype="html", cte=html_cte)
     return message.as_bytes(policy=SMTP)
+
+
+def message(subject: str = "Spring sale", body: str = "Hello!", **headers: str) -> bytes:
+    """A minimal message; `X_Campaign_ID="k"` becomes the header `X-Campaign-ID: k`."""
+    lines = ["From: News <news@shop.test>", "To: you@example.org", f"Subject: {subject}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode("utf-8")
+
+
+def addresses(prefix: str, count: int) -> list[str]:
+    """`count` distinct recipients: prefix0@example.org, prefix1@example.org, ..."""
+    return [f"{prefix}{i}@example.org" for i in range(count)]

@@ -17,9 +17,9 @@ from click.testing import CliRunner, Result
 from gateway.cli import main
 from gateway.ops.auth import new_token, token_hash
 from gateway.states import CampaignState
-from tests.conftest import POLICIES, Api, Running, run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import POLICIES, Api, Running, run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 
 ROLES = {"alice": "operator", "bob": "operator", "vera": "viewer"}
 TOKENS = {name: new_token() for name in ROLES}

@@ -15,7 +15,7 @@ import aiohttp
 
 from gateway.ops.auth import token_hash
 from gateway.settings import Settings
-from tests.conftest import run_gateway
+from tests.harness import run_gateway
 
 
 def sendbrake(

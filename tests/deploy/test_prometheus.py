@@ -19,8 +19,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import run_gateway
-from tests.e2e.test_metrics import DESIGN_METRICS
+from tests.harness import run_gateway
+from tests.metrics import DESIGN_METRICS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus"

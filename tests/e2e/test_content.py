@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POLICIES, run_gateway
+from tests.harness import POLICIES, run_gateway
 from tests.helpers import eventually
 from tests.mail import build, html_page, paragraphs_html
 

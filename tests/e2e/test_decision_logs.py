@@ -11,9 +11,10 @@ import io
 import json
 
 from gateway.log import configure
-from tests.conftest import run_gateway
-from tests.e2e.test_metrics import addresses, send
+from tests.clock import ManualClock
+from tests.harness import advance, run_gateway, send_campaign
 from tests.helpers import eventually
+from tests.mail import addresses
 
 # The field that says how many recipients an event concerns, per event.
 COUNTS = {
@@ -68,22 +69,23 @@ async def test_logs_alone_reconstruct_each_campaigns_decisions_and_counts(settin
     log = io.StringIO()
     configure("json", "info", stream=log)
     upstream.rcpt_replies["nobody@example.org"] = "550 5.1.1 no such user"
-    async with run_gateway(settings_for(upstream.port)) as gw:
+    clock = ManualClock()  # moved on only for the retry of the last campaign
+    async with run_gateway(settings_for(upstream.port), clock=clock) as gw:
         alice = gw.api("alice")
         # Grows past its declaration (limit 55) with its second message; then released.
-        survey = await send(gw, "survey", addresses("s", 40), declared=5)
+        survey = await send_campaign(gw, "survey", addresses("s", 40), declared=5)
         await until(gw, survey, relayed=40)
-        await send(gw, "survey", addresses("t", 30), declared=5)
+        await send_campaign(gw, "survey", addresses("t", 30), declared=5)
         await alice.post(f"/api/v1/campaigns/{survey}/release", {"reason": "list checked"})
         await until(gw, survey, relayed=70)
 
         # Held at once, then rejected.
-        promo = await send(gw, "promo", addresses("p", 60), declared=5)
+        promo = await send_campaign(gw, "promo", addresses("p", 60), declared=5)
         await alice.post(f"/api/v1/campaigns/{promo}/reject", {"reason": "wrong audience"})
 
         # Held by hand while the relay is paused; released; one recipient refused.
         await alice.post("/api/v1/relay/pause", {"reason": "provider maintenance"})
-        digest = await send(
+        digest = await send_campaign(
             gw, "digest", ["d1@example.org", "d2@example.org", "nobody@example.org"]
         )
         await alice.post(f"/api/v1/campaigns/{digest}/hold", {"reason": "typo in subject"})
@@ -93,7 +95,9 @@ async def test_logs_alone_reconstruct_each_campaigns_decisions_and_counts(settin
 
         # The provider asks to try again once.
         upstream.fail_next(1)
-        alert = await send(gw, "alert", ["ops@example.org"])
+        alert = await send_campaign(gw, "alert", ["ops@example.org"])
+        await until(gw, alert, deferred=1)
+        advance(gw, clock, 1.0)  # the retry is due
         await until(gw, alert, relayed=1)
 
     assert story(log, survey) == [

@@ -11,27 +11,12 @@ import time
 
 import aiohttp
 
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.clock import ManualClock
+from tests.harness import advance, run_gateway, send_campaign
 from tests.helpers import eventually
-from tests.ops.test_http import samples
+from tests.mail import addresses
+from tests.metrics import DESIGN_METRICS, samples
 
-# Every metric of DESIGN.md §8 (counters by their exposed name).
-DESIGN_METRICS = {
-    "sendbrake_messages_received_total",
-    "sendbrake_recipients_received_total",
-    "sendbrake_recipients_relayed_total",
-    "sendbrake_policy_findings_total",
-    "sendbrake_campaign_holds_total",
-    "sendbrake_campaigns_held",
-    "sendbrake_recipients_held",
-    "sendbrake_oldest_held_campaign_age_seconds",
-    "sendbrake_spool_recipients",
-    "sendbrake_ingest_duration_seconds",
-    "sendbrake_relay_duration_seconds",
-    "sendbrake_upstream_up",
-    "sendbrake_relay_paused",
-}
 # What is read from the spool at scrape time and must read the same after a restart.
 HELD_STATE = (
     "sendbrake_campaigns_held",
@@ -74,20 +59,6 @@ def held_state(values: dict) -> dict:
     return {key: value for key, value in values.items() if key[0] in HELD_STATE}
 
 
-async def send(gw, key: str, rcpts: list[str], declared: int | None = None) -> str:
-    headers = {"X_Campaign_ID": key}
-    if declared is not None:
-        headers["X_Declared_Size"] = str(declared)
-    assert await gw.send("news@shop.test", rcpts, message(subject=key, **headers)) == {}
-    status, page = await gw.api().get("/api/v1/campaigns")
-    assert status == 200
-    return next(c["id"] for c in page["items"] if c["key"] == key)
-
-
-def addresses(prefix: str, count: int) -> list[str]:
-    return [f"{prefix}{i}@example.org" for i in range(count)]
-
-
 async def test_scraped_metrics_equal_a_scripted_scenario_and_held_gauges_survive_a_restart(
     settings_for, upstream
 ):
@@ -95,11 +66,11 @@ async def test_scraped_metrics_equal_a_scripted_scenario_and_held_gauges_survive
     settings = settings_for(upstream.port)
     clock = Clock()
     async with run_gateway(settings, clock=clock) as gw:
-        await send(gw, "newsletter", addresses("reader", 3), declared=3)
-        await send(gw, "receipts", ["buyer@example.org", "nobody@example.org"])
+        await send_campaign(gw, "newsletter", addresses("reader", 3), declared=3)
+        await send_campaign(gw, "receipts", ["buyer@example.org", "nobody@example.org"])
         # Declared 5: the limit is max(5 × 1.5, 5 + 50) = 55, so 60 and 58 recipients hold.
-        held_id = await send(gw, "survey", addresses("surveyed", 60), declared=5)
-        released_id = await send(gw, "win-back", addresses("lapsed", 58), declared=5)
+        held_id = await send_campaign(gw, "survey", addresses("surveyed", 60), declared=5)
+        released_id = await send_campaign(gw, "win-back", addresses("lapsed", 58), declared=5)
         status, released = await gw.api("alice").post(
             f"/api/v1/campaigns/{released_id}/release", {"reason": "list checked"}
         )
@@ -168,16 +139,18 @@ async def test_scraped_metrics_equal_a_scripted_scenario_and_held_gauges_survive
 async def test_upstream_up_reads_zero_while_the_provider_is_unreachable_and_one_again_after(
     settings_for, upstream
 ):
-    async with run_gateway(settings_for(upstream.port)) as gw:
+    clock = ManualClock()  # stands still: the retry waits until the provider is back
+    async with run_gateway(settings_for(upstream.port), clock=clock) as gw:
         assert (await scrape(gw))[("sendbrake_upstream_up", ())] == 1  # nothing tried yet
         await upstream.stop()
-        await send(gw, "alerts", ["ops@example.org"])
+        await send_campaign(gw, "alerts", ["ops@example.org"])
 
         async def up_is(value: int) -> bool:
             return (await scrape(gw))[("sendbrake_upstream_up", ())] == value
 
         await eventually(lambda: up_is(0), timeout=30, message="upstream_up never fell to 0")
         await upstream.start()
+        advance(gw, clock, 1.0)  # the retry is due
         await eventually(lambda: up_is(1), timeout=30, message="upstream_up never came back")
         delivered = ("sendbrake_recipients_relayed_total", (("outcome", "delivered"),))
 
@@ -202,8 +175,8 @@ async def test_shadow_findings_are_counted_by_rule_and_mode_without_a_hold(
     shadow = ("sendbrake_policy_findings_total", (("mode", "shadow"), ("rule", "blast-declared")))
     async with run_gateway(settings_for(upstream.port, policies={"dir": str(policies)})) as gw:
         assert (await scrape(gw))[shadow] == 0  # the series exists before the first finding
-        await send(gw, "survey", addresses("s", 60), declared=5)
-        await send(gw, "survey", addresses("t", 10), declared=5)
+        await send_campaign(gw, "survey", addresses("s", 60), declared=5)
+        await send_campaign(gw, "survey", addresses("t", 10), declared=5)
         values = await scrape(gw)
     assert values[shadow] == 2
     assert values[("sendbrake_campaigns_held", ())] == 0

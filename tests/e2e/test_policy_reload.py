@@ -9,9 +9,9 @@ import smtplib
 
 import pytest
 
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 from tests.process import GatewayProcess
 
 BASE_POLICY = "version: 1\nrules:\n  - {id: blast-declared, kind: declared_size}\n"

@@ -13,9 +13,9 @@ from collections import Counter
 import pytest
 
 from gateway.log import configure
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 
 DECLARED = 200
 RATIO = 1.5

@@ -8,14 +8,9 @@ import smtplib
 import pytest
 
 from gateway.states import RecipientState
-from tests.conftest import run_gateway
+from tests.harness import run_gateway
 from tests.helpers import eventually
-
-
-def message(subject: str = "Spring sale", body: str = "Hello!", **headers: str) -> bytes:
-    lines = ["From: News <news@shop.test>", "To: you@example.org", f"Subject: {subject}"]
-    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode("utf-8")
+from tests.mail import message
 
 
 async def test_single_recipient_message_is_relayed_with_added_headers(settings_for, upstream):

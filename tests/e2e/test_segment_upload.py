@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from gateway.ops.auth import token_hash
-from tests.conftest import TOKENS
-from tests.e2e.test_relay import message
+from tests.harness import TOKENS
 from tests.helpers import eventually
+from tests.mail import message
 from tests.process import GatewayProcess
 
 LINES = 1_000_000

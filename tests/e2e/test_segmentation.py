@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 
 POLICY = """\
 version: 1

@@ -1,4 +1,8 @@
-"""The relay against an upstream that refuses, fails, disappears and hangs."""
+"""The relay against an upstream that refuses, fails, disappears and hangs.
+
+Retry delays and the maximum age run on a `ManualClock`: a test holds the gateway's clock
+still and advances it past a window, so nothing waits for one in real time.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ import pytest
 from gateway.log import configure
 from gateway.spool import SqliteSpool
 from gateway.states import RecipientState
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.clock import ManualClock
+from tests.harness import advance, run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 
 
 async def _states(spool) -> dict[str, RecipientState]:
@@ -24,7 +29,8 @@ async def test_transient_failure_is_retried_with_backoff_and_delivered_once(sett
     settings = settings_for(
         upstream.port, relay={"retry_base": "300ms", "retry_max_delay": "1s", "retry_jitter": 0}
     )
-    async with run_gateway(settings) as gw:
+    clock = ManualClock()
+    async with run_gateway(settings, clock=clock) as gw:
         await gw.send("news@shop.test", ["a@example.org"], message())
         deferred = await eventually(
             lambda: gw.spool.recipients(state=RecipientState.DEFERRED), message="never deferred"
@@ -35,6 +41,7 @@ async def test_transient_failure_is_retried_with_backoff_and_delivered_once(sett
         assert deferred[0].next_attempt_at - deferred[0].updated_at == pytest.approx(0.3)
         campaign = await gw.spool.campaign(deferred[0].campaign_id)
         assert campaign.counters.deferred == 1
+        advance(gw, clock, 0.3)  # the retry is due
         relayed = await eventually(lambda: gw.spool.recipients(state=RecipientState.RELAYED))
         campaign = await gw.spool.campaign(relayed[0].campaign_id)
     assert relayed[0].attempts == 2
@@ -78,7 +85,8 @@ async def _settled(spool, count):
 async def test_upstream_down_for_a_while_then_up_loses_nothing(settings_for, upstream):
     await upstream.stop()
     rcpts = [f"user{i}@example.org" for i in range(20)]
-    async with run_gateway(settings_for(upstream.port)) as gw:
+    clock = ManualClock()
+    async with run_gateway(settings_for(upstream.port), clock=clock) as gw:
         for rcpt in rcpts:
             await gw.send("news@shop.test", [rcpt], message())
         deferred = await eventually(
@@ -86,6 +94,7 @@ async def test_upstream_down_for_a_while_then_up_loses_nothing(settings_for, ups
         )
         assert all("unreachable" in r.last_reply for r in deferred)
         await upstream.start()  # same port: the provider is back
+        advance(gw, clock, 1.0)  # past every retry (at most 200ms plus jitter)
         await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 20), timeout=15)
     assert sorted(upstream.recipients) == sorted(rcpts)
 
@@ -104,7 +113,8 @@ async def test_upstream_that_hangs_times_out_and_the_worker_is_not_stuck(setting
         upstream={"connect_timeout": "300ms", "command_timeout": "300ms"},
         relay={"concurrency": 1, "retry_base": "100ms"},
     )
-    async with run_gateway(settings) as gw:
+    clock = ManualClock()  # the timeouts above are the loop's; the retry waits for this clock
+    async with run_gateway(settings, clock=clock) as gw:
         await gw.send("news@shop.test", ["a@example.org"], message())
         deferred = await eventually(lambda: gw.spool.recipients(state=RecipientState.DEFERRED))
         assert "unreachable" in deferred[0].last_reply
@@ -112,6 +122,7 @@ async def test_upstream_that_hangs_times_out_and_the_worker_is_not_stuck(setting
         await upstream.stop()
         upstream.hang = False
         await upstream.start()
+        advance(gw, clock, 1.0)  # the retry is due
         await eventually(lambda: gw.spool.recipients(state=RecipientState.RELAYED), timeout=10)
         await gw.send("news@shop.test", ["b@example.org"], message())
         await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 2))
@@ -121,8 +132,11 @@ async def test_upstream_that_hangs_times_out_and_the_worker_is_not_stuck(setting
 async def test_a_recipient_deferred_past_the_maximum_age_fails(settings_for, upstream):
     upstream.fail_next(100, "421 4.7.0 try again later")
     settings = settings_for(upstream.port, relay={"max_age": "200ms", "retry_base": "50ms"})
-    async with run_gateway(settings) as gw:
+    clock = ManualClock()
+    async with run_gateway(settings, clock=clock) as gw:
         await gw.send("news@shop.test", ["a@example.org"], message())
+        await eventually(lambda: gw.spool.recipients(state=RecipientState.DEFERRED))
+        advance(gw, clock, 0.3)  # the retry is due, and the recipient is past max_age
         failed = await eventually(lambda: gw.spool.recipients(state=RecipientState.FAILED))
     assert failed[0].attempts >= 2
     assert "gave up" in failed[0].last_reply
@@ -140,11 +154,13 @@ async def test_the_relay_survives_a_spool_that_cannot_commit_and_resumes(
         relay={"retry_base": "300ms", "retry_jitter": 0},
         spool={"busy_timeout": "100ms"},
     )
-    async with run_gateway(settings) as gw:
+    clock = ManualClock()
+    async with run_gateway(settings, clock=clock) as gw:
         await gw.send("news@shop.test", ["a@example.org"], message())
         await eventually(lambda: gw.spool.recipients(state=RecipientState.DEFERRED))
-        # Another process locks the database before the retry is due (a backup tool, say):
-        # the claim cannot commit, and the relay must still be there afterwards.
+        # Another process locks the database before the retry is due (a backup tool, say;
+        # the clock stands still, so it is not due yet): the claim cannot commit, and the
+        # relay must still be there afterwards.
         blocker = sqlite3.connect(tmp_path / "spool.db", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
@@ -152,6 +168,7 @@ async def test_the_relay_survives_a_spool_that_cannot_commit_and_resumes(
         finally:
             blocker.execute("COMMIT")
             blocker.close()
+        advance(gw, clock, 0.3)  # the retry is due
         await eventually(lambda: upstream.recipients == ["a@example.org"], timeout=5)
 
 

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import held_campaign, run_gateway
 from tests.helpers import eventually
-
-
-async def held_campaign(gw, recipients: int, *, declared: int = 5) -> str:
-    """Send one message that trips the blast-radius rule (limit 55 for 5 declared): all held."""
-    content = message(X_Campaign_ID="promo", X_Declared_Size=str(declared))
-    await gw.send("news@shop.test", [f"r{i}@example.org" for i in range(recipients)], content)
-    status, body = await gw.api().get("/api/v1/campaigns?state=held")
-    assert status == 200
-    return body["items"][0]["id"]
+from tests.mail import message
 
 
 async def relayed(gw, campaign_id: str, count: int) -> dict | None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import IDENTITY_TOKENS, POLICIES, TOKENS, run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import IDENTITY_TOKENS, TOKENS, docs_policies, run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 START, END = "<!-- examples:start -->", "<!-- examples:end -->"
@@ -76,16 +75,6 @@ def normalise(text: str) -> str:
     for pattern, replacement in VOLATILE:
         text = pattern.sub(replacement, text)
     return text
-
-
-def docs_policies(tmp_path: Path) -> Path:
-    """The shipped policy plus the example signature policy (identities to sign for)."""
-    folder = tmp_path / "policies"
-    folder.mkdir()
-    shutil.copy(POLICIES / "default.yaml", folder)
-    for path in (POLICIES / "examples" / "signature").glob("*.*"):
-        shutil.copy(path, folder)
-    return folder
 
 
 async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream, tmp_path):

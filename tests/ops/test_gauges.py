@@ -9,8 +9,8 @@ from gateway.metrics import Metrics
 from gateway.ops.gauges import SpoolCollector
 from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.states import RecipientState
-from tests.conftest import run_gateway
-from tests.ops.test_http import samples
+from tests.harness import run_gateway
+from tests.metrics import samples
 
 
 def snapshot(**overrides) -> SpoolGauges:

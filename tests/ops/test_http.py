@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import run_gateway
 from tests.helpers import eventually
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+from tests.mail import message
+from tests.metrics import samples
 
 
 async def test_health_and_readiness_answer(settings_for):

@@ -16,10 +16,8 @@ import pytest
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from tests.conftest import IDENTITY_TOKENS, TOKENS, run_gateway
-from tests.e2e.test_relay import message
-from tests.ops.test_api import held_campaign
-from tests.ops.test_api_docs import docs_policies
+from tests.harness import IDENTITY_TOKENS, TOKENS, docs_policies, held_campaign, run_gateway
+from tests.mail import message
 
 MAX_BODY = 4096
 

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from gateway.cli import main
-from tests.conftest import POLICIES
+from tests.harness import POLICIES
 from tests.policy.factories import load
 
 EXAMPLE = POLICIES / "examples" / "signature"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from prometheus_client import CollectorRegistry
 
@@ -15,6 +14,7 @@ from gateway.relay.worker import Relay
 from gateway.settings import RelaySettings
 from gateway.spool import SqliteSpool
 from gateway.states import RecipientState
+from tests.clock import ManualClock
 from tests.helpers import eventually
 from tests.spool.records import NOW, WINDOW, accept, pass_all, submission
 
@@ -87,23 +87,46 @@ async def _relayed(spool, campaign_id, count):
     return campaign if campaign.counters.relayed == count else None
 
 
+class RenewalsSeen:
+    """The spool, passed through, noting each lease renewal's new expiry."""
+
+    def __init__(self, spool: SqliteSpool) -> None:
+        self._spool = spool
+        self.renewed_to: list[float] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._spool, name)
+
+    async def renew_leases(self, owner, recipient_ids, until):
+        held = await self._spool.renew_leases(owner, recipient_ids, until)
+        self.renewed_to.append(until)
+        return held
+
+
 async def test_a_delivery_longer_than_its_lease_renews_it_and_is_not_taken_over(tmp_path):
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
-    lease = 0.3  # real seconds: the renewer runs on the event loop's clock
+    # The lease runs on the injected clock; the renewer's period (lease / 3) on the loop's.
+    lease = 0.3
+    clock = ManualClock(NOW)
     try:
-        admission = await accept(spool, submission(["a@x.test"], at=time.time()), pass_all, WINDOW)
+        admission = await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
         slow = StuckUpstream()
-        relay = Relay(spool, slow, RelaySettings(lease=lease), Metrics.create(CollectorRegistry()))
+        seen = RenewalsSeen(spool)
+        relay = Relay(
+            seen, slow, RelaySettings(lease=lease), Metrics.create(CollectorRegistry()), clock=clock
+        )
         running = asyncio.create_task(relay.run())
         await slow.started.wait()
-        started = time.time()
-
-        async def nobody_else_gets_it_for_three_leases() -> bool:
-            assert await spool.claim("other", time.time(), 10, lease) == []
-            return time.time() > started + 3 * lease
-
-        await eventually(nobody_else_gets_it_for_three_leases)
+        # Half a lease at a time, three leases in all: each step waits for the renewer to
+        # extend the lease from the new time, then another worker still cannot claim it.
+        for _ in range(6):
+            clock.advance(lease / 2)
+            await eventually(
+                lambda: seen.renewed_to and seen.renewed_to[-1] >= clock() + lease,
+                message="the lease was not renewed",
+            )
+            assert await spool.claim("other", clock(), 10, lease) == []
         slow.finish.set()
         campaign = await eventually(lambda: _relayed(spool, admission.campaign_id, 1))
         relay.stop()

@@ -14,8 +14,8 @@ import pytest
 from gateway.model import Outcome
 from gateway.relay.upstream import create_upstream
 from gateway.relay.upstream_process import ProcessUpstream
-from tests.conftest import make_settings
 from tests.fakes.upstream import CapturingUpstream
+from tests.harness import make_settings
 from tests.helpers import eventually
 from tests.process import running
 

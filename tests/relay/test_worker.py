@@ -9,9 +9,9 @@ from gateway.relay.upstream import classify
 from gateway.relay.worker import backoff_delay, plan_settlements
 from gateway.settings import RelaySettings
 from gateway.states import RecipientState
-from tests.conftest import run_gateway
-from tests.e2e.test_relay import message
+from tests.harness import run_gateway
 from tests.helpers import eventually
+from tests.mail import message
 
 SETTINGS = RelaySettings(retry_base=60, retry_max_delay=3600, retry_jitter=0.2, max_age=86400)
 
