@@ -44,7 +44,7 @@ class RuleScan:
     """What one content rule's detector found in one message, or why it could not look."""
 
     hits: tuple[ContentHit, ...] = ()
-    elapsed: float = 0.0  # seconds
+    elapsed: float = 0.0  # CPU seconds of the scanning thread (waiting for a CPU is not counted)
     error: str | None = None
 
 

@@ -63,6 +63,7 @@ class Gateway:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self._clock = clock
         self.metrics = metrics
         self.spool = spool or create_spool(settings.spool)
         self.upstream = upstream or (
@@ -72,9 +73,7 @@ class Gateway:
         )
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
         self.registry = default_registry()  # the rule kinds policy files may name
-        self.engine = Engine(
-            load_policies(settings.policies.dir, self.registry), registry=self.registry, clock=clock
-        )
+        self.engine = self._engine(load_policies(settings.policies.dir, self.registry))
         self.metrics.declare_rules(self.engine.rule_modes())
         self.admitter = Admitter(
             self.spool,
@@ -111,7 +110,6 @@ class Gateway:
             max_body_size=settings.http.max_body_size,
             clock=clock,
         )
-        self._clock = clock
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -137,7 +135,7 @@ class Gateway:
                     "policies_reload_failed", actor=actor, version=before.version, error=str(exc)
                 )
                 raise
-            engine = Engine(policies, registry=self.registry, clock=self._clock)
+            engine = self._engine(policies)
             self.metrics.declare_rules(engine.rule_modes())
             self.engine = engine
             self.admitter.use_decider(engine)
@@ -149,6 +147,17 @@ class Gateway:
                 rules=len(policies.rules),
             )
             return before, policies
+
+    def _engine(self, policies: PolicySet) -> Engine:
+        """Build the decider for a policy set, with the budgets of the settings."""
+        budgets = self.settings.policies
+        return Engine(
+            policies,
+            registry=self.registry,
+            clock=self._clock,
+            budget=budgets.check_budget,
+            scan_budget=budgets.scan_budget,
+        )
 
     def request_reload(self) -> None:
         """Ask for a policy reload (SIGHUP); the reloader task does it and logs the outcome."""

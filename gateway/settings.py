@@ -30,6 +30,8 @@ from gateway.errors import ConfigError
 from gateway.yamlfile import read_yaml
 
 ENV_PREFIX = "SENDBRAKE_"
+CHECK_BUDGET = 0.05  # seconds of CPU; campaign-level checks are counter and index look-ups
+SCAN_BUDGET = 0.5  # seconds of CPU; one content scanner on one message (100 KB takes ~1 ms)
 CONFIG_ENV = "SENDBRAKE_CONFIG"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -163,6 +165,22 @@ class PolicySettings(_Section):
     )
     content_workers: int = Field(
         2, gt=0, description="Threads that analyse message content off the event loop."
+    )
+    check_budget: Duration = Field(
+        CHECK_BUDGET,
+        gt=0,
+        description=(
+            "CPU time one campaign-level check may use on one message before it holds its"
+            " campaign as broken; time spent waiting for a busy CPU does not count."
+        ),
+    )
+    scan_budget: Duration = Field(
+        SCAN_BUDGET,
+        gt=0,
+        description=(
+            "CPU time one content rule may use reading one message (tried twice) before it"
+            " holds its campaign as broken; a hang is caught by `content_timeout`."
+        ),
     )
 
 

@@ -39,7 +39,7 @@ from gateway.model import (
     new_id,
 )
 from gateway.settings import CampaignSettings
-from gateway.spool.base import Spool
+from gateway.spool.base import Storage
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,7 @@ class Admitter:
 
     def __init__(
         self,
-        spool: Spool,
+        spool: Storage,
         settings: CampaignSettings,
         *,
         decider: Decider,

@@ -20,7 +20,7 @@ import structlog
 from gateway.audience.lists import ListReader, ReadStats
 from gateway.errors import SendbrakeError
 from gateway.model import Segment
-from gateway.spool.base import Spool
+from gateway.spool.base import Segments
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +50,11 @@ class SegmentLoader:
     """Loads segments into one spool."""
 
     def __init__(
-        self, spool: Spool, *, casefold_local: bool = True, clock: Callable[[], float] = time.time
+        self,
+        spool: Segments,
+        *,
+        casefold_local: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._spool = spool
         self._casefold = casefold_local

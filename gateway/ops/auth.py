@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.model import AuditEntry, Role
 from gateway.ops.problems import Problem
 from gateway.settings import TokenSettings
-from gateway.spool.base import Spool
+from gateway.spool.base import Access
 
 TOKEN_PREFIX = "sb_"  # noqa: S105 - a visible prefix, not a secret
 
@@ -61,7 +61,7 @@ class Principal:
 class Authenticator:
     """Finds the principal behind a request's bearer token."""
 
-    def __init__(self, spool: Spool, configured: Sequence[TokenSettings]) -> None:
+    def __init__(self, spool: Access, configured: Sequence[TokenSettings]) -> None:
         self._spool = spool
         self._configured = {
             t.sha256: Principal(t.name, frozenset(Role(r) for r in t.roles), t.identity)
@@ -85,7 +85,7 @@ class Gate:
     """Who may call what, and the audit log of every mutating call, refused ones included."""
 
     def __init__(
-        self, auth: Authenticator, spool: Spool, clock: Callable[[], float] = time.time
+        self, auth: Authenticator, spool: Access, clock: Callable[[], float] = time.time
     ) -> None:
         self._auth = auth
         self._spool = spool

@@ -23,7 +23,7 @@ from gateway.metrics import Metrics
 from gateway.model import Delivery, Outcome, RecipientResult, Settlement, new_id
 from gateway.relay.upstream import Upstream
 from gateway.settings import RelaySettings
-from gateway.spool.base import Spool
+from gateway.spool.base import Queue
 from gateway.states import RecipientState
 
 log = structlog.get_logger(__name__)
@@ -75,7 +75,7 @@ class Relay:
 
     def __init__(
         self,
-        spool: Spool,
+        spool: Queue,
         upstream: Upstream,
         settings: RelaySettings,
         metrics: Metrics,

@@ -66,8 +66,8 @@ class SpoolGauges:
         return self.recipients.get(RecipientState.HELD, 0)
 
 
-class Spool(Protocol):
-    """Durable storage of campaigns, messages and recipients."""
+class Storage(Protocol):
+    """The storage itself: its lifecycle and transactions of the port's primitives."""
 
     async def open(self) -> None:
         """Create or migrate the schema and recover work left by a crash."""
@@ -96,6 +96,10 @@ class Spool(Protocol):
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Run the look-ups of `work` on a consistent read snapshot, beside the writer."""
 
+
+class Queue(Protocol):
+    """What the relay needs: claims under leases, settlements, what is due."""
+
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
         """Lease up to `limit` due messages (with their due recipients) to `owner`.
 
@@ -121,7 +125,9 @@ class Spool(Protocol):
     async def gauges(self, limit: int = HELD_NAMED_LIMIT) -> SpoolGauges:
         """Return held campaigns, recipients by state and the pause flag in one snapshot."""
 
-    # -- campaigns and review ----------------------------------------------------------
+
+class Review(Protocol):
+    """Campaigns, their messages and recipients as people review them, and their actions."""
 
     async def campaign(self, campaign_id: str) -> Campaign | None:
         """Return one campaign by ID."""
@@ -174,7 +180,9 @@ class Spool(Protocol):
     async def relay_paused(self) -> bool:
         """Tell whether the relay is paused."""
 
-    # -- segments -----------------------------------------------------------------------
+
+class Segments(Protocol):
+    """Audience segments: versioned loads published at once, and frequency-cap history."""
 
     async def segment_begin(self, name: str, now: float) -> int:
         """Start loading a new version of a segment; return its version number."""
@@ -200,7 +208,9 @@ class Spool(Protocol):
     async def prune_frequency(self, before: float) -> int:
         """Forget frequency-cap sends older than `before`."""
 
-    # -- audit and tokens ---------------------------------------------------------------
+
+class Access(Protocol):
+    """Who may act (API tokens, as hashes) and what they did (the append-only audit log)."""
 
     async def append_audit(self, entry: AuditEntry) -> int:
         """Append to the audit log (durably) and return the entry's ID."""
@@ -219,6 +229,14 @@ class Spool(Protocol):
 
     async def revoke_token(self, name: str, now: float) -> bool:
         """Revoke a token by name; False when there is no live token of that name."""
+
+
+class Spool(Storage, Queue, Review, Segments, Access, Protocol):
+    """Durable storage of campaigns, messages and recipients: every part in one.
+
+    Stages depend on the part they use (the relay on `Queue`, the segment loader on
+    `Segments`, authentication on `Access`); the service hands them the whole spool.
+    """
 
 
 def migrations() -> list[tuple[int, str]]:

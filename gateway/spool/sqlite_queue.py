@@ -1,4 +1,4 @@
-"""SQLite statements of the message queue: admit, claim, settle, give leases back.
+"""SQLite statements of the message queue: hold, claim, renew, settle, give leases back.
 
 Plain functions on a connection, run by the spool's writer thread inside its group
 transaction. Campaign counters change in the same statement batch as the recipient rows,
@@ -37,6 +37,7 @@ RECIPIENT_COLUMNS = (
     "id, message_id, campaign_id, address, state, attempts, next_attempt_at, last_reply, updated_at"
 )
 CLAIMABLE_STATES = tuple(str(state) for state in CLAIMABLE)
+_CHUNK = 500  # ids per statement
 
 
 def campaign_by_id(conn: sqlite3.Connection, campaign_id: str) -> Campaign | None:
@@ -180,14 +181,16 @@ def claim(
 
 def renew(conn: sqlite3.Connection, owner: str, recipient_ids: Sequence[int], until: float) -> int:
     """Extend `owner`'s leases on these recipients; return how many it still held."""
-    if not recipient_ids:
-        return 0
-    marks = ",".join("?" * len(recipient_ids))
-    return conn.execute(
-        f"UPDATE recipients SET lease_until = ? WHERE id IN ({marks})"
-        " AND state = 'sending' AND lease_owner = ?",
-        (until, *recipient_ids, owner),
-    ).rowcount
+    renewed = 0
+    for start in range(0, len(recipient_ids), _CHUNK):  # within SQLite's variable limit
+        chunk = recipient_ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        renewed += conn.execute(
+            f"UPDATE recipients SET lease_until = ? WHERE id IN ({marks})"
+            " AND state = 'sending' AND lease_owner = ?",
+            (until, *chunk, owner),
+        ).rowcount
+    return renewed
 
 
 def _due_messages(conn: sqlite3.Connection, now: float, limit: int) -> list[str]:
@@ -218,7 +221,6 @@ _SETTLED_COUNTER = {
     RecipientState.HELD: "held",
     RecipientState.DISCARDED: "discarded",
 }
-DEFERRED = RecipientState.DEFERRED
 
 
 def settle(
@@ -226,7 +228,8 @@ def settle(
 ) -> int:
     """Record outcomes; a row whose lease was lost is left to its new owner."""
     changes: Counter[tuple[str, str]] = Counter()
-    retries = _retry_states(conn, [s.recipient_id for s in settlements if s.state is DEFERRED])
+    deferred = [s.recipient_id for s in settlements if s.state is RecipientState.DEFERRED]
+    retries = _retry_states(conn, deferred)
     for item in settlements:
         target = retries.get(item.recipient_id, item.state)
         for (campaign_id,) in t.move_recipients_returning(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gateway.model import Facts
@@ -112,6 +114,18 @@ def test_a_check_over_its_time_budget_holds_the_campaign(tmp_path):
     verdict = e.decide(campaign(1, 200), SUB, Facts())
     assert verdict.hold
     assert verdict.findings[0].kind == "check_over_budget"
+
+
+def test_a_check_kept_waiting_by_a_busy_machine_is_not_over_its_budget(tmp_path):
+    def descheduled(*_args):
+        time.sleep(0.2)  # wall time without CPU: what another process taking the core looks like
+        return []
+
+    registry = changed("declared_size", check=descheduled)
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n", budget=0.05, registry=registry)
+    verdict = e.decide(campaign(1, 200), SUB, Facts())
+    assert not verdict.hold
+    assert verdict.findings == ()
 
 
 def test_conflicting_declarations_hold_until_acknowledged(tmp_path):

@@ -392,3 +392,12 @@ async def test_attach_never_migrates_a_schema_behind_a_running_gateway(tmp_path)
     finally:
         conn.close()
         await running.close()
+
+
+async def test_leases_of_a_large_delivery_are_renewed_in_one_call(spool):
+    rcpts = [f"u{i}@x.test" for i in range(1_200)]  # more ids than one statement takes
+    await accept(spool, submission(rcpts), pass_all, WINDOW)
+    [delivery] = await spool.claim("w1", NOW, 10, 60)
+    ids = [rid for rid, _ in delivery.recipients]
+    assert await spool.renew_leases("w1", ids, NOW + 120) == 1_200
+    assert await spool.claim("w2", NOW + 100, 10, 60) == []
