@@ -120,7 +120,8 @@ def claim(
     Leases that ran out first go back to waiting (a worker died without its process
     restarting), so any worker, this one included, can take them over.
     """
-    give_back(conn, now=now, expired_at=now)
+    if _any_expired(conn, now):
+        give_back(conn, now=now, expired_at=now)
     if relay_paused(conn):
         return []
     message_ids = _due_messages(conn, now, limit)
@@ -177,6 +178,18 @@ def claim(
                 )
             )
     return deliveries
+
+
+def _any_expired(conn: sqlite3.Connection, now: float) -> bool:
+    """Tell whether a lease has run out (one seek of the index of leased rows)."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM recipients INDEXED BY recipients_leased"
+            " WHERE state = 'sending' AND lease_until <= ? LIMIT 1",
+            (now,),
+        ).fetchone()
+        is not None
+    )
 
 
 def renew(conn: sqlite3.Connection, owner: str, recipient_ids: Sequence[int], until: float) -> int:
