@@ -128,6 +128,22 @@ def test_a_check_kept_waiting_by_a_busy_machine_is_not_over_its_budget(tmp_path)
     assert verdict.findings == ()
 
 
+def test_a_check_over_its_budget_once_is_run_again_before_it_holds(tmp_path):
+    calls = []
+
+    def slow_the_first_time(*_args):  # a garbage collection landing in one run looks so
+        calls.append(1)
+        if len(calls) == 1:
+            sum(range(3_000_000))  # real CPU work, well past a 1 ms budget
+        return []
+
+    registry = changed("declared_size", check=slow_the_first_time)
+    e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n", budget=0.001, registry=registry)
+    verdict = e.decide(campaign(1, 200), SUB, Facts())
+    assert not verdict.hold
+    assert len(calls) == 2
+
+
 def test_conflicting_declarations_hold_until_acknowledged(tmp_path):
     e = engine(tmp_path, "  - {id: blast, kind: declared_size}\n")
     facts = Facts(conflicts=(("size", 200, 250),))
