@@ -21,6 +21,14 @@ from tests.spool.records import pass_all
 SETTINGS = CampaignSettings()
 
 
+def admitter_for(spool, decider, **options) -> Admitter:
+    """An admitter on the test settings with its own metrics registry."""
+    metrics = Metrics.create(CollectorRegistry())
+    return Admitter(
+        spool, SETTINGS, decider=decider, metrics=metrics, hostname="gw.test", **options
+    )
+
+
 def inbound(content: bytes, client: str = "127.0.0.0/8") -> Inbound:
     return Inbound(
         ingress="smtp",
@@ -74,14 +82,7 @@ async def test_admitter_strips_declarations_keeps_the_key_and_adds_missing_heade
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
     try:
-        admitter = Admitter(
-            spool,
-            SETTINGS,
-            decider=pass_all,
-            metrics=Metrics.create(CollectorRegistry()),
-            hostname="gw.test",
-            clock=lambda: 1_800_000_000.0,
-        )
+        admitter = admitter_for(spool, pass_all, clock=lambda: 1_800_000_000.0)
         content = (
             b"X-Campaign-ID: spring\r\nX-Declared-Size: 200\r\nX-Campaign-Category: news\r\n"
             b"X-Campaign-Locale: en\r\nSubject: Hi\r\n\r\nX-Declared-Size: in the body stays\r\n"
@@ -151,14 +152,7 @@ class _Stuck:
 async def admit_with(tmp_path, decider: _Stuck, timeout: float):
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
-    admitter = Admitter(
-        spool,
-        SETTINGS,
-        decider=decider,
-        metrics=Metrics.create(CollectorRegistry()),
-        hostname="gw.test",
-        content_timeout=timeout,
-    )
+    admitter = admitter_for(spool, decider, content_timeout=timeout)
     try:
         return await admitter.admit(inbound(b"Subject: Hi\r\n\r\nbody\r\n"))
     finally:
@@ -208,15 +202,7 @@ async def test_time_queued_behind_other_messages_does_not_count_against_the_budg
     decider = Slow()
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
-    admitter = Admitter(
-        spool,
-        SETTINGS,
-        decider=decider,
-        metrics=Metrics.create(CollectorRegistry()),
-        hostname="gw.test",
-        content_timeout=0.5,
-        content_workers=1,
-    )
+    admitter = admitter_for(spool, decider, content_timeout=0.5, content_workers=1)
     try:
         results = await asyncio.gather(
             *(admitter.admit(inbound(b"Subject: Hi\r\n\r\nbody\r\n")) for _ in range(3))
