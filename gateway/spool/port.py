@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, Submission
-from gateway.states import RecipientState
+from gateway.states import CampaignState, RecipientState
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +30,21 @@ class Hold:
     incoming: int = 0  # recipients of the tripping message, stored right after the hold
 
 
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """What admission needs of the campaign new mail joins: which, its state, its declaration."""
+
+    id: str
+    state: CampaignState
+    declared: Declaration
+
+
 class Tx(Protocol):
     """Storage primitives inside one transaction; every call sees the earlier calls' writes."""
 
     # -- campaigns ------------------------------------------------------------------------
 
-    def current_campaign(self, client: str, key: str, not_before: float | None) -> Campaign | None:
+    def current_campaign(self, client: str, key: str, not_before: float | None) -> Joined | None:
         """Return the newest campaign with this key (created since `not_before`), locked."""
         ...
 

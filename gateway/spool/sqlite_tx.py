@@ -15,8 +15,8 @@ from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, 
 from gateway.spool import sqlite_queue as q
 from gateway.spool import sqlite_review, sqlite_segments
 from gateway.spool import transitions as t
-from gateway.spool.port import Hold
-from gateway.states import RecipientState
+from gateway.spool.port import Hold, Joined
+from gateway.states import CampaignState, RecipientState
 
 
 class SqliteTx:
@@ -27,14 +27,16 @@ class SqliteTx:
 
     # -- campaigns ------------------------------------------------------------------------
 
-    def current_campaign(self, client: str, key: str, not_before: float | None) -> Campaign | None:
+    def current_campaign(self, client: str, key: str, not_before: float | None) -> Joined | None:
         since, params = ("", ()) if not_before is None else (" AND created_at >= ?", (not_before,))
         row = self._conn.execute(
-            f"SELECT {q.CAMPAIGN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?{since}"
-            " ORDER BY created_at DESC LIMIT 1",
+            "SELECT id, state, declared_size, declared_category, declared_locale FROM campaigns"
+            f" WHERE client = ? AND key = ?{since} ORDER BY created_at DESC LIMIT 1",
             (client, key, *params),
         ).fetchone()
-        return None if row is None else q.campaign_from_row(row)
+        if row is None:
+            return None
+        return Joined(row[0], CampaignState(row[1]), Declaration(*row[2:]))
 
     def campaign(self, campaign_id: str) -> Campaign | None:
         return q.campaign_by_id(self._conn, campaign_id)
