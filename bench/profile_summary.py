@@ -51,7 +51,7 @@ def subsystem(frames: list[str]) -> str:
 def writer_unit(frames: list[str]) -> str:
     """What the spool writer was doing: the outermost statement function, else its own loop."""
     for frame in frames:
-        if "gateway/spool/sqlite_" in frame:
+        if "gateway/spool/sql" in frame:
             return f"{own(frame)} (in a unit of work)"
     if frames and "_commit" in frames[-1]:
         return "COMMIT, BEGIN, SAVEPOINT (the fsync is in COMMIT)"

@@ -25,7 +25,7 @@ from gateway.log import configure
 from gateway.mail.addresses import address_hash
 from gateway.spool import SqliteSpool
 from gateway.spool.sqlite import connect
-from gateway.spool.sqlite_segments import members, version_of
+from gateway.spool.sql_segments import members, version_of
 
 
 def address(i: int) -> str:

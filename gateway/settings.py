@@ -123,6 +123,18 @@ class SpoolSettings(_Section):
     busy_timeout: Duration = Field(
         5.0, description="How long a write waits for a lock another process holds on the spool."
     )
+    writers: int = Field(
+        2,
+        gt=0,
+        le=64,
+        description="PostgreSQL: connections that write, each grouping concurrent commits into one.",
+    )
+    readers: int = Field(
+        2, gt=0, le=64, description="PostgreSQL: connections that serve reads beside the writers."
+    )
+    connect_timeout: Duration = Field(
+        5.0, description="PostgreSQL: how long opening a connection may take before it fails."
+    )
 
 
 class CampaignSettings(_Section):

@@ -8,6 +8,10 @@ while rendering. The collector holds plain data and never touches the spool itse
 The only campaign IDs that appear as label values are those of campaigns held right now,
 at most `HELD_NAMED_LIMIT` of them (`sendbrake_held_campaign_info`), so cardinality
 stays bounded; `sendbrake_campaigns_held` always has the full count.
+
+Replicas sharing a PostgreSQL spool read the same numbers; only the one holding the
+leader lock reports them (`sendbrake_spool_leader` is 1 there), the others expose the
+families without samples, so an alert on them fires once, not once per replica.
 """
 
 from __future__ import annotations
@@ -53,6 +57,18 @@ class SpoolCollector(Collector):
 
     @staticmethod
     def _families(snap: SpoolGauges, now: float) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "sendbrake_spool_leader",
+            "1 on the one gateway that reports the spool-wide gauges below, else 0.",
+            value=int(snap.leader),
+        )
+        for family in SpoolCollector._spool_wide(snap, now):
+            if not snap.leader:
+                family.samples = []  # another replica reports these
+            yield family
+
+    @staticmethod
+    def _spool_wide(snap: SpoolGauges, now: float) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "sendbrake_campaigns_held",
             "Campaigns waiting in quarantine now.",

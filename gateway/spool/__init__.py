@@ -11,6 +11,7 @@ from gateway.spool.base import Spool
 from gateway.spool.sqlite import SqliteSpool
 
 __all__ = ["Spool", "SqliteSpool", "create_spool", "sqlite_path"]
+POSTGRES_SCHEMES = {"postgresql", "postgres"}
 
 
 def sqlite_path(url: str) -> Path:
@@ -36,8 +37,21 @@ def create_spool(settings: SpoolSettings) -> Spool:
             max_batch=settings.max_batch,
             busy_timeout=settings.busy_timeout,
         )
-    if scheme in {"postgresql", "postgres"}:
-        raise ConfigError(
-            "spool.url", "spool.url", "the PostgreSQL spool is not built yet; use sqlite:///…"
+    if scheme in POSTGRES_SCHEMES:
+        try:
+            from gateway.spool.postgres import PostgresSpool
+        except ImportError as exc:  # the optional driver is not installed
+            raise ConfigError(
+                "spool.url",
+                "spool.url",
+                f"a PostgreSQL spool needs psycopg: pip install 'sendbrake[postgres]' ({exc})",
+            ) from None
+        return PostgresSpool(
+            settings.url,
+            writers=settings.writers,
+            readers=settings.readers,
+            commit_delay=settings.commit_delay,
+            max_batch=settings.max_batch,
+            connect_timeout=settings.connect_timeout,
         )
     raise ConfigError("spool.url", "spool.url", f"unknown spool URL scheme {scheme!r}")

@@ -1,6 +1,6 @@
 """The Spool protocol: the one durable place every stage hands work through.
 
-Backends (SQLite now, PostgreSQL for several replicas) implement this protocol; the
+Backends (SQLite embedded, PostgreSQL for several replicas) implement this protocol; the
 stages depend only on it. Every method that changes state is one transaction, and
 `accept` returns only after that transaction is durable.
 """
@@ -8,7 +8,7 @@ stages depend only on it. Every method that changes state is one transaction, an
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Protocol, TypeVar
 
@@ -59,6 +59,13 @@ class SpoolGauges:
     recipients: Mapping[RecipientState, int]  # every state, zero included
     relay_paused: bool
     held: tuple[HeldCampaign, ...]  # the longest-waiting first, at most the limit asked
+    # This process reports the spool-wide numbers. Replicas sharing one database each read
+    # the same numbers; only the leader reports them, so an alert fires once, not per replica.
+    leader: bool = True
+
+    def as_follower(self) -> SpoolGauges:
+        """The same snapshot, marked as one another replica reports."""
+        return replace(self, leader=False)
 
     @property
     def recipients_held(self) -> int:
@@ -163,7 +170,7 @@ class Review(Protocol):
     async def release(
         self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
     ) -> Campaign | None:
-        """Queue held recipients again (compare-and-set, so never twice); see sqlite_review."""
+        """Queue held recipients again (compare-and-set, so never twice); see sql_review."""
 
     async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
         """Discard what has not gone out; later mail for the campaign is refused."""
@@ -239,9 +246,9 @@ class Spool(Storage, Queue, Review, Segments, Access, Protocol):
     """
 
 
-def migrations() -> list[tuple[int, str]]:
-    """Return the forward-only schema migrations as (version, SQL), in order."""
-    folder = resources.files("gateway.spool") / "migrations"
+def migrations(backend: str) -> list[tuple[int, str]]:
+    """Return a backend's forward-only schema migrations as (version, SQL), in order."""
+    folder = resources.files("gateway.spool") / "migrations" / backend
     return sorted(
         (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()

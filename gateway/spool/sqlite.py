@@ -1,11 +1,10 @@
 """SQLite spool (WAL) with group commit: the embedded default, nothing to install.
 
-One writer thread owns the write connection. Concurrent SMTP sessions hand it units of
-work; it runs every unit that is waiting, each inside its own SAVEPOINT, then commits
-them all with one fsync and only then answers their futures. So a 250 always follows a
-durable commit, without one fsync per message. Reads use a second connection on their
-own thread (WAL lets them run beside the writer). A lock file makes the spool exclusive
-to one process, which is what lets `open` reclaim every lease a crash left behind.
+One writer thread owns the write connection (`gateway.spool.writer`): concurrent SMTP
+sessions hand it units of work and it commits all that wait with one fsync, so a 250
+always follows a durable commit. Reads use a second connection on their own thread (WAL
+lets them run beside the writer). A lock file makes the spool exclusive to one process,
+which is what lets `open` reclaim every lease a crash left behind.
 """
 
 from __future__ import annotations
@@ -15,44 +14,42 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from gateway.errors import SpoolError, SpoolLocked
-from gateway.model import (
-    AuditEntry,
-    Campaign,
-    CampaignEvent,
-    Delivery,
-    Finding,
-    Manifest,
-    RecipientRecord,
-    ReleaseScope,
-    Segment,
-    Settlement,
-    StoredMessage,
-    Token,
-)
-from gateway.spool import sqlite_access as access
-from gateway.spool import sqlite_queue as q
-from gateway.spool import sqlite_review as r
-from gateway.spool import sqlite_segments
-from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
-from gateway.spool.port import Tx
-from gateway.spool.sqlite_tx import SqliteTx
-from gateway.spool.sqlite_writer import Writer
-from gateway.states import CampaignState, RecipientState
+from gateway.spool import sql_queue as q
+from gateway.spool import sql_segments
+from gateway.spool.base import migrations
+from gateway.spool.dialect import Conn, Dialect
+from gateway.spool.sql_spool import SqlSpool
+from gateway.spool.writer import Writer
 
 T = TypeVar("T")
-Work = Callable[[sqlite3.Connection], Any]
 log = structlog.get_logger(__name__)
 
+SQLITE = Dialect(
+    name="sqlite",
+    begin="BEGIN IMMEDIATE",
+    errors=(sqlite3.Error,),
+    in_transaction=lambda conn: bool(conn.in_transaction),
+    transient=lambda exc: False,  # one writer: nobody to deadlock with
+    shared=False,
+    leased_index="INDEXED BY recipients_leased",
+)
 
-class SqliteSpool:
+
+class SqliteConnection(sqlite3.Connection):
+    """A connection that tells the shared statements they run on SQLite."""
+
+    dialect = SQLITE
+
+
+class SqliteSpool(SqlSpool):
     """The Spool protocol on one SQLite database file."""
 
     def __init__(
@@ -65,12 +62,12 @@ class SqliteSpool:
     ) -> None:
         self._busy_timeout = busy_timeout
         self.path = path
-        self._writer = Writer(self._connect, commit_delay, max_batch)
+        self._writer = Writer(self._connect, SQLITE, delay=commit_delay, max_batch=max_batch)
         self._reader: ThreadPoolExecutor | None = None
-        self._read_conn: sqlite3.Connection | None = None
+        self._read_conn: SqliteConnection | None = None
         self._lock_fd: int | None = None
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> SqliteConnection:
         return connect(self.path, self._busy_timeout)
 
     async def open(self) -> None:
@@ -83,7 +80,7 @@ class SqliteSpool:
             # The lock file proves no other process is alive to own these leases.
             with conn:
                 recovered = q.give_back(conn, now=time.time())
-                sqlite_segments.retire_unfinished(conn)
+                sql_segments.retire_unfinished(conn)
         finally:
             conn.close()
         if recovered:
@@ -110,7 +107,7 @@ class SqliteSpool:
             current = schema_version(conn)
         finally:
             conn.close()
-        latest = migrations()[-1][0]
+        latest = migrations("sqlite")[-1][0]
         if current != latest:
             raise SpoolError(
                 f"{self.path} has schema version {current}, this sendbrake needs {latest}:"
@@ -144,11 +141,11 @@ class SqliteSpool:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, work: Callable[[Conn], T]) -> T:
         result: T = await self._writer.submit(work)
         return result
 
-    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, work: Callable[[Conn], T]) -> T:
         if self._reader is None or self._read_conn is None:
             raise SpoolError("the spool is not open")
         conn = self._read_conn
@@ -157,185 +154,22 @@ class SqliteSpool:
         except sqlite3.Error as exc:
             raise SpoolError(f"spool read failed: {exc}") from exc
 
-    async def ping(self) -> None:
-        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+    async def _snapshot(self, work: Callable[[Conn], T]) -> T:
+        def within(conn: Conn) -> T:
+            conn.execute("BEGIN")  # one WAL snapshot for every read of `work`
+            try:
+                return work(conn)
+            finally:
+                conn.execute("ROLLBACK")  # read only: nothing to keep
 
-    # -- the queue ----------------------------------------------------------------------
-
-    async def transact(self, work: Callable[[Tx], T]) -> T:
-        return await self._write(lambda c: work(SqliteTx(c)))
-
-    async def read(self, work: Callable[[Tx], T]) -> T:
-        return await self._read(lambda c: work(SqliteTx(c)))
-
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
-        return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
-
-    async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
-        return await self._write(lambda c: q.settle(c, owner, settlements, now))
-
-    async def release_leases(self, owner: str, now: float) -> int:
-        return await self._write(lambda c: q.give_back(c, now=now, owner=owner))
-
-    async def renew_leases(self, owner: str, recipient_ids: Sequence[int], until: float) -> int:
-        return await self._write(lambda c: q.renew(c, owner, recipient_ids, until))
-
-    async def next_due(self) -> float | None:
-        def work(conn: sqlite3.Connection) -> float | None:
-            # A lease running out makes work due too: its recipients are taken over then.
-            row = conn.execute(
-                "SELECT MIN(at) FROM (SELECT MIN(next_attempt_at) AS at FROM recipients"
-                " WHERE state IN (?, ?) UNION ALL SELECT MIN(lease_until) FROM recipients"
-                " WHERE state = 'sending')",
-                q.CLAIMABLE_STATES,
-            ).fetchone()
-            return None if row[0] is None else float(row[0])
-
-        return await self._read(work)
-
-    async def count_by_state(self) -> dict[RecipientState, int]:
-        def work(conn: sqlite3.Connection) -> dict[RecipientState, int]:
-            rows = conn.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state").fetchall()
-            counts = dict.fromkeys(RecipientState, 0)
-            counts.update({RecipientState(state): count for state, count in rows})
-            return counts
-
-        return await self._read(work)
-
-    async def gauges(self, limit: int = HELD_NAMED_LIMIT) -> SpoolGauges:
-        return await self._read(lambda c: r.gauges(c, limit))
-
-    # -- campaigns and review -----------------------------------------------------------
-
-    async def campaign(self, campaign_id: str) -> Campaign | None:
-        return await self._read(lambda c: q.campaign_by_id(c, campaign_id))
-
-    async def find_campaign(self, client: str, key: str) -> Campaign | None:
-        def work(conn: sqlite3.Connection) -> Campaign | None:
-            row = conn.execute(
-                f"SELECT {q.CAMPAIGN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
-                " ORDER BY created_at DESC LIMIT 1",
-                (client, key),
-            ).fetchone()
-            return None if row is None else q.campaign_from_row(row)
-
-        return await self._read(work)
-
-    async def campaigns(
-        self, *, state: CampaignState | None = None, limit: int = 50, before: str | None = None
-    ) -> list[Campaign]:
-        return await self._read(lambda c: r.list_campaigns(c, state, limit, before))
-
-    async def events(self, campaign_id: str) -> list[CampaignEvent]:
-        return await self._read(lambda c: r.events(c, campaign_id))
-
-    async def recipients(
-        self,
-        *,
-        campaign_id: str | None = None,
-        message_id: str | None = None,
-        state: RecipientState | None = None,
-        limit: int = 1000,
-        after: int = 0,
-    ) -> list[RecipientRecord]:
-        clauses, params = ["id > ?"], [str(after)]
-        for column, value in (
-            ("campaign_id", campaign_id),
-            ("message_id", message_id),
-            ("state", state),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(str(value))
-
-        def work(conn: sqlite3.Connection) -> list[RecipientRecord]:
-            rows = conn.execute(
-                f"SELECT {q.RECIPIENT_COLUMNS} FROM recipients WHERE {' AND '.join(clauses)}"
-                " ORDER BY id LIMIT ?",
-                (*params, limit),
-            ).fetchall()
-            return [q.recipient_from_row(row) for row in rows]
-
-        return await self._read(work)
-
-    async def message(self, message_id: str) -> StoredMessage | None:
-        return await self._read(lambda c: r.message(c, message_id))
-
-    async def hold(self, campaign_id: str, finding: Finding, now: float) -> Campaign | None:
-        return await self._write(lambda c: r.manual_hold(c, campaign_id, finding, now))
-
-    async def release(
-        self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
-    ) -> Campaign | None:
-        return await self._write(lambda c: r.release(c, campaign_id, actor, now, scope))
-
-    async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
-        return await self._write(lambda c: r.reject(c, campaign_id, actor, now))
-
-    async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
-        return await self._write(lambda c: r.approve_release(c, campaign_id, actor, now))
-
-    async def put_manifest(self, manifest: Manifest) -> None:
-        await self._write(lambda c: r.put_manifest(c, manifest))
-
-    async def set_relay_paused(self, paused: bool, actor: str, reason: str, now: float) -> None:
-        await self._write(lambda c: r.set_relay_paused(c, paused, actor, reason, now))
-
-    async def relay_paused(self) -> bool:
-        return await self._read(q.relay_paused)
-
-    # -- segments -----------------------------------------------------------------------
-
-    async def segment_begin(self, name: str, now: float) -> int:
-        return await self._write(lambda c: sqlite_segments.begin(c, name, now))
-
-    async def segment_add(self, version: int, hashes: Sequence[int]) -> int:
-        return await self._write(lambda c: sqlite_segments.add(c, version, hashes))
-
-    async def segment_publish(self, segment: Segment) -> int | None:
-        return await self._write(lambda c: sqlite_segments.publish(c, segment))
-
-    async def segment_abandon(self, version: int) -> None:
-        await self._write(lambda c: sqlite_segments.abandon(c, version))
-
-    async def segments(self) -> list[Segment]:
-        return await self._read(sqlite_segments.segments)
-
-    async def segment(self, name: str) -> Segment | None:
-        return await self._read(lambda c: sqlite_segments.segment(c, name))
-
-    async def purge_segments(self) -> int:
-        return await self._write(sqlite_segments.purge)
-
-    async def prune_frequency(self, before: float) -> int:
-        return await self._write(
-            lambda c: c.execute("DELETE FROM frequency WHERE at < ?", (before,)).rowcount
-        )
-
-    # -- audit and tokens ---------------------------------------------------------------
-
-    async def append_audit(self, entry: AuditEntry) -> int:
-        return await self._write(lambda c: access.append_audit(c, entry))
-
-    async def audit_log(self, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
-        return await self._read(lambda c: access.audit_log(c, limit, before))
-
-    async def token_by_hash(self, sha256: str) -> Token | None:
-        return await self._read(lambda c: access.token_by_hash(c, sha256))
-
-    async def add_token(self, token: Token) -> None:
-        await self._write(lambda c: access.add_token(c, token))
-
-    async def tokens(self) -> list[Token]:
-        return await self._read(access.tokens)
-
-    async def revoke_token(self, name: str, now: float) -> bool:
-        return await self._write(lambda c: access.revoke_token(c, name, now))
+        return await self._read(within)
 
 
-def connect(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
+def connect(path: Path, busy_timeout: float = 5.0) -> SqliteConnection:
     """Open a connection with the settings every spool connection uses."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, factory=SqliteConnection
+    )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA synchronous = FULL")  # WAL + FULL: each COMMIT is durable
     return conn
@@ -345,7 +179,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     """Apply the forward-only migrations this database has not seen yet."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     current = schema_version(conn)
-    for version, sql in migrations():
+    for version, sql in migrations("sqlite"):
         if version > current:
             # executescript commits first; wrap the migration in its own transaction.
             conn.executescript(

@@ -10,11 +10,11 @@ holds; nothing here commits.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.spool.dialect import Conn
 from gateway.errors import IllegalTransition
 from gateway.states import (
     CAMPAIGN_TRANSITIONS,
@@ -45,7 +45,7 @@ def _check(table: Any, sources: Iterable[Any], target: Any) -> tuple[str, ...]:
 
 
 def move_campaign(
-    conn: sqlite3.Connection,
+    conn: Conn,
     campaign_id: str,
     sources: Iterable[CampaignState],
     target: CampaignState,
@@ -95,7 +95,7 @@ def _recipient_update(
 
 
 def move_recipients(
-    conn: sqlite3.Connection, source: RecipientState, target: RecipientState, rows: Rows
+    conn: Conn, source: RecipientState, target: RecipientState, rows: Rows
 ) -> int:
     """Move the recipient rows in `source` that `rows` selects to `target`; return how many."""
     sql, values = _recipient_update(source, target, rows)
@@ -103,7 +103,7 @@ def move_recipients(
 
 
 def move_recipients_returning(
-    conn: sqlite3.Connection,
+    conn: Conn,
     source: RecipientState,
     target: RecipientState,
     rows: Rows,

@@ -387,7 +387,7 @@ async def test_attach_never_migrates_a_schema_behind_a_running_gateway(tmp_path)
             await SqliteSpool(path).attach()
         assert (
             conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-            == len(migrations()) - 1
+            == len(migrations("sqlite")) - 1
         )
     finally:
         conn.close()

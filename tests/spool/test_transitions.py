@@ -20,7 +20,7 @@ from gateway.states import (
 
 SPOOL = Path(gateway.spool.__file__).parent
 HELPER = Path(transitions.__file__)
-# Campaigns and recipients; segment versions have a lifecycle of their own (sqlite_segments).
+# Campaigns and recipients; segment versions have a lifecycle of their own (sql_segments).
 _UPDATE = re.compile(
     r"\bUPDATE\s+(?:campaigns|recipients)\s+SET\b(?P<set>.*?)(?:\bWHERE\b|$)",
     re.IGNORECASE | re.DOTALL,

@@ -1,28 +1,29 @@
-"""SQLite statements of human review: hold, release, reject, manifests, the relay switch.
+"""Statements of human review: hold, release, reject, manifests, the relay switch.
 
 Every transition is a compare-and-set on the campaign's state and on the recipients'
 states, so releasing twice, or two operators releasing at once, never queues a recipient
-twice. Plain functions on a connection, like `sqlite_queue`.
+twice. Plain functions on a connection, like `sql_queue`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
+from gateway.spool.dialect import Conn
 from gateway.errors import Conflict
 from gateway.model import Campaign, CampaignEvent, Finding, Manifest, ReleaseScope, StoredMessage
-from gateway.spool import sqlite_segments
+from gateway.spool import sql_segments
 from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.spool.port import Hold
-from gateway.spool.sqlite_queue import (
+from gateway.spool.sql_queue import (
     CAMPAIGN_COLUMNS,
     add_event,
     add_findings,
     campaign_by_id,
     campaign_from_row,
+    count_by_state,
     hold,
     relay_paused,
 )
@@ -30,7 +31,7 @@ from gateway.states import CampaignState, RecipientState
 
 
 def manual_hold(
-    conn: sqlite3.Connection, campaign_id: str, finding: Finding, now: float
+    conn: Conn, campaign_id: str, finding: Finding, now: float
 ) -> Campaign | None:
     """Hold a campaign by hand (a kill switch); holding a held campaign changes nothing."""
     campaign = campaign_by_id(conn, campaign_id)
@@ -46,7 +47,7 @@ def manual_hold(
 
 
 def release(
-    conn: sqlite3.Connection,
+    conn: Conn,
     campaign_id: str,
     actor: str,
     now: float,
@@ -65,7 +66,7 @@ def release(
     which = "campaign_id = ?"
     params: list[Any] = [campaign_id]
     if only_segment is not None:
-        live = sqlite_segments.version_of(conn, only_segment)
+        live = sql_segments.version_of(conn, only_segment)
         if live is None:
             raise Conflict(f"no segment named {only_segment!r} has been loaded")
         which += " AND mailbox_hash IN (SELECT hash FROM segment_members WHERE version = ?)"
@@ -105,7 +106,7 @@ def release(
     return campaign_by_id(conn, campaign_id)
 
 
-def reject(conn: sqlite3.Connection, campaign_id: str, actor: str, now: float) -> Campaign | None:
+def reject(conn: Conn, campaign_id: str, actor: str, now: float) -> Campaign | None:
     """Discard everything of a campaign that has not gone out; later mail is refused."""
     campaign = campaign_by_id(conn, campaign_id)
     if campaign is None or campaign.state is CampaignState.REJECTED:
@@ -121,7 +122,7 @@ def reject(conn: sqlite3.Connection, campaign_id: str, actor: str, now: float) -
     if not move.moved:
         return campaign_by_id(conn, campaign_id)
     # What is leased (in delivery now) settles as the upstream answers; a lease that is
-    # given back later discards its recipient (sqlite_queue.give_back).
+    # given back later discards its recipient (sql_queue.give_back).
     discarded = {
         state: t.move_recipients(
             conn,
@@ -148,16 +149,16 @@ def reject(conn: sqlite3.Connection, campaign_id: str, actor: str, now: float) -
 
 
 def approve_release(
-    conn: sqlite3.Connection, campaign_id: str, actor: str, now: float
+    conn: Conn, campaign_id: str, actor: str, now: float
 ) -> list[str]:
     """Record one operator's approval of a pending release; return every approver so far."""
-    try:
-        conn.execute(
-            "INSERT INTO release_approvals (campaign_id, actor, at) VALUES (?, ?, ?)",
-            (campaign_id, actor, now),
-        )
-    except sqlite3.IntegrityError:
-        raise Conflict(f"{actor} already approved the release of {campaign_id}") from None
+    added = conn.execute(
+        "INSERT INTO release_approvals (campaign_id, actor, at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING RETURNING actor",
+        (campaign_id, actor, now),
+    ).fetchone()
+    if added is None:
+        raise Conflict(f"{actor} already approved the release of {campaign_id}")
     add_event(conn, campaign_id, now, "release_approved", actor)
     return [
         name
@@ -167,7 +168,7 @@ def approve_release(
     ]
 
 
-def put_manifest(conn: sqlite3.Connection, manifest: Manifest) -> None:
+def put_manifest(conn: Conn, manifest: Manifest) -> None:
     """Register a declaration; campaigns that already exist with that key take it at once."""
     d = manifest.declaration
     conn.execute(
@@ -198,7 +199,7 @@ def put_manifest(conn: sqlite3.Connection, manifest: Manifest) -> None:
 
 
 def set_relay_paused(
-    conn: sqlite3.Connection, paused: bool, actor: str, reason: str, now: float
+    conn: Conn, paused: bool, actor: str, reason: str, now: float
 ) -> None:
     """Pause or resume relaying for the whole gateway (ingest keeps accepting)."""
     value = json.dumps({"paused": paused, "by": actor, "reason": reason, "at": now})
@@ -209,8 +210,18 @@ def set_relay_paused(
     )
 
 
+def find_campaign(conn: Conn, client: str, key: str) -> Campaign | None:
+    """Return the newest campaign with this client and key."""
+    row = conn.execute(
+        f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE client = ? AND key = ?"
+        " ORDER BY created_at DESC LIMIT 1",
+        (client, key),
+    ).fetchone()
+    return None if row is None else campaign_from_row(row)
+
+
 def list_campaigns(
-    conn: sqlite3.Connection, state: CampaignState | None, limit: int, before: str | None
+    conn: Conn, state: CampaignState | None, limit: int, before: str | None
 ) -> list[Campaign]:
     """Newest first; `before` is the last ID of the previous page."""
     clauses, params = [], []
@@ -228,39 +239,32 @@ def list_campaigns(
     return [campaign_from_row(row) for row in rows]
 
 
-def gauges(conn: sqlite3.Connection, limit: int) -> SpoolGauges:
-    """Read what /metrics shows of the spool, in one read transaction (one WAL snapshot)."""
-    conn.execute("BEGIN")
-    try:
-        count, oldest = conn.execute(
-            "SELECT COUNT(*), MIN(held_at) FROM campaigns WHERE state = 'held'"
-        ).fetchone()
-        held = tuple(
-            HeldCampaign(id=cid, key=key, client=client, held_at=at)
-            for cid, key, client, at in conn.execute(
-                "SELECT id, key, client, held_at FROM campaigns WHERE state = 'held'"
-                " ORDER BY held_at, id LIMIT ?",
-                (limit,),
-            )
+def gauges(conn: Conn, limit: int) -> SpoolGauges:
+    """Read what /metrics shows of the spool; the caller runs it on one snapshot."""
+    count, oldest = conn.execute(
+        "SELECT COUNT(*), MIN(held_at) FROM campaigns WHERE state = 'held'"
+    ).fetchone()
+    held = tuple(
+        HeldCampaign(id=cid, key=key, client=client, held_at=at)
+        for cid, key, client, at in conn.execute(
+            "SELECT id, key, client, held_at FROM campaigns WHERE state = 'held'"
+            " ORDER BY held_at, id LIMIT ?",
+            (limit,),
         )
-        # A scan of the (state, next_attempt_at) covering index, not of the table: about
-        # 0.1 s per million recipient rows on the reader thread, once per scrape.
-        recipients = dict.fromkeys(RecipientState, 0)
-        for state, n in conn.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state"):
-            recipients[RecipientState(state)] = n
-        paused = relay_paused(conn)
-    finally:
-        conn.execute("ROLLBACK")  # read only: nothing to keep, and the snapshot ends
+    )
+    # A scan of the (state, next_attempt_at) covering index, not of the table: about
+    # 0.1 s per million recipient rows on SQLite's reader thread, once per scrape.
+    paused = relay_paused(conn)
     return SpoolGauges(
         campaigns_held=count,
         oldest_held_at=oldest,
-        recipients=recipients,
+        recipients=count_by_state(conn),
         relay_paused=paused,
         held=held,
     )
 
 
-def events(conn: sqlite3.Connection, campaign_id: str) -> list[CampaignEvent]:
+def events(conn: Conn, campaign_id: str) -> list[CampaignEvent]:
     """Return a campaign's timeline, oldest first."""
     return [
         CampaignEvent(at=at, event=event, actor=actor, details=json.loads(details))
@@ -271,7 +275,7 @@ def events(conn: sqlite3.Connection, campaign_id: str) -> list[CampaignEvent]:
     ]
 
 
-def message(conn: sqlite3.Connection, message_id: str) -> StoredMessage | None:
+def message(conn: Conn, message_id: str) -> StoredMessage | None:
     """One spooled message."""
     row = conn.execute(
         "SELECT id, campaign_id, client, mail_from, content, ingress, received_at FROM messages"

@@ -1,19 +1,19 @@
-"""SQLite statements of the message queue: hold, claim, renew, settle, give leases back.
+"""Statements of the message queue: hold, claim, renew, settle, give leases back.
 
-Plain functions on a connection, run by the spool's writer thread inside its group
-transaction. Campaign counters change in the same statement batch as the recipient rows,
+Plain functions on a connection (`gateway.spool.dialect.Conn`), run by the spool's writers
+inside their group transaction. Campaign counters change in the same statement batch as the recipient rows,
 so they can never disagree with them.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from gateway.spool.dialect import Conn
 from gateway.model import (
     Campaign,
     Counters,
@@ -38,9 +38,12 @@ RECIPIENT_COLUMNS = (
 )
 CLAIMABLE_STATES = tuple(str(state) for state in CLAIMABLE)
 _CHUNK = 500  # ids per statement
+# Locked rows a shared claim reads per message it may take: a message's other due rows
+# wait for the next claim.
+_ROWS_PER_MESSAGE = 4
 
 
-def campaign_by_id(conn: sqlite3.Connection, campaign_id: str) -> Campaign | None:
+def campaign_by_id(conn: Conn, campaign_id: str) -> Campaign | None:
     """Read one campaign."""
     row = conn.execute(
         f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
@@ -49,7 +52,7 @@ def campaign_by_id(conn: sqlite3.Connection, campaign_id: str) -> Campaign | Non
 
 
 def add_event(
-    conn: sqlite3.Connection, campaign_id: str, now: float, event: str, actor: str, **details: Any
+    conn: Conn, campaign_id: str, now: float, event: str, actor: str, **details: Any
 ) -> None:
     """Append a step to a campaign's timeline."""
     conn.execute(
@@ -58,7 +61,7 @@ def add_event(
     )
 
 
-def hold(conn: sqlite3.Connection, campaign: Campaign, hold: Hold) -> int | None:
+def hold(conn: Conn, campaign: Campaign, hold: Hold) -> int | None:
     """Quarantine a campaign: nothing of it that is still waiting may be relayed.
 
     A compare-and-set from the state `campaign` was read in. Return how many recipients
@@ -99,7 +102,7 @@ def hold(conn: sqlite3.Connection, campaign: Campaign, hold: Hold) -> int | None
     return held
 
 
-def add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequence[Finding]) -> None:
+def add_findings(conn: Conn, campaign: Campaign, findings: Sequence[Finding]) -> None:
     """Merge findings by (rule, kind): a repeat raises its count and refreshes its evidence."""
     merged = {f.signature: asdict(f) for f in campaign.findings}
     for finding in findings:
@@ -113,7 +116,7 @@ def add_findings(conn: sqlite3.Connection, campaign: Campaign, findings: Sequenc
 
 
 def claim(
-    conn: sqlite3.Connection, owner: str, now: float, limit: int, lease: float
+    conn: Conn, owner: str, now: float, limit: int, lease: float
 ) -> list[Delivery]:
     """Lease due recipients of up to `limit` messages, unless the relay is paused.
 
@@ -124,7 +127,7 @@ def claim(
         give_back(conn, now=now, expired_at=now)
     if relay_paused(conn):
         return []
-    message_ids = _due_messages(conn, now, limit)
+    message_ids, which = _due(conn, now, limit)
     if not message_ids:
         return []
     marks = ",".join("?" * len(message_ids))
@@ -143,8 +146,8 @@ def claim(
             source,
             RecipientState.SENDING,
             t.Rows(
-                f"message_id IN ({marks}) AND next_attempt_at <= ?",
-                (*message_ids, now),
+                which.where,
+                which.params,
                 "lease_owner = ?, lease_until = ?, updated_at = ?",
                 (owner, now + lease, now),
             ),
@@ -180,11 +183,11 @@ def claim(
     return deliveries
 
 
-def _any_expired(conn: sqlite3.Connection, now: float) -> bool:
+def _any_expired(conn: Conn, now: float) -> bool:
     """Tell whether a lease has run out (one seek of the index of leased rows)."""
     return (
         conn.execute(
-            "SELECT 1 FROM recipients INDEXED BY recipients_leased"
+            f"SELECT 1 FROM recipients {conn.dialect.leased_index}"
             " WHERE state = 'sending' AND lease_until <= ? LIMIT 1",
             (now,),
         ).fetchone()
@@ -192,7 +195,7 @@ def _any_expired(conn: sqlite3.Connection, now: float) -> bool:
     )
 
 
-def renew(conn: sqlite3.Connection, owner: str, recipient_ids: Sequence[int], until: float) -> int:
+def renew(conn: Conn, owner: str, recipient_ids: Sequence[int], until: float) -> int:
     """Extend `owner`'s leases on these recipients; return how many it still held."""
     renewed = 0
     for start in range(0, len(recipient_ids), _CHUNK):  # within SQLite's variable limit
@@ -206,22 +209,39 @@ def renew(conn: sqlite3.Connection, owner: str, recipient_ids: Sequence[int], un
     return renewed
 
 
-def _due_messages(conn: sqlite3.Connection, now: float, limit: int) -> list[str]:
-    """Return up to `limit` messages with due recipients, the longest waiting first."""
-    # Walk the (state, next_attempt_at) index per state and stop after `limit` rows, so a
-    # claim costs the same however long the backlog is.
+def _due(conn: Conn, now: float, limit: int) -> tuple[list[str], t.Rows]:
+    """Return up to `limit` messages with due recipients (the longest waiting first) and
+    which of their recipient rows the claim takes.
+
+    Walks the (state, next_attempt_at) index per state and stops after `limit` rows, so a
+    claim costs the same however long the backlog is. Where several processes claim at
+    once, the rows are locked as they are read and rows another claim has locked are
+    skipped (FOR UPDATE SKIP LOCKED): the claim takes exactly the rows it locked, and two
+    replicas never wait for, or take, each other's.
+    """
+    shared = conn.dialect.shared
+    lock = " FOR UPDATE SKIP LOCKED" if shared else ""
     due: dict[str, float] = {}
+    rows: dict[str, list[int]] = {}
     for source in CLAIMABLE_STATES:
-        for message_id, at in conn.execute(
-            "SELECT message_id, next_attempt_at FROM recipients WHERE state = ?"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-            (source, now, limit),
+        for rid, message_id, at in conn.execute(
+            "SELECT id, message_id, next_attempt_at FROM recipients WHERE state = ?"
+            f" AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock}",
+            (source, now, limit * _ROWS_PER_MESSAGE if shared else limit),
         ):
             due[message_id] = min(at, due.get(message_id, at))
-    return sorted(due, key=due.__getitem__)[:limit]
+            rows.setdefault(message_id, []).append(rid)
+    message_ids = sorted(due, key=due.__getitem__)[:limit]
+    if shared:
+        ids = [rid for mid in message_ids for rid in rows[mid]]
+        return message_ids, t.Rows(f"id IN ({','.join('?' * len(ids))})", ids)
+    marks = ",".join("?" * len(message_ids))
+    return message_ids, t.Rows(
+        f"message_id IN ({marks}) AND next_attempt_at <= ?", (*message_ids, now)
+    )
 
 
-def relay_paused(conn: sqlite3.Connection) -> bool:
+def relay_paused(conn: Conn) -> bool:
     """Tell whether an operator paused the relay (a durable, gateway-wide switch)."""
     row = conn.execute("SELECT value FROM flags WHERE name = 'relay_paused'").fetchone()
     return row is not None and bool(json.loads(row[0]).get("paused"))
@@ -237,7 +257,7 @@ _SETTLED_COUNTER = {
 
 
 def settle(
-    conn: sqlite3.Connection, owner: str, settlements: Sequence[Settlement], now: float
+    conn: Conn, owner: str, settlements: Sequence[Settlement], now: float
 ) -> int:
     """Record outcomes; a row whose lease was lost is left to its new owner."""
     changes: Counter[tuple[str, str]] = Counter()
@@ -290,7 +310,7 @@ _RETRY_AS = {
 
 
 def _retry_states(
-    conn: sqlite3.Connection, recipient_ids: Sequence[int]
+    conn: Conn, recipient_ids: Sequence[int]
 ) -> dict[int, RecipientState]:
     """Return, for deferred recipients whose campaign stopped, where they wait instead."""
     if not recipient_ids:
@@ -305,7 +325,7 @@ def _retry_states(
 
 
 def give_back(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     now: float,
     owner: str | None = None,
@@ -316,7 +336,7 @@ def give_back(
     A recipient leased before its campaign was held or rejected waits held, or is
     discarded, instead of going out when it is claimed again.
     """
-    where, params = "1", list[Any]()
+    where, params = "1 = 1", list[Any]()
     if owner is not None:
         where, params = "lease_owner = ?", [owner]
     if expired_at is not None:
@@ -345,6 +365,52 @@ def give_back(
                 (moved, moved, campaign_id),
             )
     return total
+
+
+def next_due(conn: Conn) -> float | None:
+    """Return when the earliest claimable recipient becomes due, or None."""
+    # A lease running out makes work due too: its recipients are taken over then.
+    row = conn.execute(
+        "SELECT MIN(at) FROM (SELECT MIN(next_attempt_at) AS at FROM recipients"
+        " WHERE state IN (?, ?) UNION ALL SELECT MIN(lease_until) FROM recipients"
+        " WHERE state = 'sending') AS due",
+        CLAIMABLE_STATES,
+    ).fetchone()
+    return None if row[0] is None else float(row[0])
+
+
+def count_by_state(conn: Conn) -> dict[RecipientState, int]:
+    """Return how many recipients sit in each state, zero included."""
+    rows = conn.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state").fetchall()
+    counts = dict.fromkeys(RecipientState, 0)
+    counts.update({RecipientState(state): count for state, count in rows})
+    return counts
+
+
+def recipients(
+    conn: Conn,
+    campaign_id: str | None,
+    message_id: str | None,
+    state: RecipientState | None,
+    limit: int,
+    after: int,
+) -> list[RecipientRecord]:
+    """Recipient rows by ID order, filtered, starting after row `after`."""
+    clauses, params = ["id > ?"], list[Any]([after])
+    for column, value in (
+        ("campaign_id", campaign_id),
+        ("message_id", message_id),
+        ("state", state),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(str(value))
+    rows = conn.execute(
+        f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE {' AND '.join(clauses)}"
+        " ORDER BY id LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [recipient_from_row(row) for row in rows]
 
 
 def campaign_from_row(row: Sequence[Any]) -> Campaign:

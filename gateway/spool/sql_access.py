@@ -1,4 +1,4 @@
-"""SQLite statements of who may act and what they did: API tokens and the audit log.
+"""Statements of who may act and what they did: API tokens and the audit log.
 
 Tokens are stored as hashes only; the audit table refuses updates and deletes (a trigger
 in the migrations), so the log is append-only. Plain functions on a connection.
@@ -7,19 +7,19 @@ in the migrations), so the log is append-only. Plain functions on a connection.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.spool.dialect import Conn
 from gateway.errors import Conflict
 from gateway.model import AuditEntry, Role, Token
 
 
-def append_audit(conn: sqlite3.Connection, entry: AuditEntry) -> int:
+def append_audit(conn: Conn, entry: AuditEntry) -> int:
     """Append one audit entry; the table refuses updates and deletes."""
-    cursor = conn.execute(
+    row = conn.execute(
         "INSERT INTO audit (at, actor, action, target, reason, outcome, details)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             entry.at,
             entry.actor,
@@ -29,11 +29,11 @@ def append_audit(conn: sqlite3.Connection, entry: AuditEntry) -> int:
             entry.outcome,
             json.dumps(dict(entry.details)),
         ),
-    )
-    return cursor.lastrowid or 0
+    ).fetchone()
+    return int(row[0])
 
 
-def audit_log(conn: sqlite3.Connection, limit: int, before: int | None) -> list[AuditEntry]:
+def audit_log(conn: Conn, limit: int, before: int | None) -> list[AuditEntry]:
     """Newest first; `before` is the last ID of the previous page."""
     rows = conn.execute(
         "SELECT id, at, actor, action, target, reason, outcome, details FROM audit"
@@ -46,24 +46,18 @@ def audit_log(conn: sqlite3.Connection, limit: int, before: int | None) -> list[
     ]
 
 
-def add_token(conn: sqlite3.Connection, token: Token) -> None:
+def add_token(conn: Conn, token: Token) -> None:
     """Store a token's hash; a name in use (even revoked) is a conflict."""
-    try:
-        conn.execute(
-            "INSERT INTO tokens (name, sha256, roles, identity, created_at) VALUES (?, ?, ?, ?, ?)",
-            (
-                token.name,
-                token.sha256,
-                json.dumps(sorted(token.roles)),
-                token.identity,
-                token.created_at,
-            ),
-        )
-    except sqlite3.IntegrityError:
-        raise Conflict(f"a token named {token.name!r} exists already") from None
+    added = conn.execute(
+        "INSERT INTO tokens (name, sha256, roles, identity, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING RETURNING name",
+        (token.name, token.sha256, json.dumps(sorted(token.roles)), token.identity, token.created_at),
+    ).fetchone()
+    if added is None:
+        raise Conflict(f"a token named {token.name!r} exists already")
 
 
-def tokens(conn: sqlite3.Connection) -> list[Token]:
+def tokens(conn: Conn) -> list[Token]:
     """Every stored token, revoked ones included."""
     return [
         _token(row)
@@ -73,7 +67,7 @@ def tokens(conn: sqlite3.Connection) -> list[Token]:
     ]
 
 
-def token_by_hash(conn: sqlite3.Connection, sha256: str) -> Token | None:
+def token_by_hash(conn: Conn, sha256: str) -> Token | None:
     """Return the live token with this hash, if any."""
     row = conn.execute(
         "SELECT name, sha256, roles, identity, created_at, revoked_at FROM tokens"
@@ -83,7 +77,7 @@ def token_by_hash(conn: sqlite3.Connection, sha256: str) -> Token | None:
     return None if row is None else _token(row)
 
 
-def revoke_token(conn: sqlite3.Connection, name: str, now: float) -> bool:
+def revoke_token(conn: Conn, name: str, now: float) -> bool:
     """Revoke a token by name; False when there is no live token of that name."""
     return (
         conn.execute(

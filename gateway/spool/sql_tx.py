@@ -1,37 +1,46 @@
-"""The transaction port (`gateway.spool.port.Tx`) on one SQLite connection.
+"""The transaction port (`gateway.spool.port.Tx`) on one SQL connection.
 
-Run by the writer thread inside a unit of its group commit, so the single writer is the
-campaign's lock: the counter update and the decision made between these calls are one
-atomic step. Statements only; what they mean is the caller's.
+Run by a writer thread inside a unit of its group commit. On SQLite the single writer is
+the campaign's lock; where several processes write (PostgreSQL), `current_campaign` takes
+a lock on the campaign's key that the transaction holds until it commits. Either way the
+counter update and the decision made between these calls are one atomic step.
+Statements only; what they mean is the caller's.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from gateway.spool.dialect import Conn
 from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, Submission, new_id
-from gateway.spool import sqlite_queue as q
-from gateway.spool import sqlite_review, sqlite_segments
+from gateway.spool import sql_queue as q
+from gateway.spool import sql_review, sql_segments
 from gateway.spool import transitions as t
 from gateway.spool.port import Hold, Joined
 from gateway.states import CampaignState, RecipientState
 
 
-class SqliteTx:
+class SqlTx:
     """Storage primitives of one admitting or reviewing transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self._conn = conn
+        self._key_lock = conn.dialect.key_lock
 
     # -- campaigns ------------------------------------------------------------------------
 
     def current_campaign(self, client: str, key: str, not_before: float | None) -> Joined | None:
         since, params = ("", ()) if not_before is None else (" AND created_at >= ?", (not_before,))
+        lock = ""
+        if self._key_lock:
+            # Serialises every admission of this key across processes, the one that creates
+            # the campaign included, until this transaction commits.
+            self._conn.execute(self._key_lock, (client, key))
+            lock = " FOR UPDATE"
         row = self._conn.execute(
             "SELECT id, state, declared_size, declared_category, declared_locale FROM campaigns"
-            f" WHERE client = ? AND key = ?{since} ORDER BY created_at DESC LIMIT 1",
+            f" WHERE client = ? AND key = ?{since} ORDER BY created_at DESC LIMIT 1{lock}",
             (client, key, *params),
         ).fetchone()
         if row is None:
@@ -96,7 +105,7 @@ class SqliteTx:
         return q.hold(self._conn, campaign, hold)
 
     def release(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
-        return sqlite_review.release(self._conn, campaign_id, actor, now)
+        return sql_review.release(self._conn, campaign_id, actor, now)
 
     def event(self, campaign_id: str, now: float, event: str, actor: str, **details: Any) -> None:
         q.add_event(self._conn, campaign_id, now, event, actor, **details)
@@ -117,11 +126,11 @@ class SqliteTx:
         }
 
     def segment_members(self, name: str, hashes: Sequence[int]) -> tuple[int, set[int]] | None:
-        live = sqlite_segments.version_of(self._conn, name)
+        live = sql_segments.version_of(self._conn, name)
         if live is None:
             return None
         version, size = live
-        return size, sqlite_segments.members(self._conn, version, hashes) if hashes else set()
+        return size, sql_segments.members(self._conn, version, hashes) if hashes else set()
 
     def tallies(self, campaign_id: str, names: Iterable[str] | None = None) -> dict[str, int]:
         if names is None:
@@ -171,7 +180,8 @@ class SqliteTx:
     def add_tallies(self, campaign_id: str, deltas: Mapping[str, int]) -> None:
         self._conn.executemany(
             "INSERT INTO campaign_tallies (campaign_id, name, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (campaign_id, name) DO UPDATE SET value = value + excluded.value",
+            " ON CONFLICT (campaign_id, name)"
+            " DO UPDATE SET value = campaign_tallies.value + excluded.value",
             [(campaign_id, name, delta) for name, delta in deltas.items() if delta],
         )
 

@@ -1,4 +1,4 @@
-"""SQLite statements of audience segments: versioned member lists and their lookups.
+"""Statements of audience segments: versioned member lists and their lookups.
 
 A load writes a new version's members in many small transactions (so ingest is never
 stalled behind a ten-million-row insert), then `publish` moves the segment's pointer to it
@@ -7,9 +7,9 @@ in one transaction. Old versions are retired and purged in bounded chunks afterw
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 
+from gateway.spool.dialect import Conn
 from gateway.errors import Conflict
 from gateway.model import Segment
 
@@ -17,7 +17,7 @@ PURGE_CHUNK = 50_000
 _COLUMNS = "name, version, size, lines, invalid, source, digest, loaded_by, loaded_at"
 
 
-def begin(conn: sqlite3.Connection, name: str, now: float) -> int:
+def begin(conn: Conn, name: str, now: float) -> int:
     """Start loading a new version of `name`; return its version number."""
     row = conn.execute(
         "INSERT INTO segment_versions (name, state, started_at) VALUES (?, 'loading', ?)"
@@ -27,17 +27,16 @@ def begin(conn: sqlite3.Connection, name: str, now: float) -> int:
     return int(row[0])
 
 
-def add(conn: sqlite3.Connection, version: int, hashes: Iterable[int]) -> int:
+def add(conn: Conn, version: int, hashes: Iterable[int]) -> int:
     """Add members to a loading version; return how many were new (repeats are ignored)."""
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO segment_members (version, hash) VALUES (?, ?)",
-        ((version, h) for h in sorted(hashes)),  # in key order: fewer B-tree pages touched
+    cursor = conn.executemany(
+        "INSERT INTO segment_members (version, hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        [(version, h) for h in sorted(hashes)],  # in key order: fewer B-tree pages touched
     )
-    return conn.total_changes - before
+    return int(cursor.rowcount)
 
 
-def publish(conn: sqlite3.Connection, segment: Segment) -> int | None:
+def publish(conn: Conn, segment: Segment) -> int | None:
     """Make `segment.version` the live list of `segment.name`; return the retired version."""
     state = conn.execute(
         "SELECT state FROM segment_versions WHERE version = ?", (segment.version,)
@@ -69,7 +68,7 @@ def publish(conn: sqlite3.Connection, segment: Segment) -> int | None:
     return int(old[0])
 
 
-def abandon(conn: sqlite3.Connection, version: int) -> None:
+def abandon(conn: Conn, version: int) -> None:
     """Give up a load that failed; its rows are purged later."""
     conn.execute(
         "UPDATE segment_versions SET state = 'retired' WHERE version = ? AND state = 'loading'",
@@ -77,14 +76,14 @@ def abandon(conn: sqlite3.Connection, version: int) -> None:
     )
 
 
-def retire_unfinished(conn: sqlite3.Connection) -> int:
+def retire_unfinished(conn: Conn) -> int:
     """At start, retire loads a previous process did not finish."""
     return conn.execute(
         "UPDATE segment_versions SET state = 'retired' WHERE state = 'loading'"
     ).rowcount
 
 
-def purge(conn: sqlite3.Connection) -> int:
+def purge(conn: Conn) -> int:
     """Delete up to PURGE_CHUNK members of retired versions; return how many went."""
     row = conn.execute(
         "SELECT version FROM segment_versions WHERE state = 'retired' LIMIT 1"
@@ -101,18 +100,18 @@ def purge(conn: sqlite3.Connection) -> int:
     return deleted or 1  # a removed empty version is progress too
 
 
-def segments(conn: sqlite3.Connection) -> list[Segment]:
+def segments(conn: Conn) -> list[Segment]:
     """Every live segment, by name."""
     return [Segment(*row) for row in conn.execute(f"SELECT {_COLUMNS} FROM segments ORDER BY name")]
 
 
-def segment(conn: sqlite3.Connection, name: str) -> Segment | None:
+def segment(conn: Conn, name: str) -> Segment | None:
     """One live segment."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM segments WHERE name = ?", (name,)).fetchone()
     return None if row is None else Segment(*row)
 
 
-def members(conn: sqlite3.Connection, version: int, hashes: Sequence[int]) -> set[int]:
+def members(conn: Conn, version: int, hashes: Sequence[int]) -> set[int]:
     """Return which of `hashes` belong to a segment version (one index probe each)."""
     found: set[int] = set()
     for start in range(0, len(hashes), 500):
@@ -128,7 +127,7 @@ def members(conn: sqlite3.Connection, version: int, hashes: Sequence[int]) -> se
     return found
 
 
-def version_of(conn: sqlite3.Connection, name: str) -> tuple[int, int] | None:
+def version_of(conn: Conn, name: str) -> tuple[int, int] | None:
     """Return (live version, size) of a segment, or None when it was never loaded."""
     row = conn.execute("SELECT version, size FROM segments WHERE name = ?", (name,)).fetchone()
     return None if row is None else (int(row[0]), int(row[1]))

@@ -1,0 +1,187 @@
+"""The Spool protocol on a SQL database: the part both backends share.
+
+A backend (`SqliteSpool`, `PostgresSpool`) supplies how to write (`_write`: a unit of its
+writers' group commit), how to read (`_read`: a consistent snapshot beside the writers),
+its lifecycle and a few engine-specific statements; every look-up and change below is
+one of the shared statement modules run through those two doors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from gateway.model import (
+    AuditEntry,
+    Campaign,
+    CampaignEvent,
+    Delivery,
+    Finding,
+    Manifest,
+    RecipientRecord,
+    ReleaseScope,
+    Segment,
+    Settlement,
+    StoredMessage,
+    Token,
+)
+from gateway.spool import sql_access as access
+from gateway.spool import sql_queue as q
+from gateway.spool import sql_review as r
+from gateway.spool import sql_segments
+from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges
+from gateway.spool.dialect import Conn
+from gateway.spool.port import Tx
+from gateway.spool.sql_tx import SqlTx
+from gateway.states import CampaignState, RecipientState
+
+T = TypeVar("T")
+
+
+class SqlSpool:
+    """Every Spool method as shared statements; subclasses supply the doors and lifecycle."""
+
+    async def _write(self, work: Callable[[Conn], T]) -> T:
+        raise NotImplementedError
+
+    async def _read(self, work: Callable[[Conn], T]) -> T:
+        raise NotImplementedError
+
+    async def _snapshot(self, work: Callable[[Conn], T]) -> T:
+        """Run several reads on one snapshot (PostgreSQL's reads are snapshots already)."""
+        return await self._read(work)
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- the queue ----------------------------------------------------------------------
+
+    async def transact(self, work: Callable[[Tx], T]) -> T:
+        return await self._write(lambda c: work(SqlTx(c)))
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        return await self._read(lambda c: work(SqlTx(c)))
+
+    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
+        return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
+
+    async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
+        return await self._write(lambda c: q.settle(c, owner, settlements, now))
+
+    async def release_leases(self, owner: str, now: float) -> int:
+        return await self._write(lambda c: q.give_back(c, now=now, owner=owner))
+
+    async def renew_leases(self, owner: str, recipient_ids: Sequence[int], until: float) -> int:
+        return await self._write(lambda c: q.renew(c, owner, recipient_ids, until))
+
+    async def next_due(self) -> float | None:
+        return await self._read(q.next_due)
+
+    async def count_by_state(self) -> dict[RecipientState, int]:
+        return await self._read(q.count_by_state)
+
+    async def gauges(self, limit: int = HELD_NAMED_LIMIT) -> SpoolGauges:
+        return await self._snapshot(lambda c: r.gauges(c, limit))
+
+    # -- campaigns and review -----------------------------------------------------------
+
+    async def campaign(self, campaign_id: str) -> Campaign | None:
+        return await self._read(lambda c: q.campaign_by_id(c, campaign_id))
+
+    async def find_campaign(self, client: str, key: str) -> Campaign | None:
+        return await self._read(lambda c: r.find_campaign(c, client, key))
+
+    async def campaigns(
+        self, *, state: CampaignState | None = None, limit: int = 50, before: str | None = None
+    ) -> list[Campaign]:
+        return await self._read(lambda c: r.list_campaigns(c, state, limit, before))
+
+    async def events(self, campaign_id: str) -> list[CampaignEvent]:
+        return await self._read(lambda c: r.events(c, campaign_id))
+
+    async def recipients(
+        self,
+        *,
+        campaign_id: str | None = None,
+        message_id: str | None = None,
+        state: RecipientState | None = None,
+        limit: int = 1000,
+        after: int = 0,
+    ) -> list[RecipientRecord]:
+        return await self._read(
+            lambda c: q.recipients(c, campaign_id, message_id, state, limit, after)
+        )
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        return await self._read(lambda c: r.message(c, message_id))
+
+    async def hold(self, campaign_id: str, finding: Finding, now: float) -> Campaign | None:
+        return await self._write(lambda c: r.manual_hold(c, campaign_id, finding, now))
+
+    async def release(
+        self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
+    ) -> Campaign | None:
+        return await self._write(lambda c: r.release(c, campaign_id, actor, now, scope))
+
+    async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
+        return await self._write(lambda c: r.reject(c, campaign_id, actor, now))
+
+    async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
+        return await self._write(lambda c: r.approve_release(c, campaign_id, actor, now))
+
+    async def put_manifest(self, manifest: Manifest) -> None:
+        await self._write(lambda c: r.put_manifest(c, manifest))
+
+    async def set_relay_paused(self, paused: bool, actor: str, reason: str, now: float) -> None:
+        await self._write(lambda c: r.set_relay_paused(c, paused, actor, reason, now))
+
+    async def relay_paused(self) -> bool:
+        return await self._read(q.relay_paused)
+
+    # -- segments -----------------------------------------------------------------------
+
+    async def segment_begin(self, name: str, now: float) -> int:
+        return await self._write(lambda c: sql_segments.begin(c, name, now))
+
+    async def segment_add(self, version: int, hashes: Sequence[int]) -> int:
+        return await self._write(lambda c: sql_segments.add(c, version, hashes))
+
+    async def segment_publish(self, segment: Segment) -> int | None:
+        return await self._write(lambda c: sql_segments.publish(c, segment))
+
+    async def segment_abandon(self, version: int) -> None:
+        await self._write(lambda c: sql_segments.abandon(c, version))
+
+    async def segments(self) -> list[Segment]:
+        return await self._read(sql_segments.segments)
+
+    async def segment(self, name: str) -> Segment | None:
+        return await self._read(lambda c: sql_segments.segment(c, name))
+
+    async def purge_segments(self) -> int:
+        return await self._write(sql_segments.purge)
+
+    async def prune_frequency(self, before: float) -> int:
+        return await self._write(
+            lambda c: c.execute("DELETE FROM frequency WHERE at < ?", (before,)).rowcount
+        )
+
+    # -- audit and tokens ---------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> int:
+        return await self._write(lambda c: access.append_audit(c, entry))
+
+    async def audit_log(self, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
+        return await self._read(lambda c: access.audit_log(c, limit, before))
+
+    async def token_by_hash(self, sha256: str) -> Token | None:
+        return await self._read(lambda c: access.token_by_hash(c, sha256))
+
+    async def add_token(self, token: Token) -> None:
+        await self._write(lambda c: access.add_token(c, token))
+
+    async def tokens(self) -> list[Token]:
+        return await self._read(access.tokens)
+
+    async def revoke_token(self, name: str, now: float) -> bool:
+        return await self._write(lambda c: access.revoke_token(c, name, now))
