@@ -24,8 +24,8 @@ from gateway.audience.loader import SegmentLoader
 from gateway.log import configure
 from gateway.mail.addresses import address_hash
 from gateway.spool import SqliteSpool
-from gateway.spool.sqlite import connect
 from gateway.spool.sql_segments import members, version_of
+from gateway.spool.sqlite import connect
 
 
 def address(i: int) -> str:

@@ -15,8 +15,15 @@ import structlog
 
 from gateway import settings as settings_mod
 from gateway.log import configure
+from tests import postgres
 from tests.fakes.upstream import CapturingUpstream
 from tests.harness import make_settings
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _drop_postgres_schemas() -> Iterator[None]:
+    yield
+    postgres.drop_created()
 
 
 @pytest.fixture(autouse=True)

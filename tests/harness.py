@@ -25,6 +25,8 @@ from gateway import settings as settings_mod
 from gateway.metrics import Metrics
 from gateway.ops.auth import token_hash
 from gateway.service import Addresses, Gateway
+from gateway.spool import Spool, create_spool
+from tests import postgres
 from tests.clock import ManualClock
 from tests.mail import message
 
@@ -40,6 +42,13 @@ TOKENS = {
 }
 # Tokens bound to a protected identity (signature policy): name -> (token, roles, identity).
 IDENTITY_TOKENS = {"jane": ("sb_test_jane", ["viewer"], "ceo")}
+
+
+def spool_url(tmp_path: Path) -> str:
+    """The test's spool: a file in its folder, or its own PostgreSQL schema (tests/postgres)."""
+    if postgres.BACKEND == "postgres":
+        return postgres.schema_url(str(tmp_path))
+    return f"sqlite:///{tmp_path}/spool.db"
 
 
 def make_settings(
@@ -62,7 +71,7 @@ def make_settings(
             ]
         },
         "http": {"listen": "127.0.0.1:0"},
-        "spool": {"url": f"sqlite:///{tmp_path}/spool.db"},
+        "spool": {"url": spool_url(tmp_path)},
         # In the gateway process, as tests inject fakes; tests of the separate one ask for it.
         "upstream": {"kind": "capture", "outbox": str(tmp_path / "outbox"), "process": "gateway"},
         "relay": {
@@ -163,6 +172,17 @@ async def run_gateway(settings: settings_mod.Settings, **kwargs: Any) -> AsyncIt
     finally:
         gateway.stop()
         await task
+
+
+@contextlib.asynccontextmanager
+async def opened_spool(tmp_path: Path) -> AsyncIterator[Spool]:
+    """Open the spool a test gateway in `tmp_path` used (after it stopped), as a restart would."""
+    spool = create_spool(make_settings(tmp_path).spool)
+    await spool.open()
+    try:
+        yield spool
+    finally:
+        await spool.close()
 
 
 def advance(gw: Running, clock: ManualClock, seconds: float) -> None:

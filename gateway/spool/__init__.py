@@ -39,7 +39,7 @@ def create_spool(settings: SpoolSettings) -> Spool:
         )
     if scheme in POSTGRES_SCHEMES:
         try:
-            from gateway.spool.postgres import PostgresSpool
+            from gateway.spool.postgres import PostgresSpool  # noqa: PLC0415 - optional driver
         except ImportError as exc:  # the optional driver is not installed
             raise ConfigError(
                 "spool.url",

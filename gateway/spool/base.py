@@ -64,7 +64,7 @@ class SpoolGauges:
     leader: bool = True
 
     def as_follower(self) -> SpoolGauges:
-        """The same snapshot, marked as one another replica reports."""
+        """Return the same snapshot, marked as one another replica reports."""
         return replace(self, leader=False)
 
     @property

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 class Cursor(Protocol):
     """The part of a DB-API cursor the statements use."""
 
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
@@ -31,9 +32,9 @@ class Conn(Protocol):
 
     dialect: Dialect
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class Dialect:
     # A failure a second try of the unit, alone and after the batch commits, can overcome
     # (PostgreSQL's deadlock victim); never true on SQLite's single writer.
     transient: Callable[[BaseException], bool]
+    # The connection is gone (the server restarted): open a new one and try once more.
+    broken: Callable[[Any], bool]
     # Several processes write at once: claims lock the rows they take (FOR UPDATE SKIP
     # LOCKED) and an admission locks its campaign key until it commits.
     shared: bool

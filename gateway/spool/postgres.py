@@ -34,7 +34,7 @@ from psycopg.pq import TransactionStatus
 
 from gateway.errors import SpoolError
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges, migrations
-from gateway.spool.dialect import Conn, Dialect
+from gateway.spool.dialect import Conn, Cursor, Dialect
 from gateway.spool.sql_spool import SqlSpool
 from gateway.spool.writer import Writer
 
@@ -64,6 +64,7 @@ POSTGRES = Dialect(
     errors=(psycopg.Error,),
     in_transaction=_in_transaction,
     transient=lambda exc: isinstance(exc, _TRANSIENT),
+    broken=lambda conn: bool(conn.raw.closed),
     shared=True,
     key_lock="SELECT pg_advisory_xact_lock(hashtextextended(?::text, hashtextextended(?::text, 0)))",
 )
@@ -83,10 +84,10 @@ class PgConnection:
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         return self.raw.execute(_placeholders(sql), tuple(parameters))
 
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
         cursor = self.raw.cursor()
         cursor.executemany(_placeholders(sql), list(parameters))
         return cursor
@@ -162,7 +163,7 @@ class PostgresSpool(SqlSpool):
             for version, sql in migrations("postgres"):
                 if version > current:
                     with conn.raw.transaction():
-                        conn.raw.execute(sql)  # type: ignore[call-overload]
+                        conn.raw.execute(sql)
                         conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
                     log.info("spool_migrated", backend="postgres", version=version)
             retired = conn.execute(
@@ -198,24 +199,26 @@ class PostgresSpool(SqlSpool):
     async def _read(self, work: Callable[[Conn], T]) -> T:
         if self._reader is None:
             raise SpoolError("the spool is not open")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._reader, self._run_read, work
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._run_read, work)
 
     def _run_read(self, work: Callable[[Conn], T]) -> T:
-        conn: PgConnection | None = getattr(self._local, "conn", None)
-        try:
-            if conn is None:
-                conn = self._connect(reading=True)
-                self._local.conn = conn
-                self._read_conns.append(conn)
-            with conn.raw.transaction():
-                return work(conn)
-        except psycopg.Error as exc:
-            if conn is not None and conn.raw.closed:  # the database went away: reconnect next time
-                self._local.conn = None
-                self._read_conns.remove(conn)
-            raise SpoolError(f"spool read failed: {exc}") from exc
+        for attempt in (1, 2):
+            conn: PgConnection | None = getattr(self._local, "conn", None)
+            try:
+                if conn is None:
+                    conn = self._connect(reading=True)
+                    self._local.conn = conn
+                    self._read_conns.append(conn)
+                with conn.raw.transaction():
+                    return work(conn)
+            except psycopg.Error as exc:
+                if conn is not None and conn.raw.closed:  # the server went away (a restart)
+                    self._local.conn = None
+                    self._read_conns.remove(conn)
+                    if attempt == 1:
+                        continue  # a read is safe to try again, on a new connection
+                raise SpoolError(f"spool read failed: {exc}") from exc
+        raise AssertionError("unreachable")
 
     async def gauges(self, limit: int = HELD_NAMED_LIMIT) -> SpoolGauges:
         snapshot = await super().gauges(limit)
@@ -238,13 +241,12 @@ class PostgresSpool(SqlSpool):
                     self._leading = bool(row.fetchone()[0])
                 else:
                     self._leader.execute("SELECT 1")  # still connected, so still the holder
-                return self._leading
             except psycopg.Error:
                 log.warning("spool_leader_lost", exc_info=True)
                 if self._leader is not None:
                     self._leader.close()
                 self._leader, self._leading = None, False
-                return False
+            return self._leading
 
     async def segment_add(self, version: int, hashes: Sequence[int]) -> int:
         return await self._write(lambda c: copy_members(c, version, hashes))

@@ -10,9 +10,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.spool.dialect import Conn
 from gateway.errors import Conflict
 from gateway.model import AuditEntry, Role, Token
+from gateway.spool.dialect import Conn
 
 
 def append_audit(conn: Conn, entry: AuditEntry) -> int:
@@ -51,7 +51,13 @@ def add_token(conn: Conn, token: Token) -> None:
     added = conn.execute(
         "INSERT INTO tokens (name, sha256, roles, identity, created_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING RETURNING name",
-        (token.name, token.sha256, json.dumps(sorted(token.roles)), token.identity, token.created_at),
+        (
+            token.name,
+            token.sha256,
+            json.dumps(sorted(token.roles)),
+            token.identity,
+            token.created_at,
+        ),
     ).fetchone()
     if added is None:
         raise Conflict(f"a token named {token.name!r} exists already")

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from gateway.spool.dialect import Conn
 from gateway.model import (
     Campaign,
     Counters,
@@ -24,6 +23,7 @@ from gateway.model import (
     Settlement,
 )
 from gateway.spool import transitions as t
+from gateway.spool.dialect import Conn
 from gateway.spool.port import Hold
 from gateway.states import CLAIMABLE, CampaignState, RecipientState
 
@@ -38,9 +38,9 @@ RECIPIENT_COLUMNS = (
 )
 CLAIMABLE_STATES = tuple(str(state) for state in CLAIMABLE)
 _CHUNK = 500  # ids per statement
-# Locked rows a shared claim reads per message it may take: a message's other due rows
-# wait for the next claim.
-_ROWS_PER_MESSAGE = 4
+# Where claims run in several processes at once, messages a claim looks at per message
+# it may take: those another claim has locked are passed over.
+_CANDIDATES_PER_MESSAGE = 4
 
 
 def campaign_by_id(conn: Conn, campaign_id: str) -> Campaign | None:
@@ -115,9 +115,7 @@ def add_findings(conn: Conn, campaign: Campaign, findings: Sequence[Finding]) ->
     )
 
 
-def claim(
-    conn: Conn, owner: str, now: float, limit: int, lease: float
-) -> list[Delivery]:
+def claim(conn: Conn, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
     """Lease due recipients of up to `limit` messages, unless the relay is paused.
 
     Leases that ran out first go back to waiting (a worker died without its process
@@ -210,31 +208,38 @@ def renew(conn: Conn, owner: str, recipient_ids: Sequence[int], until: float) ->
 
 
 def _due(conn: Conn, now: float, limit: int) -> tuple[list[str], t.Rows]:
-    """Return up to `limit` messages with due recipients (the longest waiting first) and
-    which of their recipient rows the claim takes.
+    """Return up to `limit` messages with due recipients, and the rows the claim takes.
 
-    Walks the (state, next_attempt_at) index per state and stops after `limit` rows, so a
-    claim costs the same however long the backlog is. Where several processes claim at
-    once, the rows are locked as they are read and rows another claim has locked are
-    skipped (FOR UPDATE SKIP LOCKED): the claim takes exactly the rows it locked, and two
-    replicas never wait for, or take, each other's.
+    The longest waiting come first, and the claim takes every due row of each message.
+
+    Walks the (state, next_attempt_at) index per state and stops after a few rows per
+    message wanted, so a claim costs the same however long the backlog is. Where several
+    processes claim at once, the claim locks the messages it takes (FOR UPDATE SKIP
+    LOCKED) and passes over those another claim has locked, so two replicas never wait
+    for each other; the state compare-and-set below would keep them apart regardless.
     """
     shared = conn.dialect.shared
-    lock = " FOR UPDATE SKIP LOCKED" if shared else ""
+    wanted = limit * _CANDIDATES_PER_MESSAGE if shared else limit
     due: dict[str, float] = {}
-    rows: dict[str, list[int]] = {}
     for source in CLAIMABLE_STATES:
-        for rid, message_id, at in conn.execute(
-            "SELECT id, message_id, next_attempt_at FROM recipients WHERE state = ?"
-            f" AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock}",
-            (source, now, limit * _ROWS_PER_MESSAGE if shared else limit),
+        for message_id, at in conn.execute(
+            "SELECT message_id, next_attempt_at FROM recipients WHERE state = ?"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (source, now, wanted),
         ):
             due[message_id] = min(at, due.get(message_id, at))
-            rows.setdefault(message_id, []).append(rid)
-    message_ids = sorted(due, key=due.__getitem__)[:limit]
-    if shared:
-        ids = [rid for mid in message_ids for rid in rows[mid]]
-        return message_ids, t.Rows(f"id IN ({','.join('?' * len(ids))})", ids)
+    candidates = sorted(due, key=due.__getitem__)[:wanted]
+    if shared and candidates:
+        marks = ",".join("?" * len(candidates))
+        free = {
+            mid
+            for (mid,) in conn.execute(
+                f"SELECT id FROM messages WHERE id IN ({marks}) FOR NO KEY UPDATE SKIP LOCKED",
+                candidates,
+            )
+        }
+        candidates = [mid for mid in candidates if mid in free]
+    message_ids = candidates[:limit]
     marks = ",".join("?" * len(message_ids))
     return message_ids, t.Rows(
         f"message_id IN ({marks}) AND next_attempt_at <= ?", (*message_ids, now)
@@ -256,9 +261,7 @@ _SETTLED_COUNTER = {
 }
 
 
-def settle(
-    conn: Conn, owner: str, settlements: Sequence[Settlement], now: float
-) -> int:
+def settle(conn: Conn, owner: str, settlements: Sequence[Settlement], now: float) -> int:
     """Record outcomes; a row whose lease was lost is left to its new owner."""
     changes: Counter[tuple[str, str]] = Counter()
     deferred = [s.recipient_id for s in settlements if s.state is RecipientState.DEFERRED]
@@ -309,9 +312,7 @@ _RETRY_AS = {
 }
 
 
-def _retry_states(
-    conn: Conn, recipient_ids: Sequence[int]
-) -> dict[int, RecipientState]:
+def _retry_states(conn: Conn, recipient_ids: Sequence[int]) -> dict[int, RecipientState]:
     """Return, for deferred recipients whose campaign stopped, where they wait instead."""
     if not recipient_ids:
         return {}
@@ -387,7 +388,7 @@ def count_by_state(conn: Conn) -> dict[RecipientState, int]:
     return counts
 
 
-def recipients(
+def recipients(  # noqa: PLR0917 - the Review method's filters, passed on in order
     conn: Conn,
     campaign_id: str | None,
     message_id: str | None,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.spool.dialect import Conn
 from gateway.errors import Conflict
 from gateway.model import Campaign, CampaignEvent, Finding, Manifest, ReleaseScope, StoredMessage
 from gateway.spool import sql_segments
 from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
+from gateway.spool.dialect import Conn
 from gateway.spool.port import Hold
 from gateway.spool.sql_queue import (
     CAMPAIGN_COLUMNS,
@@ -30,9 +30,7 @@ from gateway.spool.sql_queue import (
 from gateway.states import CampaignState, RecipientState
 
 
-def manual_hold(
-    conn: Conn, campaign_id: str, finding: Finding, now: float
-) -> Campaign | None:
+def manual_hold(conn: Conn, campaign_id: str, finding: Finding, now: float) -> Campaign | None:
     """Hold a campaign by hand (a kill switch); holding a held campaign changes nothing."""
     campaign = campaign_by_id(conn, campaign_id)
     if campaign is None or campaign.state is CampaignState.HELD:
@@ -148,9 +146,7 @@ def reject(conn: Conn, campaign_id: str, actor: str, now: float) -> Campaign | N
     return campaign_by_id(conn, campaign_id)
 
 
-def approve_release(
-    conn: Conn, campaign_id: str, actor: str, now: float
-) -> list[str]:
+def approve_release(conn: Conn, campaign_id: str, actor: str, now: float) -> list[str]:
     """Record one operator's approval of a pending release; return every approver so far."""
     added = conn.execute(
         "INSERT INTO release_approvals (campaign_id, actor, at) VALUES (?, ?, ?)"
@@ -198,9 +194,7 @@ def put_manifest(conn: Conn, manifest: Manifest) -> None:
     )
 
 
-def set_relay_paused(
-    conn: Conn, paused: bool, actor: str, reason: str, now: float
-) -> None:
+def set_relay_paused(conn: Conn, paused: bool, actor: str, reason: str, now: float) -> None:
     """Pause or resume relaying for the whole gateway (ingest keeps accepting)."""
     value = json.dumps({"paused": paused, "by": actor, "reason": reason, "at": now})
     conn.execute(

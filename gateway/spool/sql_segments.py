@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gateway.spool.dialect import Conn
 from gateway.errors import Conflict
 from gateway.model import Segment
+from gateway.spool.dialect import Conn
 
 PURGE_CHUNK = 50_000
 _COLUMNS = "name, version, size, lines, invalid, source, digest, loaded_by, loaded_at"

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gateway.spool.dialect import Conn
 from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, Submission, new_id
 from gateway.spool import sql_queue as q
 from gateway.spool import sql_review, sql_segments
 from gateway.spool import transitions as t
+from gateway.spool.dialect import Conn
 from gateway.spool.port import Hold, Joined
 from gateway.states import CampaignState, RecipientState
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.spool.dialect import Conn
 from gateway.errors import IllegalTransition
+from gateway.spool.dialect import Conn
 from gateway.states import (
     CAMPAIGN_TRANSITIONS,
     INITIAL_RECIPIENT_STATES,
@@ -94,9 +94,7 @@ def _recipient_update(
     return sql, (str(target), *rows.assign_params, str(source), *rows.params)
 
 
-def move_recipients(
-    conn: Conn, source: RecipientState, target: RecipientState, rows: Rows
-) -> int:
+def move_recipients(conn: Conn, source: RecipientState, target: RecipientState, rows: Rows) -> int:
     """Move the recipient rows in `source` that `rows` selects to `target`; return how many."""
     sql, values = _recipient_update(source, target, rows)
     return conn.execute(sql, values).rowcount

@@ -112,9 +112,7 @@ class Writer:
         answered: list[tuple[Job, tuple[bool, Any]]] = []
         retry: list[Job] = []
         try:
-            if conn is None:
-                conn = self._connect()
-            conn.execute(dialect.begin)
+            conn = self._begin(conn)
             for job in batch:
                 outcome = self._unit(conn, job[0], alone)
                 if outcome is None:
@@ -133,6 +131,21 @@ class Writer:
         self._answer(answered)
         for job in retry:
             conn = self._commit(conn, [job], alone=True)
+        return conn
+
+    def _begin(self, conn: Conn | None) -> Conn:
+        """Open the batch's transaction, on a new connection if the last one broke."""
+        if conn is not None:
+            try:
+                conn.execute(self._dialect.begin)
+            except self._dialect.errors:
+                if not self._dialect.broken(conn):
+                    raise
+                _close(conn)  # nothing ran yet: a new connection may try again
+            else:
+                return conn
+        conn = self._connect()
+        conn.execute(self._dialect.begin)
         return conn
 
     def _unit(self, conn: Conn, work: Work, alone: bool) -> tuple[bool, Any] | None:

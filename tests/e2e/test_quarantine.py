@@ -276,6 +276,7 @@ async def test_paused_relay_keeps_accepting_and_resumes_where_it_stopped(setting
 async def test_conflicting_declarations_inside_one_campaign_hold_it(settings_for, upstream):
     async with run_gateway(settings_for(upstream.port)) as gw:
         await push(gw, 3, 1, declared=200)
+        await eventually(lambda: len(upstream.recipients) == 3)  # sent before the change
         await push(gw, 1, 1, declared=20000, start=3)  # someone changed the plan mid-send
         campaign_id = (await only_campaign(gw))["id"]
         campaign = await eventually(lambda: settled(gw, campaign_id))

@@ -12,10 +12,9 @@ import sqlite3
 import pytest
 
 from gateway.log import configure
-from gateway.spool import SqliteSpool
 from gateway.states import RecipientState
 from tests.clock import ManualClock
-from tests.harness import advance, run_gateway
+from tests.harness import advance, opened_spool, run_gateway
 from tests.helpers import eventually
 from tests.mail import message
 
@@ -143,6 +142,7 @@ async def test_a_recipient_deferred_past_the_maximum_age_fails(settings_for, ups
     assert upstream.recipients == []
 
 
+@pytest.mark.sqlite  # another process takes SQLite's write lock
 async def test_the_relay_survives_a_spool_that_cannot_commit_and_resumes(
     settings_for, upstream, tmp_path
 ):
@@ -181,11 +181,7 @@ async def test_shutdown_lets_an_in_flight_delivery_finish_and_records_it(
         await gw.send("news@shop.test", ["a@example.org"], message())
         await eventually(lambda: upstream.transactions)  # DATA arrived; the 250 is pending
         # Leaving the block stops the gateway while the delivery waits for its answer.
-    spool = SqliteSpool(tmp_path / "spool.db")
-    await spool.open()
-    try:
+    async with opened_spool(tmp_path) as spool:
         [row] = await spool.recipients()
-    finally:
-        await spool.close()
     assert row.state is RecipientState.RELAYED
     assert row.last_reply.startswith("250")

@@ -130,12 +130,12 @@ async def test_concurrent_accepts_are_counted_exactly_and_grouped_into_fewer_com
     assert commits < 300, "group commit should gather concurrent units"
 
 
-async def test_data_survives_close_and_reopen(tmp_path):
-    first = SqliteSpool(tmp_path / "spool.db")
+async def test_data_survives_close_and_reopen(spools):
+    first = spools()
     await first.open()
     admission = await accept(first, submission(["a@x.test"]), pass_all, WINDOW)
     await first.close()
-    second = SqliteSpool(tmp_path / "spool.db")
+    second = spools()
     await second.open()
     try:
         rows = await second.recipients(message_id=admission.message_id)
@@ -159,10 +159,14 @@ async def test_leases_of_a_dead_process_are_given_back_on_open(tmp_path):
         await second.close()
 
 
-async def test_a_second_process_cannot_open_the_same_sqlite_spool(spool):
-    other = SqliteSpool(spool.path)
-    with pytest.raises(SpoolLocked):
-        await other.open()
+async def test_a_second_process_cannot_open_the_same_sqlite_spool(tmp_path):
+    first = SqliteSpool(tmp_path / "spool.db")
+    await first.open()
+    try:
+        with pytest.raises(SpoolLocked):
+            await SqliteSpool(first.path).open()
+    finally:
+        await first.close()
 
 
 async def test_same_key_from_different_clients_makes_different_campaigns(spool):
