@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench docs clean promtool
+.PHONY: run test check bench docs clean debian-packages promtool
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,26 +17,45 @@ run: $(STAMP)
 	$(BIN)/sendbrake serve
 
 ## Install what the tests need, then run them.
-test: $(STAMP) promtool
+test: $(STAMP) debian-packages
 	$(BIN)/pytest -q
 
-## promtool and amtool check and test deploy/prometheus/ (tests/deploy). Debian ships them
-## in the `prometheus` and `prometheus-alertmanager` packages, whose postinst scripts also
-## start daemons where a service manager runs: any daemon the install started (none ran
-## before) is stopped again; the tests need only the two binaries.
-promtool:
-	@command -v promtool >/dev/null && command -v amtool >/dev/null || { \
-	  before=$$(pgrep -f '^/usr/bin/prometheus' || true); \
-	  apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    prometheus prometheus-alertmanager >/dev/null || exit 1; \
-	  if [ -z "$$before" ]; then \
-	    for daemon in prometheus prometheus-alertmanager; do \
-	      pgrep -f "^/usr/bin/$$daemon( |$$)" >/dev/null || continue; \
-	      service $$daemon stop >/dev/null 2>&1 || pkill -f "^/usr/bin/$$daemon( |$$)"; \
-	    done; \
-	  fi; \
-	}
+## Debian packages the tests need, installed with one apt-get only when a tool is missing:
+## promtool and amtool (prometheus, prometheus-alertmanager) check deploy/prometheus/
+## (tests/deploy); postfix is the platform's MTA in front of the gateway in
+## tests/e2e/test_postfix_front.py, which runs its own private instance. debconf's
+## "No configuration" keeps the install from writing a system mail setup. The postinst
+## scripts start daemons where a service manager runs: any daemon the install started
+## (none ran before) is stopped again; the tests need only the programs.
+DEBIAN_TOOLS := promtool:prometheus amtool:prometheus-alertmanager \
+  postfix:postfix postqueue:postfix
+DAEMONS := prometheus:/usr/bin/prometheus \
+  prometheus-alertmanager:/usr/bin/prometheus-alertmanager \
+  postfix:/usr/lib/postfix/sbin/master
+
+debian-packages:
+	@missing=""; \
+	for pair in $(DEBIAN_TOOLS); do \
+	  PATH="$$PATH:/usr/sbin" command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	[ -n "$$missing" ] || exit 0; \
+	before=""; \
+	for pair in $(DAEMONS); do \
+	  before="$$before$$(pgrep -f "^$${pair#*:}( |$$)" || true)"; \
+	done; \
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  $$(printf '%s\n' $$missing | sort -u) >/dev/null || exit 1; \
+	if [ -z "$$before" ]; then \
+	  for pair in $(DAEMONS); do \
+	    pgrep -f "^$${pair#*:}( |$$)" >/dev/null || continue; \
+	    service $${pair%%:*} stop >/dev/null 2>&1 || pkill -f "^$${pair#*:}( |$$)"; \
+	  done; \
+	fi
+
+## The old name of debian-packages (it installed promtool and amtool only).
+promtool: debian-packages
 
 ## Lint, format check and strict typing: what CI expects to stay clean.
 check: $(STAMP)
