@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sendbrake serve
 
-## Install what the tests need, then run them.
+## Install what the tests need, then run them: everything on the SQLite spool, then the
+## gateway's end-to-end and API tests once more on PostgreSQL (127.0.0.1:5432, database
+## `test`, or SENDBRAKE_TEST_POSTGRES), leaving out those that choose their spool themselves.
 test: $(STAMP) debian-packages
 	$(BIN)/pytest -q
+	SENDBRAKE_TEST_SPOOL=postgres $(BIN)/pytest -q -m "not own_spool" tests/e2e tests/ops
 
 ## Debian packages the tests need, installed with one apt-get only when a tool is missing:
 ## promtool and amtool (prometheus, prometheus-alertmanager) check deploy/prometheus/

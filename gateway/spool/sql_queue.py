@@ -155,7 +155,7 @@ def claim(conn: Conn, owner: str, now: float, limit: int, lease: float) -> list[
             if source == RecipientState.DEFERRED:
                 moved_from_deferred[campaign_id] += 1
     # Campaign counters treat a leased recipient as queued: it is not delivered yet.
-    for campaign_id, moved in moved_from_deferred.items():
+    for campaign_id, moved in sorted(moved_from_deferred.items()):
         conn.execute(
             "UPDATE campaigns SET deferred = deferred - ?, queued = queued + ? WHERE id = ?",
             (moved, moved, campaign_id),
@@ -283,7 +283,8 @@ def settle(conn: Conn, owner: str, settlements: Sequence[Settlement], now: float
         ):
             changes[(campaign_id, _SETTLED_COUNTER[target])] += 1
             changes[(campaign_id, "queued")] -= 1
-    for (campaign_id, column), delta in changes.items():
+    # Campaign rows in one order for every writer, so two settles never deadlock.
+    for (campaign_id, column), delta in sorted(changes.items()):
         if delta:
             conn.execute(
                 f"UPDATE campaigns SET {column} = {column} + ?, updated_at = ? WHERE id = ?",

@@ -32,17 +32,20 @@ class SqlTx:
 
     def current_campaign(self, client: str, key: str, not_before: float | None) -> Joined | None:
         since, params = ("", ()) if not_before is None else (" AND created_at >= ?", (not_before,))
-        lock = ""
-        if self._key_lock:
-            # Serialises every admission of this key across processes, the one that creates
-            # the campaign included, until this transaction commits.
-            self._conn.execute(self._key_lock, (client, key))
-            lock = " FOR UPDATE"
-        row = self._conn.execute(
+        # Where several processes write, the campaign's row is locked until this
+        # transaction commits: every other admission of it, and every counter update,
+        # waits. The same lock other writers take on it, so no lock-order cycle.
+        select = (
             "SELECT id, state, declared_size, declared_category, declared_locale FROM campaigns"
-            f" WHERE client = ? AND key = ?{since} ORDER BY created_at DESC LIMIT 1{lock}",
-            (client, key, *params),
-        ).fetchone()
+            f" WHERE client = ? AND key = ?{since} ORDER BY created_at DESC LIMIT 1"
+            + (" FOR UPDATE" if self._key_lock else "")
+        )
+        row = self._conn.execute(select, (client, key, *params)).fetchone()
+        if row is None and self._key_lock:
+            # No row to lock yet: the key's lock makes the creator the only one; whoever
+            # waited for it looks again and joins what the creator made.
+            self._conn.execute(self._key_lock, (client, key))
+            row = self._conn.execute(select, (client, key, *params)).fetchone()
         if row is None:
             return None
         return Joined(row[0], CampaignState(row[1]), Declaration(*row[2:]))

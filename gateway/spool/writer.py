@@ -25,6 +25,7 @@ from gateway.spool.dialect import Conn, Dialect
 Work = Callable[[Conn], Any]
 Job = tuple[Work, "asyncio.Future[Any]"]
 log = structlog.get_logger(__name__)
+_DEADLOCK_RETRIES = 3  # a unit that keeps losing deadlocks then fails (451: the client retries)
 
 
 class Writer:
@@ -95,19 +96,20 @@ class Writer:
                         stop = True
                         break
                     batch.append(job)
-                conn = self._commit(conn, batch, alone=False)
+                conn = self._commit(conn, batch)
                 if stop:
                     break
         finally:
             if conn is not None:
                 _close(conn)
 
-    def _commit(self, conn: Conn | None, batch: list[Job], *, alone: bool) -> Conn | None:
+    def _commit(self, conn: Conn | None, batch: list[Job], *, tries: int = 0) -> Conn | None:
         """Commit `batch` as one transaction; return the connection to use next.
 
-        A unit that lost a deadlock is tried once more `alone`, after the batch commits:
-        inside the batch it would wait for the same locks again.
+        A unit that lost a deadlock is tried again alone (`tries` times so far), after the
+        batch commits: inside the batch it would wait for the same locks again.
         """
+        alone = tries >= _DEADLOCK_RETRIES
         dialect = self._dialect
         answered: list[tuple[Job, tuple[bool, Any]]] = []
         retry: list[Job] = []
@@ -130,7 +132,7 @@ class Writer:
             conn, retry, answered = None, [], [(job, failed) for job in batch]
         self._answer(answered)
         for job in retry:
-            conn = self._commit(conn, [job], alone=True)
+            conn = self._commit(conn, [job], tries=tries + 1)
         return conn
 
     def _begin(self, conn: Conn | None) -> Conn:

@@ -36,7 +36,7 @@ from tests.fakes.upstream import CapturingUpstream
 from tests.helpers import eventually
 from tests.process import GatewayProcess
 
-pytestmark = pytest.mark.sqlite  # its gateway processes run on a SQLite file it inspects
+pytestmark = pytest.mark.own_spool  # its gateway processes run on a SQLite file it inspects
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -166,7 +166,7 @@ async def test_client_outside_allowed_networks_cannot_relay(settings_for):
     assert text.startswith(b"5.7.1")
 
 
-@pytest.mark.sqlite  # fills SQLite's file to its page limit
+@pytest.mark.own_spool  # fills SQLite's file to its page limit
 async def test_a_failed_spool_commit_answers_451_keeps_nothing_and_the_gateway_recovers(
     settings_for, upstream
 ):

@@ -16,7 +16,7 @@ from tests.helpers import eventually
 from tests.mail import message
 from tests.process import GatewayProcess
 
-pytestmark = pytest.mark.sqlite  # its gateway process is configured with a SQLite spool
+pytestmark = pytest.mark.own_spool  # its gateway process is configured with a SQLite spool
 
 LINES = 1_000_000
 

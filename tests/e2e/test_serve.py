@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import eventually
 from tests.process import REPO, GatewayProcess, children, running
 
-pytestmark = pytest.mark.sqlite  # `sendbrake serve` on its embedded defaults: a SQLite spool
+pytestmark = pytest.mark.own_spool  # `sendbrake serve` on its embedded defaults: a SQLite spool
 
 # Only the ports (tests never use fixed ports) and the policy folder (the runs are in an
 # empty directory) are set; everything else is the embedded default.

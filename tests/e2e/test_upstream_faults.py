@@ -142,7 +142,7 @@ async def test_a_recipient_deferred_past_the_maximum_age_fails(settings_for, ups
     assert upstream.recipients == []
 
 
-@pytest.mark.sqlite  # another process takes SQLite's write lock
+@pytest.mark.own_spool  # another process takes SQLite's write lock
 async def test_the_relay_survives_a_spool_that_cannot_commit_and_resumes(
     settings_for, upstream, tmp_path
 ):
