@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench docs clean promtool
+.PHONY: run test check bench docs clean promtool deploy-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/sendbrake serve
 
 ## Install what the tests need, then run them.
-test: $(STAMP) promtool
+test: $(STAMP) promtool deploy-tools
 	$(BIN)/pytest -q
 
 ## promtool and amtool check and test deploy/prometheus/ (tests/deploy). Debian ships them
@@ -36,6 +36,17 @@ promtool:
 	      service $$daemon stop >/dev/null 2>&1 || pkill -f "^/usr/bin/$$daemon( |$$)"; \
 	    done; \
 	  fi; \
+	}
+
+## postconf and postmap check deploy/postfix/, systemd-analyze deploy/systemd/ (tests/deploy).
+## Debian's postfix with debconf's "No configuration" writes no main.cf and runs no daemon;
+## the tests need only the commands.
+deploy-tools:
+	@command -v postconf >/dev/null && command -v postmap >/dev/null \
+	  && command -v systemd-analyze >/dev/null || { \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix systemd >/dev/null; \
 	}
 
 ## Lint, format check and strict typing: what CI expects to stay clean.
