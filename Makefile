@@ -26,12 +26,14 @@ test: $(STAMP) debian-packages
 ## Debian packages the tests need, installed with one apt-get only when a tool is missing:
 ## promtool and amtool (prometheus, prometheus-alertmanager) check deploy/prometheus/
 ## (tests/deploy); postfix is the platform's MTA in front of the gateway in
-## tests/e2e/test_postfix_front.py, which runs its own private instance. debconf's
+## tests/e2e/test_postfix_front.py, which runs its own private instance, and its postconf
+## and postmap check deploy/postfix/; systemd-analyze verifies deploy/systemd/. debconf's
 ## "No configuration" keeps the install from writing a system mail setup. The postinst
 ## scripts start daemons where a service manager runs: any daemon the install started
 ## (none ran before) is stopped again; the tests need only the programs.
 DEBIAN_TOOLS := promtool:prometheus amtool:prometheus-alertmanager \
-  postfix:postfix postqueue:postfix
+  postfix:postfix postqueue:postfix postconf:postfix postmap:postfix \
+  systemd-analyze:systemd
 DAEMONS := prometheus:/usr/bin/prometheus \
   prometheus-alertmanager:/usr/bin/prometheus-alertmanager \
   postfix:/usr/lib/postfix/sbin/master
