@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 INGRESSES = ("smtp",)
 OUTCOMES = ("delivered", "deferred", "failed")
@@ -33,6 +33,7 @@ class Metrics:
     upstream_up: Gauge
     policy_findings: Counter
     campaign_holds: Counter
+    policy: Info
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -49,8 +50,13 @@ class Metrics:
         metrics.upstream_up.set(1)
         return metrics
 
-    def declare_rules(self, rules: Iterable[tuple[str, str]]) -> None:
-        """Create the zero series of each policy rule, given as (rule id, mode)."""
+    def declare_policies(self, version: str, rules: Iterable[tuple[str, str]]) -> None:
+        """Show the policy set in force, and create the zero series of each rule (id, mode).
+
+        Replicas sharing a spool must enforce one policy version; each reports its own,
+        so a difference is visible (and alerted on) in Prometheus.
+        """
+        self.policy.info({"version": version})
         for rule, mode in rules:
             self.policy_findings.labels(rule=rule, mode=mode)
             if mode == "enforce":
@@ -104,6 +110,11 @@ class Metrics:
                 "sendbrake_campaign_holds",
                 "Campaigns put on hold, by the rule that held them (manual for operators).",
                 ["rule"],
+                registry=reg,
+            ),
+            policy=Info(
+                "sendbrake_policy",
+                "The policy set this gateway enforces: its version (a digest of the files).",
                 registry=reg,
             ),
         )

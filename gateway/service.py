@@ -35,7 +35,7 @@ from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.upstream_process import ProcessUpstream
 from gateway.relay.worker import Relay
 from gateway.settings import Settings, split_hostport
-from gateway.spool import Spool, create_spool
+from gateway.spool import Spool, create_spool, redacted
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,7 @@ class Gateway:
         self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
         self.registry = default_registry()  # the rule kinds policy files may name
         self.engine = self._engine(load_policies(settings.policies.dir, self.registry))
-        self.metrics.declare_rules(self.engine.rule_modes())
+        self.metrics.declare_policies(self.engine.policies.version, self.engine.rule_modes())
         self.admitter = Admitter(
             self.spool,
             settings.campaigns,
@@ -136,7 +136,7 @@ class Gateway:
                 )
                 raise
             engine = self._engine(policies)
-            self.metrics.declare_rules(engine.rule_modes())
+            self.metrics.declare_policies(policies.version, engine.rule_modes())
             self.engine = engine
             self.admitter.use_decider(engine)
             log.info(
@@ -228,7 +228,7 @@ class Gateway:
                         smtp="{}:{}".format(*self.addresses.smtp),
                         http="{}:{}".format(*self.addresses.http),
                         upstream=self.settings.upstream.kind,
-                        spool=self.settings.spool.url,
+                        spool=redacted(self.settings.spool.url),
                         policies=self.engine.policies.version,
                         rules=len(self.engine.policies.rules),
                     )

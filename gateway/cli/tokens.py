@@ -17,7 +17,7 @@ from gateway.errors import ConfigError, Conflict, SpoolError
 from gateway.model import Role, Token
 from gateway.ops.auth import new_token, token_hash
 from gateway.ops.views import timestamp
-from gateway.spool import create_spool, sqlite_path
+from gateway.spool import create_spool, redacted, sqlite_path
 from gateway.spool.base import Spool
 
 T = TypeVar("T")
@@ -33,22 +33,29 @@ def _with_spool(
 ) -> T:
     """Run `work` on the configured spool, beside a running gateway if there is one.
 
-    Through the spool port and its locking (`SqliteSpool.attach`): no schema migration
-    behind a live gateway, writes in transactions that take the database's write lock.
-    The gateway looks tokens up on every request, so changes work at once.
+    Through the spool port and its locking (`Storage.attach`): no schema migration
+    behind a live SQLite gateway, writes in transactions that take the database's locks.
+    A PostgreSQL spool may be created (migrated) here: its migrations take a lock of
+    their own, beside any number of running replicas. Every gateway looks tokens up on
+    every request, so changes work at once on all of them.
     """
     cfg = load_settings(config_path)
     log.configure(cfg.log.format, "warning")  # standard output is for the token alone
     try:
-        path = sqlite_path(cfg.spool.url)
+        where = str(sqlite_path(cfg.spool.url))
     except ConfigError:
-        fail("error: tokens can be stored only in a sqlite spool (spool.url sqlite:///…) for now")
-    if not create and not path.exists():
-        fail(f"error: no spool database at {path} (spool.url {cfg.spool.url})")
-    spool = create_spool(cfg.spool)
+        where, shared = redacted(cfg.spool.url), True
+    else:
+        shared = False
+        if not create and not Path(where).exists():
+            fail(f"error: no spool database at {where} (spool.url {cfg.spool.url})")
+    try:
+        spool = create_spool(cfg.spool)
+    except ConfigError as exc:
+        fail(f"error: {exc}")
 
     async def run() -> T:
-        await spool.attach()
+        await (spool.open() if create and shared else spool.attach())
         try:
             return await work(spool)
         finally:
@@ -57,7 +64,7 @@ def _with_spool(
     try:
         return asyncio.run(run())
     except SpoolError as exc:
-        fail(f"error: spool database {path}: {exc}")
+        fail(f"error: spool database {where}: {exc}")
 
 
 @tokens_group.command("add")

@@ -10,7 +10,7 @@ from gateway.settings import SpoolSettings
 from gateway.spool.base import Spool
 from gateway.spool.sqlite import SqliteSpool
 
-__all__ = ["Spool", "SqliteSpool", "create_spool", "sqlite_path"]
+__all__ = ["Spool", "SqliteSpool", "create_spool", "redacted", "sqlite_path"]
 POSTGRES_SCHEMES = {"postgresql", "postgres"}
 
 
@@ -25,6 +25,15 @@ def sqlite_path(url: str) -> Path:
     ):
         raise ConfigError("spool.url", "spool.url", f"not a sqlite URL: {url!r}")
     return Path(parts.path[1:])
+
+
+def redacted(url: str) -> str:
+    """Return `url` with its password (if any) replaced, fit for a log line or a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def create_spool(settings: SpoolSettings) -> Spool:

@@ -7,11 +7,13 @@ import os
 import signal
 import smtplib
 
+import aiohttp
 import pytest
 
 from tests.harness import run_gateway
 from tests.helpers import eventually
 from tests.mail import message
+from tests.metrics import samples
 from tests.process import GatewayProcess
 
 BASE_POLICY = "version: 1\nrules:\n  - {id: blast-declared, kind: declared_size}\n"
@@ -25,6 +27,16 @@ def folder_with(tmp_path, **files: str):
     for name, text in files.items():
         (folder / f"{name}.yaml").write_text(text)
     return folder
+
+
+async def policy_in_force(gw) -> str:
+    """The version /metrics reports (sendbrake_policy_info), so replicas can be compared."""
+    async with aiohttp.ClientSession() as http, http.get(f"{gw.http_url}/metrics") as response:
+        text = await response.text()
+    [version] = [
+        dict(labels)["version"] for name, labels in samples(text) if name == "sendbrake_policy_info"
+    ]
+    return version
 
 
 async def campaign(gw, key: str) -> dict | None:
@@ -43,15 +55,18 @@ async def test_reload_over_the_api_applies_new_rules_to_later_mail(
     leak = {"subject": "Hi {{FirstName}}"}
     async with run_gateway(settings_for(upstream.port, policies={"dir": str(folder)})) as gw:
         before = gw.gateway.engine.policies.version
+        reported = [await policy_in_force(gw)]
         await gw.send("news@shop.test", ["a@example.org"], message(**leak, X_Campaign_ID="one"))
         first = await eventually(lambda: campaign(gw, "one"))
         (folder / "tags.yaml").write_text(TAGS_POLICY)
         status, reloaded = await gw.api("alice").post("/api/v1/policies/reload", {"reason": "tags"})
+        reported.append(await policy_in_force(gw))
         await gw.send("news@shop.test", ["b@example.org"], message(**leak, X_Campaign_ID="two"))
         second = await eventually(lambda: campaign(gw, "two"))
         _, audit = await gw.api().get("/api/v1/audit?limit=1")
     assert status == 200, reloaded
     assert reloaded["previous"] == before
+    assert reported == [before, reloaded["version"]]
     assert reloaded["changed"] is True
     assert reloaded["files"] == ["base.yaml", "tags.yaml"]
     assert [r["id"] for r in reloaded["rules"]] == ["blast-declared", "merge-tags"]
