@@ -27,7 +27,10 @@ def test_an_unknown_scheme_names_the_key():
     ("url", "shown"),
     [
         ("postgresql://gw:s3cr%40t@db.internal:5432/sb", "postgresql://gw:***@db.internal:5432/sb"),
-        ("postgresql://gw@db.internal/sb?sslmode=require", "postgresql://gw@db.internal/sb?sslmode=require"),
+        (
+            "postgresql://gw@db.internal/sb?sslmode=require",
+            "postgresql://gw@db.internal/sb?sslmode=require",
+        ),
         ("sqlite:///var/spool.db", "sqlite:///var/spool.db"),
     ],
 )
