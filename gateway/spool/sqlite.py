@@ -37,8 +37,8 @@ SQLITE = Dialect(
     begin="BEGIN IMMEDIATE",
     errors=(sqlite3.Error,),
     in_transaction=lambda conn: bool(conn.in_transaction),
-    transient=lambda exc: False,  # one writer: nobody to deadlock with
-    broken=lambda conn: False,  # a file does not go away under an open connection
+    transient=lambda _exc: False,  # one writer: nobody to deadlock with
+    broken=lambda _conn: False,  # a file does not go away under an open connection
     shared=False,
     leased_index="INDEXED BY recipients_leased",
 )
