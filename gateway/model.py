@@ -405,6 +405,16 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class SmtpUser:
+    """An SMTP AUTH login: the tenant its mail belongs to. Only a salted hash is stored."""
+
+    name: str
+    password_hash: str  # argon2id, in its own self-describing format
+    sender_domains: tuple[str, ...] = ()  # domains MAIL FROM may use; empty: any
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """A named audience segment as stored: its live version and how it was loaded."""
 

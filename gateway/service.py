@@ -21,7 +21,8 @@ from aiohttp import web
 from gateway.admission.admitter import Admitter
 from gateway.audience.loader import SegmentLoader
 from gateway.errors import ConfigError
-from gateway.ingress.smtp import start_smtp
+from gateway.ingress.auth import FailedLogins, SmtpAuthenticator
+from gateway.ingress.smtp import check_exposure, start_smtp
 from gateway.metrics import Metrics
 from gateway.ops.api import OpsApi
 from gateway.ops.auth import Authenticator, Gate
@@ -208,7 +209,17 @@ class Gateway:
         await self.spool.open()
         try:
             await self._load_segment_files()
-            smtp = await start_smtp(self.settings.smtp, self.admitter.admit, self.metrics)
+            smtp_settings = self.settings.smtp
+            check_exposure(smtp_settings, users=len(await self.spool.smtp_users()))
+            failures = FailedLogins(
+                smtp_settings.auth_max_failures, smtp_settings.auth_failure_window
+            )
+            smtp = await start_smtp(
+                smtp_settings,
+                self.admitter.admit,
+                self.metrics,
+                SmtpAuthenticator(self.spool.smtp_user, failures),
+            )
             runner = web.AppRunner(self.http_app, access_log=None)
             await runner.setup()
             host, port = split_hostport(self.settings.http.listen)

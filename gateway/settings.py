@@ -74,6 +74,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _off_is_false(value: object) -> object:
+    return "off" if value is False else value
+
+
+class SmtpTlsSettings(_Section):
+    """STARTTLS on the SMTP ingress: the certificate it presents."""
+
+    cert: str = Field(
+        "",
+        description="PEM certificate chain; with key, STARTTLS is offered (dev: sendbrake tls self-signed).",
+    )
+    key: str = Field("", description="PEM private key of the certificate.")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a certificate is configured."""
+        return bool(self.cert and self.key)
+
+
 class SmtpSettings(_Section):
     """SMTP ingress: where the marketing platform connects."""
 
@@ -96,6 +115,42 @@ class SmtpSettings(_Section):
         description="Client networks allowed to relay; others get 554 5.7.1.",
     )
     timeout: Duration = Field(300.0, description="Idle time before a client connection is closed.")
+    tls: SmtpTlsSettings = Field(
+        SmtpTlsSettings(),
+        description="STARTTLS: the certificate (cert) and key the listener presents.",
+    )
+    auth: Annotated[
+        Literal["auto", "off", "optional", "required"],
+        BeforeValidator(_off_is_false),  # YAML (and so the environment) reads `off` as false
+    ] = Field(
+        "auto",
+        description=(
+            "SMTP AUTH (offered only after STARTTLS): required, optional (users or allowed"
+            " networks), off; auto is required beyond loopback and optional on it."
+        ),
+    )
+    auth_max_failures: int = Field(
+        5, gt=0, description="Failed AUTH attempts per client address before it must wait."
+    )
+    auth_failure_window: Duration = Field(
+        300.0, description="How long failed AUTH attempts count against a client address."
+    )
+
+    def auth_mode(self) -> Literal["off", "optional", "required"]:
+        """Return the AUTH mode in force: `auth`, auto resolved by where the listener binds."""
+        if self.auth != "auto":
+            return self.auth
+        return "optional" if is_loopback(split_hostport(self.listen)[0]) else "required"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name, or 0.0.0.0: beyond loopback
 
 
 class HttpSettings(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,24 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def sendbrake(
+    *args: str, spool_url: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `sendbrake` CLI as an operator would: a subprocess, this spool, no other
+    SENDBRAKE_ settings of the test's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDBRAKE_")}
+    env["SENDBRAKE_SPOOL__URL"] = spool_url
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 class GatewayProcess:

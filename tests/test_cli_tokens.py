@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from gateway.ops.auth import token_hash
 from gateway.settings import Settings
 from tests.harness import run_gateway
 from tests.postgres import private_schema
+from tests.process import sendbrake
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -28,22 +28,6 @@ def url(request, tmp_path):
         return
     with private_schema() as schema_url:
         yield schema_url
-
-
-def sendbrake(
-    *args: str, spool_url: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDBRAKE_")}
-    env["SENDBRAKE_SPOOL__URL"] = spool_url
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 async def asendbrake(*args: str, spool_url: str) -> subprocess.CompletedProcess[str]:

@@ -129,3 +129,23 @@ def test_upstream_process_auto_means_separate_on_more_than_one_usable_cpu(
     monkeypatch.setattr(settings.os, "sched_getaffinity", lambda _pid: cpus, raising=False)
     upstream = settings.UpstreamSettings(process=process)
     assert upstream.separate_process() is separate
+
+
+def test_smtp_auth_off_from_the_environment_is_off_not_false(monkeypatch):
+    monkeypatch.setenv("SENDBRAKE_SMTP__AUTH", "off")  # YAML would read a bare off as false
+    assert settings.load(None).smtp.auth == "off"
+
+
+@pytest.mark.parametrize(
+    ("listen", "auth", "mode"),
+    [
+        ("127.0.0.1:2525", "auto", "optional"),
+        ("[::1]:2525", "auto", "optional"),
+        ("0.0.0.0:2525", "auto", "required"),
+        ("mail.internal:2525", "auto", "required"),
+        ("0.0.0.0:2525", "optional", "optional"),
+    ],
+)
+def test_auth_is_required_by_default_beyond_loopback(listen, auth, mode):
+    smtp = settings.SmtpSettings(listen=listen, auth=auth)
+    assert smtp.auth_mode() == mode

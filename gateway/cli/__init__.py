@@ -23,6 +23,7 @@ from gateway.cli.policies import policies
 from gateway.cli.review import campaigns, relay
 from gateway.cli.settings_docs import reference_markdown
 from gateway.cli.tokens import tokens_group
+from gateway.cli.users import tls_group, users_group
 from gateway.errors import SendbrakeError
 from gateway.metrics import Metrics
 from gateway.service import Gateway
@@ -95,5 +96,7 @@ def config_docs(output: Path | None) -> None:
 
 main.add_command(policies)
 main.add_command(tokens_group)
+main.add_command(users_group)
+main.add_command(tls_group)
 main.add_command(campaigns)
 main.add_command(relay)

@@ -30,20 +30,21 @@ def reference_markdown() -> str:
             continue
         out += [f"## `{section_name}`", "", (section.__doc__ or "").strip(), ""]
         out += ["| key | default | environment | meaning |", "|---|---|---|---|"]
-        defaults = section().model_dump(mode="json")
-        for name, info in section.model_fields.items():
-            default = defaults[name]
-            shown = (
-                "`"
-                + (
-                    yaml.safe_dump(default, default_flow_style=True)
-                    .strip()
-                    .removesuffix("...")
-                    .strip()
-                )
-                + "`"
-            )
-            env = env_name((section_name, name))
-            out.append(f"| `{section_name}.{name}` | {shown} | `{env}` | {info.description} |")
+        out += _rows((section_name,), section, section().model_dump(mode="json"))
         out.append("")
     return "\n".join(out)
+
+
+def _rows(path: tuple[str, ...], model: type[BaseModel], defaults: dict[str, object]) -> list[str]:
+    """One table row per key of `model`, the keys of nested sections (smtp.tls.cert) included."""
+    rows = []
+    for name, info in model.model_fields.items():
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            rows += _rows((*path, name), nested, defaults[name])  # type: ignore[arg-type]
+            continue
+        shown = yaml.safe_dump(defaults[name], default_flow_style=True)
+        shown = shown.strip().removesuffix("...").strip()
+        key = ".".join((*path, name))
+        rows.append(f"| `{key}` | `{shown}` | `{env_name((*path, name))}` | {info.description} |")
+    return rows

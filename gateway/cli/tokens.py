@@ -2,69 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
-from gateway import log
 from gateway.cli.common import config_option, dump, fail, load_settings, table
-from gateway.errors import ConfigError, Conflict, SpoolError
+from gateway.cli.spool import with_spool
+from gateway.errors import Conflict
 from gateway.model import Role, Token
 from gateway.ops.auth import new_token, token_hash
 from gateway.ops.views import timestamp
-from gateway.spool import create_spool, redacted, sqlite_path
-from gateway.spool.base import Spool
-
-T = TypeVar("T")
 
 
 @click.group("tokens")
 def tokens_group() -> None:
     """Manage API tokens stored in the spool (only their hashes are kept)."""
-
-
-def _with_spool(
-    config_path: Path | None, work: Callable[[Spool], Awaitable[T]], *, create: bool
-) -> T:
-    """Run `work` on the configured spool, beside a running gateway if there is one.
-
-    Through the spool port and its locking (`Storage.attach`): no schema migration
-    behind a live SQLite gateway, writes in transactions that take the database's locks.
-    A PostgreSQL spool may be created (migrated) here: its migrations take a lock of
-    their own, beside any number of running replicas. Every gateway looks tokens up on
-    every request, so changes work at once on all of them.
-    """
-    cfg = load_settings(config_path)
-    log.configure(cfg.log.format, "warning")  # standard output is for the token alone
-    try:
-        where = str(sqlite_path(cfg.spool.url))
-    except ConfigError:
-        where, shared = redacted(cfg.spool.url), True
-    else:
-        shared = False
-        if not create and not Path(where).exists():
-            fail(f"error: no spool database at {where} (spool.url {cfg.spool.url})")
-    try:
-        spool = create_spool(cfg.spool)
-    except ConfigError as exc:
-        fail(f"error: {exc}")
-
-    async def run() -> T:
-        await (spool.open() if create and shared else spool.attach())
-        try:
-            return await work(spool)
-        finally:
-            await spool.close()
-
-    try:
-        return asyncio.run(run())
-    except SpoolError as exc:
-        fail(f"error: spool database {where}: {exc}")
 
 
 @tokens_group.command("add")
@@ -96,7 +50,7 @@ def tokens_add(
         created_at=time.time(),
     )
     try:
-        _with_spool(config_path, lambda spool: spool.add_token(record), create=True)
+        with_spool(config_path, lambda spool: spool.add_token(record), create=True)
     except Conflict as exc:
         fail(f"error: {exc}; choose another name")
     click.echo(
@@ -112,7 +66,7 @@ def tokens_add(
 @config_option
 def tokens_list(as_json: bool, config_path: Path | None) -> None:
     """List the tokens stored in the spool, revoked ones included."""
-    stored = _with_spool(config_path, lambda spool: spool.tokens(), create=False)
+    stored = with_spool(config_path, lambda spool: spool.tokens(), create=False)
     if as_json:
         click.echo(
             dump(
@@ -149,7 +103,7 @@ def tokens_list(as_json: bool, config_path: Path | None) -> None:
 @config_option
 def tokens_revoke(name: str, config_path: Path | None) -> None:
     """Revoke the token NAME; requests with it fail from now on."""
-    revoked = _with_spool(
+    revoked = with_spool(
         config_path, lambda spool: spool.revoke_token(name, time.time()), create=False
     )
     if not revoked:

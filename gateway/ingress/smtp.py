@@ -1,9 +1,10 @@
 """SMTP ingress: an aiosmtpd server on the service's own event loop.
 
-Owns the SMTP conversation only: who may connect, envelope limits, and mapping the
-admission's outcome to a precise reply. The 250 is returned from `handle_DATA` after
-`admit` returns, which is after the spool's durable commit (STYLE.md rule 1). It knows
-nothing of campaigns or storage; both arrive through the injected `admit` callable.
+Owns the SMTP conversation only: who may submit (STARTTLS, AUTH, allowed networks),
+envelope limits, and mapping the admission's outcome to a precise reply. The 250 is
+returned from `handle_DATA` after `admit` returns, which is after the spool's durable
+commit (STYLE.md rule 1). It knows nothing of campaigns or storage; both arrive through
+the injected `admit` callable, and users through the injected authenticator.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,27 +24,32 @@ from email.utils import format_datetime
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from gateway.errors import CampaignRejected, SpoolError
+from gateway.errors import CampaignRejected, ConfigError, SpoolError
+from gateway.ingress.auth import SmtpAuthenticator, sender_allowed
 from gateway.metrics import Metrics
-from gateway.model import Admission, Inbound
-from gateway.settings import SmtpSettings, split_hostport
+from gateway.model import Admission, Inbound, SmtpUser
+from gateway.settings import SmtpSettings, is_loopback, split_hostport
 
 log = structlog.get_logger(__name__)
 
 Admit = Callable[[Inbound], Awaitable[Admission]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# aiosmtpd's own size replies, which lack enhanced status codes.
-_AIOSMTPD_TOO_BIG = frozenset(
-    {"552 Error: Too much mail data", "552 Error: message size exceeds fixed maximum message size"}
-)
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+REPLY_STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
+# aiosmtpd's own replies that lack enhanced status codes, and ours instead.
+_AIOSMTPD_REPLIES = {
+    "552 Error: Too much mail data": REPLY_TOO_BIG,
+    "552 Error: message size exceeds fixed maximum message size": REPLY_TOO_BIG,
+    "530 Must issue a STARTTLS command first": REPLY_STARTTLS_FIRST,
+}
 REPLY_TOO_MANY = "452 4.5.3 Too many recipients"
 REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gateway"
 REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
 REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
+REPLY_AUTH_REQUIRED = "530 5.7.0 Authentication required"
 
 # <dot-atom@domain>: what the email parser would return unchanged (anything else goes to it).
 _ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]+"
@@ -56,11 +63,11 @@ Received = tuple[bytes, int]  # DATA as sent (still dot-stuffed) and its size in
 
 
 class _Server(SMTP):
-    """aiosmtpd's server with enhanced status codes on its size reply and a faster DATA."""
+    """aiosmtpd's server with enhanced status codes, AUTH checked off the loop, a faster DATA."""
 
     async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str) and status in _AIOSMTPD_TOO_BIG:
-            await super().push(REPLY_TOO_BIG)
+        if isinstance(status, str):
+            await super().push(_AIOSMTPD_REPLIES.get(status, status))
         else:
             await super().push(status)
 
@@ -84,6 +91,27 @@ class _Server(SMTP):
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, str(rest)
+
+    # AUTH: aiosmtpd parses PLAIN and LOGIN (base64, challenges, `*` aborts) and hands the
+    # credentials to `_authenticate`, synchronously; checking a password hash there would
+    # stall every session, so it only passes them on and `_verify` checks them, awaited.
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._verify(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._verify(await super().auth_LOGIN(_, args))
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        return AuthResult(success=True, handled=False, auth_data=auth_data)
+
+    async def _verify(self, parsed: AuthResult) -> AuthResult:
+        credentials = parsed.auth_data
+        if not parsed.success or not isinstance(credentials, LoginPassword):
+            return parsed  # aiosmtpd already answered (bad base64, an abort)
+        handler: SmtpHandler = self.event_handler
+        if self.session is None:  # AUTH always runs inside a session
+            return AuthResult(success=False, handled=False)
+        return await handler.authenticate(self.session, credentials)
 
     async def smtp_DATA(self, arg: str) -> None:
         """Run aiosmtpd's DATA command, reading the message in chunks rather than by line.
@@ -169,12 +197,19 @@ class SmtpHandler:
     """aiosmtpd hooks: each hook's return value is the reply."""
 
     def __init__(
-        self, settings: SmtpSettings, admit: Admit, metrics: Metrics, hostname: str
+        self,
+        settings: SmtpSettings,
+        admit: Admit,
+        metrics: Metrics,
+        hostname: str,
+        authenticator: SmtpAuthenticator | None = None,
     ) -> None:
         self._settings = settings
         self._admit = admit
         self._metrics = metrics
         self._hostname = hostname
+        self._authenticator = authenticator
+        self._auth_required = settings.auth_mode() == "required"
         self._networks: tuple[Network, ...] = tuple(
             ipaddress.ip_network(net) for net in settings.allowed_networks
         )
@@ -198,12 +233,27 @@ class SmtpHandler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+        # aiosmtpd lists "250-AUTH " even with every mechanism excluded (AUTH is off).
+        offered = [line for line in responses[:-1] if line.strip() != "250-AUTH"]
+        return [*offered, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def authenticate(self, session: Session, credentials: LoginPassword) -> AuthResult:
+        """Check AUTH credentials (after STARTTLS: aiosmtpd refuses AUTH before it)."""
+        if self._authenticator is None:
+            return AuthResult(success=False, handled=False)
+        return await self._authenticator.authenticate(_peer_host(session), credentials)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self.client_network(session.peer) is None:
+        user = session.auth_data if session.authenticated else None
+        if isinstance(user, SmtpUser):
+            if not sender_allowed(user, address):
+                log.warning("smtp_sender_refused", user=user.name, sender=address[:256])
+                return f"554 5.7.1 Sender <{address}> is not allowed for user {user.name}"
+        elif self._auth_required:
+            return REPLY_AUTH_REQUIRED
+        elif self.client_network(session.peer) is None:
             log.warning("smtp_client_refused", peer=_peer_host(session))
             return REPLY_NOT_ALLOWED
         envelope.mail_from = address
@@ -222,7 +272,7 @@ class SmtpHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         started = time.perf_counter()
         user = session.auth_data if session.authenticated else None
-        client = user or self.client_network(session.peer) or "unknown"
+        client = user.name if isinstance(user, SmtpUser) else self.client_network(session.peer)
         peer = _peer_host(session)
         stamp = format_datetime(datetime.now(UTC))
         trace = (
@@ -231,7 +281,7 @@ class SmtpHandler:
         )
         inbound = Inbound(
             ingress="smtp",
-            client=str(client),
+            client=client or "unknown",
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             content=envelope.original_content or b"",
@@ -258,12 +308,71 @@ def _peer_host(session: Session) -> str:
     return str(session.peer[0]) if isinstance(session.peer, tuple) else "unknown"
 
 
-async def start_smtp(settings: SmtpSettings, admit: Admit, metrics: Metrics) -> asyncio.Server:
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    """Return the server context of STARTTLS, or None when no certificate is configured."""
+    if not settings.tls.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls.cert, settings.tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "smtp.tls.cert", "smtp.tls.cert", f"cannot load {settings.tls.cert}: {exc}"
+        ) from None
+    return context
+
+
+def check_exposure(settings: SmtpSettings, users: int) -> None:
+    """Refuse a listener beyond loopback that anyone could relay through (never open)."""
+    host, _ = split_hostport(settings.listen)
+    mode = settings.auth_mode()
+    if is_loopback(host):
+        return
+    if mode == "off":
+        if any(ipaddress.ip_network(net).prefixlen == 0 for net in settings.allowed_networks):
+            raise ConfigError(
+                "smtp.allowed_networks",
+                "smtp.allowed_networks",
+                f"the SMTP listener {settings.listen} is beyond loopback with smtp.auth off and"
+                " every address allowed: that is an open relay; narrow smtp.allowed_networks"
+                " or turn AUTH on",
+            )
+        log.warning("smtp_auth_off_beyond_loopback", listen=settings.listen)
+        return
+    if not settings.tls.enabled:
+        raise ConfigError(
+            "smtp.tls.cert",
+            "smtp.tls.cert",
+            f"the SMTP listener {settings.listen} is beyond loopback: set smtp.tls.cert and"
+            " smtp.tls.key (AUTH is offered only after STARTTLS; for a test,"
+            " `sendbrake tls self-signed DIR` makes a pair)",
+        )
+    if mode == "required" and users == 0:
+        raise ConfigError(
+            "smtp.auth",
+            "smtp.auth",
+            f"the SMTP listener {settings.listen} requires AUTH and there is no SMTP user:"
+            " add one with `sendbrake users add NAME` (or set smtp.auth to optional and"
+            " narrow smtp.allowed_networks)",
+        )
+
+
+async def start_smtp(
+    settings: SmtpSettings,
+    admit: Admit,
+    metrics: Metrics,
+    authenticator: SmtpAuthenticator | None = None,
+) -> asyncio.Server:
     """Bind the SMTP listener on the running loop and return the server."""
     hostname = settings.hostname or socket.getfqdn()
-    handler = SmtpHandler(settings, admit, metrics, hostname)
+    handler = SmtpHandler(settings, admit, metrics, hostname, authenticator)
     loop = asyncio.get_running_loop()
     host, port = split_hostport(settings.listen)
+    context = tls_context(settings)
+    mode = settings.auth_mode()
+    offer_auth = authenticator is not None and context is not None and mode != "off"
+    required = mode == "required"
 
     def factory() -> SMTP:
         return _Server(
@@ -275,6 +384,11 @@ async def start_smtp(settings: SmtpSettings, admit: Admit, metrics: Metrics) -> 
             ident="sendbrake",
             timeout=settings.timeout,
             loop=loop,
+            tls_context=context,
+            require_starttls=required,
+            auth_required=required,
+            auth_require_tls=True,
+            auth_exclude_mechanism=() if offer_auth else ("PLAIN", "LOGIN"),
         )
 
     return await loop.create_server(factory, host=host, port=port)

@@ -23,6 +23,7 @@ from gateway.model import (
     ReleaseScope,
     Segment,
     Settlement,
+    SmtpUser,
     StoredMessage,
     Token,
 )
@@ -217,7 +218,7 @@ class Segments(Protocol):
 
 
 class Access(Protocol):
-    """Who may act (API tokens, as hashes) and what they did (the append-only audit log)."""
+    """Who may act (API tokens and SMTP users, as hashes) and what they did (the audit log)."""
 
     async def append_audit(self, entry: AuditEntry) -> int:
         """Append to the audit log (durably) and return the entry's ID."""
@@ -236,6 +237,18 @@ class Access(Protocol):
 
     async def revoke_token(self, name: str, now: float) -> bool:
         """Revoke a token by name; False when there is no live token of that name."""
+
+    async def add_user(self, user: SmtpUser) -> None:
+        """Store an SMTP user; raise `Conflict` when its name is taken."""
+
+    async def smtp_user(self, name: str) -> SmtpUser | None:
+        """Return the SMTP user of this name, if any."""
+
+    async def smtp_users(self) -> list[SmtpUser]:
+        """Return every SMTP user, by name."""
+
+    async def remove_user(self, name: str) -> bool:
+        """Remove an SMTP user; False when there is none of that name."""
 
 
 class Spool(Storage, Queue, Review, Segments, Access, Protocol):

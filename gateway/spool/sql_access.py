@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import Conflict
-from gateway.model import AuditEntry, Role, Token
+from gateway.model import AuditEntry, Role, SmtpUser, Token
 from gateway.spool.dialect import Conn
 
 
@@ -103,3 +103,43 @@ def _token(row: Sequence[Any]) -> Token:
         created_at=created_at,
         revoked_at=revoked_at,
     )
+
+
+def add_user(conn: Conn, user: SmtpUser) -> None:
+    """Store an SMTP user; a name in use is a conflict."""
+    added = conn.execute(
+        "INSERT INTO smtp_users (name, password_hash, sender_domains, created_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING name",
+        (user.name, user.password_hash, json.dumps(list(user.sender_domains)), user.created_at),
+    ).fetchone()
+    if added is None:
+        raise Conflict(f"an SMTP user named {user.name!r} exists already")
+
+
+def smtp_user(conn: Conn, name: str) -> SmtpUser | None:
+    """Return the SMTP user of this name."""
+    row = conn.execute(
+        "SELECT name, password_hash, sender_domains, created_at FROM smtp_users WHERE name = ?",
+        (name,),
+    ).fetchone()
+    return None if row is None else _user(row)
+
+
+def smtp_users(conn: Conn) -> list[SmtpUser]:
+    """Every SMTP user, by name."""
+    return [
+        _user(row)
+        for row in conn.execute(
+            "SELECT name, password_hash, sender_domains, created_at FROM smtp_users ORDER BY name"
+        )
+    ]
+
+
+def remove_user(conn: Conn, name: str) -> bool:
+    """Remove an SMTP user; False when there is none of that name."""
+    return conn.execute("DELETE FROM smtp_users WHERE name = ?", (name,)).rowcount == 1
+
+
+def _user(row: Sequence[Any]) -> SmtpUser:
+    name, password_hash, domains, created_at = row
+    return SmtpUser(name, password_hash, tuple(json.loads(domains)), created_at)

@@ -22,6 +22,7 @@ from gateway.model import (
     ReleaseScope,
     Segment,
     Settlement,
+    SmtpUser,
     StoredMessage,
     Token,
 )
@@ -185,3 +186,15 @@ class SqlSpool:
 
     async def revoke_token(self, name: str, now: float) -> bool:
         return await self._write(lambda c: access.revoke_token(c, name, now))
+
+    async def add_user(self, user: SmtpUser) -> None:
+        await self._write(lambda c: access.add_user(c, user))
+
+    async def smtp_user(self, name: str) -> SmtpUser | None:
+        return await self._read(lambda c: access.smtp_user(c, name))
+
+    async def smtp_users(self) -> list[SmtpUser]:
+        return await self._read(access.smtp_users)
+
+    async def remove_user(self, name: str) -> bool:
+        return await self._write(lambda c: access.remove_user(c, name))
