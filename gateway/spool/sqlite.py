@@ -10,6 +10,7 @@ which is what lets `open` reclaim every lease a crash left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -74,6 +75,12 @@ class SqliteSpool(SqlSpool):
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock()
+        # Mail and hashes are the owner's alone (a spool of an earlier version too);
+        # SQLite gives the -wal and -shm files it creates the database file's mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -122,7 +129,7 @@ class SqliteSpool(SqlSpool):
         self._read_conn = self._connect()
 
     def _lock(self) -> None:
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -405,3 +405,17 @@ async def test_leases_of_a_large_delivery_are_renewed_in_one_call(spool):
     ids = [rid for rid, _ in delivery.recipients]
     assert await spool.renew_leases("w1", ids, NOW + 120) == 1_200
     assert await spool.claim("w2", NOW + 100, 10, 60) == []
+
+
+async def test_the_sqlite_spool_files_are_readable_by_their_owner_only(tmp_path):
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    try:
+        await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
+        files = sorted(tmp_path.glob("spool.db*"))
+        assert {f.name for f in files} >= {"spool.db", "spool.db-wal", "spool.db.lock"}
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+            f.name: "0o600" for f in files
+        }
+    finally:
+        await spool.close()
