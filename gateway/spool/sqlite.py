@@ -75,12 +75,7 @@ class SqliteSpool(SqlSpool):
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock()
-        # Mail and hashes are the owner's alone (a spool of an earlier version too);
-        # SQLite gives the -wal and -shm files it creates the database file's mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(f"{self.path}{suffix}", 0o600)
+        owner_only(self.path)
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -171,6 +166,17 @@ class SqliteSpool(SqlSpool):
                 conn.execute("ROLLBACK")  # read only: nothing to keep
 
         return await self._read(within)
+
+
+def owner_only(path: Path) -> None:
+    """Create the database file readable by its owner only; tighten older ones too.
+
+    SQLite gives the -wal and -shm files it creates the database file's mode.
+    """
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").chmod(0o600)
 
 
 def connect(path: Path, busy_timeout: float = 5.0) -> SqliteConnection:
