@@ -26,6 +26,16 @@ def _drop_postgres_schemas() -> Iterator[None]:
     postgres.drop_created()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def unopened_spool_url(request, tmp_path: Path) -> Iterator[str]:
+    """A spool URL no gateway has opened yet, on each backend (the CLI tests create it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/spool.db"
+        return
+    with postgres.private_schema() as url:
+        yield url
+
+
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
     structlog.reset_defaults()

@@ -11,23 +11,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from gateway.ops.auth import token_hash
 from gateway.settings import Settings
 from tests.harness import run_gateway
-from tests.postgres import private_schema
 from tests.process import sendbrake
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    """A spool no gateway has opened yet: the tokens commands create it."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/spool.db"
-        return
-    with private_schema() as schema_url:
-        yield schema_url
 
 
 async def asendbrake(*args: str, spool_url: str) -> subprocess.CompletedProcess[str]:
@@ -64,8 +52,9 @@ def test_add_prints_the_token_alone_on_the_last_line_and_stores_only_its_hash(tm
 
 
 async def test_a_token_added_while_the_gateway_runs_works_at_once_and_revoked_it_gets_401(
-    settings_for, url
+    settings_for, unopened_spool_url
 ):
+    url = unopened_spool_url
     settings: Settings = settings_for(spool={"url": url})
     async with run_gateway(settings) as gw:
         token = added_token(
@@ -78,7 +67,8 @@ async def test_a_token_added_while_the_gateway_runs_works_at_once_and_revoked_it
         assert await campaigns_status(gw.http_url, token) == 401
 
 
-def test_list_shows_roles_identity_and_revocation_as_a_table_and_as_json(url):
+def test_list_shows_roles_identity_and_revocation_as_a_table_and_as_json(unopened_spool_url):
+    url = unopened_spool_url
     added_token(
         sendbrake("tokens", "add", "ops", "--role", "operator", "--role", "viewer", spool_url=url)
     )
@@ -108,7 +98,8 @@ def test_list_shows_roles_identity_and_revocation_as_a_table_and_as_json(url):
     assert "sha256" not in listed[0]
 
 
-def test_a_taken_name_and_an_unknown_revoke_are_clear_errors(url):
+def test_a_taken_name_and_an_unknown_revoke_are_clear_errors(unopened_spool_url):
+    url = unopened_spool_url
     added_token(sendbrake("tokens", "add", "ops", "--role", "operator", spool_url=url))
     again = sendbrake("tokens", "add", "ops", "--role", "viewer", spool_url=url)
     assert again.returncode == 1

@@ -9,22 +9,13 @@ import sqlite3
 import pytest
 
 from gateway.ingress.auth import password_matches
-from tests.postgres import private_schema
 from tests.process import sendbrake
 
 PASSWORD = "twelve chars or more"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/spool.db"
-        return
-    with private_schema() as schema_url:
-        yield schema_url
-
-
-def test_add_list_and_remove_a_user(url):
+def test_add_list_and_remove_a_user(unopened_spool_url):
+    url = unopened_spool_url
     added = sendbrake(
         "users", "add", "shop", "--allow-sender-domain", "Shop.test",
         "--allow-sender-domain", "news.shop.test", spool_url=url, stdin=PASSWORD + "\n",
