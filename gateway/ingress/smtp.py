@@ -18,8 +18,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from email._header_value_parser import get_addr_spec, get_angle_addr
-from email.errors import HeaderParseError
 from email.utils import format_datetime
 from typing import Any, AnyStr
 
@@ -28,6 +26,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.errors import CampaignRejected, ConfigError, SpoolError
 from gateway.ingress.auth import SmtpAuthenticator, sender_allowed
+from gateway.mail.addresses import mailbox_problem
 from gateway.metrics import Metrics
 from gateway.model import Admission, Inbound, SmtpUser
 from gateway.settings import SmtpSettings, is_loopback, split_hostport
@@ -51,11 +50,14 @@ REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
 REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 REPLY_AUTH_REQUIRED = "530 5.7.0 Authentication required"
 
-# <dot-atom@domain>: what the email parser would return unchanged (anything else goes to it).
-_ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]+"
-_SIMPLE_PATH = re.compile(
-    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?![ \t]*\()[ \t]*"
-)  # the parser also skips the blanks after it, and comments, which it is left to handle
+# Where MAIL's or RCPT's path ends: <[source route:]mailbox>, quoted strings kept whole, or
+# a bare mailbox up to the first blank. What the mailbox may be is `mailbox_problem`'s.
+_PATH = re.compile(r'<(?:@[^:<>"]*:)?((?:"(?:[^"\\]|\\.)*"|[^<>"])*)>')
+_BARE_PATH = re.compile(r'(?:"(?:[^"\\]|\\.)*"|[^\s<>"])+')
+_COMMENTS = re.compile(r"[ \t]*(?:\([^()]*\)[ \t]*)*")  # after the path (aiosmtpd allowed them)
+NULL_PATH = "<>"  # MAIL FROM:<>, a bounce's sender, as the envelope holds it until DATA
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_TRACE_TEXT = re.compile(r"[^\x21-\x7e]|[()\\]")  # what a Received line must not copy
 _DOT_LINE_END = b".\r\n"
 _TERMINATOR = b"\r\n.\r\n"
 
@@ -72,25 +74,21 @@ class _Server(SMTP):
             await super().push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """Parse the address of MAIL or RCPT as aiosmtpd does.
+        """Split MAIL's or RCPT's argument into the path's mailbox and the parameters.
 
-        aiosmtpd's own version defines a typing.Protocol class on every call, which cost
-        more than the parsing itself; and a plain `<local@domain>` needs no email parser.
+        Only the structure is parsed here (a source route is dropped, RFC 5321 4.1.1.3);
+        the mailbox is returned as sent, and the MAIL and RCPT hooks check it, so that
+        each refusal says what is wrong. `<>` comes back as `NULL_PATH`.
         """
         if not arg:
             return "", ""
-        if simple := _SIMPLE_PATH.match(arg):  # most addresses: the same answer, sooner
-            addr, rest = simple[1], arg[simple.end() :]
-        else:
-            try:
-                parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
-                address, rest = parse(arg)
-            except HeaderParseError:
-                return None, None
-            addr = address.addr_spec
-        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+        path = _PATH.match(arg) if arg.startswith("<") else _BARE_PATH.match(arg)
+        if path is None:
             return None, None
-        return addr, str(rest)
+        mailbox = path[1] if arg.startswith("<") else path[0]
+        skipped = _COMMENTS.match(arg, path.end())
+        rest = arg[skipped.end() if skipped else path.end() :]
+        return mailbox or NULL_PATH, rest
 
     # AUTH: aiosmtpd parses PLAIN and LOGIN (base64, challenges, `*` aborts) and hands the
     # credentials to `_authenticate`, synchronously; checking a password hash there would
@@ -232,10 +230,33 @@ class SmtpHandler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
+        if refusal := self._refuse_greeting(session, "EHLO", hostname):
+            session.extended_smtp = False
+            return [refusal]
         session.host_name = hostname
         # aiosmtpd lists "250-AUTH " even with every mechanism excluded (AUTH is off).
         offered = [line for line in responses[:-1] if line.strip() != "250-AUTH"]
         return [*offered, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_HELO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        if refusal := self._refuse_greeting(session, "HELO", hostname):
+            return refusal
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    def _refuse_greeting(self, session: Session, command: str, hostname: str) -> str | None:
+        """Refuse a HELO/EHLO name with control characters; anything else is taken.
+
+        MTAs are liberal here (the name is only ever a trace), but a CR or NUL has no
+        place in one, and it would otherwise travel towards a header.
+        """
+        if not _CONTROL.search(hostname):
+            return None
+        session.host_name = None  # as if the client never greeted: MAIL needs a new one
+        log.warning("smtp_greeting_refused", peer=_peer_host(session), name=hostname[:256])
+        return f"501 5.5.4 Invalid {command} name: it contains a control character"
 
     async def authenticate(self, session: Session, credentials: LoginPassword) -> AuthResult:
         """Check AUTH credentials (after STARTTLS: aiosmtpd refuses AUTH before it)."""
@@ -246,6 +267,9 @@ class SmtpHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address != NULL_PATH and (problem := _address_problem(address, envelope)):
+            log.warning("smtp_sender_invalid", peer=_peer_host(session), problem=problem[1])
+            return f"553 {problem[0] or '5.1.7'} Sender address {problem[1]}"
         user = session.auth_data if session.authenticated else None
         if isinstance(user, SmtpUser):
             if not sender_allowed(user, address):
@@ -263,6 +287,11 @@ class SmtpHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address == NULL_PATH:
+            return "553 5.1.3 Recipient address <> is for senders only (bounces); not a mailbox"
+        if problem := _address_problem(address, envelope):
+            log.warning("smtp_recipient_invalid", peer=_peer_host(session), problem=problem[1])
+            return f"553 {problem[0] or '5.1.3'} Recipient address {problem[1]}"
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return REPLY_TOO_MANY
         envelope.rcpt_tos.append(address)
@@ -275,14 +304,15 @@ class SmtpHandler:
         client = user.name if isinstance(user, SmtpUser) else self.client_network(session.peer)
         peer = _peer_host(session)
         stamp = format_datetime(datetime.now(UTC))
+        greeting = _NOT_TRACE_TEXT.sub("?", session.host_name or "unknown")[:255]
         trace = (
-            f"Received: from {session.host_name or 'unknown'} ([{peer}])"
+            f"Received: from {greeting} ([{peer}])"
             f" by {self._hostname} (sendbrake) with ESMTP; {stamp}"
         )
         inbound = Inbound(
             ingress="smtp",
             client=client or "unknown",
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from == NULL_PATH else envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             content=envelope.original_content or b"",
             trace=trace,
@@ -302,6 +332,15 @@ class SmtpHandler:
         self._metrics.messages_received.labels(ingress="smtp").inc()
         self._metrics.recipients_received.inc(len(inbound.rcpt_tos))
         return f"250 2.0.0 queued as {admission.message_id}"
+
+
+def _address_problem(address: str, envelope: Envelope) -> tuple[str, str] | None:
+    """(enhanced status or "" for the command's own, what is wrong) of a path, or None."""
+    if problem := mailbox_problem(address):
+        return "", problem
+    if not envelope.smtp_utf8 and not address.isascii():
+        return "5.6.7", "is UTF-8, which needs the SMTPUTF8 parameter on MAIL (RFC 6531)"
+    return None
 
 
 def _peer_host(session: Session) -> str:

@@ -1,0 +1,207 @@
+"""Hostile and clumsy SMTP input over real sockets: each gets its exact reply, never a crash.
+
+Smuggling sequences and bare line ends in DATA, control characters and bad syntax in
+addresses and greetings, 8-bit junk and impossible declarations in headers, huge
+headers, deep MIME, floods of sessions and clients that drip bytes. Every answer a retry
+cannot change is permanent (5xx), nothing accepted is undeliverable, and other clients
+keep being served while it happens (measured as another session's NOOP latency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from tests.harness import run_gateway
+from tests.helpers import eventually
+
+
+class Client:
+    """A raw SMTP session: write exact bytes, read whole replies."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.greeting = ""
+
+    @classmethod
+    async def open(cls, gw, *, ehlo: bytes | None = b"client.test") -> Client:
+        host, port = gw.addresses.smtp
+        client = cls(*await asyncio.open_connection(host, port))
+        client.greeting = await client.reply()
+        if ehlo is not None:
+            assert (await client.command(b"EHLO " + ehlo))[:3] == "250"
+        return client
+
+    async def reply(self) -> str:
+        """The last line of the next reply, without its line end ('' if the server left)."""
+        while (line := await self.reader.readline())[3:4] == b"-":
+            pass
+        return line.decode("utf-8", "replace").rstrip("\r\n")
+
+    async def command(self, line: bytes) -> str:
+        self.writer.write(line + b"\r\n")
+        return await self.reply()
+
+    async def send(self, data: bytes) -> str:
+        """DATA, then `data` as written (dot-stuffed and terminated by the caller)."""
+        assert (await self.command(b"DATA"))[:3] == "354"
+        self.writer.write(data)
+        return await self.reply()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def envelope(client: Client, mail_from: bytes = b"<news@shop.test>", *rcpts: bytes):
+    assert await client.command(b"MAIL FROM:" + mail_from) == "250 2.1.0 Sender OK"
+    for rcpt in rcpts or (b"<a@example.org>",):
+        assert await client.command(b"RCPT TO:" + rcpt) == "250 2.1.5 Recipient OK"
+
+
+def body(subject: bytes = b"Hello", *headers: bytes, text: bytes = b"Hi there.") -> bytes:
+    """A small message, CRLF throughout, with its terminator."""
+    head = b"".join(h + b"\r\n" for h in headers)
+    return b"Subject: " + subject + b"\r\n" + head + b"\r\n" + text + b"\r\n.\r\n"
+
+
+# --- addresses --------------------------------------------------------------------------
+
+BAD_RECIPIENTS = {
+    b"<a\x00b@example.org>": "553 5.1.3 Recipient address contains a control character",
+    b"<a\x01b@example.org>": "553 5.1.3 Recipient address contains a control character",
+    b"<a\tb@example.org>": "553 5.1.3 Recipient address contains a control character",
+    b"<>": "553 5.1.3 Recipient address <> is for senders only (bounces); not a mailbox",
+    b"<postmaster>": "553 5.1.3 Recipient address has no @domain",
+    b"<" + b"x" * 65 + b"@example.org>": "553 5.1.3 Recipient address has a local part longer"
+    " than 64 octets",
+    "<jürgen@example.org>".encode(): "553 5.6.7 Recipient address is UTF-8, which needs the"
+    " SMTPUTF8 parameter on MAIL (RFC 6531)",
+    b"<j\xfcrgen@example.org>": "553 5.1.3 Recipient address is not valid UTF-8",
+    "<a@exämple.org>".encode(): "553 5.6.7 Recipient address is UTF-8, which needs the"
+    " SMTPUTF8 parameter on MAIL (RFC 6531)",
+    b"<a@exa_mple.org>": "553 5.1.3 Recipient address has a domain that is not a valid host"
+    " name (RFC 5321 4.1.2)",
+    b"<a@[300.1.1.1]>": "553 5.1.3 Recipient address has an address literal that is not an"
+    " IP address",
+}
+
+
+async def test_each_bad_recipient_gets_its_own_553_and_the_good_ones_are_relayed(
+    settings_for, upstream
+):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        await envelope(client, b"<news@shop.test>", b"<first@example.org>")
+        replies = {rcpt: await client.command(b"RCPT TO:" + rcpt) for rcpt in BAD_RECIPIENTS}
+        assert await client.command(b"RCPT TO:<last@xn--exmple-cua.org>") == (
+            "250 2.1.5 Recipient OK"  # an A-label needs no SMTPUTF8
+        )
+        assert (await client.send(body()))[:3] == "250"
+        await client.close()
+        await eventually(lambda: upstream.transactions, message="nothing relayed")
+    assert replies == BAD_RECIPIENTS
+    [txn] = upstream.transactions
+    assert txn.rcpt_tos == ["first@example.org", "last@xn--exmple-cua.org"]
+
+
+async def test_bad_senders_get_553_5_1_7_and_the_session_goes_on(settings_for, upstream):
+    senders = {
+        b"<news\x00@shop.test>": "553 5.1.7 Sender address contains a control character",
+        b"<n\xe9ws@shop.test>": "553 5.1.7 Sender address is not valid UTF-8",
+        b"<news>": "553 5.1.7 Sender address has no @domain",
+        "<nëws@shop.test>".encode(): "553 5.6.7 Sender address is UTF-8, which needs the"
+        " SMTPUTF8 parameter on MAIL (RFC 6531)",
+    }
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        replies = {sender: await client.command(b"MAIL FROM:" + sender) for sender in senders}
+        assert await client.command(b"RCPT TO:<a@example.org>") == "503 Error: need MAIL command"
+        await envelope(client)
+        assert (await client.send(body()))[:3] == "250"
+        await client.close()
+        await eventually(lambda: upstream.transactions)
+    assert replies == senders
+    assert upstream.transactions[0].mail_from == "news@shop.test"
+
+
+async def test_utf8_addresses_and_u_label_domains_are_relayed_with_smtputf8(settings_for, upstream):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        await envelope(
+            client,
+            "<nëws@shöp.test> SMTPUTF8".encode(),
+            "<jürgen@exämple.org>".encode(),
+            "<東京@例え.テスト>".encode(),
+        )
+        assert (await client.send(body()))[:3] == "250"
+        await client.close()
+        await eventually(lambda: upstream.transactions)
+    [txn] = upstream.transactions
+    assert (txn.mail_from, txn.rcpt_tos) == (
+        "nëws@shöp.test",
+        ["jürgen@exämple.org", "東京@例え.テスト"],
+    )
+    assert "SMTPUTF8" in txn.mail_options
+
+
+async def test_the_null_sender_of_a_bounce_is_accepted_and_relayed_as_null(settings_for, upstream):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        await envelope(client, b"<>")
+        assert (await client.send(body(b"Delivery Status Notification")))[:3] == "250"
+        await client.close()
+        await eventually(lambda: upstream.transactions)
+        [campaign] = (await gw.api().get("/api/v1/campaigns"))[1]["items"]
+    assert upstream.transactions[0].mail_from in ("", "<>")  # aiosmtpd keeps the brackets
+    assert campaign["sender"] == ""
+
+
+# --- greetings --------------------------------------------------------------------------
+
+
+async def test_a_greeting_with_a_control_character_gets_501_and_never_reaches_a_header(
+    settings_for, upstream
+):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw, ehlo=None)
+        refused = {
+            b"EHLO a\rX-Injected: yes": await client.command(b"EHLO a\rX-Injected: yes"),
+            b"HELO a\x00b": await client.command(b"HELO a\x00b"),
+        }
+        assert await client.command(b"MAIL FROM:<news@shop.test>") == "503 Error: send HELO first"
+        # Liberal otherwise, as MTAs are: the name is a trace, made safe before it is one.
+        assert (await client.command("EHLO [10.0.0.1] odd(name)\\ü".encode()))[:3] == "250"
+        await envelope(client)
+        assert (await client.send(body()))[:3] == "250"
+        await client.close()
+        await eventually(lambda: upstream.transactions)
+    assert refused == {
+        b"EHLO a\rX-Injected: yes": "501 5.5.4 Invalid EHLO name: it contains a control character",
+        b"HELO a\x00b": "501 5.5.4 Invalid HELO name: it contains a control character",
+    }
+    content = upstream.transactions[0].content
+    received = content.split(b"\r\n", 1)[0]
+    assert received.startswith(b"Received: from [10.0.0.1]?odd?name??? ([127.0.0.1]) by gw.test")
+    assert b"X-Injected" not in content
+    assert b"\r" not in received
+
+
+async def noop_latency(gw, attack) -> tuple[float, object]:
+    """Run `attack` while another session sends NOOPs; (worst NOOP round trip, its result)."""
+    client = await Client.open(gw)
+    worst = 0.0
+    task = asyncio.ensure_future(attack)
+    try:
+        while not task.done():
+            started = time.perf_counter()
+            assert await client.command(b"NOOP") == "250 OK"
+            worst = max(worst, time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+        return worst, task.result()
+    finally:
+        task.cancel()
+        await client.close()
