@@ -115,6 +115,13 @@ class SmtpSettings(_Section):
         description="Client networks allowed to relay; others get 554 5.7.1.",
     )
     timeout: Duration = Field(300.0, description="Idle time before a client connection is closed.")
+    bare_newlines: Literal["reject", "accept"] = Field(
+        "reject",
+        description=(
+            "DATA with a bare CR or LF (not CRLF): reject with 550 5.5.2 (smuggling-safe), or"
+            " accept and relay it with every line end made CRLF."
+        ),
+    )
     tls: SmtpTlsSettings = Field(
         SmtpTlsSettings(),
         description="STARTTLS: the certificate (cert) and key the listener presents.",

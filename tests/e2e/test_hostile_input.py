@@ -205,3 +205,87 @@ async def noop_latency(gw, attack) -> tuple[float, object]:
     finally:
         task.cancel()
         await client.close()
+
+
+# --- DATA: line ends and NUL ------------------------------------------------------------
+
+SMUGGLED = b"MAIL FROM:<evil@shop.test>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: x\r\n"
+# An end-of-data lookalike some server might honour, and the reply the gateway gives.
+LOOKALIKES = {
+    b"\n.\n": "550 5.5.2 Error: bare <LF> received",
+    b"\n.\r\n": "550 5.5.2 Error: bare <LF> received",
+    b"\r\n.\n": "550 5.5.2 Error: bare <LF> received",
+    b"\r\n.\r": "550 5.5.2 Error: bare <CR> received",
+    b"\r.\r\n": "550 5.5.2 Error: bare <CR> received",
+    b"\r.\r": "550 5.5.2 Error: bare <CR> received",
+}
+
+
+async def test_smuggled_end_of_data_lookalikes_are_refused_whole_and_the_session_stays_in_step(
+    settings_for, upstream
+):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        replies = {}
+        for lookalike in LOOKALIKES:
+            await envelope(client)
+            data = b"Subject: hi\r\n\r\nfirst" + lookalike + SMUGGLED + b"\r\nowned\r\n.\r\n"
+            replies[lookalike] = await client.send(data)
+            # Nothing after the lookalike was taken as commands: the next reply is NOOP's.
+            assert await client.command(b"NOOP") == "250 OK"
+        await envelope(client)
+        assert (await client.send(body()))[:3] == "250"
+        await client.close()
+        await eventually(lambda: upstream.transactions)
+        counters = (await gw.api().get("/api/v1/campaigns"))[1]["items"][0]["counters"]
+    assert replies == LOOKALIKES
+    assert len(upstream.transactions) == 1
+    assert b"evil" not in upstream.transactions[0].content
+    assert counters["received"] == 1
+
+
+async def test_a_client_with_lf_only_lines_is_told_bare_lf_not_line_too_long(settings_for):
+    async with run_gateway(settings_for()) as gw:
+        client = await Client.open(gw)
+        await envelope(client)
+        data = b"Subject: unix\n\n" + b"a short line\n" * 200 + b"\r\n.\r\n"
+        assert await client.send(data) == "550 5.5.2 Error: bare <LF> received"
+        await client.close()
+
+
+async def test_a_nul_byte_in_data_is_refused_whatever_the_line_end_policy(settings_for):
+    for policy in ("reject", "accept"):
+        async with run_gateway(settings_for(smtp={"bare_newlines": policy})) as gw:
+            client = await Client.open(gw)
+            await envelope(client)
+            assert await client.send(body(text=b"a\x00b")) == "550 5.6.0 Error: NUL byte received"
+            await envelope(client)
+            assert (await client.send(body()))[:3] == "250"
+            await client.close()
+
+
+async def test_accepted_bare_line_ends_are_relayed_as_crlf_with_no_end_of_data_inside(
+    settings_for, upstream
+):
+    settings = settings_for(upstream.port, smtp={"bare_newlines": "accept"})
+    async with run_gateway(settings) as gw:
+        client = await Client.open(gw)
+        for i, lookalike in enumerate(LOOKALIKES):
+            await envelope(client, b"<news@shop.test>", b"<r%d@example.org>" % i)  # no duplicates
+            data = b"Subject: hi\r\n\r\nfirst" + lookalike + SMUGGLED + b"\r\nowned\r\n.\r\n"
+            assert (await client.send(data))[:3] == "250"
+        await envelope(client)
+        assert (await client.send(b"Subject: unix\n\n" + b"a short line\n" * 200 + b"\r\n.\r\n"))[
+            :3
+        ] == "250"
+        await client.close()
+        await eventually(lambda: len(upstream.transactions) == len(LOOKALIKES) + 1)
+    for txn in upstream.transactions:
+        assert txn.mail_from == "news@shop.test"
+        content = txn.content
+        assert content.count(b"\n") == content.count(b"\r\n") == content.count(b"\r")
+        assert b"\r\n.\r\n" not in content  # the upstream (which unstuffs) saw no lone dot
+    assert all(b"MAIL FROM:<evil@shop.test>" in t.content for t in upstream.transactions[:-1])
+    assert upstream.transactions[-1].content.endswith(
+        b"\r\n\r\n" + b"a short line\r\n" * 200 + b"\r\n"
+    )

@@ -32,6 +32,8 @@ PAYLOADS = {
     "long stretch": b"Subject: big\r\n\r\n" + (b"x" * 78 + b"\r\n") * 2000,
     "bare LF dot": b"a\n.\nb\r\n",
 }
+# What stock aiosmtpd takes and the gateway refuses (tests/e2e/test_hostile_input.py).
+BARE_LINE_ENDS = {"dot then CR alone", "bare LF dot"}
 
 
 def feed(payload: bytes, *, limit: int, after: bytes = b"") -> asyncio.StreamReader:
@@ -147,9 +149,9 @@ async def converse(port: int, payloads: list[bytes]) -> list[str]:
     return codes[1:]
 
 
-async def test_server_receives_what_stock_aiosmtpd_receives_and_replies_alike() -> None:
+async def test_server_receives_crlf_data_as_stock_aiosmtpd_does_and_replies_alike() -> None:
     payloads = [
-        *PAYLOADS.values(),
+        *(payload for name, payload in PAYLOADS.items() if name not in BARE_LINE_ENDS),
         b"Subject: limit\r\n\r\n" + (b"z" * 98 + b"\r\n") * 2100,  # over the limit
         b"Subject: wide\r\n\r\n" + b"w" * 1000 + b"\r\n",  # a line over 1,000 bytes
         b"Subject: after the errors\r\n\r\nstill fine\r\n",
