@@ -24,7 +24,7 @@ from typing import Any, AnyStr
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from gateway.errors import CampaignRejected, ConfigError, SpoolError
+from gateway.errors import CampaignRejected, ConfigError, MessageRefused, SpoolError
 from gateway.ingress.auth import SmtpAuthenticator, sender_allowed
 from gateway.mail.addresses import mailbox_problem
 from gateway.metrics import Metrics
@@ -363,6 +363,9 @@ class SmtpHandler:
             admission = await self._admit(inbound)
         except CampaignRejected as exc:
             return f"550 5.7.1 Campaign {exc.key} was rejected by an operator; not accepted"
+        except MessageRefused as exc:
+            log.warning("smtp_message_refused", peer=peer, header=exc.header, reason=exc.reason)
+            return f"554 5.6.0 {exc}"
         except SpoolError as exc:
             log.exception("smtp_spool_failed", error=str(exc))
             return REPLY_SPOOL_FAILED

@@ -289,3 +289,68 @@ async def test_accepted_bare_line_ends_are_relayed_as_crlf_with_no_end_of_data_i
     assert upstream.transactions[-1].content.endswith(
         b"\r\n\r\n" + b"a short line\r\n" * 200 + b"\r\n"
     )
+
+
+# --- headers: permanent answers, never 451 ---------------------------------------------
+
+REFUSED_HEADERS = {
+    b"X-Campaign-ID: spring\xff": "554 5.6.0 Header X-Campaign-ID is not valid UTF-8",
+    b"X-Campaign-ID: =?utf-8?q?a=0Db?=": "554 5.6.0 Header X-Campaign-ID contains a control"
+    " character",
+    b"X-Campaign-ID: " + b"k" * 256: "554 5.6.0 Header X-Campaign-ID is longer than 255 characters",
+    b"X-Campaign-Category: n\xe9ws": "554 5.6.0 Header X-Campaign-Category is not valid UTF-8",
+    "X-Declared-Size: ²".encode(): "554 5.6.0 Header X-Declared-Size is not a whole number of"
+    " recipients from 0 to 1000000000",
+    b"X-Declared-Size: 1" + b"0" * 26: "554 5.6.0 Header X-Declared-Size is not a whole number"
+    " of recipients from 0 to 1000000000",
+    b"X-Declared-Size: about 200": "554 5.6.0 Header X-Declared-Size is not a whole number of"
+    " recipients from 0 to 1000000000",
+}
+
+
+async def test_headers_no_retry_could_fix_get_554_naming_the_header(settings_for):
+    async with run_gateway(settings_for()) as gw:
+        client = await Client.open(gw)
+        replies = {}
+        for header in REFUSED_HEADERS:
+            await envelope(client)
+            replies[header] = await client.send(body(b"Hello", header))
+        await client.close()
+        status, page = await gw.api().get("/api/v1/campaigns")
+    assert replies == REFUSED_HEADERS
+    assert (status, page["items"]) == (200, [])  # nothing of them was stored
+
+
+async def test_an_8_bit_latin_1_subject_is_accepted_and_holds_its_campaign_with_a_finding(
+    settings_for, upstream
+):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        await envelope(client)
+        reply = await client.send(body(b"Gr\xfc\xdfe aus K\xf6ln", b"X-Declared-Size: 5"))
+        await client.close()
+        [campaign] = (await gw.api().get("/api/v1/campaigns"))[1]["items"]
+    assert reply.startswith("250 2.0.0 queued as ")
+    assert campaign["state"] == "held"
+    assert campaign["subject"] == "Gr\ufffd\ufffde aus K\ufffdln"
+    assert campaign["declared"]["size"] == 5
+    [finding] = campaign["findings"]
+    assert finding["kind"] == "undecodable_content"
+    assert "the Subject header has bytes that are not UTF-8" in str(finding["evidence"])
+    assert upstream.transactions == []
+
+
+async def test_a_subject_of_a_thousand_words_makes_an_implicit_key_of_bounded_length(
+    settings_for,
+):
+    subject = b"\r\n ".join(b"word%d" % i for i in range(1000))  # folded: 1,000 lines
+    async with run_gateway(settings_for()) as gw:
+        client = await Client.open(gw)
+        for rcpt in (b"<a@example.org>", b"<b@example.org>"):
+            await envelope(client, b"<news@shop.test>", rcpt)
+            assert (await client.send(body(subject)))[:3] == "250"
+        await client.close()
+        [campaign] = (await gw.api().get("/api/v1/campaigns"))[1]["items"]
+    assert campaign["counters"]["received"] == 2  # both messages in one campaign
+    assert campaign["key"].startswith("implicit:news@shop.test:word0 word1 ")
+    assert len(campaign["key"]) < 260
