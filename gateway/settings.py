@@ -110,6 +110,11 @@ class SmtpSettings(_Section):
     max_recipients: int = Field(
         1000, gt=0, description="Most recipients in one transaction; more get 452 4.5.3."
     )
+    max_header_size: int = Field(
+        100 * 1024,
+        gt=0,
+        description="Largest header block in bytes (Postfix's header_size_limit); more get 552.",
+    )
     allowed_networks: tuple[Network, ...] = Field(
         ("127.0.0.0/8", "::1/128"),
         description="Client networks allowed to relay; others get 554 5.7.1.",

@@ -145,35 +145,42 @@ class _Server(SMTP):
             raise
         if received is None:
             return
-        data, size = received
-        if self.data_size_limit and size > self.data_size_limit:
-            await self.push(REPLY_TOO_BIG)  # only now: RFC 5321 4.2.5
-        elif refusal := self._line_end_refusal(data):
+        refusal, data = self._check_data(*received)
+        if refusal is not None:
             await self.push(refusal)
         else:
-            if self.settings.bare_newlines == "accept" and bare_newline(data):
-                data = _LINE_END.sub(b"\r\n", data)  # before unstuffing: the dots of its lines
-            if len(data) > self.line_length_limit and _longest_line(data) > self.line_length_limit:
-                await self.push(REPLY_LINE_TOO_LONG)
-            else:
-                self.envelope.content = self.envelope.original_content = _unstuff(data)
-                await self.push(await self._call_handler_hook("DATA"))
+            self.envelope.content = self.envelope.original_content = _unstuff(data)
+            await self.push(await self._call_handler_hook("DATA"))
         self._set_post_data_state()  # type: ignore[no-untyped-call]
 
-    def _line_end_refusal(self, data: bytes) -> str | None:
-        """Return the reply to DATA with NUL, or with a bare CR or LF when the policy says so.
+    def _check_data(self, data: bytes, size: int) -> tuple[str | None, bytes]:
+        """Return the refusal of DATA as received, or None and the data to admit.
 
         Only CRLF.CRLF ends DATA, here and (RFC 5321 4.1.1.4) everywhere; a bare CR or LF
         is where another server may see a different end (SMTP smuggling), so by default
         such a message is refused whole, as Postfix's `smtpd_forbid_bare_newline = reject`
         does, once DATA has really ended (the session stays in step with the client).
+        With `accept`, every line end becomes CRLF before unstuffing (the client stuffed
+        the dots of its own lines), so no upstream can find an end of data inside.
         """
+        if self.data_size_limit and size > self.data_size_limit:
+            return REPLY_TOO_BIG, data  # only now: RFC 5321 4.2.5
         if b"\x00" in data:
-            return REPLY_NUL
-        if self.settings.bare_newlines == "accept":
-            return None
-        fault = bare_newline(data)
-        return None if fault is None else REPLY_BARE_LF if fault == "LF" else REPLY_BARE_CR
+            return REPLY_NUL, data
+        if fault := bare_newline(data):
+            if self.settings.bare_newlines == "reject":
+                return REPLY_BARE_LF if fault == "LF" else REPLY_BARE_CR, data
+            data = _LINE_END.sub(b"\r\n", data)
+        limit = self.settings.max_header_size
+        if len(data) > self.line_length_limit and _longest_line(data) > self.line_length_limit:
+            return REPLY_LINE_TOO_LONG, data
+        if (
+            len(data) > limit
+            and not data.startswith(b"\r\n")
+            and data.find(b"\r\n\r\n", 0, limit + 2) < 0
+        ):
+            return f"552 5.3.4 Message header exceeds {limit} bytes", data
+        return None, data
 
 
 async def receive_data(reader: asyncio.StreamReader, size_limit: int | None) -> Received | None:
