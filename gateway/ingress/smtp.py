@@ -72,9 +72,47 @@ Received = tuple[bytes, int]  # DATA as sent (still dot-stuffed) and its size in
 class _Server(SMTP):
     """aiosmtpd's server with enhanced status codes, AUTH checked off the loop, a faster DATA."""
 
-    def __init__(self, handler: SmtpHandler, *, settings: SmtpSettings, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: SmtpHandler, *, settings: SmtpSettings, sessions: Sessions, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self.settings = settings
+        self._sessions = sessions
+        self._counted: str | None = None  # the peer this session counts against
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # STARTTLS makes the connection again, over TLS
+        super().connection_made(transport)
+        if not first:
+            return
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        handler: SmtpHandler = self.event_handler
+        refusal = self._sessions.open(host, exempt=handler.client_network(peer) is not None)
+        if refusal is None:
+            self._counted = host
+            return
+        log.warning("smtp_session_refused", peer=host, reason=refusal)
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()  # not started yet: no 220 greeting
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(f"421 4.7.0 {self.hostname} {refusal}; try again later\r\n".encode())
+        transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted is not None:
+            self._sessions.close(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        """Say why before closing (RFC 5321 4.5.3.2: 421), which aiosmtpd does not."""
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("smtp_session_timeout", peer=self.session and _peer_host(self.session))
+            self.transport.write(  # type: ignore[attr-defined]
+                f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode()
+            )
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
@@ -138,6 +176,8 @@ class _Server(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # One deadline for the whole message: a client dripping bytes cannot stretch it.
+        self._reset_timeout(self.settings.data_timeout)
         try:
             received = await receive_data(self._reader, self.data_size_limit)
         except asyncio.CancelledError:  # the connection was lost during DATA
@@ -146,11 +186,15 @@ class _Server(SMTP):
         if received is None:
             return
         refusal, data = self._check_data(*received)
-        if refusal is not None:
-            await self.push(refusal)
-        else:
+        if refusal is None:
             self.envelope.content = self.envelope.original_content = _unstuff(data)
-            await self.push(await self._call_handler_hook("DATA"))
+            # Admission has its own budgets; cutting the session inside it would have the
+            # client send again what may be committed already (a duplicate).
+            if self._timeout_handle is not None:
+                self._timeout_handle.cancel()
+            refusal = await self._call_handler_hook("DATA")
+        self._reset_timeout()  # the next command's time starts now
+        await self.push(refusal)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
 
     def _check_data(self, data: bytes, size: int) -> tuple[str | None, bytes]:
@@ -238,6 +282,37 @@ def _unstuff(data: bytes) -> bytes:
     if data.startswith(b"."):
         data = data[1:]
     return data.replace(b"\r\n.", b"\r\n")
+
+
+class Sessions:
+    """Counts open SMTP sessions, in all and per client address, against the limits."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._limit = settings.max_sessions
+        self._per_client = settings.max_sessions_per_client
+        self._open = 0
+        self._by_client: dict[str, int] = {}
+
+    def open(self, host: str, *, exempt: bool) -> str | None:
+        """Count a new session from `host` in, or say why it may not open (nothing counted).
+
+        `exempt` clients (in the allowed networks, the platforms) have no per-client limit.
+        """
+        if self._open >= self._limit:
+            return "Too many concurrent sessions"
+        count = self._by_client.get(host, 0)
+        if not exempt and count >= self._per_client:
+            return "Too many concurrent sessions from your address"
+        self._open += 1
+        self._by_client[host] = count + 1
+        return None
+
+    def close(self, host: str) -> None:
+        """Count a session of `host` out."""
+        self._open -= 1
+        left = self._by_client.pop(host, 1) - 1
+        if left:
+            self._by_client[host] = left
 
 
 class SmtpHandler:
@@ -458,6 +533,7 @@ async def start_smtp(
     """Bind the SMTP listener on the running loop and return the server."""
     hostname = settings.hostname or socket.getfqdn()
     handler = SmtpHandler(settings, admit, metrics, hostname, authenticator)
+    sessions = Sessions(settings)
     loop = asyncio.get_running_loop()
     host, port = split_hostport(settings.listen)
     context = tls_context(settings)
@@ -469,6 +545,7 @@ async def start_smtp(
         return _Server(
             handler,
             settings=settings,
+            sessions=sessions,
             data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,

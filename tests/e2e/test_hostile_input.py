@@ -413,3 +413,121 @@ async def test_a_subject_just_under_the_header_limit_is_held_unread_and_others_s
     assert "the Subject header is longer than 8192 bytes; its end was not read" in str(
         campaign["findings"]
     )
+
+
+# --- floods and slow clients ------------------------------------------------------------
+
+
+async def connect(gw) -> Client:
+    """Open a session and read its first line (220, or the 421 of a refused one)."""
+    return await Client.open(gw, ehlo=None)
+
+
+async def test_sessions_past_the_per_client_limit_get_421_and_a_freed_slot_is_reusable(
+    settings_for,
+):
+    # Loopback outside the allowed networks, so that the per-client limit applies to it.
+    smtp = {"allowed_networks": ["10.0.0.0/8"], "max_sessions_per_client": 2}
+    async with run_gateway(settings_for(smtp=smtp)) as gw:
+        first, second, third = [await connect(gw) for _ in range(3)]
+        assert [first.greeting[:3], second.greeting[:3]] == ["220", "220"]
+        assert third.greeting == (
+            "421 4.7.0 gw.test Too many concurrent sessions from your address; try again later"
+        )
+        assert await third.reply() == ""  # closed
+        await first.command(b"QUIT")
+        await first.close()
+        fourth = await eventually(lambda: _greeted(gw), message="slot not freed")
+        for client in (second, third, fourth):
+            await client.close()
+
+
+async def _greeted(gw) -> Client | None:
+    client = await connect(gw)
+    if client.greeting[:3] == "220":
+        return client
+    await client.close()
+    return None
+
+
+async def test_a_flood_of_idle_connections_stops_at_max_sessions_and_others_stay_quick(
+    settings_for,
+):
+    # Allowed clients (loopback here) have no per-client limit; the total still holds.
+    smtp = {"max_sessions": 20, "max_sessions_per_client": 1}
+    async with run_gateway(settings_for(smtp=smtp)) as gw:
+        working = await Client.open(gw)  # one of the 20
+
+        async def flood() -> list[str]:
+            clients = [await connect(gw) for _ in range(200)]
+            greetings = [client.greeting for client in clients]
+            for client in clients:
+                await client.close()
+            return greetings
+
+        worst, greetings = await noop_latency(gw, flood())  # its NOOP session is one more
+        assert await working.command(b"NOOP") == "250 OK"
+        await working.close()
+    assert greetings[:18] == ["220 gw.test sendbrake"] * 18
+    assert set(greetings[18:]) == {
+        "421 4.7.0 gw.test Too many concurrent sessions; try again later"
+    }
+    assert worst < 1.0
+
+
+async def test_an_idle_session_gets_421_at_the_command_timeout(settings_for):
+    async with run_gateway(settings_for(smtp={"timeout": "300ms"})) as gw:
+        client = await Client.open(gw)
+        started = time.monotonic()
+        assert await client.reply() == "421 4.4.2 gw.test Error: timeout exceeded"
+        assert await client.reply() == ""
+        assert 0.2 < time.monotonic() - started < 3
+        await client.close()
+
+
+async def drip(client: Client, data: bytes, every: float) -> None:
+    for byte in data:
+        client.writer.write(bytes([byte]))
+        await asyncio.sleep(every)
+
+
+async def test_a_client_dripping_a_command_is_cut_at_the_command_timeout(settings_for):
+    async with run_gateway(settings_for(smtp={"timeout": "500ms"})) as gw:
+        client = await Client.open(gw)
+        started = time.monotonic()
+        dripping = asyncio.ensure_future(drip(client, b"NOOP" + b" " * 100 + b"\r\n", 0.05))
+        reply = await client.reply()
+        elapsed = time.monotonic() - started
+        dripping.cancel()
+        await client.close()
+    assert reply == "421 4.4.2 gw.test Error: timeout exceeded"
+    assert 0.4 < elapsed < 3  # bytes kept arriving; the deadline is per command, not per read
+
+
+async def test_data_has_its_own_deadline_long_enough_for_slow_data_not_for_a_drip(
+    settings_for, upstream
+):
+    smtp = {"timeout": "300ms", "data_timeout": "1500ms"}
+    async with run_gateway(settings_for(upstream.port, smtp=smtp)) as gw:
+        slow = await Client.open(gw)
+        await envelope(slow)
+        assert (await slow.command(b"DATA"))[:3] == "354"
+        for part in (b"Subject: slow\r\n", b"\r\n", b"takes longer than a command\r\n"):
+            slow.writer.write(part)
+            await asyncio.sleep(0.2)  # 0.6 s in all: past the command timeout
+        slow.writer.write(b".\r\n")
+        assert (await slow.reply())[:3] == "250"
+        assert await slow.command(b"NOOP") == "250 OK"  # the command timer starts again
+        await slow.close()
+
+        dripper = await Client.open(gw)
+        await envelope(dripper)
+        assert (await dripper.command(b"DATA"))[:3] == "354"
+        started = time.monotonic()
+        dripping = asyncio.ensure_future(drip(dripper, b"Subject: drip\r\n\r\n" + b"x" * 200, 0.05))
+        reply = await dripper.reply()
+        elapsed = time.monotonic() - started
+        dripping.cancel()
+        await dripper.close()
+    assert reply == "421 4.4.2 gw.test Error: timeout exceeded"
+    assert 1.2 < elapsed < 4
