@@ -531,3 +531,72 @@ async def test_data_has_its_own_deadline_long_enough_for_slow_data_not_for_a_dri
         await dripper.close()
     assert reply == "421 4.4.2 gw.test Error: timeout exceeded"
     assert 1.2 < elapsed < 4
+
+
+# --- broken and deep MIME ---------------------------------------------------------------
+
+
+def nested(levels: int) -> bytes:
+    """A message of `levels` multiparts, each holding the next, a text part at the bottom."""
+    head = b"Subject: deep\r\nMIME-Version: 1.0\r\n"
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(levels)
+    )
+    closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(levels)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\nHello from the bottom." + closing
+
+
+# Each kind of broken MIME and what becomes of its campaign: held with a finding when the
+# text cannot be read; an unclosed multipart reads as MUAs read it, so it passes.
+BROKEN_MIME = {
+    "1,000 levels deep": (nested(1000), "held"),
+    "no boundary": (
+        b"Subject: b\r\nContent-Type: multipart/mixed\r\n\r\n--x\r\n\r\nhi\r\n",
+        "held",
+    ),
+    "damaged base64": (
+        (
+            b"Subject: b\r\nContent-Type: text/plain\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n%%%not base64%%%\r\n"
+        ),
+        "held",
+    ),
+    "unknown charset": (
+        b"Subject: b\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\nqapla\r\n",
+        "held",
+    ),
+    "never closed": (
+        (
+            b'Subject: b\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\n'
+            b"Content-Type: text/plain\r\n\r\nhi\r\n"
+        ),
+        "open",
+    ),
+}
+
+
+async def test_broken_and_deeply_nested_mime_is_accepted_and_held_when_unreadable(
+    settings_for, upstream
+):
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        replies = {}
+        for i, (name, (content, _)) in enumerate(BROKEN_MIME.items()):
+            await envelope(client, b"<news@shop.test>", b"<r%d@example.org>" % i)
+            key = b"X-Campaign-ID: mime-%d\r\n" % i
+            replies[name] = (await client.send(key + content + b"\r\n.\r\n"))[:3]
+        assert await client.command(b"NOOP") == "250 OK"  # the session lives on
+        await client.close()
+        await eventually(lambda: upstream.transactions)
+        items = (await gw.api().get("/api/v1/campaigns?limit=50"))[1]["items"]
+    assert replies == dict.fromkeys(BROKEN_MIME, "250")
+    by_key = {c["key"]: c for c in items}
+    for i, (name, (_, state)) in enumerate(BROKEN_MIME.items()):
+        campaign = by_key[f"mime-{i}"]
+        assert campaign["state"] == state, name
+        kinds = {f["kind"] for f in campaign["findings"]}
+        assert kinds == ({"undecodable_content"} if state == "held" else set()), name
+    assert "RecursionError" in str(by_key["mime-0"]["findings"])  # parsed in its thread
+    [relayed] = upstream.transactions
+    assert relayed.rcpt_tos == ["r4@example.org"]
