@@ -129,13 +129,15 @@ class _Server(SMTP):
         """
         if not arg:
             return "", ""
+        end = arg.find(">")
+        if arg[:1] == "<" and end > 1 and arg[1] != "@" and '"' not in arg[:end]:
+            rest = arg[end + 1 :]  # <local@domain>, nearly every path, without a regex
+            return arg[1:end], rest if "(" not in rest else _skip_comments(rest, 0)
         path = _PATH.match(arg) if arg.startswith("<") else _BARE_PATH.match(arg)
         if path is None:
             return None, None
         mailbox = path[1] if arg.startswith("<") else path[0]
-        skipped = _COMMENTS.match(arg, path.end())
-        rest = arg[skipped.end() if skipped else path.end() :]
-        return mailbox or NULL_PATH, rest
+        return mailbox or NULL_PATH, _skip_comments(arg, path.end())
 
     # AUTH: aiosmtpd parses PLAIN and LOGIN (base64, challenges, `*` aborts) and hands the
     # credentials to `_authenticate`, synchronously; checking a password hash there would
@@ -459,6 +461,12 @@ class SmtpHandler:
         self._metrics.messages_received.labels(ingress="smtp").inc()
         self._metrics.recipients_received.inc(len(inbound.rcpt_tos))
         return f"250 2.0.0 queued as {admission.message_id}"
+
+
+def _skip_comments(text: str, start: int) -> str:
+    """Return `text` from `start` on, past blanks and (comments) after a path."""
+    skipped = _COMMENTS.match(text, start)
+    return text[skipped.end() if skipped else start :]
 
 
 def _address_problem(address: str, envelope: Envelope) -> tuple[str, str] | None:

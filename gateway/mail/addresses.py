@@ -26,9 +26,15 @@ _DOMAIN = re.compile(
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
 _DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _QUOTED_STRING = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
-_LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 5321 sub-domain
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 _UNDECODABLE = re.compile(r"[\ud800-\udfff]")  # bytes that were not UTF-8 (surrogateescape)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Nearly every address: an ASCII dot-atom of at most 64 octets @ a host name, at once.
+_PLAIN_MAILBOX = re.compile(
+    rf"(?=[^@]{{1,64}}@)[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+)*"
+    rf"@{_LABEL}(?:\.{_LABEL})*"
+)
 MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 255  # octets, RFC 5321 4.5.3.1.2
 MAX_PATH = 256  # octets with the angle brackets, RFC 5321 4.5.3.1.3
@@ -41,6 +47,8 @@ def mailbox_problem(mailbox: str) -> str | None:  # noqa: PLR0911 - a return per
     caller's to check, with `str.isascii`. Bytes that were not UTF-8 arrive as lone
     surrogates (the SMTP server decodes with surrogateescape) and are refused.
     """
+    if len(mailbox) <= MAX_PATH - 2 and _PLAIN_MAILBOX.fullmatch(mailbox):
+        return None  # the common case in one pass; what follows says what is wrong
     if _UNDECODABLE.search(mailbox):
         return "is not valid UTF-8"
     if _CONTROL.search(mailbox):
