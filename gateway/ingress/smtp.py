@@ -1,10 +1,12 @@
 """SMTP ingress: an aiosmtpd server on the service's own event loop.
 
-Owns the SMTP conversation only: who may submit (STARTTLS, AUTH, allowed networks),
-envelope limits, and mapping the admission's outcome to a precise reply. The 250 is
-returned from `handle_DATA` after `admit` returns, which is after the spool's durable
-commit (STYLE.md rule 1). It knows nothing of campaigns or storage; both arrive through
-the injected `admit` callable, and users through the injected authenticator.
+Owns the SMTP conversation only: who may submit (STARTTLS, AUTH, allowed networks), what
+a session may carry (RFC 5321 mailboxes, sane greetings, CRLF-only DATA without NUL; see
+docs/security.md), how many sessions may be open and for how long, envelope limits, and
+mapping the admission's outcome to a precise reply. The 250 is returned from
+`handle_DATA` after `admit` returns, which is after the spool's durable commit (STYLE.md
+rule 1). It knows nothing of campaigns or storage; both arrive through the injected
+`admit` callable, and users through the injected authenticator.
 """
 
 from __future__ import annotations
@@ -187,16 +189,16 @@ class _Server(SMTP):
             raise
         if received is None:
             return
-        refusal, data = self._check_data(*received)
-        if refusal is None:
+        reply, data = self._check_data(*received)
+        if reply is None:
             self.envelope.content = self.envelope.original_content = _unstuff(data)
             # Admission has its own budgets; cutting the session inside it would have the
             # client send again what may be committed already (a duplicate).
             if self._timeout_handle is not None:
                 self._timeout_handle.cancel()
-            refusal = await self._call_handler_hook("DATA")
+            reply = await self._call_handler_hook("DATA")
         self._reset_timeout()  # the next command's time starts now
-        await self.push(refusal)
+        await self.push(reply)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
 
     def _check_data(self, data: bytes, size: int) -> tuple[str | None, bytes]:
@@ -400,7 +402,8 @@ class SmtpHandler:
         if isinstance(user, SmtpUser):
             if not sender_allowed(user, address):
                 log.warning("smtp_sender_refused", user=user.name, sender=address[:256])
-                return f"554 5.7.1 Sender <{address}> is not allowed for user {user.name}"
+                shown = "" if address == NULL_PATH else address
+                return f"554 5.7.1 Sender <{shown}> is not allowed for user {user.name}"
         elif self._auth_required:
             return REPLY_AUTH_REQUIRED
         elif self.client_network(session.peer) is None:
