@@ -16,7 +16,6 @@ import ipaddress
 import re
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -28,6 +27,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.errors import CampaignRejected, ConfigError, MessageRefused, SpoolError
 from gateway.ingress.auth import SmtpAuthenticator, sender_allowed
+from gateway.ingress.data import REPLY_TOO_BIG, check_data, receive_data, unstuff
+from gateway.ingress.sessions import Sessions
 from gateway.mail.addresses import mailbox_problem
 from gateway.metrics import Metrics
 from gateway.model import Admission, Inbound, SmtpUser
@@ -38,7 +39,6 @@ log = structlog.get_logger(__name__)
 Admit = Callable[[Inbound], Awaitable[Admission]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 REPLY_STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
 # aiosmtpd's own replies that lack enhanced status codes, and ours instead.
 _AIOSMTPD_REPLIES = {
@@ -49,12 +49,7 @@ _AIOSMTPD_REPLIES = {
 REPLY_TOO_MANY = "452 4.5.3 Too many recipients"
 REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gateway"
 REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
-REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 REPLY_AUTH_REQUIRED = "530 5.7.0 Authentication required"
-# Postfix's words for smtpd_forbid_bare_newline = reject; permanent, as a retry sends the same.
-REPLY_BARE_LF = "550 5.5.2 Error: bare <LF> received"
-REPLY_BARE_CR = "550 5.5.2 Error: bare <CR> received"
-REPLY_NUL = "550 5.6.0 Error: NUL byte received"
 
 # Where MAIL's or RCPT's path ends: <[source route:]mailbox>, quoted strings kept whole, or
 # a bare mailbox up to the first blank. What the mailbox may be is `mailbox_problem`'s.
@@ -64,11 +59,6 @@ _COMMENTS = re.compile(r"[ \t]*(?:\([^()]*\)[ \t]*)*")  # after the path (aiosmt
 NULL_PATH = "<>"  # MAIL FROM:<>, a bounce's sender, as the envelope holds it until DATA
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_TRACE_TEXT = re.compile(r"[^\x21-\x7e]|[()\\]")  # what a Received line must not copy
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_DOT_LINE_END = b".\r\n"
-_TERMINATOR = b"\r\n.\r\n"
-
-Received = tuple[bytes, int]  # DATA as sent (still dot-stuffed) and its size in bytes
 
 
 class _Server(SMTP):
@@ -189,9 +179,15 @@ class _Server(SMTP):
             raise
         if received is None:
             return
-        reply, data = self._check_data(*received)
+        reply, data = check_data(
+            *received,
+            size_limit=self.data_size_limit,
+            line_limit=self.line_length_limit,
+            header_limit=self.settings.max_header_size,
+            bare_newlines=self.settings.bare_newlines,
+        )
         if reply is None:
-            self.envelope.content = self.envelope.original_content = _unstuff(data)
+            self.envelope.content = self.envelope.original_content = unstuff(data)
             # Admission has its own budgets; cutting the session inside it would have the
             # client send again what may be committed already (a duplicate).
             if self._timeout_handle is not None:
@@ -200,123 +196,6 @@ class _Server(SMTP):
         self._reset_timeout()  # the next command's time starts now
         await self.push(reply)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
-
-    def _check_data(self, data: bytes, size: int) -> tuple[str | None, bytes]:
-        """Return the refusal of DATA as received, or None and the data to admit.
-
-        Only CRLF.CRLF ends DATA, here and (RFC 5321 4.1.1.4) everywhere; a bare CR or LF
-        is where another server may see a different end (SMTP smuggling), so by default
-        such a message is refused whole, as Postfix's `smtpd_forbid_bare_newline = reject`
-        does, once DATA has really ended (the session stays in step with the client).
-        With `accept`, every line end becomes CRLF before unstuffing (the client stuffed
-        the dots of its own lines), so no upstream can find an end of data inside.
-        """
-        if self.data_size_limit and size > self.data_size_limit:
-            return REPLY_TOO_BIG, data  # only now: RFC 5321 4.2.5
-        if b"\x00" in data:
-            return REPLY_NUL, data
-        if fault := bare_newline(data):
-            if self.settings.bare_newlines == "reject":
-                return REPLY_BARE_LF if fault == "LF" else REPLY_BARE_CR, data
-            data = _LINE_END.sub(b"\r\n", data)
-        limit = self.settings.max_header_size
-        if len(data) > self.line_length_limit and _longest_line(data) > self.line_length_limit:
-            return REPLY_LINE_TOO_LONG, data
-        if (
-            len(data) > limit
-            and not data.startswith(b"\r\n")
-            and data.find(b"\r\n\r\n", 0, limit + 2) < 0
-        ):
-            return f"552 5.3.4 Message header exceeds {limit} bytes", data
-        return None, data
-
-
-async def receive_data(reader: asyncio.StreamReader, size_limit: int | None) -> Received | None:
-    """Read DATA up to CRLF.CRLF: (the data before it, its size), or None if the client left.
-
-    Past the size limit the data is dropped, but reading goes on to the terminator. The
-    data is still dot-stuffed; the size counts the stuffing, as aiosmtpd does.
-    """
-    limit = size_limit or sys.maxsize
-    chunks: list[bytes] = []
-    size = 0
-    last = b"\r\n"  # the last bytes read; the DATA line's CRLF may begin the terminator
-    while True:
-        try:
-            chunk = await reader.readuntil(_DOT_LINE_END)
-        except asyncio.LimitOverrunError as exc:  # a long stretch without a dot line end
-            chunk = await reader.read(exc.consumed)
-        except asyncio.IncompleteReadError:
-            return None
-        if not chunk:
-            return None
-        last = (last + chunk)[-len(_TERMINATOR) :]
-        done = last == _TERMINATOR
-        if done:
-            chunk = chunk[: -len(_DOT_LINE_END)]
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        else:
-            chunks.clear()
-        if done:
-            return b"".join(chunks), size
-
-
-def bare_newline(data: bytes) -> str | None:
-    """Return "LF" or "CR" when `data` has one not paired as CRLF, else None.
-
-    Counting is four passes of C over the buffer, far quicker than a regex's scan.
-    """
-    pairs = data.count(b"\r\n")
-    if data.count(b"\n") != pairs:
-        return "LF"
-    if data.count(b"\r") != pairs:
-        return "CR"
-    return None
-
-
-def _longest_line(data: bytes) -> int:
-    """Length of the longest line, its CRLF included."""
-    return max(map(len, data.split(b"\r\n"))) + 2
-
-
-def _unstuff(data: bytes) -> bytes:
-    """Remove the dot the client added to each line that starts with one (RFC 5321 4.5.2)."""
-    if data.startswith(b"."):
-        data = data[1:]
-    return data.replace(b"\r\n.", b"\r\n")
-
-
-class Sessions:
-    """Counts open SMTP sessions, in all and per client address, against the limits."""
-
-    def __init__(self, settings: SmtpSettings) -> None:
-        self._limit = settings.max_sessions
-        self._per_client = settings.max_sessions_per_client
-        self._open = 0
-        self._by_client: dict[str, int] = {}
-
-    def open(self, host: str, *, exempt: bool) -> str | None:
-        """Count a new session from `host` in, or say why it may not open (nothing counted).
-
-        `exempt` clients (in the allowed networks, the platforms) have no per-client limit.
-        """
-        if self._open >= self._limit:
-            return "Too many concurrent sessions"
-        count = self._by_client.get(host, 0)
-        if not exempt and count >= self._per_client:
-            return "Too many concurrent sessions from your address"
-        self._open += 1
-        self._by_client[host] = count + 1
-        return None
-
-    def close(self, host: str) -> None:
-        """Count a session of `host` out."""
-        self._open -= 1
-        left = self._by_client.pop(host, 1) - 1
-        if left:
-            self._by_client[host] = left
 
 
 class SmtpHandler:

@@ -16,7 +16,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import CollectorRegistry
 
-from gateway.ingress.smtp import receive_data, start_smtp
+from gateway.ingress.data import check_data, receive_data
+from gateway.ingress.smtp import start_smtp
 from gateway.metrics import Metrics
 from gateway.model import Admission, Inbound
 from gateway.settings import SmtpSettings
@@ -247,3 +248,45 @@ async def test_mail_from_takes_rfc_5321_mailboxes_and_says_what_is_wrong_with_ot
         *["a@sender.test"] * 4,
     ]
     assert len(accepted) == len(ours.senders)
+
+
+# --- what DATA may not hold -----------------------------------------------------------
+
+CHECKS = {
+    b"a\r\nb\r\n": None,
+    b"a\nb\r\n": "550 5.5.2 Error: bare <LF> received",
+    b"a\r\r\nb\r\n": "550 5.5.2 Error: bare <CR> received",
+    b"a\r\n\nb\r\n": "550 5.5.2 Error: bare <LF> received",
+    b"a\rb\r\n": "550 5.5.2 Error: bare <CR> received",
+    b"a\x00b\r\n": "550 5.6.0 Error: NUL byte received",
+    b"x" * 1001 + b"\r\n": "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)",
+    b"H: " + b"v\r\n " * 40 + b"\r\n\r\nbody\r\n": "552 5.3.4 Message header exceeds 100 bytes",
+    b"\r\n" + b"body without headers\r\n" * 10: None,
+    b"H: v\r\n\r\n" + b"a long body\r\n" * 10: None,
+}
+
+
+@pytest.mark.parametrize("data", list(CHECKS))
+def test_check_data_refuses_nul_bare_line_ends_long_lines_and_big_headers(data: bytes) -> None:
+    reply, checked = check_data(
+        data,
+        len(data),
+        size_limit=10_000,
+        line_limit=1001,
+        header_limit=100,
+        bare_newlines="reject",
+    )
+    assert reply == CHECKS[data]
+    assert checked == data
+
+
+def test_accepted_bare_line_ends_become_crlf_and_nul_is_still_refused() -> None:
+    data = b"a\nb\rc\r\n.\n..\r\n"
+    reply, checked = check_data(
+        data, len(data), size_limit=None, line_limit=1001, header_limit=100, bare_newlines="accept"
+    )
+    assert (reply, checked) == (None, b"a\r\nb\r\nc\r\n.\r\n..\r\n")
+    nul = check_data(
+        b"a\x00\n", 3, size_limit=None, line_limit=1001, header_limit=100, bare_newlines="accept"
+    )
+    assert nul[0] == "550 5.6.0 Error: NUL byte received"
