@@ -600,3 +600,24 @@ async def test_broken_and_deeply_nested_mime_is_accepted_and_held_when_unreadabl
     assert "RecursionError" in str(by_key["mime-0"]["findings"])  # parsed in its thread
     [relayed] = upstream.transactions
     assert relayed.rcpt_tos == ["r4@example.org"]
+
+
+async def test_messages_without_headers_or_with_junk_lines_for_headers_are_taken(
+    settings_for, upstream
+):
+    contents = {
+        "no header block": b"\r\njust a body\r\n",
+        "not a header": b"this line is no header\r\n\r\nbody\r\n",
+        "8-bit field name": b"X-F\xf6\xf6: bar\r\nSubject: ok\r\n\r\nbody\r\n",
+        "empty": b"",
+    }
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        client = await Client.open(gw)
+        replies = {}
+        for i, (name, content) in enumerate(contents.items()):
+            await envelope(client, b"<news@shop.test>", b"<r%d@example.org>" % i)
+            replies[name] = (await client.send(content + b".\r\n"))[:3]
+        await client.close()
+        items = (await gw.api().get("/api/v1/campaigns"))[1]["items"]
+    assert replies == dict.fromkeys(contents, "250")
+    assert sum(c["counters"]["received"] for c in items) == len(contents)
