@@ -6,6 +6,7 @@ SendbrakeError
  ├── SpoolError           the spool could not commit or read; callers answer 4xx
  │    └── SpoolLocked     another gateway already owns this SQLite spool
  ├── CampaignRejected     mail for a campaign an operator rejected (SMTP 550)
+ ├── MessageRefused       a message that cannot be admitted as sent (SMTP 554); names the header
  ├── Conflict             an operation that the current state does not allow (HTTP 409)
  └── IllegalTransition    a state change the model's transition table forbids (a bug)
 """
@@ -58,6 +59,19 @@ class CampaignRejected(SendbrakeError):
         super().__init__(f"campaign {key} ({campaign_id}) was rejected by an operator")
         self.campaign_id = campaign_id
         self.key = key
+
+
+class MessageRefused(SendbrakeError):
+    """A message that can never be admitted as it is: a retry would send the same bytes.
+
+    `header` names the field at fault; the message says what is wrong with it, in words
+    fit for an SMTP reply (no input is echoed).
+    """
+
+    def __init__(self, header: str, reason: str) -> None:
+        super().__init__(f"Header {header} {reason}")
+        self.header = header
+        self.reason = reason
 
 
 class Conflict(SendbrakeError):

@@ -110,11 +110,43 @@ class SmtpSettings(_Section):
     max_recipients: int = Field(
         1000, gt=0, description="Most recipients in one transaction; more get 452 4.5.3."
     )
+    max_header_size: int = Field(
+        100 * 1024,
+        gt=0,
+        description="Largest header block in bytes (Postfix's header_size_limit); more get 552.",
+    )
     allowed_networks: tuple[Network, ...] = Field(
         ("127.0.0.0/8", "::1/128"),
         description="Client networks allowed to relay; others get 554 5.7.1.",
     )
-    timeout: Duration = Field(300.0, description="Idle time before a client connection is closed.")
+    timeout: Duration = Field(
+        60.0,
+        gt=0,
+        description="Time a client has for each command, idle time included; then 421 4.4.2.",
+    )
+    data_timeout: Duration = Field(
+        120.0,
+        gt=0,
+        description="Time a client has to send a message, from 354 to the final dot; then 421.",
+    )
+    max_sessions: int = Field(
+        500, gt=0, description="Concurrent SMTP sessions; more are answered 421 4.7.0 and closed."
+    )
+    max_sessions_per_client: int = Field(
+        50,
+        gt=0,
+        description=(
+            "Concurrent sessions from one address outside smtp.allowed_networks (which are"
+            " exempt, as Postfix's mynetworks); more get 421 4.7.0."
+        ),
+    )
+    bare_newlines: Literal["reject", "accept"] = Field(
+        "reject",
+        description=(
+            "DATA with a bare CR or LF (not CRLF): reject with 550 5.5.2 (smuggling-safe), or"
+            " accept and relay it with every line end made CRLF."
+        ),
+    )
     tls: SmtpTlsSettings = Field(
         SmtpTlsSettings(),
         description="STARTTLS: the certificate (cert) and key the listener presents.",

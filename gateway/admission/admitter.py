@@ -1,9 +1,10 @@
 """The admission stage: from an inbound message to a durable submission.
 
-Reads as steps: parse the header block once, resolve the campaign (`resolve`), make the
-header edits an MTA makes on the way (declaration headers stripped, missing Date and
-Message-ID added), analyse the content off the event loop, then admit it in one spool
-transaction (`steps.admit`). It never talks SMTP.
+Reads as steps: parse the header block once, refuse key or declaration headers that can
+never be valid (`check_headers`), resolve the campaign (`resolve`), make the header edits
+an MTA makes on the way (declaration headers stripped, missing Date and Message-ID
+added), analyse the content off the event loop, then admit it in one spool transaction
+(`steps.admit`). It never talks SMTP.
 
 Content analysis (MIME decoding and the content rules' scanners) is CPU work, so it runs
 on a small thread pool before the spool transaction, within a time budget. A crash or a
@@ -25,7 +26,7 @@ from email.utils import format_datetime
 import structlog
 
 from gateway.admission import steps
-from gateway.admission.resolve import DECLARATION_HEADERS, comparable, resolve
+from gateway.admission.resolve import DECLARATION_HEADERS, check_headers, comparable, resolve
 from gateway.mail.addresses import address_hash
 from gateway.mail.content import content_key
 from gateway.mail.headers import HeaderBlock
@@ -84,6 +85,7 @@ class Admitter:
         now = self._clock()
         message_id = new_id(now)
         headers = HeaderBlock.parse(inbound.content)
+        check_headers(headers, self._settings)  # raises MessageRefused, before any write
         ref = resolve(headers, inbound, self._settings)
         edited = self._edit(headers, message_id, now, inbound.trace)
         content = edited.to_bytes()

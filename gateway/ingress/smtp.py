@@ -1,10 +1,12 @@
 """SMTP ingress: an aiosmtpd server on the service's own event loop.
 
-Owns the SMTP conversation only: who may submit (STARTTLS, AUTH, allowed networks),
-envelope limits, and mapping the admission's outcome to a precise reply. The 250 is
-returned from `handle_DATA` after `admit` returns, which is after the spool's durable
-commit (STYLE.md rule 1). It knows nothing of campaigns or storage; both arrive through
-the injected `admit` callable, and users through the injected authenticator.
+Owns the SMTP conversation only: who may submit (STARTTLS, AUTH, allowed networks), what
+a session may carry (RFC 5321 mailboxes, sane greetings, CRLF-only DATA without NUL; see
+docs/security.md), how many sessions may be open and for how long, envelope limits, and
+mapping the admission's outcome to a precise reply. The 250 is returned from
+`handle_DATA` after `admit` returns, which is after the spool's durable commit (STYLE.md
+rule 1). It knows nothing of campaigns or storage; both arrive through the injected
+`admit` callable, and users through the injected authenticator.
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ import ipaddress
 import re
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from email._header_value_parser import get_addr_spec, get_angle_addr
-from email.errors import HeaderParseError
 from email.utils import format_datetime
 from typing import Any, AnyStr
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from gateway.errors import CampaignRejected, ConfigError, SpoolError
+from gateway.errors import CampaignRejected, ConfigError, MessageRefused, SpoolError
 from gateway.ingress.auth import SmtpAuthenticator, sender_allowed
+from gateway.ingress.data import REPLY_TOO_BIG, check_data, receive_data, unstuff
+from gateway.ingress.sessions import Sessions
+from gateway.mail.addresses import mailbox_problem
 from gateway.metrics import Metrics
 from gateway.model import Admission, Inbound, SmtpUser
 from gateway.settings import SmtpSettings, is_loopback, split_hostport
@@ -37,7 +39,6 @@ log = structlog.get_logger(__name__)
 Admit = Callable[[Inbound], Awaitable[Admission]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-REPLY_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 REPLY_STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
 # aiosmtpd's own replies that lack enhanced status codes, and ours instead.
 _AIOSMTPD_REPLIES = {
@@ -48,22 +49,62 @@ _AIOSMTPD_REPLIES = {
 REPLY_TOO_MANY = "452 4.5.3 Too many recipients"
 REPLY_NOT_ALLOWED = "554 5.7.1 Client host not allowed to relay through this gateway"
 REPLY_SPOOL_FAILED = "451 4.3.0 Temporary spool failure, please try again later"
-REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 REPLY_AUTH_REQUIRED = "530 5.7.0 Authentication required"
 
-# <dot-atom@domain>: what the email parser would return unchanged (anything else goes to it).
-_ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]+"
-_SIMPLE_PATH = re.compile(
-    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?![ \t]*\()[ \t]*"
-)  # the parser also skips the blanks after it, and comments, which it is left to handle
-_DOT_LINE_END = b".\r\n"
-_TERMINATOR = b"\r\n.\r\n"
-
-Received = tuple[bytes, int]  # DATA as sent (still dot-stuffed) and its size in bytes
+# Where MAIL's or RCPT's path ends: <[source route:]mailbox>, quoted strings kept whole, or
+# a bare mailbox up to the first blank. What the mailbox may be is `mailbox_problem`'s.
+_PATH = re.compile(r'<(?:@[^:<>"]*:)?((?:"(?:[^"\\]|\\.)*"|[^<>"])*)>')
+_BARE_PATH = re.compile(r'(?:"(?:[^"\\]|\\.)*"|[^\s<>"])+')
+_COMMENTS = re.compile(r"[ \t]*(?:\([^()]*\)[ \t]*)*")  # after the path (aiosmtpd allowed them)
+NULL_PATH = "<>"  # MAIL FROM:<>, a bounce's sender, as the envelope holds it until DATA
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_TRACE_TEXT = re.compile(r"[^\x21-\x7e]|[()\\]")  # what a Received line must not copy
 
 
 class _Server(SMTP):
     """aiosmtpd's server with enhanced status codes, AUTH checked off the loop, a faster DATA."""
+
+    def __init__(
+        self, handler: SmtpHandler, *, settings: SmtpSettings, sessions: Sessions, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.settings = settings
+        self._sessions = sessions
+        self._counted: str | None = None  # the peer this session counts against
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # STARTTLS makes the connection again, over TLS
+        super().connection_made(transport)
+        if not first:
+            return
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        handler: SmtpHandler = self.event_handler
+        refusal = self._sessions.open(host, exempt=handler.client_network(peer) is not None)
+        if refusal is None:
+            self._counted = host
+            return
+        log.warning("smtp_session_refused", peer=host, reason=refusal)
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()  # not started yet: no 220 greeting
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(f"421 4.7.0 {self.hostname} {refusal}; try again later\r\n".encode())
+        transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted is not None:
+            self._sessions.close(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        """Say why before closing (RFC 5321 4.5.3.2: 421), which aiosmtpd does not."""
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("smtp_session_timeout", peer=self.session and _peer_host(self.session))
+            self.transport.write(  # type: ignore[attr-defined]
+                f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode()
+            )
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
@@ -72,25 +113,23 @@ class _Server(SMTP):
             await super().push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """Parse the address of MAIL or RCPT as aiosmtpd does.
+        """Split MAIL's or RCPT's argument into the path's mailbox and the parameters.
 
-        aiosmtpd's own version defines a typing.Protocol class on every call, which cost
-        more than the parsing itself; and a plain `<local@domain>` needs no email parser.
+        Only the structure is parsed here (a source route is dropped, RFC 5321 4.1.1.3);
+        the mailbox is returned as sent, and the MAIL and RCPT hooks check it, so that
+        each refusal says what is wrong. `<>` comes back as `NULL_PATH`.
         """
         if not arg:
             return "", ""
-        if simple := _SIMPLE_PATH.match(arg):  # most addresses: the same answer, sooner
-            addr, rest = simple[1], arg[simple.end() :]
-        else:
-            try:
-                parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
-                address, rest = parse(arg)
-            except HeaderParseError:
-                return None, None
-            addr = address.addr_spec
-        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+        end = arg.find(">")
+        if arg[:1] == "<" and end > 1 and arg[1] != "@" and '"' not in arg[:end]:
+            rest = arg[end + 1 :]  # <local@domain>, nearly every path, without a regex
+            return arg[1:end], rest if "(" not in rest else _skip_comments(rest, 0)
+        path = _PATH.match(arg) if arg.startswith("<") else _BARE_PATH.match(arg)
+        if path is None:
             return None, None
-        return addr, str(rest)
+        mailbox = path[1] if arg.startswith("<") else path[0]
+        return mailbox or NULL_PATH, _skip_comments(arg, path.end())
 
     # AUTH: aiosmtpd parses PLAIN and LOGIN (base64, challenges, `*` aborts) and hands the
     # credentials to `_authenticate`, synchronously; checking a password hash there would
@@ -131,6 +170,8 @@ class _Server(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # One deadline for the whole message: a client dripping bytes cannot stretch it.
+        self._reset_timeout(self.settings.data_timeout)
         try:
             received = await receive_data(self._reader, self.data_size_limit)
         except asyncio.CancelledError:  # the connection was lost during DATA
@@ -138,59 +179,23 @@ class _Server(SMTP):
             raise
         if received is None:
             return
-        data, size = received
-        if self.data_size_limit and size > self.data_size_limit:
-            await self.push(REPLY_TOO_BIG)  # only now: RFC 5321 4.2.5
-        elif len(data) > self.line_length_limit and _longest_line(data) > self.line_length_limit:
-            await self.push(REPLY_LINE_TOO_LONG)
-        else:
-            self.envelope.content = self.envelope.original_content = _unstuff(data)
-            await self.push(await self._call_handler_hook("DATA"))
+        reply, data = check_data(
+            *received,
+            size_limit=self.data_size_limit,
+            line_limit=self.line_length_limit,
+            header_limit=self.settings.max_header_size,
+            bare_newlines=self.settings.bare_newlines,
+        )
+        if reply is None:
+            self.envelope.content = self.envelope.original_content = unstuff(data)
+            # Admission has its own budgets; cutting the session inside it would have the
+            # client send again what may be committed already (a duplicate).
+            if self._timeout_handle is not None:
+                self._timeout_handle.cancel()
+            reply = await self._call_handler_hook("DATA")
+        self._reset_timeout()  # the next command's time starts now
+        await self.push(reply)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
-
-
-async def receive_data(reader: asyncio.StreamReader, size_limit: int | None) -> Received | None:
-    """Read DATA up to CRLF.CRLF: (the data before it, its size), or None if the client left.
-
-    Past the size limit the data is dropped, but reading goes on to the terminator. The
-    data is still dot-stuffed; the size counts the stuffing, as aiosmtpd does.
-    """
-    limit = size_limit or sys.maxsize
-    chunks: list[bytes] = []
-    size = 0
-    last = b"\r\n"  # the last bytes read; the DATA line's CRLF may begin the terminator
-    while True:
-        try:
-            chunk = await reader.readuntil(_DOT_LINE_END)
-        except asyncio.LimitOverrunError as exc:  # a long stretch without a dot line end
-            chunk = await reader.read(exc.consumed)
-        except asyncio.IncompleteReadError:
-            return None
-        if not chunk:
-            return None
-        last = (last + chunk)[-len(_TERMINATOR) :]
-        done = last == _TERMINATOR
-        if done:
-            chunk = chunk[: -len(_DOT_LINE_END)]
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        else:
-            chunks.clear()
-        if done:
-            return b"".join(chunks), size
-
-
-def _longest_line(data: bytes) -> int:
-    """Length of the longest line, its CRLF included."""
-    return max(map(len, data.split(b"\r\n"))) + 2
-
-
-def _unstuff(data: bytes) -> bytes:
-    """Remove the dot the client added to each line that starts with one (RFC 5321 4.5.2)."""
-    if data.startswith(b"."):
-        data = data[1:]
-    return data.replace(b"\r\n.", b"\r\n")
 
 
 class SmtpHandler:
@@ -232,10 +237,33 @@ class SmtpHandler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
+        if refusal := self._refuse_greeting(session, "EHLO", hostname):
+            session.extended_smtp = False
+            return [refusal]
         session.host_name = hostname
         # aiosmtpd lists "250-AUTH " even with every mechanism excluded (AUTH is off).
         offered = [line for line in responses[:-1] if line.strip() != "250-AUTH"]
         return [*offered, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_HELO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        if refusal := self._refuse_greeting(session, "HELO", hostname):
+            return refusal
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    def _refuse_greeting(self, session: Session, command: str, hostname: str) -> str | None:
+        """Refuse a HELO/EHLO name with control characters; anything else is taken.
+
+        MTAs are liberal here (the name is only ever a trace), but a CR or NUL has no
+        place in one, and it would otherwise travel towards a header.
+        """
+        if not _CONTROL.search(hostname):
+            return None
+        session.host_name = None  # as if the client never greeted: MAIL needs a new one
+        log.warning("smtp_greeting_refused", peer=_peer_host(session), name=hostname[:256])
+        return f"501 5.5.4 Invalid {command} name: it contains a control character"
 
     async def authenticate(self, session: Session, credentials: LoginPassword) -> AuthResult:
         """Check AUTH credentials (after STARTTLS: aiosmtpd refuses AUTH before it)."""
@@ -246,11 +274,15 @@ class SmtpHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address != NULL_PATH and (problem := _address_problem(address, envelope)):
+            log.warning("smtp_sender_invalid", peer=_peer_host(session), problem=problem[1])
+            return f"553 {problem[0] or '5.1.7'} Sender address {problem[1]}"
         user = session.auth_data if session.authenticated else None
         if isinstance(user, SmtpUser):
             if not sender_allowed(user, address):
                 log.warning("smtp_sender_refused", user=user.name, sender=address[:256])
-                return f"554 5.7.1 Sender <{address}> is not allowed for user {user.name}"
+                shown = "" if address == NULL_PATH else address
+                return f"554 5.7.1 Sender <{shown}> is not allowed for user {user.name}"
         elif self._auth_required:
             return REPLY_AUTH_REQUIRED
         elif self.client_network(session.peer) is None:
@@ -263,6 +295,11 @@ class SmtpHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address == NULL_PATH:
+            return "553 5.1.3 Recipient address <> is for senders only (bounces); not a mailbox"
+        if problem := _address_problem(address, envelope):
+            log.warning("smtp_recipient_invalid", peer=_peer_host(session), problem=problem[1])
+            return f"553 {problem[0] or '5.1.3'} Recipient address {problem[1]}"
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return REPLY_TOO_MANY
         envelope.rcpt_tos.append(address)
@@ -275,14 +312,15 @@ class SmtpHandler:
         client = user.name if isinstance(user, SmtpUser) else self.client_network(session.peer)
         peer = _peer_host(session)
         stamp = format_datetime(datetime.now(UTC))
+        greeting = _NOT_TRACE_TEXT.sub("?", session.host_name or "unknown")[:255]
         trace = (
-            f"Received: from {session.host_name or 'unknown'} ([{peer}])"
+            f"Received: from {greeting} ([{peer}])"
             f" by {self._hostname} (sendbrake) with ESMTP; {stamp}"
         )
         inbound = Inbound(
             ingress="smtp",
             client=client or "unknown",
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from == NULL_PATH else envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             content=envelope.original_content or b"",
             trace=trace,
@@ -291,6 +329,9 @@ class SmtpHandler:
             admission = await self._admit(inbound)
         except CampaignRejected as exc:
             return f"550 5.7.1 Campaign {exc.key} was rejected by an operator; not accepted"
+        except MessageRefused as exc:
+            log.warning("smtp_message_refused", peer=peer, header=exc.header, reason=exc.reason)
+            return f"554 5.6.0 {exc}"
         except SpoolError as exc:
             log.exception("smtp_spool_failed", error=str(exc))
             return REPLY_SPOOL_FAILED
@@ -302,6 +343,21 @@ class SmtpHandler:
         self._metrics.messages_received.labels(ingress="smtp").inc()
         self._metrics.recipients_received.inc(len(inbound.rcpt_tos))
         return f"250 2.0.0 queued as {admission.message_id}"
+
+
+def _skip_comments(text: str, start: int) -> str:
+    """Return `text` from `start` on, past blanks and (comments) after a path."""
+    skipped = _COMMENTS.match(text, start)
+    return text[skipped.end() if skipped else start :]
+
+
+def _address_problem(address: str, envelope: Envelope) -> tuple[str, str] | None:
+    """(enhanced status or "" for the command's own, what is wrong) of a path, or None."""
+    if problem := mailbox_problem(address):
+        return "", problem
+    if not envelope.smtp_utf8 and not address.isascii():
+        return "5.6.7", "is UTF-8, which needs the SMTPUTF8 parameter on MAIL (RFC 6531)"
+    return None
 
 
 def _peer_host(session: Session) -> str:
@@ -367,6 +423,7 @@ async def start_smtp(
     """Bind the SMTP listener on the running loop and return the server."""
     hostname = settings.hostname or socket.getfqdn()
     handler = SmtpHandler(settings, admit, metrics, hostname, authenticator)
+    sessions = Sessions(settings)
     loop = asyncio.get_running_loop()
     host, port = split_hostport(settings.listen)
     context = tls_context(settings)
@@ -377,6 +434,8 @@ async def start_smtp(
     def factory() -> SMTP:
         return _Server(
             handler,
+            settings=settings,
+            sessions=sessions,
             data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -23,7 +23,7 @@ from email import policy
 from email.message import Message
 from email.utils import getaddresses
 
-from gateway.mail.headers import HeaderBlock
+from gateway.mail.headers import MAX_DECODED, HeaderBlock
 from gateway.mail.html_text import html_to_text, split_code, tidy
 
 MAX_DEPTH = 20  # deeper MIME nesting than this is not read; it is a problem
@@ -147,6 +147,10 @@ def decode(content: bytes, headers: HeaderBlock | None = None) -> Document:
 
 def _header(headers: HeaderBlock, name: str, problems: list[str]) -> str:
     value = headers.get(name) or ""
+    if len(headers.raw_value(name) or b"") > MAX_DECODED:
+        problems.append(
+            f"the {name} header is longer than {MAX_DECODED} bytes; its end was not read"
+        )
     if any("\udc80" <= char <= "\udcff" for char in value):
         problems.append(f"the {name} header has bytes that are not UTF-8")
         value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

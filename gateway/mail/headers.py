@@ -17,6 +17,9 @@ from email.header import decode_header, make_header
 
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# The stdlib's RFC 2047 decoder is quadratic in a value's length (2 MB of encoded-words
+# took 11 s); a value is decoded up to this many bytes (~3 ms), which no real subject nears.
+MAX_DECODED = 8 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +40,30 @@ class HeaderBlock:
         else:  # the header block keeps its last line end; the blank line starts `rest`
             end = match.start() + (2 if content[match.start()] == ord("\r") else 1)
         head, rest = content[:end], content[end:]
-        fields: list[tuple[str, bytes]] = []
+        names: list[str] = []
+        parts: list[list[bytes]] = []  # each field's lines, joined once (a long fold is linear)
         for line in head.splitlines(keepends=True):
-            if line[:1] in (b" ", b"\t") and fields:
-                name, raw = fields[-1]
-                fields[-1] = (name, raw + line)
+            if line[:1] in (b" ", b"\t") and parts:
+                parts[-1].append(line)
             else:
-                name = line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
-                fields.append((name, line))
-        return cls(tuple(fields), rest)
+                names.append(line.split(b":", 1)[0].strip().decode("ascii", "replace").lower())
+                parts.append([line])
+        return cls(tuple(zip(names, map(b"".join, parts), strict=True)), rest)
 
     def get(self, name: str) -> str | None:
-        """Return the first field called `name`, unfolded and RFC 2047-decoded, or None."""
+        """Return the first field called `name`, unfolded and RFC 2047-decoded, or None.
+
+        Only the first `MAX_DECODED` bytes of the value are read (`raw_value` tells).
+        """
+        value = self.raw_value(name)
+        return None if value is None else decode_value(value)
+
+    def raw_value(self, name: str) -> bytes | None:
+        """Return the raw value (folding and encoded-words kept) of the first `name` field."""
         wanted = name.lower()
         for field_name, raw in self.fields:
             if field_name == wanted:
-                return decode_value(raw.split(b":", 1)[1] if b":" in raw else b"")
+                return raw.split(b":", 1)[1] if b":" in raw else b""
         return None
 
     def has(self, name: str) -> bool:
@@ -77,7 +88,13 @@ class HeaderBlock:
 
 
 def decode_value(raw: bytes) -> str:
-    """Unfold a raw header value and decode RFC 2047 encoded-words; never raises."""
+    """Unfold a raw header value and decode RFC 2047 encoded-words; never raises.
+
+    A value longer than `MAX_DECODED` bytes is cut at its last blank before that.
+    """
+    if len(raw) > MAX_DECODED:
+        cut = max(raw.rfind(b" ", 0, MAX_DECODED), raw.rfind(b"\t", 0, MAX_DECODED))
+        raw = raw[: cut if cut > 0 else MAX_DECODED]
     text = _FOLD.sub("", raw.decode("utf-8", "surrogateescape")).strip()
     try:
         return str(make_header(decode_header(text)))

@@ -16,7 +16,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import CollectorRegistry
 
-from gateway.ingress.smtp import receive_data, start_smtp
+from gateway.ingress.data import check_data, receive_data
+from gateway.ingress.smtp import start_smtp
 from gateway.metrics import Metrics
 from gateway.model import Admission, Inbound
 from gateway.settings import SmtpSettings
@@ -32,6 +33,8 @@ PAYLOADS = {
     "long stretch": b"Subject: big\r\n\r\n" + (b"x" * 78 + b"\r\n") * 2000,
     "bare LF dot": b"a\n.\nb\r\n",
 }
+# What stock aiosmtpd takes and the gateway refuses (tests/e2e/test_hostile_input.py).
+BARE_LINE_ENDS = {"dot then CR alone", "bare LF dot"}
 
 
 def feed(payload: bytes, *, limit: int, after: bytes = b"") -> asyncio.StreamReader:
@@ -147,9 +150,9 @@ async def converse(port: int, payloads: list[bytes]) -> list[str]:
     return codes[1:]
 
 
-async def test_server_receives_what_stock_aiosmtpd_receives_and_replies_alike() -> None:
+async def test_server_receives_crlf_data_as_stock_aiosmtpd_does_and_replies_alike() -> None:
     payloads = [
-        *PAYLOADS.values(),
+        *(payload for name, payload in PAYLOADS.items() if name not in BARE_LINE_ENDS),
         b"Subject: limit\r\n\r\n" + (b"z" * 98 + b"\r\n") * 2100,  # over the limit
         b"Subject: wide\r\n\r\n" + b"w" * 1000 + b"\r\n",  # a line over 1,000 bytes
         b"Subject: after the errors\r\n\r\nstill fine\r\n",
@@ -164,65 +167,126 @@ async def test_server_receives_what_stock_aiosmtpd_receives_and_replies_alike() 
     assert ours.contents == stock.contents
 
 
-SENDERS = [
-    "<a@sender.test>",
-    "a@sender.test",
-    "<>",
-    '<"quoted local"@sender.test>',
-    "<a@sender.test> SIZE=100",
-    "<a@sender.test> BOGUS",
-    "<unclosed@sender.test",
-    "<" + "x" * 70 + "@sender.test>",
-    "<@relay.test:a@sender.test>",
-    "<@>",
-    "<First.Last+tag_1@Mail.Sender-1.TEST>",
-    "<a..b@sender.test>",
-    "<a@sender..test>",
-    "<.a@sender.test>",
-    "<a@sender.test>trailing",
-    " <a@sender.test>",
-    "<a@sender.test.>",
-    "<josé@sender.test> SMTPUTF8",
-    "<a@sender.test>   SIZE=100",
-    "<a@sender.test>\tSIZE=100",
-    "<a@sender.test> (a comment) SIZE=100",
-    "<a@sender.test>(a comment)",
-]
+# MAIL FROM argument -> the gateway's exact reply. Where stock aiosmtpd differs, it let
+# through a mailbox no upstream could be sent (RFC 5321 4.1.2, 4.5.3.1).
+SENDERS = {
+    "<a@sender.test>": "250 2.1.0 Sender OK",
+    "a@sender.test": "250 2.1.0 Sender OK",
+    "<>": "250 2.1.0 Sender OK",
+    '<"quoted local"@sender.test>': "250 2.1.0 Sender OK",
+    "<a@sender.test> SIZE=100": "250 2.1.0 Sender OK",
+    "<a@sender.test> BOGUS": "555 MAIL FROM parameters not recognized or not implemented",
+    "<unclosed@sender.test": "553 5.1.3 Error: malformed address",
+    "<" + "x" * 65 + "@sender.test>": "553 5.1.7 Sender address has a local part longer than 64"
+    " octets",
+    "<@relay.test:a@sender.test>": "250 2.1.0 Sender OK",
+    "<@>": "553 5.1.7 Sender address has an empty local part",
+    "<First.Last+tag_1@Mail.Sender-1.TEST>": "250 2.1.0 Sender OK",
+    "<a..b@sender.test>": "553 5.1.7 Sender address has a local part that is not valid"
+    " (RFC 5321 4.1.2)",
+    "<a@sender..test>": "553 5.1.7 Sender address has a domain that is not a valid host name"
+    " (RFC 5321 4.1.2)",
+    "<.a@sender.test>": "553 5.1.7 Sender address has a local part that is not valid"
+    " (RFC 5321 4.1.2)",
+    "<a@sender.test>trailing": "555 MAIL FROM parameters not recognized or not implemented",
+    " <a@sender.test>": "250 2.1.0 Sender OK",
+    "<a@sender.test.>": "553 5.1.7 Sender address has a domain that is not a valid host name"
+    " (RFC 5321 4.1.2)",
+    "<josé@sender.test> SMTPUTF8": "250 2.1.0 Sender OK",
+    "<josé@sender.test>": "553 5.6.7 Sender address is UTF-8, which needs the SMTPUTF8"
+    " parameter on MAIL (RFC 6531)",
+    "<a@sender.test>   SIZE=100": "250 2.1.0 Sender OK",
+    "<a@sender.test>\tSIZE=100": "250 2.1.0 Sender OK",
+    "<a@sender.test> (a comment) SIZE=100": "250 2.1.0 Sender OK",
+    "<a@sender.test>(a comment)": "250 2.1.0 Sender OK",
+}
 
 
 async def send_from(port: int, senders: list[str]) -> list[str]:
-    """MAIL FROM each sender (then RCPT, DATA, RSET); the reply code to each MAIL."""
+    """MAIL FROM each sender (then RCPT, DATA, RSET); the reply to each MAIL."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
     async def reply() -> str:
         while (line := await reader.readline())[3:4] == b"-":
             pass
-        return line.decode()[:3]
+        return line.decode().rstrip("\r\n")
 
     await reply()
     writer.write(b"EHLO client.test\r\n")
     await reply()
-    codes = []
+    replies = []
     for sender in senders:
         writer.write(f"MAIL FROM:{sender}\r\n".encode())
-        codes.append(await reply())
-        if codes[-1] == "250":
+        replies.append(await reply())
+        if replies[-1].startswith("250"):
             writer.write(b"RCPT TO:<b@example.test>\r\nDATA\r\n")
-            assert [await reply(), await reply()] == ["250", "354"]
+            assert [(await reply())[:3], (await reply())[:3]] == ["250", "354"]
             writer.write(b"Subject: s\r\n\r\nx\r\n.\r\n")
-            assert await reply() == "250"
+            assert (await reply())[:3] == "250"
         writer.write(b"RSET\r\n")
         await reply()
     writer.close()
     await writer.wait_closed()
-    return codes
+    return replies
 
 
-async def test_mail_from_is_parsed_and_refused_as_stock_aiosmtpd_does() -> None:
-    async with stock_server(10_000) as (port, stock):
-        stock_codes = await send_from(port, SENDERS)
+async def test_mail_from_takes_rfc_5321_mailboxes_and_says_what_is_wrong_with_others() -> None:
     async with our_server(10_000) as (port, ours):
-        our_codes = await send_from(port, SENDERS)
-    assert our_codes == stock_codes
-    assert {"250", "553", "555"} <= set(stock_codes)  # accepted, unparsable, bad parameter
-    assert ours.senders == stock.senders
+        replies = await send_from(port, list(SENDERS))
+    assert dict(zip(SENDERS, replies, strict=True)) == SENDERS
+    accepted = [sender for sender, reply in SENDERS.items() if reply.startswith("250")]
+    assert ours.senders == [
+        "a@sender.test",
+        "a@sender.test",
+        "",  # the null sender, as the relay sends it: MAIL FROM:<>
+        '"quoted local"@sender.test',
+        "a@sender.test",
+        "a@sender.test",  # the source route is dropped (RFC 5321 4.1.1.3)
+        "First.Last+tag_1@Mail.Sender-1.TEST",
+        "a@sender.test",
+        "josé@sender.test",
+        *["a@sender.test"] * 4,
+    ]
+    assert len(accepted) == len(ours.senders)
+
+
+# --- what DATA may not hold -----------------------------------------------------------
+
+CHECKS = {
+    b"a\r\nb\r\n": None,
+    b"a\nb\r\n": "550 5.5.2 Error: bare <LF> received",
+    b"a\r\r\nb\r\n": "550 5.5.2 Error: bare <CR> received",
+    b"a\r\n\nb\r\n": "550 5.5.2 Error: bare <LF> received",
+    b"a\rb\r\n": "550 5.5.2 Error: bare <CR> received",
+    b"a\x00b\r\n": "550 5.6.0 Error: NUL byte received",
+    b"x" * 1001 + b"\r\n": "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)",
+    b"H: " + b"v\r\n " * 40 + b"\r\n\r\nbody\r\n": "552 5.3.4 Message header exceeds 100 bytes",
+    b"\r\n" + b"body without headers\r\n" * 10: None,
+    b"H: v\r\n\r\n" + b"a long body\r\n" * 10: None,
+}
+
+
+@pytest.mark.parametrize("data", list(CHECKS))
+def test_check_data_refuses_nul_bare_line_ends_long_lines_and_big_headers(data: bytes) -> None:
+    reply, checked = check_data(
+        data,
+        len(data),
+        size_limit=10_000,
+        line_limit=1001,
+        header_limit=100,
+        bare_newlines="reject",
+    )
+    assert reply == CHECKS[data]
+    assert checked == data
+
+
+def test_accepted_bare_line_ends_become_crlf_and_nul_is_still_refused() -> None:
+    data = b"a\nb\rc\r\n.\n..\r\n"
+    reply, checked = check_data(
+        data, len(data), size_limit=None, line_limit=1001, header_limit=100, bare_newlines="accept"
+    )
+    assert (reply, checked) == (None, b"a\r\nb\r\nc\r\n.\r\n..\r\n")
+    nul = check_data(
+        b"a\x00\n", 3, size_limit=None, line_limit=1001, header_limit=100, bare_newlines="accept"
+    )
+    assert nul[0] == "550 5.6.0 Error: NUL byte received"
