@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.model import AuditEntry, Role
 from gateway.ops.problems import Problem
+from gateway.ops.views import shown
 from gateway.settings import TokenSettings
 from gateway.spool.base import Access
 
@@ -72,6 +73,8 @@ class Authenticator:
         """Return the caller, or None without a valid token."""
         scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
+            return None
+        if not secret.isascii():  # tokens are ASCII; others cannot even be hashed as sent
             return None
         digest = token_hash(secret.strip())
         for known, principal in self._configured.items():
@@ -126,7 +129,10 @@ class Gate:
     async def audit(
         self, actor: str, action: str, target: str, reason: str, outcome: str, **details: Any
     ) -> None:
-        """Append one entry to the audit log."""
-        await self._spool.append_audit(
-            AuditEntry(self._clock(), actor, action, target, reason, outcome, details)
-        )
+        """Append one entry to the audit log.
+
+        The target comes from the request's path, refused calls included: it is stored
+        escaped and bounded (`views.shown`), as a reason is checked before it gets here.
+        """
+        entry = AuditEntry(self._clock(), actor, action, shown(target), reason, outcome, details)
+        await self._spool.append_audit(entry)
