@@ -178,6 +178,10 @@ class OpsApi(Handlers):
             campaign_id,
         )
         changed = before.state is not CampaignState.HELD
+        # Audited before anything else can fail: the change is made.
+        await self.gate.audit(
+            caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
+        )
         detail = await self.detail(campaign)
         if changed:
             self.metrics.campaign_holds.labels(rule=MANUAL_RULE).inc()
@@ -191,9 +195,6 @@ class OpsApi(Handlers):
                 recipients=_recipients(detail, {"held"}, caller.name, campaign.counters.held),
                 relayed=campaign.counters.relayed,
             )
-        await self.gate.audit(
-            caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
-        )
         return respond(detail)
 
     async def release(self, request: web.Request) -> web.Response:
@@ -229,6 +230,18 @@ class OpsApi(Handlers):
             campaign_id,
         )
         self.wake_relay()
+        # Audited before anything else can fail: the recipients are released.
+        await self.gate.audit(
+            caller.name,
+            "release campaign",
+            campaign_id,
+            body.reason,
+            "ok",
+            changed=True,
+            recipients=count,
+            max_recipients=body.max_recipients,
+            only_segment=body.only_segment,
+        )
         detail = await self.detail(released)
         log.info(
             "campaign_released"
@@ -240,17 +253,6 @@ class OpsApi(Handlers):
             reason=body.reason,
             recipients=_recipients(detail, {"released", "partially_released"}, caller.name, count),
             still_held=released.counters.held,
-        )
-        await self.gate.audit(
-            caller.name,
-            "release campaign",
-            campaign_id,
-            body.reason,
-            "ok",
-            changed=True,
-            recipients=count,
-            max_recipients=body.max_recipients,
-            only_segment=body.only_segment,
         )
         return respond(detail)
 
