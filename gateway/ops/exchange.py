@@ -8,6 +8,7 @@ serialised from the models of `gateway.ops.schemas`. Must not talk to the spool.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ B = TypeVar("B", bound=BaseModel)
 E = TypeVar("E", bound=enum.Enum)
 P = TypeVar("P", bound=Page[Any])
 MAX_PAGE = 1000
+BODY_TIMEOUT = web.AppKey("body_timeout", float)  # seconds to receive a JSON body
 MAX_ID = 200  # characters of an ID in a path; the gateway's own are 26
 MAX_ROW = 2**63 - 1  # the largest row id either spool stores
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -52,7 +54,10 @@ async def read_body(request: web.Request, model: type[B]) -> B:
     if request.content_type != "application/json":
         raise Problem(415, "send the body as application/json", slug="unsupported-media-type")
     try:
-        data = await request.json()
+        async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 30.0)):
+            data = await request.json()
+    except TimeoutError:
+        raise Problem(408, "the body did not arrive in time", slug="body-timeout") from None
     except ValueError:
         raise Problem(400, "the body is not valid JSON", slug="invalid-json") from None
     except RecursionError:  # json.loads of thousands of nested arrays

@@ -19,11 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.errors import SpoolError
 from gateway.metrics import Metrics
 from gateway.ops import schemas as s
-from gateway.ops.exchange import respond
+from gateway.ops.exchange import BODY_TIMEOUT, respond
 from gateway.ops.gauges import SpoolCollector
 from gateway.ops.openapi import Handlers, bind, document
 from gateway.ops.problems import problem_middleware
 from gateway.ops.routes import PROBES
+from gateway.settings import HttpSettings
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
@@ -79,11 +80,29 @@ def create_app(
     metrics_: Metrics,
     apis: Sequence[Handlers],
     *,
-    max_body_size: int,
+    http: HttpSettings,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """Build the aiohttp application with its routes; registers the spool gauges."""
-    app = web.Application(client_max_size=max_body_size, middlewares=[problem_middleware])
+    """Build the aiohttp application with its routes; registers the spool gauges.
+
+    The server's limits go to each connection's handler: a request line, header field or
+    header count past them is answered 400 (aiohttp's parser) and the connection closed;
+    a connection is closed when its headers have not arrived within `header_timeout`
+    (aiohttp arms its keep-alive timer when the connection opens, and a partial request
+    does not reset it), so half-sent requests cannot hold connections open.
+    """
+    limits = {
+        "keepalive_timeout": http.header_timeout,
+        "max_line_size": http.max_line_size,
+        "max_field_size": http.max_field_size,
+        "max_headers": http.max_headers,
+    }
+    app = web.Application(
+        client_max_size=http.max_body_size,
+        middlewares=[problem_middleware],
+        handler_args=limits,
+    )
+    app[BODY_TIMEOUT] = http.body_timeout
     app[SPOOL] = spool
     app[METRICS] = metrics_
     app[GAUGES] = SpoolCollector()
