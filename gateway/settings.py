@@ -169,7 +169,10 @@ class HttpSettings(_Section):
         " stays idle between requests as long, is closed.",
     )
     body_timeout: Duration = Field(
-        30.0, gt=0, description="Longest time to receive a JSON request body (408 past it)."
+        30.0,
+        gt=0,
+        description="Longest time to receive a JSON request body, or to wait for the next"
+        " piece of a segment upload (408 past it).",
     )
     max_line_size: int = Field(
         8190, ge=256, description="Longest request line (method, path, query), in bytes."

@@ -68,7 +68,7 @@ class Route:
         if self.body is not None:
             implied += (400, 408, 413, 415, 422)
         if self.upload:
-            implied += (413, 415, 422)
+            implied += (408, 413, 415, 422)
         return sorted({*implied, *self.problems})
 
 

@@ -7,7 +7,9 @@ upload. Like every other non-JSON body, the reason comes as a query parameter.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -17,7 +19,7 @@ from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate
 from gateway.ops.bodies import MAX_NAME, MAX_REASON, printable
-from gateway.ops.exchange import respond, wrong
+from gateway.ops.exchange import BODY_TIMEOUT, respond, wrong
 from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem
 from gateway.settings import SegmentSettings
@@ -39,6 +41,21 @@ def _text_problems(
     except ValueError as exc:
         return [{"field": field, "detail": str(exc)}]
     return []
+
+
+async def _chunks(request: web.Request, wait: float) -> AsyncIterator[bytes]:
+    """Yield the body's pieces as they arrive; TimeoutError if one takes over `wait` s.
+
+    An upload may be long, so the limit is on each wait, not on the whole body.
+    """
+    pieces = request.content.iter_chunked(UPLOAD_CHUNK).__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(wait):
+                piece = await anext(pieces)
+        except StopAsyncIteration:
+            return
+        yield piece
 
 
 @dataclass(eq=False)  # handlers are bound methods: keep identity hashing
@@ -95,13 +112,16 @@ class SegmentsApi(Handlers):
         try:
             report = await self.loader.load(
                 name,
-                request.content.iter_chunked(UPLOAD_CHUNK),
+                _chunks(request, request.app.get(BODY_TIMEOUT, 30.0)),
                 csv_format=FORMATS[request.content_type],
                 column=column,
                 source="upload",
                 loaded_by=caller.name,
                 max_bytes=self.settings.max_upload_size,
             )
+        except TimeoutError:
+            detail = "the upload stalled: nothing arrived for http.body_timeout"
+            raise Problem(408, detail, slug="body-timeout") from None
         except UploadTooLarge as exc:
             raise Problem(413, f"{exc} (segments.max_upload_size)", slug="too-large") from None
         except ValueError as exc:

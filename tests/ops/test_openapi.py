@@ -225,6 +225,7 @@ async def test_every_route_answers_what_the_document_says(settings):
         await api.call("alice", "PUT", segment, upload, data=text * 100, headers=csv)  # 413
         await api.call("alice", "PUT", segment, "/api/v1/segments/vip", data=text, headers=csv)
         await api.call("alice", "PUT", segment, upload, data="{}", headers={"Content-Type": "a/b"})
+        await api.call("alice", "PUT", segment, upload, data=slow_body(), headers=csv)  # 408
 
         reload = "/api/v1/policies/reload"
         await api.call("alice", "POST", reload, body={"reason": "merged"})
