@@ -400,6 +400,11 @@ class OpsSettings(_Section):
     auth_failure_window: Duration = Field(
         60.0, gt=0, description="How long failed token checks count against a client address."
     )
+    trusted_proxies: tuple[Network, ...] = Field(
+        (),
+        description="Proxies whose X-Forwarded-For names the client, for the per-address"
+        " failed-token limit and the audit log; empty: the TCP peer is the client.",
+    )
     audit_refusals_per_minute: int = Field(
         30,
         gt=0,

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway.model import AuditEntry, Role
 from gateway.ops.problems import Problem
-from gateway.ops.throttle import Audit, FailedTokens, RefusalBudget
+from gateway.ops.throttle import Audit, ClientAddress, FailedTokens, RefusalBudget
 from gateway.ops.views import shown, timestamp
 from gateway.settings import OpsSettings, TokenSettings
 from gateway.spool.base import Access
@@ -114,12 +114,13 @@ class Gate:
         self._clock = clock
         self._failures = FailedTokens(limits.auth_max_failures, limits.auth_failure_window, clock)
         self._refusals = RefusalBudget(limits.audit_refusals_per_minute, 60.0, clock)
+        self._client = ClientAddress.of(limits.trusted_proxies)
 
     async def caller(
         self, request: web.Request, permission: str, action: str, target: str
     ) -> Principal:
         """Authenticate and authorise; refusals of mutating calls are audited."""
-        client = request.remote or "unknown"
+        client = self._client(request.remote, request.headers.get("X-Forwarded-For"))
         wait = self._failures.retry_after(client)
         if wait is None:
             checked = await self._check(request, permission, action, client)

@@ -1,5 +1,9 @@
 """Per-client-address limits of the ops API: failed token checks, and refusals audited.
 
+The client address is the TCP peer, or, when the peer is a trusted proxy, the nearest
+address of `X-Forwarded-For` that is not one (`ClientAddress`): each proxy appends the
+address it saw, so only the hops after the last untrusted one can be believed.
+
 `FailedTokens` counts failed bearer-token checks per client address over a sliding
 window; past `limit` the address gets `429 Too Many Requests` with `Retry-After` until
 its oldest failure leaves the window, before any token is looked up. `RefusalBudget`
@@ -12,13 +16,50 @@ active within one window.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 PRUNE_ABOVE = 4096  # tracked addresses before expired ones are swept
+
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ClientAddress:
+    """Who the client is: the peer, or what trusted proxies say it is."""
+
+    trusted: tuple[Net, ...] = ()
+
+    @classmethod
+    def of(cls, networks: Sequence[str]) -> ClientAddress:
+        """Build from the networks of `ops.trusted_proxies`."""
+        return cls(tuple(ipaddress.ip_network(n, strict=False) for n in networks))
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def __call__(self, peer: str | None, forwarded_for: str | None) -> str:
+        """Return the client's address from the peer and its X-Forwarded-For header."""
+        client = peer or "unknown"
+        if not self.trusted or not self._trusted(client) or not forwarded_for:
+            return client
+        for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+            try:
+                address = str(ipaddress.ip_address(hop))
+            except ValueError:
+                return client  # a hop we cannot read: believe nothing before it
+            if not self._trusted(address):
+                return address
+            client = address
+        return client
 
 
 @dataclass

@@ -15,7 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from gateway.ops import auth
 from gateway.ops.auth import Authenticator, token_hash
-from gateway.ops.throttle import Audit, FailedTokens, RefusalBudget
+from gateway.ops.throttle import Audit, ClientAddress, FailedTokens, RefusalBudget
 from gateway.settings import TokenSettings
 from tests.clock import ManualClock
 from tests.harness import run_gateway
@@ -135,3 +135,45 @@ async def test_every_configured_token_is_compared_in_constant_time(monkeypatch):
     assert principal.name == "t0"
     # The first token matched, and every other one was still compared: no early exit.
     assert len(compared) == len(configured)
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy(
+    settings_for,
+):
+    settings = settings_for(ops={"auth_max_failures": 3, "trusted_proxies": ["127.0.0.0/8"]})
+    attacker = {"X-Forwarded-For": "203.0.113.5"}
+    async with run_gateway(settings) as gw:
+        statuses = [
+            (await gw.api(None).post("/api/v1/relay/pause", {"reason": "x"}, headers=attacker))[0]
+            for _ in range(4)
+        ]
+        colleague = {"X-Forwarded-For": "198.51.100.7, 127.0.0.1"}
+        status, _ = await gw.api("alice").get("/api/v1/relay", headers=colleague)
+        rows = await gw.spool.audit_log(limit=10)
+    assert statuses == [401, 401, 401, 429]
+    assert status == 200
+    assert {r.details["client"] for r in rows} == {"203.0.113.5"}
+
+
+async def test_without_trusted_proxies_a_forwarded_header_changes_nothing(settings_for):
+    async with run_gateway(settings_for(ops={"auth_max_failures": 3})) as gw:
+        statuses = [
+            (
+                await gw.api(None).get(
+                    "/api/v1/relay", headers={"X-Forwarded-For": f"203.0.113.{i}"}
+                )
+            )[0]
+            for i in range(4)
+        ]
+    assert statuses == [401, 401, 401, 429]
+
+
+def test_the_client_is_the_nearest_forwarded_hop_that_is_not_a_trusted_proxy():
+    client = ClientAddress.of(["10.0.0.0/8", "::1/128"])
+    assert client("10.1.1.1", "198.51.100.7, 203.0.113.5, 10.2.2.2") == "203.0.113.5"
+    assert client("10.1.1.1", "10.3.3.3, 10.2.2.2") == "10.3.3.3"
+    assert client("10.1.1.1", None) == "10.1.1.1"
+    assert client("10.1.1.1", "not an address") == "10.1.1.1"
+    assert client("192.0.2.1", "203.0.113.5") == "192.0.2.1"  # the peer is no proxy of ours
+    assert client(None, None) == "unknown"
+    assert ClientAddress.of([])("10.1.1.1", "203.0.113.5") == "10.1.1.1"
