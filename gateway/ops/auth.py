@@ -150,6 +150,9 @@ class Gate:
             return principal
         if principal is None:
             self._failures.failed(client)
+            locked_for = self._failures.retry_after(client)
+            if locked_for is not None:  # this failure used up the address's budget
+                log.warning("api_client_locked_out", client=client, seconds=locked_for)
             return "anonymous", Problem(
                 401,
                 "a valid bearer token is required",

@@ -9,10 +9,13 @@ minute are audited one by one, then one summary row; the number left out is on t
 from __future__ import annotations
 
 import hmac
+import io
+import json
 
 import aiohttp
 from aiohttp.test_utils import make_mocked_request
 
+from gateway.log import configure
 from gateway.ops import auth
 from gateway.ops.auth import Authenticator, token_hash
 from gateway.ops.throttle import Audit, ClientAddress, FailedTokens, RefusalBudget
@@ -24,6 +27,8 @@ ATTEMPTS = 100
 
 
 async def test_bad_tokens_past_the_limit_get_429_and_the_audit_log_stays_bounded(settings_for):
+    captured = io.StringIO()
+    configure("json", "warning", stream=captured)
     clock = ManualClock()
     settings = settings_for(
         ops={"auth_max_failures": 5, "auth_failure_window": "60s", "audit_refusals_per_minute": 3}
@@ -48,6 +53,9 @@ async def test_bad_tokens_past_the_limit_get_429_and_the_audit_log_stays_bounded
         assert status == 401  # the window has passed: a new failure counts again
         newest = (await gw.spool.audit_log(limit=1))[0]
         _, relay = await gw.api("viewer").get("/api/v1/relay")
+    events = [json.loads(line)["event"] for line in captured.getvalue().splitlines()]
+    assert events.count("api_client_locked_out") == 1
+    assert events.count("audit_refusals_throttled") == 1
     statuses = [s for s, _, _ in answers]
     assert statuses == [401] * 5 + [429] * (ATTEMPTS - 5)
     retry_after = {int(r) for s, r, _ in answers if s == 429}
