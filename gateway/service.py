@@ -91,7 +91,9 @@ class Gateway:
         self.loader = SegmentLoader(
             self.spool, casefold_local=settings.segments.casefold_local_part, clock=clock
         )
-        gate = Gate(Authenticator(self.spool, settings.ops.tokens), self.spool, clock)
+        gate = Gate(
+            Authenticator(self.spool, settings.ops.tokens), self.spool, clock, limits=settings.ops
+        )
         self.api = OpsApi(
             self.spool, gate, settings.ops, self.metrics, clock=clock, wake_relay=self.relay.wake
         )
@@ -108,7 +110,7 @@ class Gateway:
             self.spool,
             self.metrics,
             [self.api, SegmentsApi(self.spool, gate, self.loader, settings.segments), policy_api],
-            max_body_size=settings.http.max_body_size,
+            http=settings.http,
             clock=clock,
         )
         self.addresses: Addresses | None = None

@@ -194,6 +194,23 @@ class HttpSettings(_Section):
     max_body_size: int = Field(
         1024 * 1024, gt=0, description="Largest JSON request body, in bytes."
     )
+    header_timeout: Duration = Field(
+        15.0,
+        gt=0,
+        description="A connection whose request headers have not arrived within this, or that"
+        " stays idle between requests as long, is closed.",
+    )
+    body_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description="Longest time to receive a JSON request body, or to wait for the next"
+        " piece of a segment upload (408 past it).",
+    )
+    max_line_size: int = Field(
+        8190, ge=256, description="Longest request line (method, path, query), in bytes."
+    )
+    max_field_size: int = Field(8190, ge=256, description="Longest header field, in bytes.")
+    max_headers: int = Field(64, gt=0, description="Most header fields of one request.")
 
 
 class SpoolSettings(_Section):
@@ -406,6 +423,25 @@ class OpsSettings(_Section):
     )
     page_size: int = Field(
         50, gt=0, le=1000, description="Items per page when a list request gives no limit."
+    )
+    auth_max_failures: int = Field(
+        20,
+        gt=0,
+        description="Failed token checks per client address within the window before 429.",
+    )
+    auth_failure_window: Duration = Field(
+        60.0, gt=0, description="How long failed token checks count against a client address."
+    )
+    trusted_proxies: tuple[Network, ...] = Field(
+        (),
+        description="Proxies whose X-Forwarded-For names the client, for the per-address"
+        " failed-token limit and the audit log; empty: the TCP peer is the client.",
+    )
+    audit_refusals_per_minute: int = Field(
+        30,
+        gt=0,
+        description="Refused calls audited one by one per client address per minute; then one"
+        " summary row, and the count left out is recorded on the next row.",
     )
 
 

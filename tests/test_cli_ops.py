@@ -314,3 +314,27 @@ async def test_release_only_segment_sends_the_segments_held_recipients(settings_
     states = {r.address: str(r.state) for r in queued if r.message_id != queued[0].message_id}
     assert states["b@example.org"] in {"queued", "sending", "relayed"}
     assert states["c@example.org"] == "held"
+
+
+# -- terminal safety ------------------------------------------------------------------------
+
+EVIL_KEY = "promo\x1b]0;owned\x07\x1b[2J"
+# An encoded word that decodes to a terminal reset, a bell and a right-to-left override.
+EVIL_SUBJECT = "=?utf-8?q?Sale=1Bc=07=E2=80=AEtxt.exe?="
+
+
+async def test_list_and_show_escape_control_characters_from_mail(settings_for):
+    async with run_gateway(settings_for(ops=ops())) as gw:
+        content = message(subject=EVIL_SUBJECT, X_Campaign_ID=EVIL_KEY)
+        assert await gw.send("news@shop.test", ["a@example.org"], content) == {}
+        [campaign] = await eventually(gw.spool.campaigns)
+        listed = ok(await sendbrake(gw, "campaigns", "list"))
+        shown = ok(await sendbrake(gw, "campaigns", "show", campaign.id))
+        raw = ok(await sendbrake(gw, "campaigns", "show", campaign.id, "--json"))
+        missing = await sendbrake(gw, "campaigns", "show", "nope\x1b[2J")
+    for output in (listed.stdout, shown.stdout, raw.stdout, missing.stderr):
+        assert not any(c in output for c in "\x1b\x07\x9b\u202e"), repr(output)
+    assert "promo\\x1b]0;owned\\x07\\x1b[2J" in listed.stdout
+    assert "promo\\x1b]0;owned\\x07\\x1b[2J" in shown.stdout
+    assert "Sale\\x1bc\\x07\\u202etxt.exe" in shown.stdout
+    assert json.loads(raw.stdout)["key"] == EVIL_KEY  # --json: escaped, the same string

@@ -1,11 +1,15 @@
-"""Shared pieces of the `sendbrake` commands: options, settings loading, output helpers.
+r"""Shared pieces of the `sendbrake` commands: options, settings loading, output helpers.
 
 Errors go to standard error as `error: …` with exit status 1; data goes to standard output.
+Text that came from outside (campaign keys, subjects, findings, problem details) reaches
+the terminal escaped (`terminal_safe`): control characters and bidirectional overrides
+are shown as `\x1b`, `\u202e`, never sent to the terminal as they are.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -27,6 +31,28 @@ config_option = click.option(
 reason_option = click.option("--reason", required=True, help="Why; written to the audit log.")
 
 
+# C0 and C1 controls (ESC, CSI, BEL, CR, ...) and the bidirectional marks and overrides
+# that can make a terminal show text other than what is there.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BEYOND_C0 = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    r"""Return `text` with each control or bidi character escaped (`\x1b`, `\n`, `\u202e`)."""
+    return _UNSAFE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def escaped(data: Any) -> Any:
+    """Return JSON-like data with every string (keys too) made `terminal_safe`."""
+    if isinstance(data, str):
+        return terminal_safe(data)
+    if isinstance(data, dict):
+        return {terminal_safe(str(k)): escaped(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [escaped(v) for v in data]
+    return data
+
+
 def load_settings(config: Path | None) -> settings.Settings:
     """Load the settings, or exit naming file, line, key and reason."""
     try:
@@ -38,7 +64,7 @@ def load_settings(config: Path | None) -> settings.Settings:
 def fail(*lines: str) -> NoReturn:
     """Print `lines` to standard error and exit with status 1."""
     for line in lines:
-        click.echo(line, err=True)
+        click.echo(terminal_safe(line), err=True)
     raise click.exceptions.Exit(1)
 
 
@@ -49,7 +75,7 @@ def plural(count: int, word: str) -> str:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Render rows as left-aligned columns under an upper-case header."""
-    cells = [list(header), *([str(cell) for cell in row] for row in rows)]
+    cells = [list(header), *([terminal_safe(str(cell)) for cell in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -67,5 +93,10 @@ def pairs(data: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> str:
 
 
 def dump(data: Any) -> str:
-    """Render data as indented JSON."""
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    r"""Render data as indented JSON; controls and bidi marks inside strings as \u escapes.
+
+    json.dumps escapes C0 controls itself; the others are only ever inside strings, where
+    a \u escape means the same character.
+    """
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _UNSAFE_BEYOND_C0.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

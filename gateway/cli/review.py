@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from gateway.cli.client import ApiError, OpsClient, Reply, Unreachable, segment
-from gateway.cli.common import dump, fail, pairs, reason_option, table
+from gateway.cli.common import dump, escaped, fail, pairs, reason_option, table
 from gateway.states import CampaignState
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -38,7 +38,7 @@ class Api:
 
     def output(self, data: Any, human: Callable[[Any], str]) -> None:
         """Print `data` as JSON with --json, else as `human` renders it."""
-        click.echo(dump(data) if self.as_json else human(data))
+        click.echo(dump(data) if self.as_json else human(escaped(data)))
 
 
 def api_options(func: Callable[..., None]) -> Callable[..., None]:

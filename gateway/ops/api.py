@@ -19,12 +19,19 @@ from aiohttp import web
 
 from gateway.errors import Conflict
 from gateway.metrics import MANUAL_RULE, Metrics
-from gateway.model import Campaign, Declaration, Finding, Manifest, ReleaseScope
+from gateway.model import Campaign, Declaration, Finding, Manifest, ReleaseScope, StoredMessage
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
 from gateway.ops.bodies import ManifestBody, ReasonBody, ReleaseBody
-from gateway.ops.exchange import PageQuery, query_enum, read_body, respond, wrong
+from gateway.ops.exchange import (
+    PageQuery,
+    plausible_id,
+    query_enum,
+    read_body,
+    respond,
+    wrong,
+)
 from gateway.ops.openapi import BASE, Handlers
 from gateway.ops.problems import Problem, found
 from gateway.review import signoffs
@@ -33,6 +40,7 @@ from gateway.spool.base import Spool
 from gateway.states import CampaignState, RecipientState
 
 T = TypeVar("T")
+MAX_KEY = 998  # a header line's limit (RFC 5322): no key header can carry more
 log = structlog.get_logger(__name__)
 
 
@@ -53,7 +61,12 @@ class OpsApi(Handlers):
     # -- campaigns ------------------------------------------------------------------------
 
     async def _campaign(self, campaign_id: str) -> Campaign:
+        plausible_id(campaign_id, "campaign")
         return found(await self.spool.campaign(campaign_id), "campaign", campaign_id)
+
+    async def _message(self, message_id: str) -> StoredMessage:
+        plausible_id(message_id, "message")
+        return found(await self.spool.message(message_id), "message", message_id)
 
     async def list_campaigns(self, request: web.Request) -> web.Response:
         """GET /campaigns?state=&limit=&cursor=."""
@@ -105,6 +118,9 @@ class OpsApi(Handlers):
         key = request.match_info["key"]
         caller = await self.gate.caller(request, "declare", "declare campaign", key)
         body = await read_body(request, ManifestBody)
+        if len(key) > MAX_KEY or not key.isprintable():
+            rule = f"printable text of at most {MAX_KEY} characters"
+            raise wrong("key", rule, f"a campaign key must be {rule}")
         declaration = Declaration(
             size=body.size, category=body.category and body.category.lower(), locale=body.locale
         )
@@ -162,6 +178,10 @@ class OpsApi(Handlers):
             campaign_id,
         )
         changed = before.state is not CampaignState.HELD
+        # Audited before anything else can fail: the change is made.
+        await self.gate.audit(
+            caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
+        )
         detail = await self.detail(campaign)
         if changed:
             self.metrics.campaign_holds.labels(rule=MANUAL_RULE).inc()
@@ -175,9 +195,6 @@ class OpsApi(Handlers):
                 recipients=_recipients(detail, {"held"}, caller.name, campaign.counters.held),
                 relayed=campaign.counters.relayed,
             )
-        await self.gate.audit(
-            caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
-        )
         return respond(detail)
 
     async def release(self, request: web.Request) -> web.Response:
@@ -213,6 +230,18 @@ class OpsApi(Handlers):
             campaign_id,
         )
         self.wake_relay()
+        # Audited before anything else can fail: the recipients are released.
+        await self.gate.audit(
+            caller.name,
+            "release campaign",
+            campaign_id,
+            body.reason,
+            "ok",
+            changed=True,
+            recipients=count,
+            max_recipients=body.max_recipients,
+            only_segment=body.only_segment,
+        )
         detail = await self.detail(released)
         log.info(
             "campaign_released"
@@ -224,17 +253,6 @@ class OpsApi(Handlers):
             reason=body.reason,
             recipients=_recipients(detail, {"released", "partially_released"}, caller.name, count),
             still_held=released.counters.held,
-        )
-        await self.gate.audit(
-            caller.name,
-            "release campaign",
-            campaign_id,
-            body.reason,
-            "ok",
-            changed=True,
-            recipients=count,
-            max_recipients=body.max_recipients,
-            only_segment=body.only_segment,
         )
         return respond(detail)
 
@@ -312,7 +330,7 @@ class OpsApi(Handlers):
         """GET /messages/{id}: headers, decoded preview and recipients."""
         message_id = request.match_info["id"]
         await self.gate.caller(request, "read", "show message", message_id)
-        message = found(await self.spool.message(message_id), "message", message_id)
+        message = await self._message(message_id)
         recipients = await self.spool.recipients(message_id=message_id)
         return respond(s.Message.with_recipients(message, recipients, BASE))
 
@@ -320,7 +338,7 @@ class OpsApi(Handlers):
         """GET /messages/{id}/raw: the message as it will be relayed."""
         message_id = request.match_info["id"]
         await self.gate.caller(request, "read", "show message", message_id)
-        message = found(await self.spool.message(message_id), "message", message_id)
+        message = await self._message(message_id)
         return web.Response(body=message.content, content_type="message/rfc822")
 
     # -- relay and audit ------------------------------------------------------------------

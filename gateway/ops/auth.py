@@ -16,13 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from gateway.model import AuditEntry, Role
 from gateway.ops.problems import Problem
-from gateway.settings import TokenSettings
+from gateway.ops.throttle import Audit, ClientAddress, FailedTokens, RefusalBudget
+from gateway.ops.views import shown, timestamp
+from gateway.settings import OpsSettings, TokenSettings
 from gateway.spool.base import Access
 
+log = structlog.get_logger(__name__)
 TOKEN_PREFIX = "sb_"  # noqa: S105 - a visible prefix, not a secret
 
 # What each kind of call needs; admin may do everything.
@@ -73,48 +77,110 @@ class Authenticator:
         scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             return None
+        if not secret.isascii():  # tokens are ASCII; others cannot even be hashed as sent
+            return None
         digest = token_hash(secret.strip())
-        for known, principal in self._configured.items():
-            if hmac.compare_digest(known, digest):
-                return principal
+        # Compared in constant time, all of them: which configured token matched, or how
+        # much of a hash did, must not show in the answer's timing.
+        matches = [p for known, p in self._configured.items() if hmac.compare_digest(known, digest)]
+        if matches:
+            return matches[0]
+        # A lookup by SHA-256 needs no constant-time compare: the database compares
+        # digests, and timing can leak at most a prefix of the digest of a guess, which
+        # tells nothing about any token (finding a preimage of a digest is infeasible).
         token = await self._spool.token_by_hash(digest)
         return None if token is None else Principal(token.name, token.roles, token.identity)
 
 
 class Gate:
-    """Who may call what, and the audit log of every mutating call, refused ones included."""
+    """Who may call what, and the audit log of every mutating call, refused ones included.
+
+    Failed token checks are limited per client address (`FailedTokens`: 429 past the
+    limit, before any lookup), and so are the rows refused calls add to the audit log
+    (`RefusalBudget`), so that nobody without a token can flood either.
+    """
 
     def __init__(
-        self, auth: Authenticator, spool: Access, clock: Callable[[], float] = time.time
+        self,
+        auth: Authenticator,
+        spool: Access,
+        clock: Callable[[], float] = time.time,
+        *,
+        limits: OpsSettings | None = None,
     ) -> None:
+        limits = limits or OpsSettings()
         self._auth = auth
         self._spool = spool
         self._clock = clock
+        self._failures = FailedTokens(limits.auth_max_failures, limits.auth_failure_window, clock)
+        self._refusals = RefusalBudget(limits.audit_refusals_per_minute, 60.0, clock)
+        self._client = ClientAddress.of(limits.trusted_proxies)
 
     async def caller(
         self, request: web.Request, permission: str, action: str, target: str
     ) -> Principal:
         """Authenticate and authorise; refusals of mutating calls are audited."""
+        client = self._client(request.remote, request.headers.get("X-Forwarded-For"))
+        wait = self._failures.retry_after(client)
+        if wait is None:
+            checked = await self._check(request, permission, action, client)
+            if isinstance(checked, Principal):
+                return checked
+            actor, problem = checked
+        else:
+            actor, problem = (
+                "anonymous",
+                Problem(
+                    429,
+                    f"too many failed token checks from {client}; try again in {wait} s",
+                    slug="too-many-failures",
+                    headers={"Retry-After": str(wait)},
+                ),
+            )
+        if request.method != "GET":  # only mutating calls are audited, refused ones too
+            await self._audit_refusal(client, actor, action, target, problem)
+        raise problem
+
+    async def _check(
+        self, request: web.Request, permission: str, action: str, client: str
+    ) -> Principal | tuple[str, Problem]:
+        """Return the authorised caller, or who was refused and the problem to raise."""
         principal = await self._auth.principal(request)
         if principal is not None and principal.may(permission):
             return principal
         if principal is None:
-            actor, problem = (
-                "anonymous",
-                Problem(
-                    401,
-                    "a valid bearer token is required",
-                    slug="unauthenticated",
-                    headers={"WWW-Authenticate": 'Bearer realm="sendbrake"'},
-                ),
+            self._failures.failed(client)
+            locked_for = self._failures.retry_after(client)
+            if locked_for is not None:  # this failure used up the address's budget
+                log.warning("api_client_locked_out", client=client, seconds=locked_for)
+            return "anonymous", Problem(
+                401,
+                "a valid bearer token is required",
+                slug="unauthenticated",
+                headers={"WWW-Authenticate": 'Bearer realm="sendbrake"'},
             )
-        else:
-            roles = ", ".join(sorted(principal.roles))
-            detail = f"token {principal.name!r} (roles: {roles}) may not {action}"
-            actor, problem = principal.name, Problem(403, detail, slug="forbidden")
-        if request.method != "GET":  # only mutating calls are audited, refused ones too
-            raise await self.refuse(actor, action, target, "", problem)
-        raise problem
+        roles = ", ".join(sorted(principal.roles))
+        detail = f"token {principal.name!r} (roles: {roles}) may not {action}"
+        return principal.name, Problem(403, detail, slug="forbidden")
+
+    async def _audit_refusal(
+        self, client: str, actor: str, action: str, target: str, problem: Problem
+    ) -> None:
+        """Audit a refused call within the address's budget; past it, one summary row."""
+        decision, left_out = self._refusals.decide(client)
+        if decision is Audit.SKIP:
+            return
+        details: dict[str, Any] = {"client": client}
+        if left_out:
+            details["unaudited_before"] = left_out
+        if decision is Audit.SUMMARY:
+            until = timestamp(self._refusals.until(client))
+            details["summary"] = (
+                f"more refused calls from {client} until {until} are counted, not audited"
+                " one by one; their number is on this address's next row"
+            )
+            log.warning("audit_refusals_throttled", client=client, until=until)
+        await self.refuse(actor, action, target, "", problem, **details)
 
     async def refuse(
         self, actor: str, action: str, target: str, reason: str, problem: Problem, **details: Any
@@ -126,7 +192,10 @@ class Gate:
     async def audit(
         self, actor: str, action: str, target: str, reason: str, outcome: str, **details: Any
     ) -> None:
-        """Append one entry to the audit log."""
-        await self._spool.append_audit(
-            AuditEntry(self._clock(), actor, action, target, reason, outcome, details)
-        )
+        """Append one entry to the audit log.
+
+        The target comes from the request's path, refused calls included: it is stored
+        escaped and bounded (`views.shown`), as a reason is checked before it gets here.
+        """
+        entry = AuditEntry(self._clock(), actor, action, shown(target), reason, outcome, details)
+        await self._spool.append_audit(entry)

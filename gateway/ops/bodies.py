@@ -1,12 +1,52 @@
 """Request bodies of the ops API as pydantic models: what each mutating call accepts.
 
 Handlers validate JSON bodies through these models (`exchange.read_body`), and the OpenAPI
-document's request schemas are generated from them. Unknown fields are refused.
+document's request schemas are generated from them. Unknown fields are refused; numbers
+must be JSON integers within what the spool can store; text must be printable Unicode
+(no control characters, no lone surrogates), non-blank and of a bounded length, so what
+lands in the audit log and the spool is something an operator can read.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_REASON = 1000
+MAX_NAME = 200
+# PostgreSQL's integer: the largest count either spool stores in every column.
+MAX_COUNT = 2**31 - 1
+_ALLOWED_CONTROLS = frozenset("\t\n")  # a reason may have several lines
+
+
+def printable(value: str, *, multiline: bool = False) -> str:
+    """Return `value` if it is non-blank printable text; raise ValueError saying why not."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    allowed = _ALLOWED_CONTROLS if multiline else frozenset()
+    if any(unicodedata.category(c) == "Cc" and c not in allowed for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _reason(value: str) -> str:
+    return printable(value, multiline=True)
+
+
+Reason = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_REASON, description="Why; written to the audit log."),
+    AfterValidator(_reason),
+]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(printable)]
+Locale = Annotated[str, Field(min_length=1, max_length=35), AfterValidator(printable)]
+Count = Annotated[int, Field(strict=True, le=MAX_COUNT)]
 
 
 class ReasonBody(BaseModel):
@@ -14,16 +54,16 @@ class ReasonBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reason: str = Field(min_length=1, description="Why; written to the audit log.")
+    reason: Reason
 
 
 class ReleaseBody(ReasonBody):
     """Body of release: all held recipients, or only some."""
 
-    max_recipients: int | None = Field(
+    max_recipients: Count | None = Field(
         None, ge=1, description="Release at most this many, oldest first."
     )
-    only_segment: str | None = Field(
+    only_segment: Name | None = Field(
         None, description="Release only held recipients in this segment."
     )
 
@@ -31,17 +71,15 @@ class ReleaseBody(ReasonBody):
 class ManifestBody(ReasonBody):
     """Body of PUT /campaigns/{key}: what the campaign is meant to be."""
 
-    size: int | None = Field(None, ge=0, description="Intended number of recipients.")
-    category: str | None = Field(
-        None, min_length=1, description="e.g. newsletter, survey, win-back."
-    )
-    locale: str | None = Field(None, min_length=1, description="e.g. en, de-AT.")
-    client: str = Field("*", min_length=1, description="Client the key belongs to; * for any.")
+    size: Count | None = Field(None, ge=0, description="Intended number of recipients.")
+    category: Name | None = Field(None, description="e.g. newsletter, survey, win-back.")
+    locale: Locale | None = Field(None, description="e.g. en, de-AT.")
+    client: Name = Field("*", description="Client the key belongs to; * for any.")
 
 
 class SignoffBody(ReasonBody):
     """Body of POST /campaigns/{id}/signoffs."""
 
-    identity: str | None = Field(
-        None, min_length=1, description="Identity signing off; default: the token's own."
+    identity: Name | None = Field(
+        None, description="Identity signing off; default: the token's own."
     )

@@ -8,7 +8,10 @@ serialised from the models of `gateway.ops.schemas`. Must not talk to the spool.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,12 +21,17 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.ops.problems import Problem, invalid
 from gateway.ops.schemas import Out, Page
-from gateway.ops.views import decode_cursor, encode_cursor
+from gateway.ops.views import decode_cursor, encode_cursor, shown
 
 B = TypeVar("B", bound=BaseModel)
 E = TypeVar("E", bound=enum.Enum)
 P = TypeVar("P", bound=Page[Any])
 MAX_PAGE = 1000
+BODY_TIMEOUT = web.AppKey("body_timeout", float)  # seconds to receive a JSON body
+MAX_ID = 200  # characters of an ID in a path; the gateway's own are 26
+MAX_ROW = 2**63 - 1  # the largest row id either spool stores
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_FOREIGN_CURSOR = "cursor is not one this API returned"
 
 
 def wrong(field: str, detail: str, message: str) -> Problem:
@@ -31,14 +39,33 @@ def wrong(field: str, detail: str, message: str) -> Problem:
     return Problem(422, message, slug="invalid-input", errors=[{"field": field, "detail": detail}])
 
 
+def plausible_id(value: str, what: str) -> str:
+    """Return an ID from a path, or raise the 404 of one no record can have.
+
+    Too long, or with control characters or lone surrogates: the spool is not asked
+    (PostgreSQL refuses NUL in text, and such a lookup would be a 500, not a 404).
+    """
+    if len(value) > MAX_ID or not value.isprintable():
+        raise Problem(404, f"no {what} with id {shown(value)!r}", slug="not-found")
+    return value
+
+
 async def read_body(request: web.Request, model: type[B]) -> B:
     """Parse and validate a JSON body; wrong input is a 422 naming each field."""
     if request.content_type != "application/json":
         raise Problem(415, "send the body as application/json", slug="unsupported-media-type")
     try:
-        data = await request.json()
+        async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 30.0)):
+            raw = await request.read()
+        # JSON is UTF-8 (RFC 8259): a declared charset is not used, so an unknown one
+        # cannot fail the decoding.
+        data = json.loads(raw)
+    except TimeoutError:
+        raise Problem(408, "the body did not arrive in time", slug="body-timeout") from None
     except ValueError:
         raise Problem(400, "the body is not valid JSON", slug="invalid-json") from None
+    except RecursionError:  # json.loads of thousands of nested arrays
+        raise Problem(400, "the body's JSON is nested too deeply", slug="invalid-json") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -68,7 +95,8 @@ class PageQuery:
     def of(cls, request: web.Request, default_limit: int) -> PageQuery:
         """Read the paging parameters; a wrong one is a 422 naming it."""
         raw = request.query.get("limit")
-        if raw is not None and (not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE):
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if raw is not None and (not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE):
             rule = f"a whole number from 1 to {MAX_PAGE}"
             raise wrong("limit", rule, f"limit must be {rule}")
         cursor = request.query.get("cursor")
@@ -76,9 +104,7 @@ class PageQuery:
             decoded = None if cursor is None else decode_cursor(cursor)
         except ValueError:
             raise wrong(
-                "cursor",
-                "use the `next` value of a previous page",
-                "cursor is not one this API returned",
+                "cursor", "use the `next` value of a previous page", _FOREIGN_CURSOR
             ) from None
         return cls(default_limit if raw is None else int(raw), decoded)
 
@@ -88,8 +114,12 @@ class PageQuery:
         return self.limit + 1
 
     def number(self) -> int | None:
-        """Return the cursor as a row number, for lists keyed by integer ids."""
-        return int(self.cursor) if self.cursor and self.cursor.isdigit() else None
+        """Return the cursor as a row number, for lists keyed by integer ids; 422 if not one."""
+        if self.cursor is None:
+            return None
+        if not _DIGITS.fullmatch(self.cursor) or int(self.cursor) > MAX_ROW:
+            raise wrong("cursor", "use the `next` value of a previous page", _FOREIGN_CURSOR)
+        return int(self.cursor)
 
     def page(self, model: type[P], rows: Sequence[Any]) -> P:
         """Render up to `limit` of the fetched rows, and the cursor of the next page."""

@@ -7,6 +7,7 @@ module's and each API's) and serves the document generated from the same rows.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,20 +15,46 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import SpoolError
 from gateway.metrics import Metrics
 from gateway.ops import schemas as s
-from gateway.ops.exchange import respond
+from gateway.ops.exchange import BODY_TIMEOUT, respond
 from gateway.ops.gauges import SpoolCollector
 from gateway.ops.openapi import Handlers, bind, document
 from gateway.ops.problems import problem_middleware
 from gateway.ops.routes import PROBES
+from gateway.settings import HttpSettings
 from gateway.spool.base import Spool
 
 log = structlog.get_logger(__name__)
 
+
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's connection log, without the bytes of requests its parser refused.
+
+    The parser's error quotes the offending line, which may be an `Authorization` header:
+    a refused request is logged by its error's name and status alone, at info level.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        refused = kwargs.get("exc_info")
+        if isinstance(refused, HttpProcessingError):
+            kwargs["exc_info"] = None
+            level, msg, args = (
+                logging.INFO,
+                "http_request_refused %s %s",
+                (
+                    type(refused).__name__,
+                    refused.code,
+                ),
+            )
+        super().log(level, msg, *args, **kwargs)
+
+
+SERVER_LOG = _ServerLog(logging.getLogger("aiohttp.server"))
 SPOOL = web.AppKey("spool", Spool)
 METRICS = web.AppKey("metrics", Metrics)
 GAUGES = web.AppKey("gauges", SpoolCollector)
@@ -79,11 +106,30 @@ def create_app(
     metrics_: Metrics,
     apis: Sequence[Handlers],
     *,
-    max_body_size: int,
+    http: HttpSettings,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """Build the aiohttp application with its routes; registers the spool gauges."""
-    app = web.Application(client_max_size=max_body_size, middlewares=[problem_middleware])
+    """Build the aiohttp application with its routes; registers the spool gauges.
+
+    The server's limits go to each connection's handler: a request line, header field or
+    header count past them is answered 400 (aiohttp's parser) and the connection closed;
+    a connection is closed when its headers have not arrived within `header_timeout`
+    (aiohttp arms its keep-alive timer when the connection opens, and a partial request
+    does not reset it), so half-sent requests cannot hold connections open.
+    """
+    limits = {
+        "logger": SERVER_LOG,
+        "keepalive_timeout": http.header_timeout,
+        "max_line_size": http.max_line_size,
+        "max_field_size": http.max_field_size,
+        "max_headers": http.max_headers,
+    }
+    app = web.Application(
+        client_max_size=http.max_body_size,
+        middlewares=[problem_middleware],
+        handler_args=limits,
+    )
+    app[BODY_TIMEOUT] = http.body_timeout
     app[SPOOL] = spool
     app[METRICS] = metrics_
     app[GAUGES] = SpoolCollector()

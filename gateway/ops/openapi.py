@@ -64,11 +64,11 @@ class Route:
 
     def problem_statuses(self) -> list[int]:
         """Every status this route may answer with a problem document."""
-        implied: tuple[int, ...] = (401, 403) if self.auth else ()
+        implied: tuple[int, ...] = (401, 403, 429) if self.auth else ()
         if self.body is not None:
-            implied += (400, 413, 415, 422)
+            implied += (400, 408, 413, 415, 422)
         if self.upload:
-            implied += (413, 415, 422)
+            implied += (408, 413, 415, 422)
         return sorted({*implied, *self.problems})
 
 

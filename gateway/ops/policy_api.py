@@ -24,7 +24,7 @@ from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
 from gateway.ops.bodies import ReasonBody, SignoffBody
-from gateway.ops.exchange import read_body, respond
+from gateway.ops.exchange import plausible_id, read_body, respond
 from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem, found
 from gateway.policy.loader import PolicySet
@@ -80,6 +80,7 @@ class PolicyApi(Handlers):
                 f"token {caller.name!r} signs for {bound}; only an admin may sign for {identity}"
             )
             raise await self._refuse(caller, campaign_id, body.reason, 403, detail)
+        plausible_id(campaign_id, "campaign")
         before = found(await self.spool.campaign(campaign_id), "campaign", campaign_id)
         signoff = Signoff(campaign_id, identity, caller.name, body.reason, self.clock(), on_behalf)
         try:

@@ -13,7 +13,14 @@ from typing import Literal
 from pydantic import BaseModel
 
 from gateway.ops import schemas as s
-from gateway.ops.bodies import ManifestBody, ReasonBody, ReleaseBody, SignoffBody
+from gateway.ops.bodies import (
+    MAX_NAME,
+    MAX_REASON,
+    ManifestBody,
+    ReasonBody,
+    ReleaseBody,
+    SignoffBody,
+)
 from gateway.ops.openapi import BASE, Param, Route
 from gateway.states import CampaignState, RecipientState
 
@@ -197,8 +204,17 @@ SEGMENTS = (
         "Replace a segment with a streamed list (atomic)",
         {200: s.SegmentLoad},
         query=(
-            Param("reason", "Why; written to the audit log.", required=True),
-            Param("column", "CSV column with the address (default: a column named email)."),
+            Param(
+                "reason",
+                "Why; written to the audit log.",
+                {"type": "string", "minLength": 1, "maxLength": MAX_REASON},
+                required=True,
+            ),
+            Param(
+                "column",
+                "CSV column with the address (default: a column named email).",
+                {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+            ),
         ),
         upload=UPLOAD_EXAMPLES,
     ),

@@ -21,6 +21,20 @@ from gateway.mail.headers import HeaderBlock, text_preview
 from gateway.ops.views import timestamp
 
 T = TypeVar("T")
+NOT_RENDERED = "(not rendered: the message's MIME structure is nested too deeply to decode)"
+
+
+def preview(content: bytes) -> str:
+    """Return the decoded start of a message's text, or say why there is none.
+
+    The standard library's parser recurses once per MIME level, so a message nested a
+    thousand levels deep raises RecursionError where any other view would render: such
+    a message is shown without a preview (its headers and raw form still are).
+    """
+    try:
+        return text_preview(content)
+    except (RecursionError, ValueError):
+        return NOT_RENDERED
 
 
 def _rfc3339(value: object) -> object:
@@ -224,7 +238,7 @@ class MessageSummary(Out):
             "subject": headers.get("Subject"),
             "received_at": message.received_at,
             "size": len(message.content),
-            "preview": text_preview(message.content),
+            "preview": preview(message.content),
             "url": f"{base}/messages/{message.id}",
             "raw_url": f"{base}/messages/{message.id}/raw",
         }

@@ -7,7 +7,9 @@ upload. Like every other non-JSON body, the reason comes as a query parameter.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -16,7 +18,8 @@ from gateway.audience.loader import SegmentLoader, UploadTooLarge
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate
-from gateway.ops.exchange import respond, wrong
+from gateway.ops.bodies import MAX_NAME, MAX_REASON, printable
+from gateway.ops.exchange import BODY_TIMEOUT, respond, wrong
 from gateway.ops.openapi import Handlers
 from gateway.ops.problems import Problem
 from gateway.settings import SegmentSettings
@@ -25,6 +28,34 @@ from gateway.spool.base import Spool
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 UPLOAD_CHUNK = 64 * 1024
 FORMATS = {"text/plain": False, "text/csv": True, "application/csv": True}
+
+
+def _text_problems(
+    field: str, value: str, limit: int, *, multiline: bool = False
+) -> list[dict[str, str]]:
+    """Return the problems of a query parameter held to the rules of the JSON bodies' text."""
+    if len(value) > limit:
+        return [{"field": field, "detail": f"at most {limit} characters"}]
+    try:
+        printable(value, multiline=multiline)
+    except ValueError as exc:
+        return [{"field": field, "detail": str(exc)}]
+    return []
+
+
+async def _chunks(request: web.Request, wait: float) -> AsyncIterator[bytes]:
+    """Yield the body's pieces as they arrive; TimeoutError if one takes over `wait` s.
+
+    An upload may be long, so the limit is on each wait, not on the whole body.
+    """
+    pieces = request.content.iter_chunked(UPLOAD_CHUNK).__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(wait):
+                piece = await anext(pieces)
+        except StopAsyncIteration:
+            return
+        yield piece
 
 
 @dataclass(eq=False)  # handlers are bound methods: keep identity hashing
@@ -50,7 +81,7 @@ class SegmentsApi(Handlers):
         """PUT /segments/{name}?reason=: replace the segment with the streamed list."""
         name = request.match_info["name"]
         caller = await self.gate.caller(request, "operate", "upload segment", name)
-        reason = request.query.get("reason", "").strip()
+        reason = request.query.get("reason", "")
         problems = []
         if not _NAME.match(name):
             problems.append(
@@ -60,6 +91,11 @@ class SegmentsApi(Handlers):
             problems.append(
                 {"field": "reason", "detail": "give ?reason= (written to the audit log)"}
             )
+        else:
+            problems += _text_problems("reason", reason, MAX_REASON, multiline=True)
+        column = request.query.get("column")
+        if column is not None:
+            problems += _text_problems("column", column, MAX_NAME)
         if request.content_type not in FORMATS:
             raise Problem(
                 415,
@@ -76,13 +112,16 @@ class SegmentsApi(Handlers):
         try:
             report = await self.loader.load(
                 name,
-                request.content.iter_chunked(UPLOAD_CHUNK),
+                _chunks(request, request.app.get(BODY_TIMEOUT, 30.0)),
                 csv_format=FORMATS[request.content_type],
-                column=request.query.get("column"),
+                column=column,
                 source="upload",
                 loaded_by=caller.name,
                 max_bytes=self.settings.max_upload_size,
             )
+        except TimeoutError:
+            detail = "the upload stalled: nothing arrived for http.body_timeout"
+            raise Problem(408, detail, slug="body-timeout") from None
         except UploadTooLarge as exc:
             raise Problem(413, f"{exc} (segments.max_upload_size)", slug="too-large") from None
         except ValueError as exc:

@@ -8,6 +8,8 @@ valid against the documented schema. Every documented (route, status) must be se
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,14 @@ from tests.harness import IDENTITY_TOKENS, TOKENS, docs_policies, held_campaign,
 from tests.mail import message
 
 MAX_BODY = 4096
+BODY_TIMEOUT = 0.2
+
+
+async def slow_body() -> AsyncIterator[bytes]:
+    """A JSON body whose second half comes after the gateway stopped waiting for it."""
+    yield b'{"reason": '
+    await asyncio.sleep(BODY_TIMEOUT * 3)
+    yield b'"x"}'
 
 
 class Checked:
@@ -84,8 +94,8 @@ def served(app: web.Application) -> set[tuple[str, str]]:
 @pytest.fixture
 def settings(settings_for, tmp_path):
     return settings_for(
-        ops={"two_person_release_above": 10},
-        http={"max_body_size": MAX_BODY},
+        ops={"two_person_release_above": 10, "auth_max_failures": 100},
+        http={"max_body_size": MAX_BODY, "body_timeout": BODY_TIMEOUT},
         segments={"max_upload_size": 1000},
         policies={"dir": str(docs_policies(tmp_path))},
     )
@@ -130,6 +140,19 @@ async def probe_generic_problems(api: Checked, paths: dict[tuple[str, str], str]
         await api.call("admin", method, template, path, data="{", headers=json)
         await api.call("admin", method, template, path, {"reason": "x" * MAX_BODY})
         await api.call("admin", method, template, path, {"reason": ""})
+        await api.call("admin", method, template, path, data=slow_body(), headers=json)
+
+
+async def probe_lockout(api: Checked, paths: dict[tuple[str, str], str]) -> None:
+    """Fail token checks until this address is locked out; then every route answers 429."""
+    for _ in range(200):
+        status, _ = await api.call(None, "GET", "/api/v1/relay")
+        if status == 429:
+            break
+    for (method, template), path in paths.items():
+        if "security" in api.doc["paths"][template][method.lower()]:
+            status, _ = await api.call("admin", method, template, path, {"reason": "x"})
+            assert status == 429
 
 
 async def test_every_route_answers_what_the_document_says(settings):
@@ -202,6 +225,7 @@ async def test_every_route_answers_what_the_document_says(settings):
         await api.call("alice", "PUT", segment, upload, data=text * 100, headers=csv)  # 413
         await api.call("alice", "PUT", segment, "/api/v1/segments/vip", data=text, headers=csv)
         await api.call("alice", "PUT", segment, upload, data="{}", headers={"Content-Type": "a/b"})
+        await api.call("alice", "PUT", segment, upload, data=slow_body(), headers=csv)  # 408
 
         reload = "/api/v1/policies/reload"
         await api.call("alice", "POST", reload, body={"reason": "merged"})
@@ -220,6 +244,7 @@ async def test_every_route_answers_what_the_document_says(settings):
         await probe_generic_problems(api, paths)
         status, audit = await api.call("viewer", "GET", "/api/v1/audit", "/api/v1/audit?limit=1000")
         assert {e["outcome"] for e in audit["items"]} == {"ok", "pending", "refused"}
+        await probe_lockout(api, paths)
 
         await gw.spool.close()  # as if the database went away
         await api.call(None, "GET", "/readyz")
