@@ -318,14 +318,15 @@ async def test_release_only_segment_sends_the_segments_held_recipients(settings_
 
 # -- terminal safety ------------------------------------------------------------------------
 
-EVIL_KEY = "promo\x1b]0;owned\x07\x1b[2J"
 # An encoded word that decodes to a terminal reset, a bell and a right-to-left override.
 EVIL_SUBJECT = "=?utf-8?q?Sale=1Bc=07=E2=80=AEtxt.exe?="
 
 
 async def test_list_and_show_escape_control_characters_from_mail(settings_for):
     async with run_gateway(settings_for(ops=ops())) as gw:
-        content = message(subject=EVIL_SUBJECT, X_Campaign_ID=EVIL_KEY)
+        # Ingress refuses control characters in a key header (554 5.6.0); the implicit
+        # key of mail without one is made from its subject, which may carry them.
+        content = message(subject=EVIL_SUBJECT)
         assert await gw.send("news@shop.test", ["a@example.org"], content) == {}
         [campaign] = await eventually(gw.spool.campaigns)
         listed = ok(await sendbrake(gw, "campaigns", "list"))
@@ -334,7 +335,7 @@ async def test_list_and_show_escape_control_characters_from_mail(settings_for):
         missing = await sendbrake(gw, "campaigns", "show", "nope\x1b[2J")
     for output in (listed.stdout, shown.stdout, raw.stdout, missing.stderr):
         assert not any(c in output for c in "\x1b\x07\x9b\u202e"), repr(output)
-    assert "promo\\x1b]0;owned\\x07\\x1b[2J" in listed.stdout
-    assert "promo\\x1b]0;owned\\x07\\x1b[2J" in shown.stdout
+    assert "sale\\x1bc\\x07\\u202etxt.exe" in listed.stdout  # the key: lower case
     assert "Sale\\x1bc\\x07\\u202etxt.exe" in shown.stdout
-    assert json.loads(raw.stdout)["key"] == EVIL_KEY  # --json: escaped, the same string
+    assert "\x1b" in campaign.key  # the key itself carries the escape sequence
+    assert json.loads(raw.stdout)["key"] == campaign.key  # --json: escaped, the same string
