@@ -41,8 +41,11 @@ from gateway.spool.writer import Writer
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
-_MIGRATION_LOCK = 0x73656E64_0001  # advisory lock keys ("send"…): migrations, leader
-_LEADER_LOCK = 0x73656E64_0002
+# Advisory locks are the database's, not the schema's: their keys name the schema, so
+# two spools in two schemas of one database never share a lock.
+_MIGRATION_LOCK = "sendbrake:migrations"
+_LEADER_LOCK = "sendbrake:leader"
+_LOCK_KEY = "hashtextextended(current_schema() || chr(1) || ?::text, 0)"
 _TRANSIENT = (
     pg_errors.DeadlockDetected,
     pg_errors.SerializationFailure,
@@ -66,7 +69,10 @@ POSTGRES = Dialect(
     transient=lambda exc: isinstance(exc, _TRANSIENT),
     broken=lambda conn: bool(conn.raw.closed),
     shared=True,
-    key_lock="SELECT pg_advisory_xact_lock(hashtextextended(?::text, hashtextextended(?::text, 0)))",
+    key_lock=(
+        "SELECT pg_advisory_xact_lock(hashtextextended(?::text,"
+        " hashtextextended(current_schema() || chr(1) || ?::text, 0)))"
+    ),
 )
 
 
@@ -157,7 +163,7 @@ class PostgresSpool(SqlSpool):
             raise SpoolError(f"cannot reach the PostgreSQL spool: {exc}") from exc
         try:
             # Replicas starting together migrate one at a time; the later ones find it done.
-            conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+            conn.execute(f"SELECT pg_advisory_lock({_LOCK_KEY})", (_MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             current = schema_version(conn)
             for version, sql in migrations("postgres"):
@@ -173,7 +179,7 @@ class PostgresSpool(SqlSpool):
             ).rowcount
             if retired:
                 log.info("spool_abandoned_loads_retired", versions=retired)
-            conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+            conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", (_MIGRATION_LOCK,))
         finally:
             conn.close()
 
@@ -237,7 +243,9 @@ class PostgresSpool(SqlSpool):
                     self._leader = self._connect()
                     self._leading = False
                 if not self._leading:
-                    row = self._leader.execute("SELECT pg_try_advisory_lock(?)", (_LEADER_LOCK,))
+                    row = self._leader.execute(
+                        f"SELECT pg_try_advisory_lock({_LOCK_KEY})", (_LEADER_LOCK,)
+                    )
                     self._leading = bool(row.fetchone()[0])
                 else:
                     self._leader.execute("SELECT 1")  # still connected, so still the holder

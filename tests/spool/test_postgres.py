@@ -129,3 +129,14 @@ async def test_an_unreachable_database_is_a_spool_error():
     spool = PostgresSpool("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1)
     with pytest.raises(SpoolError, match="cannot reach"):
         await spool.open()
+
+
+async def test_spools_in_two_schemas_of_one_database_never_share_a_lock():
+    with private_schema() as first_url, private_schema() as second_url:
+        first, second = PostgresSpool(first_url), PostgresSpool(second_url)
+        await asyncio.gather(first.open(), second.open())
+        try:
+            assert (await first.gauges()).leader is True
+            assert (await second.gauges()).leader is True  # its own deployment, its own leader
+        finally:
+            await asyncio.gather(first.close(), second.close())
