@@ -229,7 +229,6 @@ class OpsApi(Handlers):
             "campaign",
             campaign_id,
         )
-        self.wake_relay()
         # Audited before anything else can fail: the recipients are released.
         await self.gate.audit(
             caller.name,
@@ -254,6 +253,7 @@ class OpsApi(Handlers):
             recipients=_recipients(detail, {"released", "partially_released"}, caller.name, count),
             still_held=released.counters.held,
         )
+        self.wake_relay()  # after the decision's log line, which the deliveries' lines follow
         return respond(detail)
 
     async def _pending(
