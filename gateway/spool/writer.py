@@ -147,7 +147,11 @@ class Writer:
             else:
                 return conn
         conn = self._connect()
-        conn.execute(self._dialect.begin)
+        try:
+            conn.execute(self._dialect.begin)
+        except self._dialect.errors:
+            _close(conn)
+            raise
         return conn
 
     def _unit(self, conn: Conn, work: Work, alone: bool) -> tuple[bool, Any] | None:
