@@ -224,7 +224,13 @@ def postgres(ctx: sc.Context, args: argparse.Namespace) -> dict[str, Any]:
         with run_dir(args, "postgres") as tmp:
             for v in replicas.VARIANTS:
                 row[v.name] = replicas.measure(
-                    ctx, v, server=server, shape=shape, latency=latency, tmp=sub(tmp, v.name)
+                    ctx,
+                    v,
+                    server=server,
+                    shape=shape,
+                    latency=latency,
+                    tmp=sub(tmp, v.name),
+                    campaign_per_replica=args.pg_campaign_per_replica,
                 )
         runs.append(row)
         print(
@@ -288,6 +294,11 @@ def parse() -> argparse.Namespace:
     add("--held-runs", type=int, default=1, help="held: runs (1; it is long)")
     add("--pg-messages", type=int, default=10_000, help="postgres: messages (10000)")
     add("--pg-sessions", type=int, default=20, help="postgres: sessions, split among replicas (20)")
+    add(
+        "--pg-campaign-per-replica",
+        action="store_true",
+        help="postgres, a diagnosis: each replica's load its own campaign (default: one for all)",
+    )
     add("--pg-url", default=replicas.SERVER, help=f"postgres: server ({replicas.SERVER})")
     add("--timeout", type=float, default=1800, help="seconds allowed for one measurement")
     add("--set", action="append", default=[], metavar="SENDBRAKE_X__Y=V", help="gateway setting")

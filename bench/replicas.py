@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -94,6 +94,18 @@ class PgServer:
         finally:
             with psycopg.connect(self.url, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+    def deadlocks(self) -> int:
+        """Deadlocks PostgreSQL has detected in this database so far (anyone's).
+
+        A backend reports its statistics when it exits or after a while idle, so read this
+        once the gateways have stopped.
+        """
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        return int(row[0])  # type: ignore[index]
 
     def backends_cpu(self, name: str) -> dict[int, float]:
         """CPU seconds so far of each live backend whose application_name is `name`."""
@@ -190,11 +202,11 @@ def split(shape: Shape, message: Path, replicas: int) -> list[Load]:
     return loads
 
 
-def _message(path: Path, shape: Shape, size: int, label: str) -> Path:
+def _message(path: Path, declared: int, size: int, label: str) -> Path:
     return write_message(
         path,
         campaign=f"bench-{label}-{uuid.uuid4().hex[:12]}",
-        declared=shape.total_recipients,  # the whole measurement, across every replica
+        declared=declared,
         size=size,
         subject=f"sendbrake bench {label}",
     )
@@ -256,13 +268,28 @@ def _nothing_held(gw: Gateway) -> None:
 
 
 def measure(
-    ctx: Context, variant: Variant, *, server: PgServer, shape: Shape, latency: Shape, tmp: Path
+    ctx: Context,
+    variant: Variant,
+    *,
+    server: PgServer,
+    shape: Shape,
+    latency: Shape,
+    tmp: Path,
+    campaign_per_replica: bool = False,
 ) -> dict[str, Any]:
-    """Throughput and then reply latency of one set-up, from a fresh spool."""
+    """Throughput and then reply latency of one set-up, from a fresh spool.
+
+    All replicas' mail is one campaign, declared at the whole measurement, unless
+    `campaign_per_replica` (a diagnosis: each load its own campaign, declared at its share).
+    """
     with ExitStack() as stack:
         name, url = "", None
+        deadlocks: list[int] = []
         if variant.backend == "postgres":
             name, url = stack.enter_context(server.schema())
+            deadlocks.append(server.deadlocks())
+            # Runs once the gateways (entered later) have stopped, before the schema goes.
+            stack.callback(lambda: deadlocks.append(server.deadlocks()))
         sink = Sink(stack, ctx.tools, tmp)
         gws = []
         for i in range(variant.replicas):
@@ -280,8 +307,14 @@ def measure(
                 gw.alive()
             gws[0].check()  # one spool: any replica sees a held campaign
 
-        message = _message(tmp / "message.txt", shape, ctx.size, variant.name)
+        # The declaration covers the whole measurement, across every replica.
+        message = _message(tmp / "message.txt", shape.total_recipients, ctx.size, variant.name)
         loads = split(shape, message, variant.replicas)
+        if campaign_per_replica and len(loads) > 1:
+            for i, ld in enumerate(list(loads)):
+                path, declared = tmp / f"message-{i + 1}.txt", ld.messages * ld.recipients
+                own = _message(path, declared, ctx.size, f"{variant.name}-replica-{i + 1}")
+                loads[i] = replace(ld, message_file=own)
         load_average = os.getloadavg()
         before = _cpu(gws, sink, server, name)
         sampler = WaitSampler(server, name) if name else None
@@ -295,15 +328,18 @@ def measure(
         counts = _settled(gws, shape)
         cpu = _cpu_used(before, _cpu(gws, sink, server, name), shape.messages)
         _nothing_held(gws[0])
-        text = _message(tmp / "latency.txt", latency, ctx.size, f"{variant.name}-latency")
+        text = _message(
+            tmp / "latency.txt", latency.total_recipients, ctx.size, f"{variant.name}-latency"
+        )
         lat = measure_latency(
             [gw.smtp_port for gw in gws], text.read_text(), latency.messages, latency.sessions
         ).summary()
         _nothing_held(gws[0])
         accept_s, e2e_s = max(accepts), done_at - started
-        return {
+        result = {
             "replicas": variant.replicas,
             "backend": variant.backend,
+            "campaigns": len({ld.message_file for ld in loads}),
             "load_average_before": load_average,
             "sessions_by_replica": [ld.sessions for ld in loads],
             "messages_by_replica": [ld.messages for ld in loads],
@@ -321,6 +357,9 @@ def measure(
             "gateway_warnings": [len(gw.warnings()) for gw in gws],
             "rss_kb": [gw.rss() for gw in gws],
         }
+    # Throughput and latency phases together, and anyone else's in this database meanwhile.
+    result["pg_deadlocks"] = deadlocks[1] - deadlocks[0] if deadlocks else 0
+    return result
 
 
 def describe(name: str, r: dict[str, Any]) -> str:
@@ -331,7 +370,8 @@ def describe(name: str, r: dict[str, Any]) -> str:
         f" (CPU ms/msg: gateway {cpu['gateway_total']:.2f}, PostgreSQL"
         f" {cpu['postgres_server']:.2f}, smtp-source {cpu['smtp_source']:.2f}, sink"
         f" {cpu['smtp_sink']:.2f}; {r['busy_cores']:.2f} cores busy; latency p50"
-        f" {r['latency']['p50_ms']:.1f} p99 {r['latency']['p99_ms']:.1f} ms)"
+        f" {r['latency']['p50_ms']:.1f} p99 {r['latency']['p99_ms']:.1f} ms;"
+        f" {r['pg_deadlocks']} deadlocks)"
     )
 
 
@@ -363,6 +403,7 @@ def summarise(shape: Shape, latency: Shape, runs: list[dict[str, Any]]) -> dict[
             "busy_cores": spread(col(v.name, "busy_cores")),
             "p50_ms": spread(col(v.name, "latency", "p50_ms")),
             "p99_ms": spread(col(v.name, "latency", "p99_ms")),
+            "pg_deadlocks": spread(col(v.name, "pg_deadlocks")),
         }
         for v in VARIANTS
     }
@@ -387,7 +428,8 @@ def summarise(shape: Shape, latency: Shape, runs: list[dict[str, Any]]) -> dict[
             f"{name} end-to-end {fmt(f['e2e'], ' msg/s')}, accept {fmt(f['accept'], ' msg/s')},"
             f" gateway CPU {f['gateway_cpu_ms_per_message']['median']:.2f} ms/msg, PostgreSQL"
             f" CPU {f['postgres_cpu_ms_per_message']['median']:.2f} ms/msg, p50"
-            f" {f['p50_ms']['median']:.1f} p99 {f['p99_ms']['median']:.1f} ms"
+            f" {f['p50_ms']['median']:.1f} p99 {f['p99_ms']['median']:.1f} ms,"
+            f" {f['pg_deadlocks']['median']:.0f} deadlocks"
         )
     what = f"{shape.messages:,} x 1 rcpt, {shape.sessions} sessions"
     out["line"] = (
