@@ -16,7 +16,8 @@ last 250, "end to end" when the one sink has every message. CPU time comes from 
 over the same window (until the gateways have settled every recipient): every process of
 every replica (gateway and upstream child), PostgreSQL's server processes (all of them;
 a backend that exits is counted through the postmaster's children time), the backends of
-this measurement alone, the smtp-source processes and the sink. On PostgreSQL a sampler
+this measurement alone, the smtp-source processes, the sink, and the whole machine
+(/proc/stat), so whatever else ran shows as the difference. On PostgreSQL a sampler
 reads what this measurement's backends are doing (pg_stat_activity) ten times a second.
 Then the same gateways answer the latency client (end of DATA to reply), its sessions
 dealt out among the replicas.
@@ -107,6 +108,15 @@ class PgServer:
             ).fetchone()
         return int(row[0])  # type: ignore[index]
 
+    def table_bytes(self, schema: str, table: str) -> dict[str, int]:
+        """On-disk size of one of a schema's tables: its heap, and with its indexes."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            heap, total = conn.execute(
+                "SELECT pg_relation_size(%s::regclass), pg_total_relation_size(%s::regclass)",
+                (f"{schema}.{table}",) * 2,
+            ).fetchone()  # type: ignore[misc]
+        return {"heap": int(heap), "with_indexes": int(total)}
+
     def backends_cpu(self, name: str) -> dict[int, float]:
         """CPU seconds so far of each live backend whose application_name is `name`."""
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -141,6 +151,18 @@ def server_cpu() -> float:
         fields = rest.split()
         total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy so far (every process), and stolen.
+
+    From /proc/stat: user, nice, system, irq and softirq are busy; steal is time the
+    hypervisor gave to another guest while this one wanted to run.
+    """
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 class WaitSampler:
@@ -184,6 +206,38 @@ class WaitSampler:
         return {k: round(v / total, 4) for k, v in self.counts.most_common()}
 
 
+class SinkProgress:
+    """Records the sink's count once a second: how the rate changes during a run."""
+
+    def __init__(self, sink: Sink, started: float) -> None:
+        self._sink, self._started = sink, started
+        self.points: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.points.append((round(time.perf_counter() - self._started, 2), self._sink.count()))
+
+    def rates(self, total: int, e2e_s: float) -> dict[str, float]:
+        """Delivery rate over the first and over the last quarter of the messages."""
+        points = [*self.points, (e2e_s, total)]
+        t25 = next(t for t, n in points if n >= total / 4)
+        t75 = next(t for t, n in points if n >= total * 3 / 4)
+        return {
+            "first_quarter_rate": total / 4 / t25,
+            "last_quarter_rate": total / 4 / max(e2e_s - t75, 1e-9),
+        }
+
+
 # --- one measurement ------------------------------------------------------------------
 
 
@@ -214,8 +268,11 @@ def _message(path: Path, declared: int, size: int, label: str) -> Path:
 
 def _cpu(gws: list[Gateway], sink: Sink, server: PgServer, name: str) -> dict[str, Any]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped: the smtp-sources
+    busy, stolen = machine_cpu()
     return {
         "at": time.perf_counter(),
+        "machine": busy,
+        "stolen": stolen,
         "gateway": sum(gw.cpu() for gw in gws),
         "upstream_process": sum(gw.helpers_cpu() for gw in gws),
         "postgres_server": server_cpu(),
@@ -227,7 +284,8 @@ def _cpu(gws: list[Gateway], sink: Sink, server: PgServer, name: str) -> dict[st
 
 def _cpu_used(before: dict[str, Any], after: dict[str, Any], messages: int) -> dict[str, Any]:
     """CPU milliseconds per message of each part between two readings, and cores busy."""
-    used = {k: after[k] - before[k] for k in before if k not in {"at", "postgres_backends"}}
+    skip = {"at", "postgres_backends", "machine", "stolen"}
+    used = {k: after[k] - before[k] for k in before if k not in skip}
     old = before["postgres_backends"]
     used["postgres_backends"] = sum(
         cpu - old.get(pid, 0.0) for pid, cpu in after["postgres_backends"].items()
@@ -240,6 +298,9 @@ def _cpu_used(before: dict[str, Any], after: dict[str, Any], messages: int) -> d
         "cpu_window_s": window,
         # Cores kept busy by what was measured: 2.0 is all of this machine.
         "busy_cores": sum(used[k] for k in parts) / window,
+        # ... and by everything (the difference is anyone else), and stolen by the host.
+        "machine_busy_cores": (after["machine"] - before["machine"]) / window,
+        "stolen_cores": (after["stolen"] - before["stolen"]) / window,
     }
 
 
@@ -319,12 +380,14 @@ def measure(
         before = _cpu(gws, sink, server, name)
         sampler = WaitSampler(server, name) if name else None
         started = time.perf_counter()
-        with sampler or nullcontext():
+        with sampler or nullcontext(), SinkProgress(sink, started) as progress:
             accepts = send_all(
                 ctx.tools, [(gw.smtp_port, ld) for gw, ld in zip(gws, loads, strict=True)]
             )
             at_accept = sink.count()
             done_at = sink.wait_for(shape.messages, ctx.timeout, alive)
+        # The one campaign row every admission and settlement updates: its row versions.
+        campaigns = server.table_bytes(name, "campaigns") if name else {}
         counts = _settled(gws, shape)
         cpu = _cpu_used(before, _cpu(gws, sink, server, name), shape.messages)
         _nothing_held(gws[0])
@@ -349,6 +412,9 @@ def measure(
             "transactions_at_accept_end": at_accept,
             "e2e_s": e2e_s,
             "e2e_rate": shape.messages / e2e_s,
+            **progress.rates(shape.messages, e2e_s),
+            "sink_progress": progress.points,
+            "campaigns_table_bytes": campaigns,
             **counts,
             **cpu,
             "pg_wait_samples": sampler.samples if sampler else 0,
@@ -367,11 +433,14 @@ def describe(name: str, r: dict[str, Any]) -> str:
     cpu = r["cpu_ms_per_message"]
     return (
         f"{name} accept {r['accept_rate']:,.0f}, end-to-end {r['e2e_rate']:,.0f} msg/s"
+        f" (first quarter {r['first_quarter_rate']:,.0f}, last {r['last_quarter_rate']:,.0f})"
         f" (CPU ms/msg: gateway {cpu['gateway_total']:.2f}, PostgreSQL"
         f" {cpu['postgres_server']:.2f}, smtp-source {cpu['smtp_source']:.2f}, sink"
-        f" {cpu['smtp_sink']:.2f}; {r['busy_cores']:.2f} cores busy; latency p50"
+        f" {cpu['smtp_sink']:.2f}; cores busy {r['busy_cores']:.2f} of the machine's"
+        f" {r['machine_busy_cores']:.2f}; latency p50"
         f" {r['latency']['p50_ms']:.1f} p99 {r['latency']['p99_ms']:.1f} ms;"
-        f" {r['pg_deadlocks']} deadlocks)"
+        f" {r['pg_deadlocks']} deadlocks; campaigns table"
+        f" {r['campaigns_table_bytes'].get('heap', 0) / 1024:,.0f} KiB)"
     )
 
 
@@ -393,6 +462,8 @@ def summarise(shape: Shape, latency: Shape, runs: list[dict[str, Any]]) -> dict[
     by_variant = {
         v.name: {
             "e2e": spread(col(v.name, "e2e_rate")),
+            "e2e_first_quarter": spread(col(v.name, "first_quarter_rate")),
+            "e2e_last_quarter": spread(col(v.name, "last_quarter_rate")),
             "accept": spread(col(v.name, "accept_rate")),
             "gateway_cpu_ms_per_message": spread(
                 col(v.name, "cpu_ms_per_message", "gateway_total")
@@ -401,6 +472,7 @@ def summarise(shape: Shape, latency: Shape, runs: list[dict[str, Any]]) -> dict[
                 col(v.name, "cpu_ms_per_message", "postgres_server")
             ),
             "busy_cores": spread(col(v.name, "busy_cores")),
+            "machine_busy_cores": spread(col(v.name, "machine_busy_cores")),
             "p50_ms": spread(col(v.name, "latency", "p50_ms")),
             "p99_ms": spread(col(v.name, "latency", "p99_ms")),
             "pg_deadlocks": spread(col(v.name, "pg_deadlocks")),
