@@ -4,8 +4,8 @@
 exported with `git archive` and installed (with that commit's own dependencies) into a
 virtualenv cached under bench/out/venvs, so a bench of another engineer's commit never
 touches their worktree. `Gateway` starts one process on free loopback ports with a fresh
-SQLite spool, the commit's own default policy folder and two operator tokens, and reads
-/metrics, resident memory and the ops API.
+SQLite spool (or the spool URL it is given), the commit's own default policy folder and
+two operator tokens, and reads /metrics, resident memory and the ops API.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class GatewayCode:
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
             pip = [str(python), "-m", "pip", "install", "--quiet"]
             subprocess.run([*pip, "--upgrade", "pip"], check=True)
-            subprocess.run([*pip, str(src)], check=True)  # not editable: the archive goes away
+            # Not editable: the archive goes away. The postgres extra (psycopg) lets the
+            # postgres scenario run the commit too; pip only warns where it has none.
+            subprocess.run([*pip, f"{src}[postgres]"], check=True)
             (venv / ".installed").touch()
         return cls(short, str(python), src / "policies", from_archive=True)
 

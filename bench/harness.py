@@ -15,8 +15,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,9 @@ class Load:
     recipients: int
     sessions: int
     message_file: Path
+    # Local part the numbers are put before; loads sent at once into one campaign need
+    # different ones (rcpt, rcptb, ...) or their recipients would repeat.
+    local: str = "rcpt"
 
     def argv(self, tools: Tools, port: int) -> list[str]:
         # -N numbers every recipient across the whole run (1rcpt@, 2rcpt@, ...), so no
@@ -273,15 +277,44 @@ class Load:
         return [
             tools.source, "-4", "-d", "-N", "-s", str(self.sessions), "-m", str(self.messages),
             "-r", str(self.recipients), "-F", str(self.message_file), "-f", SENDER,
-            "-t", f"rcpt@{RCPT_DOMAIN}", "-M", "bench.test", f"{HOST}:{port}",
+            "-t", f"{self.local}@{RCPT_DOMAIN}", "-M", "bench.test", f"{HOST}:{port}",
         ]  # fmt: skip
 
 
 def send(tools: Tools, port: int, load: Load) -> float:
     """Run smtp-source against 127.0.0.1:port; return its wall time in seconds."""
+    return send_all(tools, [(port, load)])[0]
+
+
+def send_all(tools: Tools, targets: Sequence[tuple[int, Load]]) -> list[float]:
+    """Run one smtp-source per (port, load), all at once; return each one's wall time."""
     started = time.perf_counter()
-    done = subprocess.run(load.argv(tools, port), capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0 or done.stderr.strip():
-        raise RuntimeError(f"smtp-source failed ({done.returncode}): {done.stderr.strip()[:2000]}")
-    return elapsed
+    ended = [0.0] * len(targets)
+    runs: list[tuple[subprocess.Popen, Any]] = []
+    try:
+        for port, load in targets:
+            err = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, after the wait
+            argv = load.argv(tools, port)
+            runs.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err), err))
+        pending = set(range(len(runs)))
+        while pending:  # polled, so each one's end is known within a few milliseconds
+            for i in list(pending):
+                if runs[i][0].poll() is not None:
+                    ended[i] = time.perf_counter()
+                    pending.discard(i)
+            time.sleep(0.005)
+    finally:  # interrupted (SIGTERM, Ctrl-C): stop the ones still sending
+        for proc, _ in runs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    failures = []
+    for proc, err in runs:
+        err.seek(0)
+        said = err.read().decode(errors="replace").strip()
+        err.close()
+        if proc.returncode != 0 or said:
+            failures.append(f"smtp-source failed ({proc.returncode}): {said[:2000]}")
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    return [end - started for end in ended]

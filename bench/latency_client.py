@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness import HOST, RCPT_DOMAIN, SENDER
@@ -82,16 +83,24 @@ async def _session(port: int, payload: bytes, jobs: itertools.count, total: int,
         writer.close()
 
 
-async def _run(port: int, payload: bytes, messages: int, sessions: int) -> LatencyResult:
+async def _run(ports: Sequence[int], payload: bytes, messages: int, sessions: int) -> LatencyResult:
     jobs = itertools.count(1)
     latencies: list[float] = []
     started = time.perf_counter()
     async with asyncio.TaskGroup() as tasks:
-        for _ in range(sessions):
+        for n in range(sessions):
+            port = ports[n % len(ports)]
             tasks.create_task(_session(port, payload, jobs, messages, latencies))
     return LatencyResult(messages, time.perf_counter() - started, latencies)
 
 
-def measure_latency(port: int, text: str, messages: int, sessions: int) -> LatencyResult:
-    """Send `messages` copies of `text` (unique recipients) over `sessions` sessions."""
-    return asyncio.run(_run(port, message_bytes(text), messages, sessions))
+def measure_latency(
+    port: int | Sequence[int], text: str, messages: int, sessions: int
+) -> LatencyResult:
+    """Send `messages` copies of `text` (unique recipients) over `sessions` sessions.
+
+    With several ports (replicas of one gateway), the sessions are dealt out among them
+    in turn; every session takes the next message when its last one is answered.
+    """
+    ports = [port] if isinstance(port, int) else list(port)
+    return asyncio.run(_run(ports, message_bytes(text), messages, sessions))

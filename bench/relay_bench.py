@@ -12,7 +12,9 @@ Scenarios (all on 127.0.0.1; see bench/README.md for what each measures and why)
   held        a campaign declared at 100 receives 1,000,000 recipients and is held;
               resident memory before, while holding and after; two operators release it
               and the relay rate of the release is compared with the normal one
-  postgres    asks the gateway for a PostgreSQL spool and reports why it is not measured
+  postgres    10,000 x 5 KB over 20 sessions to one gateway on SQLite, one on PostgreSQL and
+              two on one PostgreSQL database (the load split between them): accept and
+              end-to-end msg/s, CPU per message (gateways and PostgreSQL), reply latency
 
 Every scenario runs --runs times (default 3); within a run the targets go back to back,
 and ratios are taken pair by pair within a run, then the median of the ratios is shown.
@@ -33,7 +35,6 @@ import os
 import platform
 import signal
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -44,41 +45,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import replicas
 import scenarios as sc
 from gateway_process import ROOT, GatewayCode
 from harness import ensure_postfix, postfix_version
+from stats import fmt, ratio, spread, verdict
 
 OUT = ROOT / "bench" / "out"
 ALL = ("throughput", "multi", "latency", "held", "postgres")
 
 
-# --- statistics and formatting --------------------------------------------------------
-
-
-def spread(values: list[float]) -> dict[str, Any]:
-    """Median, range and spread ((max - min) / median) of one figure over the runs."""
-    median = statistics.median(values)
-    return {
-        "median": median,
-        "min": min(values),
-        "max": max(values),
-        "spread_pct": (max(values) - min(values)) / median * 100 if median else 0.0,
-        "runs": values,
-    }
-
-
-def fmt(s: dict[str, Any], unit: str = "", digits: int = 0) -> str:
-    rng = f"{s['min']:,.{digits}f}-{s['max']:,.{digits}f}"
-    return f"{s['median']:,.{digits}f}{unit} [{rng}, spread {s['spread_pct']:.0f}%]"
-
-
-def ratio(a: list[float], b: list[float]) -> dict[str, Any]:
-    return spread([x / y for x, y in zip(a, b, strict=True)])
-
-
-def verdict(r: dict[str, Any], target: float) -> str:
-    met = "met" if r["median"] >= target else "NOT met"
-    return f"x{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}] (target >= {target}: {met})"
+# --- temporary folders -----------------------------------------------------------------
 
 
 @contextmanager
@@ -236,10 +213,38 @@ def held(ctx: sc.Context, args: argparse.Namespace, normal: dict[str, Any]) -> d
     return out
 
 
+def postgres(ctx: sc.Context, args: argparse.Namespace) -> dict[str, Any]:
+    """SQLite, PostgreSQL and two replicas on PostgreSQL back to back, --runs times."""
+    shape = sc.Shape("postgres", args.pg_messages, 1, args.pg_sessions)
+    latency = sc.Shape("postgres-latency", args.latency_messages, 1, args.latency_sessions)
+    server = replicas.PgServer(args.pg_url)
+    runs = []
+    for run in range(1, args.runs + 1):
+        row = {}
+        with run_dir(args, "postgres") as tmp:
+            for v in replicas.VARIANTS:
+                row[v.name] = replicas.measure(
+                    ctx,
+                    v,
+                    server=server,
+                    shape=shape,
+                    latency=latency,
+                    tmp=sub(tmp, v.name),
+                    campaign_per_replica=args.pg_campaign_per_replica,
+                )
+        runs.append(row)
+        print(
+            f"  postgres run {run}: "
+            + " | ".join(replicas.describe(name, r) for name, r in row.items()),
+            flush=True,
+        )
+    return replicas.summarise(shape, latency, runs)
+
+
 # --- the run --------------------------------------------------------------------------
 
 
-def machine(code: GatewayCode, tools: Any) -> dict[str, Any]:
+def machine(code: GatewayCode, tools: Any, args: argparse.Namespace) -> dict[str, Any]:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -259,8 +264,16 @@ def machine(code: GatewayCode, tools: Any) -> dict[str, Any]:
         "aiosmtpd": code.version_of("aiosmtpd"),
         "aiosmtplib": code.version_of("aiosmtplib"),
         "postfix": postfix_version(tools),
+        "postgres": pg_version(args) if "postgres" in args.scenarios else None,
         "load_average_at_start": os.getloadavg(),
     }
+
+
+def pg_version(args: argparse.Namespace) -> str:
+    try:
+        return replicas.PgServer(args.pg_url).version()
+    except Exception as exc:  # the scenario itself reports the failure
+        return f"unreachable: {exc}"
 
 
 def parse() -> argparse.Namespace:
@@ -279,6 +292,14 @@ def parse() -> argparse.Namespace:
     add("--held-recipients", type=int, default=1_000_000, help="held: recipients (1000000)")
     add("--held-sessions", type=int, default=10, help="held: sessions (10)")
     add("--held-runs", type=int, default=1, help="held: runs (1; it is long)")
+    add("--pg-messages", type=int, default=10_000, help="postgres: messages (10000)")
+    add("--pg-sessions", type=int, default=20, help="postgres: sessions, split among replicas (20)")
+    add(
+        "--pg-campaign-per-replica",
+        action="store_true",
+        help="postgres, a diagnosis: each replica's load its own campaign (default: one for all)",
+    )
+    add("--pg-url", default=replicas.SERVER, help=f"postgres: server ({replicas.SERVER})")
     add("--timeout", type=float, default=1800, help="seconds allowed for one measurement")
     add("--set", action="append", default=[], metavar="SENDBRAKE_X__Y=V", help="gateway setting")
     add("--tmpdir", help="where spools and queues live (default: the system's temp folder)")
@@ -311,7 +332,7 @@ def main() -> int:
             pyspy=args.pyspy,
             profile_dir=OUT,
         )
-        host = machine(code, tools)
+        host = machine(code, tools, args)
         print(
             f"gateway code {code.label}{' (git archive)' if code.from_archive else ''};"
             f" {host['nproc']} x {host['cpu']}, {host['ram_gib']} GiB; Postfix {host['postfix']},"
@@ -362,12 +383,7 @@ def run_all(
     if "held" in args.scenarios:
         todo.append(("held", lambda: held(ctx, args, normal_rates(results))))
     if "postgres" in args.scenarios:
-
-        def postgres() -> str:
-            with run_dir(args, "postgres") as tmp:
-                return f"{'postgres':<14} " + sc.postgres_probe(ctx, tmp)
-
-        todo.append(("postgres", postgres))
+        todo.append(("postgres", lambda: postgres(ctx, args)))
     for name, step in todo:
         print(f"{name}:", flush=True)
         try:

@@ -322,22 +322,3 @@ def _release(gw: Gateway, campaign_id: str) -> None:
         status, answer = gw.api("POST", f"/campaigns/{campaign_id}/release", 1, body)
     if status != 200 or answer.get("state") != "released":
         raise RuntimeError(f"release answered {status}: {str(answer)[:500]}")
-
-
-# --- PostgreSQL ---------------------------------------------------------------------
-
-
-def postgres_probe(ctx: Context, tmp: Path) -> str:
-    """Ask the gateway to open a PostgreSQL spool; report why it cannot be measured."""
-    with ExitStack() as stack:
-        url = "postgresql://bench@127.0.0.1:1/sendbrake_bench"  # port 1: nothing listens
-        gw = Gateway(stack, ctx.code, tmp, sink_port=1, settings=ctx.settings, spool_url=url)
-        try:
-            gw.proc.wait(30)
-        except Exception:
-            return (
-                "not measured: a PostgreSQL spool exists, but the bench does not provision one yet"
-            )
-        said = gw.log.read_text(errors="replace").strip().splitlines()
-    reason = said[-1] if said else f"exit status {gw.proc.returncode}"
-    return f"not measured: the PostgreSQL spool does not exist yet (gateway: {reason[:200]})"
