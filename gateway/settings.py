@@ -228,10 +228,13 @@ class SpoolSettings(_Section):
         5.0, description="How long a write waits for a lock another process holds on the spool."
     )
     writers: int = Field(
-        2,
+        1,
         gt=0,
         le=64,
-        description="PostgreSQL: connections that write, each grouping concurrent commits into one.",
+        description=(
+            "PostgreSQL: connections that write, each grouping concurrent commits into one"
+            " (more contend for hot campaign rows: docs/scaling.md)."
+        ),
     )
     readers: int = Field(
         2, gt=0, le=64, description="PostgreSQL: connections that serve reads beside the writers."

@@ -51,8 +51,8 @@ class Dialect:
     transient: Callable[[BaseException], bool]
     # The connection is gone (the server restarted): open a new one and try once more.
     broken: Callable[[Any], bool]
-    # Several processes write at once: claims lock the rows they take (FOR UPDATE SKIP
-    # LOCKED) and an admission locks its campaign key until it commits.
+    # Several processes write at once: claims lock the messages they take (FOR NO KEY
+    # UPDATE SKIP LOCKED) and an admission locks its campaign's row until it commits.
     shared: bool
     # Where shared: locks a campaign key (client, key) until the transaction commits.
     key_lock: str = ""

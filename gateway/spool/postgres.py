@@ -5,10 +5,11 @@ statements run through `PgConnection` (psycopg 3, synchronous, because the trans
 port is a plain function run inside a writer's transaction, exactly as on SQLite).
 What makes several writers safe:
 
-- an admission locks its campaign key (`pg_advisory_xact_lock`) and the campaign row
-  until its transaction commits, so the counter update and the blast-radius decision are
-  one step across replicas, and two replicas never create the same campaign twice;
-- claims lock the recipient rows they take with `FOR UPDATE SKIP LOCKED`, and leases
+- an admission locks its campaign's row (`FOR UPDATE`) until its transaction commits, so
+  the counter update and the blast-radius decision are one step across replicas; only
+  when there is no row yet does it take the key's advisory lock, so two replicas never
+  create the same campaign twice;
+- claims lock the messages they take with `FOR NO KEY UPDATE SKIP LOCKED`, and leases
   expire, so a replica that dies has its work taken over by the others;
 - each writer connection groups concurrent units into one commit (`gateway.spool.writer`),
   and a unit that loses a deadlock is tried again on its own after the batch commits.
@@ -109,7 +110,7 @@ class PostgresSpool(SqlSpool):
         self,
         url: str,
         *,
-        writers: int = 2,
+        writers: int = 1,
         readers: int = 2,
         commit_delay: float = 0.0,
         max_batch: int = 256,
