@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway.admission.admitter import Admitter
 from gateway.audience.loader import SegmentLoader
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SpoolError
 from gateway.ingress.auth import FailedLogins, SmtpAuthenticator
 from gateway.ingress.smtp import check_exposure, start_smtp
 from gateway.metrics import Metrics
@@ -189,9 +189,13 @@ class Gateway:
     async def _maintain(self) -> None:
         """Purge replaced segment versions and frequency counts past every window."""
         while not self._stop.is_set():
-            await self.loader.purge()
-            windows = self.engine.frequency_windows()
-            await self.spool.prune_frequency(self._clock() - max(windows, default=0.0))
+            try:
+                await self.loader.purge()
+                windows = self.engine.frequency_windows()
+                await self.spool.prune_frequency(self._clock() - max(windows, default=0.0))
+            except SpoolError as exc:
+                # Housekeeping waits for the spool to come back; the gateway stays up.
+                log.warning("maintenance_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL)
 
@@ -264,9 +268,13 @@ class Gateway:
             finally:
                 smtp.close()
                 await runner.cleanup()
-                given_back = await self.spool.release_leases(self.relay.owner, time.time())
-                if given_back:
-                    log.info("leases_given_back", recipients=given_back)
+                try:
+                    given_back = await self.spool.release_leases(self.relay.owner, time.time())
+                except SpoolError as exc:  # they run out by themselves (relay.lease)
+                    log.warning("leases_not_given_back", error=str(exc))
+                else:
+                    if given_back:
+                        log.info("leases_given_back", recipients=given_back)
                 await self.upstream.close()
         finally:
             self.admitter.close()

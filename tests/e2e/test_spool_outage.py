@@ -78,6 +78,9 @@ async def test_readyz_fails_while_the_database_is_unreachable_and_recovers_by_it
         async with run_gateway(settings) as gw:
             assert await readiness(gw.http_url) == 200
             await gw.send("news@shop.test", ["a@example.org"], message())
+            # Delivered first: a claim whose commit the outage cut could not be told from a
+            # failed one, and its recipient would wait for its lease (300 s) to run out.
+            await eventually(lambda: upstream.recipients == ["a@example.org"])
 
             await proxy.stop()
             assert await readiness(gw.http_url) == 503
