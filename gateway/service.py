@@ -21,7 +21,8 @@ from aiohttp import web
 from gateway.admission.admitter import Admitter
 from gateway.audience.loader import SegmentLoader
 from gateway.errors import ConfigError, SpoolError
-from gateway.ingress.auth import FailedLogins, SmtpAuthenticator
+from gateway.failures import FailedAttempts
+from gateway.ingress.auth import SmtpAuthenticator
 from gateway.ingress.smtp import check_exposure, start_smtp
 from gateway.metrics import Metrics
 from gateway.ops.api import OpsApi
@@ -217,7 +218,7 @@ class Gateway:
             await self._load_segment_files()
             smtp_settings = self.settings.smtp
             check_exposure(smtp_settings, users=len(await self.spool.smtp_users()))
-            failures = FailedLogins(
+            failures = FailedAttempts(
                 smtp_settings.auth_max_failures, smtp_settings.auth_failure_window
             )
             smtp = await start_smtp(

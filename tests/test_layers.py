@@ -19,6 +19,7 @@ LAYERS = {
     "settings": 0,
     "yamlfile": 0,
     "log": 1,
+    "failures": 1,
     "metrics": 1,
     "mail": 1,
     "review": 1,

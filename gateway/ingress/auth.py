@@ -10,16 +10,14 @@ costs the same hash check as a wrong password, so timing does not tell which nam
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import structlog
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from gateway.failures import FailedAttempts
 from gateway.model import SmtpUser
 
 log = structlog.get_logger(__name__)
@@ -46,46 +44,16 @@ def password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
-@dataclass
-class FailedLogins:
-    """Failed AUTH attempts per client address over a sliding window."""
-
-    limit: int
-    window: float
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
-
-    def locked(self, client: str) -> bool:
-        """Whether `client` has used up its attempts for now."""
-        failures = self._failures.get(client)
-        if failures is None:
-            return False
-        cutoff = self.clock() - self.window
-        while failures and failures[0] <= cutoff:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-        return len(failures) >= self.limit
-
-    def failed(self, client: str) -> None:
-        """Count one failed attempt of `client`."""
-        self._failures.setdefault(client, deque()).append(self.clock())
-
-    def succeeded(self, client: str) -> None:
-        """Forget `client`'s failures: it knows a password."""
-        self._failures.pop(client, None)
-
-
 class SmtpAuthenticator:
     """Checks SMTP AUTH credentials against the spool's users."""
 
-    def __init__(self, find_user: FindUser, failures: FailedLogins) -> None:
+    def __init__(self, find_user: FindUser, failures: FailedAttempts) -> None:
         self._find_user = find_user
         self._failures = failures
 
     async def authenticate(self, client: str, credentials: LoginPassword) -> AuthResult:
         """Return success with the `SmtpUser` as auth data, or the refusal to send."""
-        if self._failures.locked(client):
+        if self._failures.retry_after(client) is not None:
             log.warning("smtp_auth_locked", peer=client)
             return AuthResult(success=False, handled=False, message=REPLY_AUTH_LOCKED)
         try:

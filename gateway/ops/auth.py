@@ -19,9 +19,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gateway.failures import FailedAttempts
 from gateway.model import AuditEntry, Role
 from gateway.ops.problems import Problem
-from gateway.ops.throttle import Audit, ClientAddress, FailedTokens, RefusalBudget
+from gateway.ops.throttle import Audit, ClientAddress, RefusalBudget
 from gateway.ops.views import shown, timestamp
 from gateway.settings import OpsSettings, TokenSettings
 from gateway.spool.base import Access
@@ -95,7 +96,7 @@ class Authenticator:
 class Gate:
     """Who may call what, and the audit log of every mutating call, refused ones included.
 
-    Failed token checks are limited per client address (`FailedTokens`: 429 past the
+    Failed token checks are limited per client address (`FailedAttempts`: 429 past the
     limit, before any lookup), and so are the rows refused calls add to the audit log
     (`RefusalBudget`), so that nobody without a token can flood either.
     """
@@ -112,7 +113,7 @@ class Gate:
         self._auth = auth
         self._spool = spool
         self._clock = clock
-        self._failures = FailedTokens(limits.auth_max_failures, limits.auth_failure_window, clock)
+        self._failures = FailedAttempts(limits.auth_max_failures, limits.auth_failure_window, clock)
         self._refusals = RefusalBudget(limits.audit_refusals_per_minute, 60.0, clock)
         self._client = ClientAddress.of(limits.trusted_proxies)
 

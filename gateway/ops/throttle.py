@@ -4,9 +4,9 @@ The client address is the TCP peer, or, when the peer is a trusted proxy, the ne
 address of `X-Forwarded-For` that is not one (`ClientAddress`): each proxy appends the
 address it saw, so only the hops after the last untrusted one can be believed.
 
-`FailedTokens` counts failed bearer-token checks per client address over a sliding
-window; past `limit` the address gets `429 Too Many Requests` with `Retry-After` until
-its oldest failure leaves the window, before any token is looked up. `RefusalBudget`
+Failed bearer-token checks are counted per client address by
+`gateway.failures.FailedAttempts`; past its limit the address gets `429 Too Many
+Requests` with `Retry-After`, before any token is looked up. `RefusalBudget`
 lets at most `per_window` refused calls of one address into the audit log per window,
 then one summarising row; the number left out is recorded on that address's first row
 of a later window. Both are plain, clocked objects; memory is bounded by the addresses
@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-PRUNE_ABOVE = 4096  # tracked addresses before expired ones are swept
+from gateway.failures import PRUNE_ABOVE
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,39 +58,6 @@ class ClientAddress:
                 return address
             client = address
         return client
-
-
-@dataclass
-class FailedTokens:
-    """Failed token checks per client address over a sliding window."""
-
-    limit: int
-    window: float
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
-
-    def retry_after(self, client: str) -> int | None:
-        """Seconds until `client` may try again, or None when it may now."""
-        failures = self._failures.get(client)
-        if failures is None:
-            return None
-        now = self.clock()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return None
-        if len(failures) < self.limit:
-            return None
-        # The client may try once the failure that filled its budget leaves the window.
-        return max(1, math.ceil(failures[-self.limit] + self.window - now))
-
-    def failed(self, client: str) -> None:
-        """Count one failed check of `client`."""
-        if len(self._failures) > PRUNE_ABOVE:
-            for address in list(self._failures):
-                self.retry_after(address)  # drops addresses whose failures all expired
-        self._failures.setdefault(client, deque()).append(self.clock())
 
 
 class Audit(enum.Enum):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.ingress.auth import FailedLogins, hash_password, password_matches, sender_allowed
+from gateway.failures import FailedAttempts
+from gateway.ingress.auth import hash_password, password_matches, sender_allowed
 from gateway.ingress.smtp import check_exposure
 from gateway.model import SmtpUser
 from gateway.settings import SmtpSettings
@@ -24,14 +25,14 @@ def test_a_password_hash_is_salted_and_checks_only_its_password():
 
 def test_failures_lock_a_client_for_the_window_and_a_success_forgets_them():
     clock = ManualClock()
-    failures = FailedLogins(limit=3, window=60, clock=clock)
+    failures = FailedAttempts(limit=3, window=60, clock=clock)
     for _ in range(3):
-        assert not failures.locked("192.0.2.1")
+        assert not failures.retry_after("192.0.2.1")
         failures.failed("192.0.2.1")
-    assert failures.locked("192.0.2.1")
-    assert not failures.locked("192.0.2.2")  # per client address
+    assert failures.retry_after("192.0.2.1")
+    assert not failures.retry_after("192.0.2.2")  # per client address
     clock.advance(61)
-    assert not failures.locked("192.0.2.1")
+    assert not failures.retry_after("192.0.2.1")
     failures.failed("192.0.2.1")
     failures.succeeded("192.0.2.1")
     assert not failures._failures

@@ -15,10 +15,11 @@ import json
 import aiohttp
 from aiohttp.test_utils import make_mocked_request
 
+from gateway.failures import FailedAttempts
 from gateway.log import configure
 from gateway.ops import auth
 from gateway.ops.auth import Authenticator, token_hash
-from gateway.ops.throttle import Audit, ClientAddress, FailedTokens, RefusalBudget
+from gateway.ops.throttle import Audit, ClientAddress, RefusalBudget
 from gateway.settings import TokenSettings
 from tests.clock import ManualClock
 from tests.harness import run_gateway
@@ -87,7 +88,7 @@ async def test_failures_below_the_limit_leave_valid_tokens_working(
 
 def test_failed_tokens_lock_an_address_until_its_oldest_counted_failure_expires():
     clock = ManualClock(1000.0)
-    failures = FailedTokens(limit=3, window=60, clock=clock)
+    failures = FailedAttempts(limit=3, window=60, clock=clock)
     for _ in range(3):
         assert failures.retry_after("10.0.0.1") is None
         failures.failed("10.0.0.1")
