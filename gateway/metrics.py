@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 INGRESSES = ("smtp",)
 OUTCOMES = ("delivered", "deferred", "failed")
+# Why the gateway closed an SMTP session itself, each with a 421.
+SESSION_CLOSES = ("max_sessions", "max_sessions_per_client", "timeout", "junk_commands")
 MANUAL_RULE = "manual"  # the rule label of holds an operator made
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -34,6 +36,7 @@ class Metrics:
     policy_findings: Counter
     campaign_holds: Counter
     policy: Info
+    smtp_sessions_closed: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -46,6 +49,8 @@ class Metrics:
         for outcome in OUTCOMES:
             metrics.recipients_relayed.labels(outcome=outcome)
         metrics.campaign_holds.labels(rule=MANUAL_RULE)
+        for reason in SESSION_CLOSES:
+            metrics.smtp_sessions_closed.labels(reason=reason)
         # No transaction has failed yet; an idle gateway must not look like an outage.
         metrics.upstream_up.set(1)
         return metrics
@@ -115,6 +120,13 @@ class Metrics:
             policy=Info(
                 "sendbrake_policy",
                 "The policy set this gateway enforces: its version (a digest of the files).",
+                registry=reg,
+            ),
+            smtp_sessions_closed=Counter(
+                "sendbrake_smtp_sessions_closed",
+                "SMTP sessions the gateway refused or cut with a 421, by reason"
+                " (max_sessions, max_sessions_per_client, timeout, junk_commands).",
+                ["reason"],
                 registry=reg,
             ),
         )

@@ -140,6 +140,15 @@ class SmtpSettings(_Section):
             " exempt, as Postfix's mynetworks); more get 421 4.7.0."
         ),
     )
+    junk_command_limit: int = Field(
+        100,
+        gt=0,
+        description=(
+            "Commands that move no mail (NOOP, RSET, VRFY, HELP, EXPN) a session may send"
+            " since its last accepted message, as Postfix's smtpd_junk_command_limit; the"
+            " next one gets 421 4.7.0 and the session is closed."
+        ),
+    )
     bare_newlines: Literal["reject", "accept"] = Field(
         "reject",
         description=(

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from gateway.settings import SmtpSettings
 
+# What a refused session is told, by the reason its metric counts it under.
+REFUSALS = {
+    "max_sessions": "Too many concurrent sessions",
+    "max_sessions_per_client": "Too many concurrent sessions from your address",
+}
+
 
 class Sessions:
     """Counts open SMTP sessions, in all and per client address, against the limits."""
@@ -20,15 +26,16 @@ class Sessions:
         self._by_client: dict[str, int] = {}
 
     def open(self, host: str, *, exempt: bool) -> str | None:
-        """Count a new session from `host` in, or say why it may not open (nothing counted).
+        """Count a new session from `host` in, or say why it may not (a `REFUSALS` key).
 
-        `exempt` clients (in the allowed networks, the platforms) have no per-client limit.
+        A refused session is not counted. `exempt` clients (in the allowed networks, the
+        platforms) have no per-client limit.
         """
         if self._open >= self._limit:
-            return "Too many concurrent sessions"
+            return "max_sessions"
         count = self._by_client.get(host, 0)
         if not exempt and count >= self._per_client:
-            return "Too many concurrent sessions from your address"
+            return "max_sessions_per_client"
         self._open += 1
         self._by_client[host] = count + 1
         return None

@@ -12,6 +12,7 @@ rule 1). It knows nothing of campaigns or storage; both arrive through the injec
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -28,7 +29,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from gateway.errors import CampaignRejected, ConfigError, MessageRefused, SpoolError
 from gateway.ingress.auth import SmtpAuthenticator, sender_allowed
 from gateway.ingress.data import REPLY_TOO_BIG, check_data, receive_data, unstuff
-from gateway.ingress.sessions import Sessions
+from gateway.ingress.sessions import REFUSALS, Sessions
 from gateway.mail.addresses import mailbox_problem
 from gateway.metrics import Metrics
 from gateway.model import Admission, Inbound, SmtpUser
@@ -59,18 +60,31 @@ _COMMENTS = re.compile(r"[ \t]*(?:\([^()]*\)[ \t]*)*")  # after the path (aiosmt
 NULL_PATH = "<>"  # MAIL FROM:<>, a bounce's sender, as the envelope holds it until DATA
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_TRACE_TEXT = re.compile(r"[^\x21-\x7e]|[()\\]")  # what a Received line must not copy
+JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "HELP", "EXPN")  # they move no mail
 
 
 class _Server(SMTP):
     """aiosmtpd's server with enhanced status codes, AUTH checked off the loop, a faster DATA."""
 
     def __init__(
-        self, handler: SmtpHandler, *, settings: SmtpSettings, sessions: Sessions, **kwargs: Any
+        self,
+        handler: SmtpHandler,
+        *,
+        settings: SmtpSettings,
+        sessions: Sessions,
+        metrics: Metrics,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.settings = settings
         self._sessions = sessions
+        self._metrics = metrics
         self._counted: str | None = None  # the peer this session counts against
+        # A session kept open by commands that move no mail (a NOOP a minute never meets
+        # the idle timeout) is cut after smtp.junk_command_limit of them, as Postfix does.
+        self._junk = 0
+        for command in JUNK_COMMANDS:
+            self._smtp_methods[command] = self._counted_as_junk(self._smtp_methods[command])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # STARTTLS makes the connection again, over TLS
@@ -85,10 +99,12 @@ class _Server(SMTP):
             self._counted = host
             return
         log.warning("smtp_session_refused", peer=host, reason=refusal)
+        self._metrics.smtp_sessions_closed.labels(reason=refusal).inc()
         if self._handler_coroutine is not None:
             self._handler_coroutine.cancel()  # not started yet: no 220 greeting
         if isinstance(transport, asyncio.WriteTransport):
-            transport.write(f"421 4.7.0 {self.hostname} {refusal}; try again later\r\n".encode())
+            text = REFUSALS[refusal]
+            transport.write(f"421 4.7.0 {self.hostname} {text}; try again later\r\n".encode())
         transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -101,10 +117,31 @@ class _Server(SMTP):
         """Say why before closing (RFC 5321 4.5.3.2: 421), which aiosmtpd does not."""
         if self.transport is not None and not self.transport.is_closing():
             log.info("smtp_session_timeout", peer=self.session and _peer_host(self.session))
+            self._metrics.smtp_sessions_closed.labels(reason="timeout").inc()
             self.transport.write(  # type: ignore[attr-defined]
                 f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode()
             )
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    def _counted_as_junk(
+        self, method: Callable[[str], Awaitable[None]]
+    ) -> Callable[[str], Awaitable[None]]:
+        @functools.wraps(method)  # HELP reads the command's syntax from it
+        async def junk(arg: str) -> None:
+            self._junk += 1
+            if self._junk <= self.settings.junk_command_limit:
+                await method(arg)
+                return
+            peer = self.session and _peer_host(self.session)
+            log.warning("smtp_session_junk_commands", peer=peer, commands=self._junk - 1)
+            self._metrics.smtp_sessions_closed.labels(reason="junk_commands").inc()
+            await super(_Server, self).push(
+                f"421 4.7.0 {self.hostname} Error: too many commands without mail; closing"
+            )
+            if self.transport is not None:
+                self.transport.close()
+
+        return junk
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
@@ -193,6 +230,8 @@ class _Server(SMTP):
             if self._timeout_handle is not None:
                 self._timeout_handle.cancel()
             reply = await self._call_handler_hook("DATA")
+            if reply.startswith("250"):
+                self._junk = 0  # mail moved: the count starts again
         self._reset_timeout()  # the next command's time starts now
         await self.push(reply)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
@@ -436,6 +475,7 @@ async def start_smtp(
             handler,
             settings=settings,
             sessions=sessions,
+            metrics=metrics,
             data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,

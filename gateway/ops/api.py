@@ -19,7 +19,15 @@ from aiohttp import web
 
 from gateway.errors import Conflict
 from gateway.metrics import MANUAL_RULE, Metrics
-from gateway.model import Campaign, Declaration, Finding, Manifest, ReleaseScope, StoredMessage
+from gateway.model import (
+    AuditEntry,
+    Campaign,
+    Declaration,
+    Finding,
+    Manifest,
+    ReleaseScope,
+    StoredMessage,
+)
 from gateway.ops import routes
 from gateway.ops import schemas as s
 from gateway.ops.auth import Gate, Principal
@@ -131,8 +139,7 @@ class OpsApi(Handlers):
             created_by=caller.name,
             updated_at=self.clock(),
         )
-        await self.spool.put_manifest(manifest)
-        await self.gate.audit(
+        audit = self.gate.entry(
             caller.name,
             "declare campaign",
             key,
@@ -143,6 +150,7 @@ class OpsApi(Handlers):
             category=body.category,
             locale=body.locale,
         )
+        await self.spool.put_manifest(manifest, audit=audit)
         campaign = None if body.client == "*" else await self.spool.find_campaign(body.client, key)
         return respond(
             s.Manifest.model_validate(
@@ -171,16 +179,15 @@ class OpsApi(Handlers):
             evidence={"actor": caller.name, "reason": body.reason},
             at=now,
         )
-        held = self.spool.hold(campaign_id, finding, now)
+        changed = before.state is not CampaignState.HELD
+        audit = self.gate.entry(
+            caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
+        )
+        held = self.spool.hold(campaign_id, finding, now, audit=audit)
         campaign = found(
             await self._guarded(held, caller, "hold campaign", campaign_id, body.reason),
             "campaign",
             campaign_id,
-        )
-        changed = before.state is not CampaignState.HELD
-        # Audited before anything else can fail: the change is made.
-        await self.gate.audit(
-            caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
         )
         detail = await self.detail(campaign)
         if changed:
@@ -213,24 +220,30 @@ class OpsApi(Handlers):
             return respond(await self.detail(campaign))
         count = min(campaign.counters.held, body.max_recipients or campaign.counters.held)
         if count > self.settings.two_person_release_above:
-            approval = self.spool.approve_release(campaign_id, caller.name, self.clock())
+
+            def pending(approvers: list[str]) -> AuditEntry | None:
+                """Describe an approval that still waits for a second operator, for the audit."""
+                if len(approvers) >= 2:
+                    return None  # the release below is audited instead
+                return self.gate.entry(
+                    caller.name,
+                    "release campaign",
+                    campaign_id,
+                    body.reason,
+                    "pending",
+                    recipients=count,
+                    approvals=approvers,
+                )
+
+            approval = self.spool.approve_release(
+                campaign_id, caller.name, self.clock(), audit=pending
+            )
             approvers = await self._guarded(
                 approval, caller, "release campaign", campaign_id, body.reason
             )
             if len(approvers) < 2:
                 return await self._pending(campaign, caller, body.reason, count, approvers)
-        released = found(
-            await self.spool.release(
-                campaign_id,
-                caller.name,
-                self.clock(),
-                ReleaseScope(body.max_recipients, body.only_segment),
-            ),
-            "campaign",
-            campaign_id,
-        )
-        # Audited before anything else can fail: the recipients are released.
-        await self.gate.audit(
+        audit = self.gate.entry(
             caller.name,
             "release campaign",
             campaign_id,
@@ -240,6 +253,17 @@ class OpsApi(Handlers):
             recipients=count,
             max_recipients=body.max_recipients,
             only_segment=body.only_segment,
+        )
+        released = found(
+            await self.spool.release(
+                campaign_id,
+                caller.name,
+                self.clock(),
+                ReleaseScope(body.max_recipients, body.only_segment),
+                audit=audit,
+            ),
+            "campaign",
+            campaign_id,
         )
         detail = await self.detail(released)
         log.info(
@@ -269,15 +293,6 @@ class OpsApi(Handlers):
             recipients=count,
             approvals=approvers,
         )
-        await self.gate.audit(
-            caller.name,
-            "release campaign",
-            campaign.id,
-            reason,
-            "pending",
-            recipients=count,
-            approvals=approvers,
-        )
         pending = s.PendingRelease(
             status="pending_approval",
             approvals=approvers,
@@ -293,10 +308,15 @@ class OpsApi(Handlers):
         caller = await self.gate.caller(request, "operate", "reject campaign", campaign_id)
         body = await read_body(request, ReasonBody)
         before = await self._campaign(campaign_id)
-        campaign = found(
-            await self.spool.reject(campaign_id, caller.name, self.clock()), "campaign", campaign_id
-        )
         changed = before.state is not CampaignState.REJECTED
+        audit = self.gate.entry(
+            caller.name, "reject campaign", campaign_id, body.reason, "ok", changed=changed
+        )
+        campaign = found(
+            await self.spool.reject(campaign_id, caller.name, self.clock(), audit=audit),
+            "campaign",
+            campaign_id,
+        )
         if changed:
             log.warning(
                 "campaign_rejected",
@@ -307,9 +327,6 @@ class OpsApi(Handlers):
                 discarded=campaign.counters.discarded - before.counters.discarded,
                 relayed=campaign.counters.relayed,
             )
-        await self.gate.audit(
-            caller.name, "reject campaign", campaign_id, body.reason, "ok", changed=changed
-        )
         return respond(await self.detail(campaign))
 
     async def _guarded(
@@ -360,11 +377,13 @@ class OpsApi(Handlers):
         action = "pause relay" if paused else "resume relay"
         caller = await self.gate.caller(request, "operate", action, "relay")
         body = await read_body(request, ReasonBody)
-        await self.spool.set_relay_paused(paused, caller.name, body.reason, self.clock())
+        audit = self.gate.entry(caller.name, action, "relay", body.reason, "ok")
+        await self.spool.set_relay_paused(
+            paused, caller.name, body.reason, self.clock(), audit=audit
+        )
         log.warning(
             "relay_paused" if paused else "relay_resumed", actor=caller.name, reason=body.reason
         )
-        await self.gate.audit(caller.name, action, "relay", body.reason, "ok")
         if not paused:
             self.wake_relay()
         return respond(s.RelayChange(paused=paused, by=caller.name, reason=body.reason))

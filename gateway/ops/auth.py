@@ -190,13 +190,20 @@ class Gate:
         await self.audit(actor, action, target, reason, "refused", status=problem.status, **details)
         return problem
 
-    async def audit(
+    def entry(
         self, actor: str, action: str, target: str, reason: str, outcome: str, **details: Any
-    ) -> None:
-        """Append one entry to the audit log.
+    ) -> AuditEntry:
+        """Describe one call for the audit log; a change's entry goes in with the change.
 
         The target comes from the request's path, refused calls included: it is stored
         escaped and bounded (`views.shown`), as a reason is checked before it gets here.
         """
-        entry = AuditEntry(self._clock(), actor, action, shown(target), reason, outcome, details)
-        await self._spool.append_audit(entry)
+        return AuditEntry(self._clock(), actor, action, shown(target), reason, outcome, details)
+
+    async def audit(
+        self, actor: str, action: str, target: str, reason: str, outcome: str, **details: Any
+    ) -> None:
+        """Append one entry to the audit log, for a call that changed nothing."""
+        await self._spool.append_audit(
+            self.entry(actor, action, target, reason, outcome, **details)
+        )

@@ -165,24 +165,47 @@ class Review(Protocol):
     async def message(self, message_id: str) -> StoredMessage | None:
         """Return one spooled message."""
 
-    async def hold(self, campaign_id: str, finding: Finding, now: float) -> Campaign | None:
+    # Each change below takes the operator's `audit` entry, if any, and appends it in the
+    # change's own transaction: a decision is never made without its record, nor recorded
+    # without being made.
+
+    async def hold(
+        self, campaign_id: str, finding: Finding, now: float, *, audit: AuditEntry | None = None
+    ) -> Campaign | None:
         """Hold a campaign by hand with `finding`; holding a held campaign changes nothing."""
 
     async def release(
-        self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
+        self,
+        campaign_id: str,
+        actor: str,
+        now: float,
+        scope: ReleaseScope | None = None,
+        *,
+        audit: AuditEntry | None = None,
     ) -> Campaign | None:
         """Queue held recipients again (compare-and-set, so never twice); see sql_review."""
 
-    async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
+    async def reject(
+        self, campaign_id: str, actor: str, now: float, *, audit: AuditEntry | None = None
+    ) -> Campaign | None:
         """Discard what has not gone out; later mail for the campaign is refused."""
 
-    async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
+    async def approve_release(
+        self,
+        campaign_id: str,
+        actor: str,
+        now: float,
+        *,
+        audit: Callable[[list[str]], AuditEntry | None] | None = None,
+    ) -> list[str]:
         """Record an approval of a pending release; raise `Conflict` for a repeat approver."""
 
-    async def put_manifest(self, manifest: Manifest) -> None:
+    async def put_manifest(self, manifest: Manifest, *, audit: AuditEntry | None = None) -> None:
         """Register a declaration that wins over headers."""
 
-    async def set_relay_paused(self, paused: bool, actor: str, reason: str, now: float) -> None:
+    async def set_relay_paused(
+        self, paused: bool, actor: str, reason: str, now: float, *, audit: AuditEntry | None = None
+    ) -> None:
         """Pause or resume relaying for every worker sharing this spool."""
 
     async def relay_paused(self) -> bool:

@@ -116,25 +116,63 @@ class SqlSpool:
     async def message(self, message_id: str) -> StoredMessage | None:
         return await self._read(lambda c: r.message(c, message_id))
 
-    async def hold(self, campaign_id: str, finding: Finding, now: float) -> Campaign | None:
-        return await self._write(lambda c: r.manual_hold(c, campaign_id, finding, now))
+    async def _decide(
+        self,
+        work: Callable[[Conn], T],
+        audit: AuditEntry | Callable[[T], AuditEntry | None] | None,
+    ) -> T:
+        """Make an operator's change and, in the same transaction, its audit entry.
+
+        The entry may be a function of the change's result (an approval's approvers).
+        """
+
+        def change_and_audit(conn: Conn) -> T:
+            result = work(conn)
+            entry = audit(result) if callable(audit) else audit
+            if entry is not None:
+                access.append_audit(conn, entry)
+            return result
+
+        return await self._write(change_and_audit)
+
+    async def hold(
+        self, campaign_id: str, finding: Finding, now: float, *, audit: AuditEntry | None = None
+    ) -> Campaign | None:
+        return await self._decide(lambda c: r.manual_hold(c, campaign_id, finding, now), audit)
 
     async def release(
-        self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
+        self,
+        campaign_id: str,
+        actor: str,
+        now: float,
+        scope: ReleaseScope | None = None,
+        *,
+        audit: AuditEntry | None = None,
     ) -> Campaign | None:
-        return await self._write(lambda c: r.release(c, campaign_id, actor, now, scope))
+        return await self._decide(lambda c: r.release(c, campaign_id, actor, now, scope), audit)
 
-    async def reject(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
-        return await self._write(lambda c: r.reject(c, campaign_id, actor, now))
+    async def reject(
+        self, campaign_id: str, actor: str, now: float, *, audit: AuditEntry | None = None
+    ) -> Campaign | None:
+        return await self._decide(lambda c: r.reject(c, campaign_id, actor, now), audit)
 
-    async def approve_release(self, campaign_id: str, actor: str, now: float) -> list[str]:
-        return await self._write(lambda c: r.approve_release(c, campaign_id, actor, now))
+    async def approve_release(
+        self,
+        campaign_id: str,
+        actor: str,
+        now: float,
+        *,
+        audit: Callable[[list[str]], AuditEntry | None] | None = None,
+    ) -> list[str]:
+        return await self._decide(lambda c: r.approve_release(c, campaign_id, actor, now), audit)
 
-    async def put_manifest(self, manifest: Manifest) -> None:
-        await self._write(lambda c: r.put_manifest(c, manifest))
+    async def put_manifest(self, manifest: Manifest, *, audit: AuditEntry | None = None) -> None:
+        await self._decide(lambda c: r.put_manifest(c, manifest), audit)
 
-    async def set_relay_paused(self, paused: bool, actor: str, reason: str, now: float) -> None:
-        await self._write(lambda c: r.set_relay_paused(c, paused, actor, reason, now))
+    async def set_relay_paused(
+        self, paused: bool, actor: str, reason: str, now: float, *, audit: AuditEntry | None = None
+    ) -> None:
+        await self._decide(lambda c: r.set_relay_paused(c, paused, actor, reason, now), audit)
 
     async def relay_paused(self) -> bool:
         return await self._read(q.relay_paused)

@@ -435,11 +435,19 @@ async def test_sessions_past_the_per_client_limit_get_421_and_a_freed_slot_is_re
             "421 4.7.0 gw.test Too many concurrent sessions from your address; try again later"
         )
         assert await third.reply() == ""  # closed
+        assert closed(gw, "max_sessions_per_client") == 1
         await first.command(b"QUIT")
         await first.close()
         fourth = await eventually(lambda: _greeted(gw), message="slot not freed")
         for client in (second, third, fourth):
             await client.close()
+
+
+def closed(gw, reason: str) -> float:
+    """Sessions the gateway closed for `reason`, as its metric counts them."""
+    return gw.gateway.metrics.registry.get_sample_value(
+        "sendbrake_smtp_sessions_closed_total", {"reason": reason}
+    )
 
 
 async def _greeted(gw) -> Client | None:
@@ -468,6 +476,7 @@ async def test_a_flood_of_idle_connections_stops_at_max_sessions_and_others_stay
         worst, greetings = await noop_latency(gw, flood())  # its NOOP session is one more
         assert await working.command(b"NOOP") == "250 OK"
         await working.close()
+        assert closed(gw, "max_sessions") == len(greetings) - 18
     assert greetings[:18] == ["220 gw.test sendbrake"] * 18
     assert set(greetings[18:]) == {
         "421 4.7.0 gw.test Too many concurrent sessions; try again later"
@@ -483,6 +492,7 @@ async def test_an_idle_session_gets_421_at_the_command_timeout(settings_for):
         assert await client.reply() == ""
         assert 0.2 < time.monotonic() - started < 3
         await client.close()
+        assert closed(gw, "timeout") == 1
 
 
 async def drip(client: Client, data: bytes, every: float) -> None:
@@ -621,3 +631,22 @@ async def test_messages_without_headers_or_with_junk_lines_for_headers_are_taken
         items = (await gw.api().get("/api/v1/campaigns"))[1]["items"]
     assert replies == dict.fromkeys(contents, "250")
     assert sum(c["counters"]["received"] for c in items) == len(contents)
+
+
+async def test_commands_that_move_no_mail_are_cut_past_the_junk_limit_and_mail_resets_it(
+    settings_for, upstream
+):
+    async with run_gateway(settings_for(upstream.port, smtp={"junk_command_limit": 3})) as gw:
+        client = await Client.open(gw)
+        assert [await client.command(c) for c in (b"NOOP", b"RSET", b"NOOP")] == ["250 OK"] * 3
+        await envelope(client)
+        assert (await client.command(b"DATA"))[:3] == "354"
+        assert (await client.command(b"Subject: hi\r\n\r\nhello\r\n.")).startswith("250 ")
+        assert [await client.command(c) for c in (b"NOOP", b"NOOP")] == ["250 OK"] * 2
+        assert (await client.command(b"HELP NOOP")).startswith("250 Syntax: NOOP")
+        assert await client.command(b"NOOP") == (
+            "421 4.7.0 gw.test Error: too many commands without mail; closing"
+        )
+        assert await client.reply() == ""  # closed
+        await client.close()
+        assert closed(gw, "junk_commands") == 1

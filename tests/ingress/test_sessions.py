@@ -12,12 +12,12 @@ def test_per_client_limit_spares_exempt_clients_and_the_total_holds_for_all() ->
     assert [sessions.open("203.0.113.9", exempt=False) for _ in range(3)] == [
         None,
         None,
-        "Too many concurrent sessions from your address",
+        "max_sessions_per_client",
     ]
     assert [sessions.open("127.0.0.1", exempt=True) for _ in range(3)] == [
         None,
         None,
-        "Too many concurrent sessions",
+        "max_sessions",
     ]
     sessions.close("203.0.113.9")
     assert sessions.open("127.0.0.1", exempt=True) is None

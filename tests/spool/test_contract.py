@@ -11,6 +11,7 @@ import pytest
 from gateway.errors import Conflict, SpoolError, SpoolLocked
 from gateway.mail.addresses import address_hash
 from gateway.model import (
+    AuditEntry,
     ContentReport,
     Finding,
     Needs,
@@ -419,3 +420,45 @@ async def test_the_sqlite_spool_files_are_readable_by_their_owner_only(tmp_path)
         }
     finally:
         await spool.close()
+
+
+def held_by(campaign, sub, facts):
+    return Verdict(hold=True, findings=(Finding(rule="r", kind="k", mode="enforce", message="m"),))
+
+
+async def test_a_decision_and_its_audit_entry_commit_together(spool):
+    admission = await accept(spool, submission(["a@x.test"]), Decide(held_by), WINDOW)
+    entry = AuditEntry(NOW, "alice", "release campaign", admission.campaign_id, "ok now", "ok")
+    released = await spool.release(admission.campaign_id, "alice", NOW, audit=entry)
+    assert released.state is CampaignState.RELEASED
+    [logged] = await spool.audit_log()
+    assert (logged.actor, logged.action, logged.reason) == ("alice", "release campaign", "ok now")
+
+
+async def test_a_decision_whose_audit_entry_cannot_be_written_is_not_made(spool):
+    admission = await accept(spool, submission(["a@x.test"]), Decide(held_by), WINDOW)
+    unwritable = AuditEntry(NOW, "alice", "release campaign", "c", "r", "ok", {"x": object()})
+    with pytest.raises(TypeError):
+        await spool.release(admission.campaign_id, "alice", NOW, audit=unwritable)
+    campaign = await spool.campaign(admission.campaign_id)
+    assert (campaign.state, campaign.counters.held) == (CampaignState.HELD, 1)
+    assert await spool.claim("w1", NOW, 10, 60) == []  # nothing was queued to go out
+    with pytest.raises(TypeError):
+        await spool.set_relay_paused(
+            paused=True, actor="alice", reason="r", now=NOW, audit=unwritable
+        )
+    assert not await spool.relay_paused()
+    assert await spool.audit_log() == []
+
+
+async def test_an_approval_is_audited_with_the_approvers_it_leaves(spool):
+    admission = await accept(spool, submission(["a@x.test"]), Decide(held_by), WINDOW)
+
+    def pending(approvers):
+        return AuditEntry(NOW, approvers[-1], "release campaign", "c", "r", "pending", {"n": 1})
+
+    assert await spool.approve_release(admission.campaign_id, "alice", NOW, audit=pending) == [
+        "alice"
+    ]
+    await spool.approve_release(admission.campaign_id, "bob", NOW, audit=lambda _: None)
+    assert [e.actor for e in await spool.audit_log()] == ["alice"]
