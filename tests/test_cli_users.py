@@ -9,9 +9,10 @@ import sqlite3
 import pytest
 
 from gateway.ingress.auth import password_matches
+from tests.leaks import PASSWORDS
 from tests.process import sendbrake
 
-PASSWORD = "twelve chars or more"
+PASSWORD = PASSWORDS["cli"]
 
 
 def test_add_list_and_remove_a_user(unopened_spool_url):

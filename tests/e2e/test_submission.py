@@ -21,9 +21,10 @@ from gateway.ingress.auth import hash_password
 from gateway.model import SmtpUser
 from tests.harness import run_gateway
 from tests.helpers import eventually
+from tests.leaks import PASSWORDS
 from tests.mail import message
 
-PASSWORD = "a long enough password"
+PASSWORD = PASSWORDS["submission"]
 
 
 @pytest.fixture

@@ -23,9 +23,10 @@ from gateway.log import configure
 from gateway.model import Role, SmtpUser, Token
 from gateway.ops.auth import new_token, token_hash
 from tests.harness import IDENTITY_TOKENS, TOKENS, held_campaign, run_gateway
+from tests.leaks import PASSWORDS
 from tests.mail import message
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = PASSWORDS["logs"]
 
 
 def self_signed(tmp_path: Path) -> dict[str, str]:
