@@ -202,6 +202,7 @@ def submission_for(content: bytes, spec: CampaignSpec) -> Submission:
         received_at=timestamp(spec.date),
         mailboxes=boxes,
         hashes=tuple(address_hash(box) for box in boxes),
+        header_fields=headers.fields,
     )
 
 

@@ -22,6 +22,7 @@ from gateway.policy.rules import (
     signature,
     test_markers,
     undecodable,
+    unsubscribe,
 )
 from gateway.policy.rules.base import Rule, Unit
 
@@ -79,5 +80,6 @@ def default_registry() -> Registry:
             Unit(seasonal.Seasonal, seasonal.check, scan=seasonal.scan),
             Unit(language.Language, language.check, scan=language.scan),
             Unit(undecodable.Undecodable, undecodable.check, scan=undecodable.scan),
+            Unit(unsubscribe.Unsubscribe, unsubscribe.check, scan=unsubscribe.scan),
         ]
     )

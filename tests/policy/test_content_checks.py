@@ -159,14 +159,33 @@ def test_language_detection_reports_shares_of_a_bilingual_mail():
     assert min(found.shares.values()) > 0.3
 
 
-def test_locales_compare_by_primary_subtag():
-    assert [primary(t) for t in ("en-US", "pt_BR", "ZH-Hant-TW", "nb", "iw")] == [
-        "en",
-        "pt",
-        "zh",
-        "no",
-        "he",
+def test_locales_compare_by_primary_subtag_and_legacy_codes_are_aliases():
+    declared = ("en-US", "pt_BR", "ZH-Hant-TW", "zh-TW", "nb", "nn", "iw", "in", "fil", "mo")
+    assert [primary(t) for t in declared] == [
+        *("en", "pt", "zh", "zh", "no", "no", "he", "id", "tl", "ro"),
     ]
+    assert [primary(t) for t in ("no", "he", "id", "tl", "ro")] == ["no", "he", "id", "tl", "ro"]
+
+
+@pytest.mark.parametrize(
+    ("declared", "text"),
+    [
+        ("nb", "Vi har gleden av å invitere deg til vårt årlige sommerarrangement i Oslo. " * 4),
+        ("iw", "אנו שמחים להזמין אותך לאירוע הקיץ השנתי שלנו בתל אביב, עם מוזיקה חיה ואוכל. " * 4),
+        ("zh-Hant", "我們很高興邀請您參加我們在台北舉行的年度夏季活動，現場有音樂和美食。" * 4),
+    ],
+)
+def test_a_body_in_the_declared_language_passes_under_its_legacy_or_script_code(
+    tmp_path, declared, text
+):
+    (tmp_path / "p.yaml").write_text("version: 1\nrules:\n  - {id: l, kind: language}\n")
+    policies = load(tmp_path)
+    spec = CampaignSpec(received=1000, locale=declared)
+    content = f"From: Shop <news@shop.test>\r\nSubject: Hi\r\n\r\n{text}\r\n".encode()
+    assert evaluate(policies, content, spec, registry=REGISTRY) == ()
+    english = spec.model_copy(update={"locale": "en"})
+    [finding] = evaluate(policies, content, english, registry=REGISTRY)
+    assert finding.kind == "language_mismatch"
 
 
 @pytest.mark.parametrize(

@@ -213,6 +213,7 @@ def test_the_default_registry_names_the_documented_kinds_in_order():
         "seasonal",
         "language",
         "undecodable",
+        "unsubscribe",
     )
     reading = {u.kind for u in default_registry().units if u.reads_content}
     assert reading == {
@@ -222,6 +223,7 @@ def test_the_default_registry_names_the_documented_kinds_in_order():
         "seasonal",
         "language",
         "undecodable",
+        "unsubscribe",
     }
     suppressible = {u.kind for u in default_registry().units if u.suppressible}
     assert suppressible == {

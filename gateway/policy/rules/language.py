@@ -34,7 +34,17 @@ _NOISE = re.compile(
 )
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 # Codes CLD3 reports that languages are also declared by (ISO 639 pairs and macro-languages).
-ALIASES = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "nb": "no", "nn": "no", "fil": "tl"}
+# Documented in docs/policies.md (`language`).
+ALIASES = {
+    "iw": "he",
+    "in": "id",
+    "ji": "yi",
+    "jw": "jv",
+    "mo": "ro",
+    "nb": "no",
+    "nn": "no",
+    "fil": "tl",
+}
 _local = threading.local()
 
 
