@@ -1,0 +1,172 @@
+"""The SMTP upstream against recipients an older spool holds that cannot be sent, over
+real sockets.
+
+Each fault is tried where it is classified (`SmtpUpstream.deliver` against the fake
+provider) and, where the relay's answer matters, through a running gateway, which must
+deliver other mail afterwards. Retries wait for a `ManualClock`; timeouts are the loop's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.model import Outcome
+from gateway.relay.upstream import SmtpUpstream
+from gateway.states import RecipientState
+from tests.fakes.upstream import CapturingUpstream
+from tests.harness import make_settings, opened_spool, run_gateway
+from tests.helpers import eventually
+from tests.mail import message
+from tests.spool.records import accept, pass_all, submission
+
+BODY = b"Subject: Spring\r\n\r\nThe spring letter.\r\n"
+
+
+def smtp_upstream(tmp_path: Path, upstream: CapturingUpstream, **options: Any) -> SmtpUpstream:
+    """An `SmtpUpstream` towards the fake, with the test settings and `options` over them."""
+    return SmtpUpstream(make_settings(tmp_path, upstream.port, upstream=options).upstream)
+
+
+@pytest.fixture
+async def relay(tmp_path, upstream) -> AsyncIterator[SmtpUpstream]:
+    up = smtp_upstream(tmp_path, upstream)
+    yield up
+    await up.close()
+
+
+async def restart(upstream: CapturingUpstream, **knobs: Any) -> None:
+    """Stop the fake provider, turn its knobs, and bring it back on the same port."""
+    await upstream.stop()
+    for name, value in knobs.items():
+        setattr(upstream, name, value)
+    await upstream.start()
+
+
+async def _count_in(spool, state: RecipientState, count: int):
+    rows = await spool.recipients(state=state)
+    return rows if len(rows) == count else None
+
+
+# --- recipients an older spool holds ------------------------------------------------------
+
+# Ingress refuses all of these now (gateway/mail/addresses.py); a spool written before may
+# hold them. The client library would refuse some and quietly rewrite others.
+UNSENDABLE = {
+    "a\x00b@x.test": "contains a control character",
+    "tab\t@x.test": "contains a control character",  # aiosmtplib would send tab@x.test
+    "": "has no @domain",  # aiosmtplib would send RCPT TO:<>
+    "a<b@x.test": "has a local part that is not valid (RFC 5321 4.1.2)",  # aiosmtplib would send b@x.test
+    "x\udcff@x.test": "is not valid UTF-8",
+}
+
+
+@pytest.mark.parametrize("bad", list(UNSENDABLE), ids=repr)
+async def test_a_recipient_that_cannot_be_sent_fails_alone_and_the_rest_go_in_one_transaction(
+    upstream, relay, bad
+):
+    rcpts = ["a@example.org", bad, "b@example.org"]
+    results = await relay.deliver("news@shop.test", rcpts, BODY)
+    assert [r.outcome for r in results] == [
+        Outcome.DELIVERED,
+        Outcome.PERMANENT,
+        Outcome.DELIVERED,
+    ]
+    assert results[1].address == bad
+    assert results[1].reply == f"not sent: the recipient address {UNSENDABLE[bad]}"
+    assert [t.rcpt_tos for t in upstream.transactions] == [["a@example.org", "b@example.org"]]
+    # The connection is still good for the next message.
+    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY)
+    assert after.outcome is Outcome.DELIVERED
+    assert upstream.connections == 1
+
+
+async def test_a_message_whose_recipients_all_cannot_be_sent_fails_without_a_transaction(
+    upstream, relay
+):
+    results = await relay.deliver("news@shop.test", ["tab\t@x.test", ""], BODY)
+    assert [r.outcome for r in results] == [Outcome.PERMANENT, Outcome.PERMANENT]
+    assert upstream.connections == 0
+    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY)
+    assert after.outcome is Outcome.DELIVERED
+
+
+async def test_a_sender_that_cannot_be_sent_fails_every_recipient(upstream, relay):
+    results = await relay.deliver("news\r\nRSET@shop.test", ["a@example.org"], BODY)
+    assert [(r.outcome, r.reply) for r in results] == [
+        (Outcome.PERMANENT, "not sent: the sender address contains a control character")
+    ]
+    assert upstream.connections == 0
+
+
+@pytest.mark.parametrize("null", ["", "<>"])
+async def test_the_null_sender_goes_out_as_mail_from_empty_path_as_either_spool_held_it(
+    upstream, relay, null
+):
+    [result] = await relay.deliver(null, ["a@example.org"], BODY)
+    assert result.outcome is Outcome.DELIVERED
+    assert b"\r\nMAIL FROM:<>\r\n" in upstream.cleartext
+
+
+async def test_without_smtputf8_upstream_only_the_non_ascii_recipients_fail(upstream, relay):
+    await restart(upstream, smtputf8=False)
+    rcpts = ["a@example.org", "jürgen@exämple.org", "b@example.org"]
+    results = await relay.deliver("news@shop.test", rcpts, BODY)
+    assert [(r.outcome, r.reply[:10]) for r in results] == [
+        (Outcome.DELIVERED, "250 2.0.0 "),
+        (Outcome.PERMANENT, "not sent: "),
+        (Outcome.DELIVERED, "250 2.0.0 "),
+    ]
+    assert "upstream does not offer SMTPUTF8" in results[1].reply
+    [txn] = upstream.transactions
+    assert txn.rcpt_tos == ["a@example.org", "b@example.org"]
+    assert "SMTPUTF8" not in txn.mail_options
+
+
+async def test_without_smtputf8_upstream_a_non_ascii_sender_fails_every_recipient(upstream, relay):
+    await restart(upstream, smtputf8=False)
+    results = await relay.deliver("jürgen@exämple.org", ["a@example.org", "b@example.org"], BODY)
+    assert {r.outcome for r in results} == {Outcome.PERMANENT}
+    assert all("upstream does not offer SMTPUTF8" in r.reply for r in results)
+    assert upstream.transactions == []
+    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY)
+    assert after.outcome is Outcome.DELIVERED
+    assert upstream.connections == 1  # nothing was begun on it: it stayed usable
+
+
+@pytest.mark.own_spool  # PostgreSQL text cannot hold the NUL this spool row carries
+async def test_an_old_spool_row_with_bad_recipients_relays_the_good_ones_and_fails_the_rest(
+    settings_for, upstream, tmp_path
+):
+    await restart(upstream, smtputf8=False)
+    rcpts = ["a@example.org", "a\x00b@x.test", "tab\t@x.test", "jürgen@exämple.org", "b@x.test"]
+    # Written straight into the spool, as a version without the address check did.
+    async with opened_spool(tmp_path) as spool:
+        await accept(spool, submission(rcpts, at=time.time()), pass_all)
+    async with run_gateway(settings_for(upstream.port)) as gw:
+        await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 2))
+        failed = await eventually(lambda: _count_in(gw.spool, RecipientState.FAILED, 3))
+        campaign = await gw.spool.campaign(failed[0].campaign_id)
+        await gw.send("news@shop.test", ["c@example.org"], message())
+        await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 3))
+    assert {r.address: r.last_reply for r in failed} == {
+        "a\x00b@x.test": "not sent: the recipient address contains a control character",
+        "tab\t@x.test": "not sent: the recipient address contains a control character",
+        "jürgen@exämple.org": (
+            "not sent: upstream does not offer SMTPUTF8, which the recipient address needs"
+        ),
+    }
+    assert all(r.attempts == 1 for r in failed)
+    assert [t.rcpt_tos for t in upstream.transactions] == [
+        ["a@example.org", "b@x.test"],
+        ["c@example.org"],
+    ]
+    assert (campaign.counters.relayed, campaign.counters.failed, campaign.counters.queued) == (
+        2,
+        3,
+        0,
+    )
