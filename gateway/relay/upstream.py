@@ -97,7 +97,11 @@ class SmtpUpstream:
       ingress checked addresses; non-ASCII towards an upstream without SMTPUTF8) fails
       alone, permanently, as "not sent: ..."; the other recipients go in the same
       transaction;
-    - a refused or lost connection, or no reply in time: transient.
+    - no greeting within `connect_timeout`, no reply within `command_timeout`, a refused
+      or lost connection: transient;
+    - TLS that cannot be set up as `upstream.tls` requires: transient (a provider's
+      certificate renewal or a load balancer's blip passes; a wrong setting is fixed by
+      an operator within `relay.max_age`), logged at error level, and no mail is sent.
     """
 
     def __init__(self, settings: UpstreamSettings) -> None:
@@ -119,17 +123,69 @@ class SmtpUpstream:
             local_hostname=s.helo_name or None,
             timeout=s.command_timeout,
             use_tls=s.tls == "implicit",
-            start_tls=s.tls == "starttls",
+            start_tls=False,  # `_connect` runs STARTTLS and AUTH, to say which one failed
             tls_context=context,
             validate_certs=s.verify_tls,
-            username=s.username or None,
-            password=s.password.get_secret_value() or None if s.username else None,
         )
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        """Connect, set up TLS as `upstream.tls` requires, log in; raise `_NotConnected`."""
+        s = self._settings
         client = self._client()
-        await client.connect(timeout=self._settings.connect_timeout)
+        try:
+            await client.connect(timeout=s.connect_timeout)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            tls_error = _ssl_error(exc) if s.tls == "implicit" else None
+            if tls_error is not None:
+                raise self._tls_failed(f"handshake failed: {tls_error}") from exc
+            if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+                raise _NotConnected(
+                    f"upstream unreachable: {exc} (upstream.connect_timeout {s.connect_timeout:g}s)"
+                ) from exc
+            raise _NotConnected(f"upstream unreachable: {exc}") from exc
+        try:
+            if s.tls == "starttls":
+                await self._starttls(client)
+            if s.username:
+                await self._login(client)
+        except _NotConnected:
+            client.close()
+            raise
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise _NotConnected(f"upstream connection failed: {self._explain(exc)}") from exc
+        except BaseException:
+            client.close()
+            raise
         return client
+
+    async def _starttls(self, client: aiosmtplib.SMTP) -> None:
+        await client.ehlo()
+        if not client.supports_extension("starttls"):
+            raise self._tls_failed("upstream does not offer STARTTLS")
+        try:
+            await client.starttls()
+        except aiosmtplib.SMTPResponseException as exc:
+            raise self._tls_failed(f"STARTTLS refused: {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise self._tls_failed(f"handshake failed: {_ssl_error(exc) or exc}") from exc
+
+    async def _login(self, client: aiosmtplib.SMTP) -> None:
+        s = self._settings
+        try:
+            await client.login(s.username, s.password.get_secret_value())
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _NotConnected(f"upstream AUTH failed: {exc.code} {exc.message}") from exc
+
+    def _tls_failed(self, reason: str) -> _NotConnected:
+        s = self._settings
+        log.error("upstream_tls_failed", tls=s.tls, host=s.host, port=s.port, reason=reason)
+        return _NotConnected(f"upstream TLS failed ({s.tls}): {reason}; no mail was sent")
+
+    def _explain(self, exc: BaseException) -> str:
+        if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+            return f"{exc} (upstream.command_timeout {self._settings.command_timeout:g}s)"
+        return str(exc)
 
     async def deliver(
         self, mail_from: str, rcpts: Sequence[str], content: bytes
@@ -162,8 +218,8 @@ class SmtpUpstream:
                     pass  # the provider closed it while idle; nothing was sent: a new one
             try:
                 client = await self._connect()
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                return _all(rcpts, Outcome.TRANSIENT, f"upstream unreachable: {exc}")
+            except _NotConnected as exc:
+                return _all(rcpts, Outcome.TRANSIENT, exc.reply)
             try:
                 return await self._run(client, mail_from, rcpts, content)
             except _StaleConnection as exc:
@@ -180,7 +236,8 @@ class SmtpUpstream:
             raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            return _all(rcpts, Outcome.TRANSIENT, f"upstream connection failed: {exc}")
+            reply = f"upstream connection failed: {self._explain(exc)}"
+            return _all(rcpts, Outcome.TRANSIENT, reply)
         except BaseException:
             client.close()  # cancelled, or a bug: a connection in an unknown state
             raise
@@ -274,6 +331,14 @@ def _without_smtputf8(mail_from: str, rcpts: Sequence[str]) -> dict[str, Recipie
     return {r: RecipientResult(r, Outcome.PERMANENT, reply) for r in rcpts if not r.isascii()}
 
 
+class _NotConnected(Exception):
+    """No connection ready for a transaction; `reply` says why, for every recipient."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
 class _StaleConnection(aiosmtplib.SMTPServerDisconnected):
     """A pooled connection was closed before this transaction sent anything."""
 
@@ -296,6 +361,14 @@ def _address_problem(address: str, *, sender: bool = False) -> str | None:
     except ValueError:
         wire = None
     return None if wire == address else "would not be sent as it is by the SMTP client"
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """Return the TLS error `exc` is or wraps (aiosmtplib wraps a failed handshake)."""
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, ssl.SSLError):
+            return cause
+    return None
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

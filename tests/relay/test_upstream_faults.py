@@ -1,5 +1,5 @@
-"""The SMTP upstream against recipients an older spool holds that cannot be sent, over
-real sockets.
+"""The SMTP upstream against a provider that hangs, is slow or fails TLS, and against
+recipients an older spool holds that cannot be sent, over real sockets.
 
 Each fault is tried where it is classified (`SmtpUpstream.deliver` against the fake
 provider) and, where the relay's answer matters, through a running gateway, which must
@@ -8,18 +8,27 @@ deliver other mail afterwards. Retries wait for a `ManualClock`; timeouts are th
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from click.testing import CliRunner
 
+from gateway.cli.users import tls_self_signed
+from gateway.log import configure
 from gateway.model import Outcome
 from gateway.relay.upstream import SmtpUpstream
 from gateway.states import RecipientState
+from tests.clock import ManualClock
 from tests.fakes.upstream import CapturingUpstream
-from tests.harness import make_settings, opened_spool, run_gateway
+from tests.harness import advance, make_settings, opened_spool, run_gateway
 from tests.helpers import eventually
 from tests.mail import message
 from tests.spool.records import accept, pass_all, submission
@@ -47,9 +56,135 @@ async def restart(upstream: CapturingUpstream, **knobs: Any) -> None:
     await upstream.start()
 
 
+def events(log: io.StringIO, name: str) -> list[dict[str, Any]]:
+    return [e for e in map(json.loads, log.getvalue().splitlines()) if e["event"] == name]
+
+
+async def _one_in(spool, state: RecipientState):
+    rows = await spool.recipients(state=state)
+    return rows[0] if len(rows) == 1 else None
+
+
 async def _count_in(spool, state: RecipientState, count: int):
     rows = await spool.recipients(state=state)
     return rows if len(rows) == count else None
+
+
+# --- hanging and slow ---------------------------------------------------------------------
+
+
+async def test_an_upstream_that_never_greets_is_transient_within_the_connect_timeout(
+    tmp_path, upstream
+):
+    await restart(upstream, hang=True)
+    up = smtp_upstream(tmp_path, upstream, connect_timeout="300ms", command_timeout="5s")
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        [result] = await up.deliver("news@shop.test", ["a@example.org"], BODY)
+        waited = loop.time() - started
+        assert result.outcome is Outcome.TRANSIENT
+        assert result.reply == (
+            "upstream unreachable: Timed out waiting for server ready message"
+            " (upstream.connect_timeout 0.3s)"
+        )
+        assert 0.3 <= waited < 2.0  # the connect timeout, not the command timeout
+        await restart(upstream, hang=False)
+        [again] = await up.deliver("news@shop.test", ["a@example.org"], BODY)
+    finally:
+        await up.close()
+    assert again.outcome is Outcome.DELIVERED
+    assert upstream.recipients == ["a@example.org"]
+
+
+async def test_a_slow_upstream_within_the_timeouts_delivers_each_message_once(
+    settings_for, upstream
+):
+    # Every reply waits 150 ms: one message takes about six replies, longer than the
+    # command timeout in total, which bounds each reply, not the conversation.
+    upstream.reply_delay = 0.15
+    settings = settings_for(
+        upstream.port, upstream={"connect_timeout": "500ms", "command_timeout": "500ms"}
+    )
+    async with run_gateway(settings) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message())
+        await gw.send("news@shop.test", ["b@example.org"], message())
+        relayed = await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 2))
+    assert [r.attempts for r in relayed] == [1, 1]
+    assert sorted(upstream.recipients) == ["a@example.org", "b@example.org"]
+    assert upstream.attempts == 2
+
+
+# --- failing TLS --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def trusted_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+def self_signed_context(folder: Path) -> ssl.SSLContext:
+    """A server context with a certificate from `sendbrake tls self-signed`."""
+    done = CliRunner().invoke(tls_self_signed, [str(folder), "--host", "127.0.0.1"])
+    assert done.exit_code == 0, done.output
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context
+
+
+# (gateway's upstream.tls, what the provider does wrong, what the reply must say)
+TLS_FAULTS = [
+    ("starttls", "no_starttls", "upstream does not offer STARTTLS"),
+    ("starttls", "self_signed", "handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED]"),
+    ("implicit", "plain", "handshake failed: [SSL: "),
+]
+
+
+@pytest.mark.parametrize(("mode", "fault", "says"), TLS_FAULTS)
+async def test_a_failing_tls_upstream_defers_sends_nothing_in_clear_and_delivers_once_fixed(  # noqa: PLR0917
+    settings_for, upstream, ca, tmp_path, mode, fault, says
+):
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    broken = None if fault in {"no_starttls", "plain"} else self_signed_context(tmp_path / "tls")
+    await restart(upstream, tls=broken, implicit_tls=False)
+    log = io.StringIO()
+    configure("json", "warning", stream=log)
+    settings = settings_for(
+        upstream.port,
+        upstream={"host": "127.0.0.1", "tls": mode, "ca_file": str(ca_file)},
+        relay={"retry_base": "100ms", "retry_jitter": 0},
+    )
+    clock = ManualClock()
+    async with run_gateway(settings, clock=clock) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message())
+        deferred = await eventually(lambda: _one_in(gw.spool, RecipientState.DEFERRED))
+        assert deferred.last_reply.startswith(f"upstream TLS failed ({mode}): ")
+        assert says in deferred.last_reply
+        [event] = events(log, "upstream_tls_failed")
+        assert event["level"] == "error"
+        assert event["tls"] == mode
+        # Nothing of the mail went out in clear: at most the greeting's EHLO and STARTTLS.
+        if mode == "implicit":
+            assert upstream.cleartext[:1] == b"\x16"  # a TLS ClientHello, not SMTP
+            assert b"MAIL FROM" not in upstream.cleartext
+        else:
+            assert set(upstream.cleartext_commands) <= {"EHLO", "STARTTLS", "QUIT"}
+        assert upstream.transactions == []
+        # The provider is fixed (a blip, or the operator's change): the retry goes out.
+        await restart(upstream, tls=trusted_context(ca), implicit_tls=mode == "implicit")
+        advance(gw, clock, 0.1)
+        relayed = await eventually(lambda: _one_in(gw.spool, RecipientState.RELAYED))
+    assert relayed.attempts == 2
+    [txn] = upstream.transactions
+    assert txn.rcpt_tos == ["a@example.org"]
+    assert txn.tls
 
 
 # --- recipients an older spool holds ------------------------------------------------------
