@@ -101,7 +101,10 @@ class SmtpUpstream:
       or lost connection: transient;
     - TLS that cannot be set up as `upstream.tls` requires: transient (a provider's
       certificate renewal or a load balancer's blip passes; a wrong setting is fixed by
-      an operator within `relay.max_age`), logged at error level, and no mail is sent.
+      an operator within `relay.max_age`), logged at error level, and no mail is sent;
+    - no reply to the end of DATA (a timeout, or the connection lost once the message was
+      sent): transient, though the provider may have accepted it, so the retry can deliver
+      it twice: the one fault besides a crash that can duplicate (docs/architecture.md).
     """
 
     def __init__(self, settings: UpstreamSettings) -> None:
@@ -281,11 +284,23 @@ class SmtpUpstream:
         return [replies[rcpt] for rcpt in rcpts]
 
     async def _data(self, client: aiosmtplib.SMTP, content: bytes) -> tuple[Outcome, str]:
-        """Send the message; answer its outcome and the provider's reply."""
+        """Send the message; a lost connection or a missing reply is transient."""
         try:
             response = await client.data(content)
         except aiosmtplib.SMTPResponseException as exc:
+            await _reset(client)
             return classify(exc.code), f"{exc.code} {exc.message}"
+        except aiosmtplib.SMTPTimeoutError:
+            # aiosmtplib has closed the connection. The provider may have taken the
+            # message and be slow to say so (its own commit): a retry may duplicate it.
+            timeout = self._settings.command_timeout
+            return Outcome.TRANSIENT, (
+                f"upstream timed out waiting for the reply to DATA (upstream.command_timeout"
+                f" {timeout:g}s): it may have accepted the message, so the retry can deliver"
+                " it twice"
+            )
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            return Outcome.TRANSIENT, f"upstream connection lost during DATA: {exc}"
         return Outcome.DELIVERED, f"{response.code} {response.message}"
 
     async def open(self) -> None:

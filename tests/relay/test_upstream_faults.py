@@ -1,5 +1,5 @@
-"""The SMTP upstream against a provider that hangs, is slow or fails TLS, and against
-recipients an older spool holds that cannot be sent, over real sockets.
+"""The SMTP upstream against a provider that hangs, is slow, drops mid-DATA or fails TLS,
+and against recipients an older spool holds that cannot be sent, over real sockets.
 
 Each fault is tried where it is classified (`SmtpUpstream.deliver` against the fake
 provider) and, where the relay's answer matters, through a running gateway, which must
@@ -113,6 +113,82 @@ async def test_a_slow_upstream_within_the_timeouts_delivers_each_message_once(
     assert [r.attempts for r in relayed] == [1, 1]
     assert sorted(upstream.recipients) == ["a@example.org", "b@example.org"]
     assert upstream.attempts == 2
+
+
+async def test_no_reply_to_the_end_of_data_defers_and_the_retry_may_send_it_twice(
+    settings_for, upstream
+):
+    # The provider takes the message and answers after the command timeout: the gateway
+    # cannot know whether it was accepted, so it defers, and the retry duplicates it. This
+    # is the one fault that duplicates (docs/architecture.md, "Durability and duplicates").
+    upstream.ack_delay = 2.0
+    settings = settings_for(
+        upstream.port,
+        upstream={"command_timeout": "300ms"},
+        relay={"retry_base": "100ms", "retry_jitter": 0},
+    )
+    clock = ManualClock()
+    async with run_gateway(settings, clock=clock) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message())
+        deferred = await eventually(lambda: _one_in(gw.spool, RecipientState.DEFERRED))
+        assert deferred.last_reply.startswith(
+            "upstream timed out waiting for the reply to DATA (upstream.command_timeout 0.3s)"
+        )
+        assert "may have accepted the message" in deferred.last_reply
+        assert upstream.recipients == ["a@example.org"]  # the provider has it already
+        upstream.ack_delay = 0.0
+        advance(gw, clock, 0.1)
+        relayed = await eventually(lambda: _one_in(gw.spool, RecipientState.RELAYED))
+        await gw.send("news@shop.test", ["b@example.org"], message())
+        await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 2))
+    assert relayed.attempts == 2
+    assert upstream.recipients == ["a@example.org", "a@example.org", "b@example.org"]
+
+
+# --- dropped mid-DATA ---------------------------------------------------------------------
+
+
+async def test_a_connection_dropped_mid_data_is_discarded_and_the_retry_delivers_once(
+    upstream, relay
+):
+    content = BODY + (b"x" * 70 + b"\r\n") * 1000  # far more than arrives before the drop
+    [first] = await relay.deliver("news@shop.test", ["a@example.org"], BODY)
+    assert first.outcome is Outcome.DELIVERED
+    upstream.drop_next_data(1, after=1000)  # on the pooled connection
+    [dropped] = await relay.deliver("news@shop.test", ["b@example.org"], content)
+    assert dropped.outcome is Outcome.TRANSIENT
+    assert dropped.reply.startswith("upstream connection lost during DATA")
+    assert upstream.dropped == 1
+    assert upstream.recipients == ["a@example.org"]  # the partial message was not taken
+    [retried] = await relay.deliver("news@shop.test", ["b@example.org"], content)
+    assert retried.outcome is Outcome.DELIVERED
+    assert upstream.connections == 2  # the dropped one was not reused
+    assert upstream.recipients == ["a@example.org", "b@example.org"]
+    assert upstream.transactions[1].content == content
+
+
+async def test_the_gateway_defers_a_message_dropped_mid_data_and_relays_it_once(
+    settings_for, upstream
+):
+    upstream.drop_next_data(1, after=1000)
+    body = ("x" * 70 + "\r\n") * 1000
+    settings = settings_for(upstream.port, relay={"retry_base": "100ms", "retry_jitter": 0})
+    clock = ManualClock()
+    async with run_gateway(settings, clock=clock) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message(body=body))
+        deferred = await eventually(lambda: _one_in(gw.spool, RecipientState.DEFERRED))
+        assert deferred.last_reply.startswith("upstream connection lost during DATA")
+        campaign = await gw.spool.campaign(deferred.campaign_id)
+        assert (campaign.counters.relayed, campaign.counters.deferred) == (0, 1)
+        advance(gw, clock, 0.1)
+        relayed = await eventually(lambda: _one_in(gw.spool, RecipientState.RELAYED))
+        await gw.send("news@shop.test", ["b@example.org"], message())
+        await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 2))
+        campaign = await gw.spool.campaign(relayed.campaign_id)
+    assert relayed.attempts == 2
+    assert upstream.recipients == ["a@example.org", "b@example.org"]
+    assert upstream.transactions[0].content.endswith(body.encode() + b"\r\n")
+    assert campaign.counters.relayed == 2
 
 
 # --- failing TLS --------------------------------------------------------------------------
