@@ -17,7 +17,9 @@ from typing import Protocol
 
 import aiosmtplib
 import structlog
+from aiosmtplib.email import parse_address
 
+from gateway.mail.addresses import mailbox_problem
 from gateway.model import Outcome, RecipientResult, new_id
 from gateway.settings import UpstreamSettings
 
@@ -87,7 +89,23 @@ class CaptureUpstream:
 
 
 class SmtpUpstream:
-    """Relays over SMTP with a bounded pool of reused connections."""
+    """Relays over SMTP with a bounded pool of reused connections.
+
+    Every fault becomes an answer per recipient, and a connection goes back to the pool
+    only after a transaction that ended in order; otherwise it is closed:
+    - an address that cannot go on the wire as the spool holds it (a spool written before
+      ingress checked addresses; non-ASCII towards an upstream without SMTPUTF8) fails
+      alone, permanently, as "not sent: ..."; the other recipients go in the same
+      transaction;
+    - no greeting within `connect_timeout`, no reply within `command_timeout`, a refused
+      or lost connection: transient;
+    - TLS that cannot be set up as `upstream.tls` requires: transient (a provider's
+      certificate renewal or a load balancer's blip passes; a wrong setting is fixed by
+      an operator within `relay.max_age`), logged at error level, and no mail is sent;
+    - no reply to the end of DATA (a timeout, or the connection lost once the message was
+      sent): transient, though the provider may have accepted it, so the retry can deliver
+      it twice: the one fault besides a crash that can duplicate (docs/architecture.md).
+    """
 
     def __init__(self, settings: UpstreamSettings) -> None:
         self._settings = settings
@@ -108,48 +126,124 @@ class SmtpUpstream:
             local_hostname=s.helo_name or None,
             timeout=s.command_timeout,
             use_tls=s.tls == "implicit",
-            start_tls=s.tls == "starttls",
+            start_tls=False,  # `_connect` runs STARTTLS and AUTH, to say which one failed
             tls_context=context,
             validate_certs=s.verify_tls,
-            username=s.username or None,
-            password=s.password.get_secret_value() or None if s.username else None,
         )
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        """Connect, set up TLS as `upstream.tls` requires, log in; raise `_NotConnected`."""
+        s = self._settings
         client = self._client()
-        await client.connect(timeout=self._settings.connect_timeout)
+        try:
+            await client.connect(timeout=s.connect_timeout)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            tls_error = _ssl_error(exc) if s.tls == "implicit" else None
+            if tls_error is not None:
+                raise self._tls_failed(f"handshake failed: {tls_error}") from exc
+            if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+                raise _NotConnected(
+                    f"upstream unreachable: {exc} (upstream.connect_timeout {s.connect_timeout:g}s)"
+                ) from exc
+            raise _NotConnected(f"upstream unreachable: {exc}") from exc
+        try:
+            if s.tls == "starttls":
+                await self._starttls(client)
+            if s.username:
+                await self._login(client)
+        except _NotConnected:
+            client.close()
+            raise
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise _NotConnected(f"upstream connection failed: {self._explain(exc)}") from exc
+        except BaseException:
+            client.close()
+            raise
         return client
+
+    async def _starttls(self, client: aiosmtplib.SMTP) -> None:
+        await client.ehlo()
+        if not client.supports_extension("starttls"):
+            raise self._tls_failed("upstream does not offer STARTTLS")
+        try:
+            await client.starttls()
+        except aiosmtplib.SMTPResponseException as exc:
+            raise self._tls_failed(f"STARTTLS refused: {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise self._tls_failed(f"handshake failed: {_ssl_error(exc) or exc}") from exc
+
+    async def _login(self, client: aiosmtplib.SMTP) -> None:
+        s = self._settings
+        try:
+            await client.login(s.username, s.password.get_secret_value())
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _NotConnected(f"upstream AUTH failed: {exc.code} {exc.message}") from exc
+
+    def _tls_failed(self, reason: str) -> _NotConnected:
+        s = self._settings
+        log.error("upstream_tls_failed", tls=s.tls, host=s.host, port=s.port, reason=reason)
+        return _NotConnected(f"upstream TLS failed ({s.tls}): {reason}; no mail was sent")
+
+    def _explain(self, exc: BaseException) -> str:
+        if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+            return f"{exc} (upstream.command_timeout {self._settings.command_timeout:g}s)"
+        return str(exc)
 
     async def deliver(
         self, mail_from: str, rcpts: Sequence[str], content: bytes
     ) -> list[RecipientResult]:
+        if mail_from == "<>":
+            mail_from = ""  # the null reverse-path as an older ingress may have stored it
+        if problem := _address_problem(mail_from, sender=True):
+            return _all(rcpts, Outcome.PERMANENT, f"not sent: the sender address {problem}")
+        answers = {
+            rcpt: RecipientResult(
+                rcpt, Outcome.PERMANENT, f"not sent: the recipient address {problem}"
+            )
+            for rcpt in rcpts
+            if (problem := _address_problem(rcpt))
+        }
+        sendable = [rcpt for rcpt in rcpts if rcpt not in answers]
+        if sendable:
+            results = await self._send(mail_from, sendable, content)
+            answers.update((result.address, result) for result in results)
+        return [answers[rcpt] for rcpt in rcpts]
+
+    async def _send(
+        self, mail_from: str, rcpts: Sequence[str], content: bytes
+    ) -> list[RecipientResult]:
         async with self._slots:
             if self._idle:
-                client = self._idle.pop()
                 try:
-                    return self._keep(
-                        client, await self._transaction(client, mail_from, rcpts, content)
-                    )
+                    return await self._run(self._idle.pop(), mail_from, rcpts, content)
                 except _StaleConnection:
-                    client.close()  # the provider closed it while idle; nothing was sent
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    client.close()
-                    return _all(rcpts, Outcome.TRANSIENT, f"upstream connection failed: {exc}")
+                    pass  # the provider closed it while idle; nothing was sent: a new one
             try:
                 client = await self._connect()
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                return _all(rcpts, Outcome.TRANSIENT, f"upstream unreachable: {exc}")
+            except _NotConnected as exc:
+                return _all(rcpts, Outcome.TRANSIENT, exc.reply)
             try:
-                return self._keep(
-                    client, await self._transaction(client, mail_from, rcpts, content)
-                )
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                client.close()
+                return await self._run(client, mail_from, rcpts, content)
+            except _StaleConnection as exc:
                 return _all(rcpts, Outcome.TRANSIENT, f"upstream connection failed: {exc}")
 
-    def _keep(
-        self, client: aiosmtplib.SMTP, results: list[RecipientResult]
+    async def _run(
+        self, client: aiosmtplib.SMTP, mail_from: str, rcpts: Sequence[str], content: bytes
     ) -> list[RecipientResult]:
+        """Run one transaction on `client`; pool it again only if it ended in order."""
+        try:
+            results = await self._transaction(client, mail_from, rcpts, content)
+        except _StaleConnection:
+            client.close()
+            raise
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            reply = f"upstream connection failed: {self._explain(exc)}"
+            return _all(rcpts, Outcome.TRANSIENT, reply)
+        except BaseException:
+            client.close()  # cancelled, or a bug: a connection in an unknown state
+            raise
         if client.is_connected:
             self._idle.append(client)
         return results
@@ -158,9 +252,15 @@ class SmtpUpstream:
         self, client: aiosmtplib.SMTP, mail_from: str, rcpts: Sequence[str], content: bytes
     ) -> list[RecipientResult]:
         """Run MAIL, RCPT per recipient and DATA; SMTP errors become per-recipient results."""
-        utf8 = not (mail_from.isascii() and all(r.isascii() for r in rcpts))
         if client.is_ehlo_or_helo_needed:
             await client.ehlo()  # so that the extension checks below see the greeting
+        refused = {}
+        if not client.supports_extension("smtputf8"):
+            refused = _without_smtputf8(mail_from, rcpts)
+        sending = [rcpt for rcpt in rcpts if rcpt not in refused]
+        if not sending:
+            return [refused[rcpt] for rcpt in rcpts]  # nothing was begun on the connection
+        utf8 = not (mail_from.isascii() and all(r.isascii() for r in sending))
         options = []
         if not content.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
@@ -174,26 +274,34 @@ class SmtpUpstream:
         except aiosmtplib.SMTPResponseException as exc:
             await _reset(client)
             return _all(rcpts, classify(exc.code), f"{exc.code} {exc.message}")
-        replies: dict[str, RecipientResult] = {}
-        accepted = []
-        for rcpt in rcpts:
-            try:
-                await client.rcpt(rcpt, encoding=encoding)
-                accepted.append(rcpt)
-            except aiosmtplib.SMTPResponseException as exc:
-                replies[rcpt] = RecipientResult(
-                    rcpt, classify(exc.code), f"{exc.code} {exc.message}"
-                )
+        replies = refused | await _recipients(client, sending, encoding)
+        accepted = [rcpt for rcpt in sending if rcpt not in replies]
         if accepted:
-            try:
-                response = await client.data(content)
-                outcome, reply = Outcome.DELIVERED, f"{response.code} {response.message}"
-            except aiosmtplib.SMTPResponseException as exc:
-                outcome, reply = classify(exc.code), f"{exc.code} {exc.message}"
+            outcome, reply = await self._data(client, content)
             replies.update({rcpt: RecipientResult(rcpt, outcome, reply) for rcpt in accepted})
         else:
             await _reset(client)
         return [replies[rcpt] for rcpt in rcpts]
+
+    async def _data(self, client: aiosmtplib.SMTP, content: bytes) -> tuple[Outcome, str]:
+        """Send the message; a lost connection or a missing reply is transient."""
+        try:
+            response = await client.data(content)
+        except aiosmtplib.SMTPResponseException as exc:
+            await _reset(client)
+            return classify(exc.code), f"{exc.code} {exc.message}"
+        except aiosmtplib.SMTPTimeoutError:
+            # aiosmtplib has closed the connection. The provider may have taken the
+            # message and be slow to say so (its own commit): a retry may duplicate it.
+            timeout = self._settings.command_timeout
+            return Outcome.TRANSIENT, (
+                f"upstream timed out waiting for the reply to DATA (upstream.command_timeout"
+                f" {timeout:g}s): it may have accepted the message, so the retry can deliver"
+                " it twice"
+            )
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            return Outcome.TRANSIENT, f"upstream connection lost during DATA: {exc}"
+        return Outcome.DELIVERED, f"{response.code} {response.message}"
 
     async def open(self) -> None:
         """Nothing to prepare: connections open with the first deliveries."""
@@ -207,8 +315,75 @@ class SmtpUpstream:
                 client.close()
 
 
+async def _recipients(
+    client: aiosmtplib.SMTP, rcpts: Sequence[str], encoding: str
+) -> dict[str, RecipientResult]:
+    """Send RCPT for each of `rcpts`; return the answers of those not accepted."""
+    refused = {}
+    for rcpt in rcpts:
+        try:
+            await client.rcpt(rcpt, encoding=encoding)
+        except aiosmtplib.SMTPResponseException as exc:
+            reply = f"{exc.code} {exc.message}"
+            refused[rcpt] = RecipientResult(rcpt, classify(exc.code), reply)
+        except ValueError as exc:
+            # aiosmtplib refuses before it writes, so the transaction goes on; after
+            # `_address_problem` this is a safety net, should their rules ever part.
+            reply = f"not sent: the SMTP client refused the recipient address: {exc}"
+            refused[rcpt] = RecipientResult(rcpt, Outcome.PERMANENT, reply)
+    return refused
+
+
+_NO_SMTPUTF8 = "not sent: upstream does not offer SMTPUTF8, which the {whose} address needs"
+
+
+def _without_smtputf8(mail_from: str, rcpts: Sequence[str]) -> dict[str, RecipientResult]:
+    """Answer the recipients an upstream without SMTPUTF8 cannot take (Postfix: 5.6.7)."""
+    if not mail_from.isascii():
+        reply = _NO_SMTPUTF8.format(whose="sender")
+        return {rcpt: RecipientResult(rcpt, Outcome.PERMANENT, reply) for rcpt in rcpts}
+    reply = _NO_SMTPUTF8.format(whose="recipient")
+    return {r: RecipientResult(r, Outcome.PERMANENT, reply) for r in rcpts if not r.isascii()}
+
+
+class _NotConnected(Exception):
+    """No connection ready for a transaction; `reply` says why, for every recipient."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
 class _StaleConnection(aiosmtplib.SMTPServerDisconnected):
     """A pooled connection was closed before this transaction sent anything."""
+
+
+def _address_problem(address: str, *, sender: bool = False) -> str | None:
+    r"""Say why `address` cannot go on the wire as the spool holds it, or None.
+
+    A spool written before ingress checked addresses may hold what ingress refuses now.
+    aiosmtplib raises on some of those and quietly sends others as another address
+    (`a<b@x.test` as `b@x.test`, `tab\t@x.test` as `tab@x.test`, an empty one as `<>`),
+    so the relay applies the ingress's own rule and sends only what aiosmtplib sends as
+    it is. An empty sender is the null reverse-path, `<>`.
+    """
+    if sender and not address:
+        return None
+    if problem := mailbox_problem(address):
+        return problem
+    try:
+        wire = parse_address(address)
+    except ValueError:
+        wire = None
+    return None if wire == address else "would not be sent as it is by the SMTP client"
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """Return the TLS error `exc` is or wraps (aiosmtplib wraps a failed handshake)."""
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, ssl.SSLError):
+            return cause
+    return None
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

@@ -161,6 +161,16 @@ class Relay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def _report_upstream(self, results: Sequence[RecipientResult]) -> None:
+        """Set `upstream_up` from what the provider said, if the delivery reached it."""
+        # A reply that starts with a code means the provider answered at all; a transient
+        # one without means it could not be reached. The rest ("not sent: ...", a spool's
+        # unsendable address) were refused here and say nothing about the provider.
+        if any(r.reply[:1].isdigit() for r in results):
+            self._metrics.upstream_up.set(1)
+        elif any(r.outcome is Outcome.TRANSIENT for r in results):
+            self._metrics.upstream_up.set(0)
+
     async def _deliver(self, delivery: Delivery) -> None:
         bound = log.bind(message=delivery.message_id, campaign=delivery.campaign_id)
         leased = tuple(rid for rid, _ in delivery.recipients)
@@ -173,8 +183,7 @@ class Relay:
                 delivery.content,
             )
             self._metrics.relay_duration.observe(time.perf_counter() - started)
-            # A reply that starts with a code means the provider answered at all.
-            self._metrics.upstream_up.set(int(any(r.reply[:1].isdigit() for r in results)))
+            self._report_upstream(results)
             now = self._clock()
             settlements = plan_settlements(delivery, results, now, self._settings, self._rand)
             await self._spool.settle(self.owner, settlements, now)
