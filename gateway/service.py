@@ -29,6 +29,7 @@ from gateway.ops.api import OpsApi
 from gateway.ops.auth import Authenticator, Gate
 from gateway.ops.http import create_app
 from gateway.ops.policy_api import PolicyApi
+from gateway.ops.preflight_api import PreflightApi
 from gateway.ops.segments_api import SegmentsApi
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
@@ -110,7 +111,12 @@ class Gateway:
         self.http_app = create_app(
             self.spool,
             self.metrics,
-            [self.api, SegmentsApi(self.spool, gate, self.loader, settings.segments), policy_api],
+            [
+                self.api,
+                SegmentsApi(self.spool, gate, self.loader, settings.segments),
+                policy_api,
+                PreflightApi(gate, self.admitter.preflight),
+            ],
             http=settings.http,
             clock=clock,
         )

@@ -64,7 +64,7 @@ async def sent_campaign(gw: Running, key: str) -> str:
 
 def test_policies_check_accepts_the_shipped_policies():
     result = ok(CliRunner().invoke(main, ["policies", "check", str(POLICIES)]))
-    assert result.stdout.startswith("policies OK: 9 rules from default.yaml (version sha256:")
+    assert result.stdout.startswith("policies OK: 10 rules from default.yaml (version sha256:")
 
 
 def test_policies_check_reads_the_directory_from_the_settings(tmp_path):
@@ -339,3 +339,27 @@ async def test_list_and_show_escape_control_characters_from_mail(settings_for):
     assert "Sale\\x1bc\\x07\\u202etxt.exe" in shown.stdout
     assert "\x1b" in campaign.key  # the key itself carries the escape sequence
     assert json.loads(raw.stdout)["key"] == campaign.key  # --json: escaped, the same string
+
+
+async def test_preflight_prints_the_findings_and_exits_3_when_the_send_would_be_held(
+    settings_for, tmp_path
+):
+    draft = tmp_path / "draft.eml"
+    draft.write_bytes(message(subject="Hi {{FirstName}}", X_Campaign_ID="survey-march"))
+    clean = tmp_path / "clean.eml"
+    clean.write_bytes(message(subject="Our March survey", X_Campaign_ID="survey-march"))
+    async with run_gateway(settings_for(ops=ops())) as gw:
+        held = await sendbrake(gw, "preflight", str(draft), "--declared", "200", "--to", "a@x.test")
+        passed = ok(await sendbrake(gw, "preflight", str(clean), "--category", "survey"))
+        as_json = await sendbrake(gw, "preflight", str(draft), "--json", as_user="vera")
+        campaigns = await gw.spool.campaigns()
+    assert held.exit_code == 3, held.output
+    lines = held.stdout.splitlines()
+    assert lines[0] == "would be HELD: campaign survey-march (client preflight)"
+    assert lines[1].startswith("  merge-tags [merge_tag, enforce]: ")
+    assert (
+        passed.stdout == "would go out: campaign survey-march (client preflight)\n  no findings\n"
+    )
+    assert as_json.exit_code == 3
+    assert json.loads(as_json.stdout)["findings"][0]["kind"] == "merge_tag"
+    assert campaigns == []  # nothing was stored

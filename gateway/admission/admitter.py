@@ -33,6 +33,7 @@ from gateway.mail.headers import HeaderBlock
 from gateway.metrics import Metrics
 from gateway.model import (
     Admission,
+    CampaignRef,
     ContentReport,
     Decider,
     Inbound,
@@ -82,6 +83,32 @@ class Admitter:
 
     async def admit(self, inbound: Inbound) -> Admission:
         """Resolve, edit and spool one message; return once the commit is durable."""
+        submission, decider = await self._prepare(inbound)
+        window = self._settings.implicit_window
+        admission = await self._spool.transact(
+            lambda tx: steps.admit(tx, submission, decider, window)
+        )
+        self._report(admission, submission.campaign.key, len(inbound.rcpt_tos))
+        if self._on_admitted is not None:
+            self._on_admitted(admission)
+        return admission
+
+    async def preflight(self, inbound: Inbound) -> tuple[CampaignRef, Admission]:
+        """Admit one message as `admit` would, and undo it: the same findings, nothing kept.
+
+        The rehearsal joins the campaign its key names (with that campaign's real
+        counters), looks up segments and sign-offs and decides, in a transaction that is
+        rolled back; nothing is stored, counted or relayed.
+        """
+        submission, decider = await self._prepare(inbound)
+        window = self._settings.implicit_window
+        admission = await self._spool.rehearse(
+            lambda tx: steps.admit(tx, submission, decider, window)
+        )
+        return submission.campaign, admission
+
+    async def _prepare(self, inbound: Inbound) -> tuple[Submission, Decider]:
+        """Parse, check, resolve, edit and analyse one message: what precedes the spool."""
         now = self._clock()
         message_id = new_id(now)
         headers = HeaderBlock.parse(inbound.content)
@@ -106,15 +133,7 @@ class Admitter:
         )
         decider = self._decider  # read once: a policy reload swaps it between messages
         report = await self._analyse(decider, submission)
-        submission = replace(submission, report=report)
-        window = self._settings.implicit_window
-        admission = await self._spool.transact(
-            lambda tx: steps.admit(tx, submission, decider, window)
-        )
-        self._report(admission, ref.key, len(inbound.rcpt_tos))
-        if self._on_admitted is not None:
-            self._on_admitted(admission)
-        return admission
+        return replace(submission, report=report), decider
 
     def use_decider(self, decider: Decider) -> None:
         """Switch to another decider (a reloaded policy set) for later messages."""

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__, log, settings
 from gateway.cli.common import CONFIG_HELP, load_settings
 from gateway.cli.policies import policies
+from gateway.cli.preflight import preflight
 from gateway.cli.review import campaigns, relay
 from gateway.cli.settings_docs import reference_markdown
 from gateway.cli.tokens import tokens_group
@@ -100,3 +101,4 @@ main.add_command(users_group)
 main.add_command(tls_group)
 main.add_command(campaigns)
 main.add_command(relay)
+main.add_command(preflight)

@@ -35,6 +35,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "read": frozenset({Role.VIEWER, Role.OPERATOR, Role.ADMIN}),
     "declare": frozenset({Role.SUBMITTER, Role.OPERATOR, Role.ADMIN}),
     "operate": frozenset({Role.OPERATOR, Role.ADMIN}),
+    "preflight": frozenset(Role),  # a platform's CI (submitter) and every reviewer
     # Any token may try; the handler checks the identity it is bound to (admins: any).
     "sign off": frozenset(Role),
 }

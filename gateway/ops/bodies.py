@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 
 MAX_REASON = 1000
 MAX_NAME = 200
@@ -83,3 +83,48 @@ class SignoffBody(ReasonBody):
     identity: Name | None = Field(
         None, description="Identity signing off; default: the token's own."
     )
+
+
+MAX_PREFLIGHT_RECIPIENTS = 1000  # as smtp.max_recipients' default: one transaction's worth
+
+
+class PreflightBody(BaseModel):
+    """Body of POST /preflight: a message, its declaration and its audience."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message: str | None = Field(
+        None,
+        min_length=1,
+        description="The message as raw RFC 5322 text (UTF-8; line ends become CRLF).",
+    )
+    message_base64: Base64Bytes | None = Field(
+        None, description="Or the message's exact bytes, base64-encoded (8-bit mail)."
+    )
+    size: Count | None = Field(None, ge=0, description="Declared size (X-Declared-Size).")
+    category: Name | None = Field(None, description="Declared category (X-Campaign-Category).")
+    locale: Locale | None = Field(None, description="Declared locale (X-Campaign-Locale).")
+    recipients: list[Name] = Field(
+        default_factory=list,
+        max_length=MAX_PREFLIGHT_RECIPIENTS,
+        description="The audience (addresses); default: the message's To and Cc.",
+    )
+    mail_from: Name | None = Field(None, description="Envelope sender; default: the From address.")
+    client: Name | None = Field(
+        None,
+        description=(
+            "Judge it as this client's next message (an SMTP user, or an allowed network"
+            " such as 127.0.0.0/8), with its campaign's counters; default: a new campaign."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_message(self) -> PreflightBody:
+        if (self.message is None) == (self.message_base64 is None):
+            raise ValueError("give the message as message or as message_base64, not both")
+        return self
+
+    def content(self) -> bytes:
+        """Return the message's bytes, line ends CRLF."""
+        raw = self.message_base64 or (self.message or "").encode("utf-8")
+        return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

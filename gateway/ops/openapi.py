@@ -56,6 +56,7 @@ class Route:
     # Problem documents of a status that may have more members than `ProblemDetails`.
     problem_shapes: Mapping[int, type[BaseModel]] = field(default_factory=dict)
     auth: bool = True
+    any_token: bool = False  # every role may call it: no 403
 
     @property
     def documented_path(self) -> str:
@@ -64,7 +65,9 @@ class Route:
 
     def problem_statuses(self) -> list[int]:
         """Every status this route may answer with a problem document."""
-        implied: tuple[int, ...] = (401, 403, 429) if self.auth else ()
+        implied: tuple[int, ...] = ()
+        if self.auth:
+            implied = (401, 429) if self.any_token else (401, 403, 429)
         if self.body is not None:
             implied += (400, 408, 413, 415, 422)
         if self.upload:

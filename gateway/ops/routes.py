@@ -17,6 +17,7 @@ from gateway.ops.bodies import (
     MAX_NAME,
     MAX_REASON,
     ManifestBody,
+    PreflightBody,
     ReasonBody,
     ReleaseBody,
     SignoffBody,
@@ -192,6 +193,18 @@ POLICIES = (
         {200: s.PolicyReload},
         body=ReasonBody,
         problem_shapes={422: s.InvalidPolicies},
+    ),
+)
+
+PREFLIGHT = (
+    Route(
+        "POST",
+        f"{BASE}/preflight",
+        "preflight",
+        "Every finding a send of this message would raise; stores and sends nothing",
+        {200: s.Preflight},
+        body=PreflightBody,
+        any_token=True,
     ),
 )
 

@@ -420,3 +420,26 @@ class SegmentLoad(Segment):
     blank: int
     invalid_samples: list[InvalidLine]
     replaced_version: int | None
+
+
+# -- preflight ------------------------------------------------------------------------------
+
+
+class PreflightFinding(Out):
+    """What one rule would find in the message."""
+
+    rule: str
+    kind: str
+    mode: str
+    message: str
+    evidence: dict[str, Any]
+
+
+class Preflight(Out):
+    """What a send of the message would meet; nothing was stored or sent."""
+
+    held: bool
+    client: str
+    key: str
+    implicit: bool
+    findings: list[PreflightFinding]

@@ -104,6 +104,13 @@ class Storage(Protocol):
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Run the look-ups of `work` on a consistent read snapshot, beside the writer."""
 
+    async def rehearse(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` as `transact` would, then roll it back: its result, nothing stored.
+
+        A preflight runs a message's real admission this way, with the campaign's real
+        counters and look-ups, and leaves the spool as it was.
+        """
+
 
 class Queue(Protocol):
     """What the relay needs: claims under leases, settlements, what is due."""

@@ -9,7 +9,7 @@ one of the shared statement modules run through those two doors.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from gateway.model import (
     AuditEntry,
@@ -39,6 +39,14 @@ from gateway.states import CampaignState, RecipientState
 T = TypeVar("T")
 
 
+class _Rehearsed(Exception):
+    """Raised inside a rehearsal's unit so that the writer rolls it back."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__("rehearsed")
+        self.result = result
+
+
 class SqlSpool:
     """Every Spool method as shared statements; subclasses supply the doors and lifecycle."""
 
@@ -62,6 +70,16 @@ class SqlSpool:
 
     async def read(self, work: Callable[[Tx], T]) -> T:
         return await self._read(lambda c: work(SqlTx(c)))
+
+    async def rehearse(self, work: Callable[[Tx], T]) -> T:
+        def run_and_undo(conn: Conn) -> T:
+            raise _Rehearsed(work(SqlTx(conn)))  # the writer rolls a raising unit back
+
+        try:
+            await self._write(run_and_undo)
+        except _Rehearsed as done:
+            return cast("T", done.result)
+        raise AssertionError("a rehearsal always rolls back")  # pragma: no cover
 
     async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
         return await self._write(lambda c: q.claim(c, owner, now, limit, lease))

@@ -225,6 +225,14 @@ async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream,
             "/api/v1/policies/reload",
             {"reason": "typo in site.yaml"},
         )
+        draft = "From: Shop <news@shop.test>\nTo: reader@example.org\nSubject: Hi {{FirstName}}, our survey\n\nTell us how we did.\n"
+        await rec.call(
+            "Preflight a draft before the send: the findings, nothing stored or sent",
+            "platform",
+            "POST",
+            "/api/v1/preflight",
+            {"message": draft, "size": 200, "category": "survey"},
+        )
         await rec.call("The audit log, newest first", "viewer", "GET", "/api/v1/audit?limit=4")
 
     fresh = "\n".join(rec.parts).replace(f"{folder}/", "policies/")  # not the test's tmp path

@@ -227,6 +227,11 @@ async def test_every_route_answers_what_the_document_says(settings):
         await api.call("alice", "PUT", segment, upload, data="{}", headers={"Content-Type": "a/b"})
         await api.call("alice", "PUT", segment, upload, data=slow_body(), headers=csv)  # 408
 
+        preflight = "/api/v1/preflight"
+        draft = "From: Shop <news@shop.test>\nTo: a@example.org\nSubject: Hi {{FirstName}}\n\nHi!\n"
+        status, answer = await api.call("platform", "POST", preflight, body={"message": draft})
+        assert (status, answer["held"]) == (200, True)
+
         reload = "/api/v1/policies/reload"
         await api.call("alice", "POST", reload, body={"reason": "merged"})
         folder = Path(settings.policies.dir)
