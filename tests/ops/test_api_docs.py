@@ -225,7 +225,10 @@ async def test_api_examples_in_the_docs_match_a_live_run(settings_for, upstream,
             "/api/v1/policies/reload",
             {"reason": "typo in site.yaml"},
         )
-        draft = "From: Shop <news@shop.test>\nTo: reader@example.org\nSubject: Hi {{FirstName}}, our survey\n\nTell us how we did.\n"
+        draft = (
+            "From: Shop <news@shop.test>\nTo: reader@example.org\n"
+            "Subject: Hi {{FirstName}}, our survey\n\nTell us how we did.\n"
+        )
         await rec.call(
             "Preflight a draft before the send: the findings, nothing stored or sent",
             "platform",

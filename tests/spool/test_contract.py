@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from gateway.admission import steps
 from gateway.errors import Conflict, SpoolError, SpoolLocked
 from gateway.mail.addresses import address_hash
 from gateway.model import (
@@ -462,3 +463,15 @@ async def test_an_approval_is_audited_with_the_approvers_it_leaves(spool):
     ]
     await spool.approve_release(admission.campaign_id, "bob", NOW, audit=lambda _: None)
     assert [e.actor for e in await spool.audit_log()] == ["alice"]
+
+
+async def test_a_rehearsal_answers_as_the_admission_would_and_keeps_nothing(spool):
+    await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
+    again = submission(["a@x.test", "b@x.test"])
+    rehearsed = await spool.rehearse(lambda tx: steps.admit(tx, again, pass_all, WINDOW))
+    [campaign] = await spool.campaigns()
+    assert campaign.counters.received == 1  # the rehearsal's two were rolled back
+    assert [r.address for r in await spool.recipients()] == ["a@x.test"]
+    admitted = await accept(spool, again, pass_all, WINDOW)
+    assert (rehearsed.campaign_id, rehearsed.held) == (admitted.campaign_id, admitted.held)
+    assert (await spool.campaign(campaign.id)).counters.received == 3
