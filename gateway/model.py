@@ -62,6 +62,7 @@ class ContentReport:
     scans: Mapping[str, RuleScan] = field(default_factory=dict)  # by rule id
     senders: tuple[str, ...] = ()  # normalised From, Sender and Reply-To addresses
     sender_hashes: tuple[int, ...] = ()  # their 64-bit hashes, for segment look-ups
+    fingerprint: str = ""  # the normalised subject and body's digest (`Document.fingerprint`)
     elapsed: float = 0.0  # seconds, decoding and every detector
 
 
@@ -186,6 +187,8 @@ class Needs:
     segments: frozenset[str] = frozenset()  # membership of this message's recipients
     tallies: frozenset[str] = frozenset()  # per-campaign running counts, read before this message
     frequency: tuple[tuple[str, float], ...] = ()  # (rule id, window seconds) of frequency caps
+    # (rule id, window seconds) of rules counting sends of this content to each recipient.
+    content_sends: tuple[tuple[str, float], ...] = ()
     signoffs: bool = False  # the identities that signed off this campaign
     sender_segments: frozenset[str] = frozenset()  # membership of this message's senders
 
@@ -206,6 +209,8 @@ class Facts:
     tallies: Mapping[str, int] = field(default_factory=dict)
     # Frequency rule id -> per recipient, how often it was sent to within the window.
     frequency: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # Content-send rule id -> per recipient, how often this content reached it in the window.
+    content_sends: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     # Protected identities whose sign-off is registered for the campaign.
     signoffs: frozenset[str] = frozenset()
     # Segment name -> indexes into report.senders of its members; absent when missing.
@@ -221,6 +226,7 @@ class Verdict:
     suppress: Mapping[int, str] = field(default_factory=dict)  # rcpt index -> rule dropping it
     tallies: Mapping[str, int] = field(default_factory=dict)  # increments to store
     frequency: tuple[str, ...] = ()  # frequency rules that count this message's recipients
+    content_sends: tuple[str, ...] = ()  # rules that count its content's sends per recipient
 
 
 class Decider(Protocol):

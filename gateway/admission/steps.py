@@ -131,6 +131,11 @@ def gather(
     for rule, window in needs.frequency:
         seen = tx.sends_since(rule, sub.received_at - window, sub.hashes)
         frequency[rule] = tuple(seen.get(h, 0) for h in sub.hashes)
+    content_sends = {}
+    for rule, window in needs.content_sends if sub.report.fingerprint else ():
+        key = sends_key(rule, sub.report.fingerprint)
+        seen = tx.sends_since(key, sub.received_at - window, sub.hashes)
+        content_sends[rule] = tuple(seen.get(h, 0) for h in sub.hashes)
     return Facts(
         duplicates=duplicates,
         conflicts=conflicts,
@@ -138,9 +143,15 @@ def gather(
         segment_sizes=sizes,
         tallies=tallies,
         frequency=frequency,
+        content_sends=content_sends,
         signoffs=tx.signed(campaign.id) if needs.signoffs else frozenset(),
         sender_members=sender_members,
     )
+
+
+def sends_key(rule: str, fingerprint: str) -> str:
+    """Return the frequency table's key of one content's sends that `rule` counts."""
+    return f"{rule}@{fingerprint}"
 
 
 def write(tx: Tx, campaign: Campaign, sub: Submission, verdict: Verdict) -> Admission:
@@ -152,6 +163,8 @@ def write(tx: Tx, campaign: Campaign, sub: Submission, verdict: Verdict) -> Admi
     kept = [h for i, h in enumerate(sub.hashes) if i not in verdict.suppress]
     for rule in verdict.frequency:
         tx.count_sends(rule, kept, sub.received_at)
+    for rule in verdict.content_sends if sub.report.fingerprint else ():
+        tx.count_sends(sends_key(rule, sub.report.fingerprint), kept, sub.received_at)
     quarantined = None
     if verdict.hold and campaign.state is not CampaignState.HELD:
         why = Hold(

@@ -43,6 +43,7 @@ READ_FIELDS = frozenset(
     {"subject", "from", "sender", "reply-to", "content-type", "content-transfer-encoding"}
 )
 _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")  # what the email parser takes as a field
+_LINK_ADDRESS = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,17 @@ class Document:
     def body(self) -> str:
         """The text a reader reads: the plain part, or the HTML's text without one."""
         return self.text if self.text.strip() else self.html
+
+    def fingerprint(self) -> str:
+        """Return a digest of what the reader reads: subject and body, normalised.
+
+        Case and spacing are ignored, and so are link addresses, which carry a tracking
+        token per send: the same mail sent again by a re-run job has the same fingerprint,
+        and a personalised one the same per recipient.
+        """
+        body = _LINK_ADDRESS.sub(" ", self.body)
+        text = " ".join(self.subject.casefold().split()) + "\0" + " ".join(body.casefold().split())
+        return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=12).hexdigest()
 
     def fields(self) -> Iterator[tuple[str, str]]:
         """Yield (where, text) of everything visible: subject, From name, text, HTML, links."""

@@ -56,6 +56,7 @@ class _Read:
     scans: Mapping[str, RuleScan]
     senders: tuple[str, ...]
     sender_hashes: tuple[int, ...]
+    fingerprint: str
 
     def report(self, elapsed: float) -> ContentReport:
         """Return the report of a message with this content, read in `elapsed` seconds."""
@@ -64,6 +65,7 @@ class _Read:
             scans=self.scans,
             senders=self.senders,
             sender_hashes=self.sender_hashes,
+            fingerprint=self.fingerprint,
             elapsed=elapsed,
         )
 
@@ -118,7 +120,8 @@ class Engine:
             document = decode(submission.content, headers)
             scans = {a.id: self._scan(a, scan, document) for a, scan in self._content}
             boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
-            read = _Read(scans, boxes, tuple(address_hash(box) for box in boxes))
+            hashes = tuple(address_hash(box) for box in boxes)
+            read = _Read(scans, boxes, hashes, document.fingerprint())
             if all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values()):
                 self._remember(key, read)
         return read.report(time.perf_counter() - started)
@@ -178,6 +181,7 @@ class Engine:
             segments=frozenset().union(*(n.segments for n in wanted)),
             tallies=frozenset().union(*(n.tallies for n in wanted)),
             frequency=tuple(dict.fromkeys(f for n in wanted for f in n.frequency)),
+            content_sends=tuple(dict.fromkeys(f for n in wanted for f in n.content_sends)),
             signoffs=any(n.signoffs for n in wanted),
             sender_segments=frozenset().union(*(n.sender_segments for n in wanted)),
         )
@@ -189,8 +193,8 @@ class Engine:
         findings = self._built_in(facts, submission, selecting, now)
         hold = any(f.signature not in campaign.acknowledged for f in findings)
         suppress: dict[int, str] = {}
-        tallies = {f"segment:{name}": len(found) for name, found in facts.members.items()}
         ctx = Context(campaign, submission, facts, self.policies.internal_domains, now)
+        tallies = self._counts(ctx, selecting)
         for active in selecting:
             for observation in self._run(active, ctx):
                 if active.mode == "enforce":  # shadow rules record, they never need anything
@@ -220,12 +224,29 @@ class Engine:
             hold=hold,
             findings=tuple(findings),
             suppress=suppress,
-            # Segment tallies count members reached, whatever the verdict.
             tallies=tallies,
             frequency=tuple(
                 dict.fromkeys(rule for a in selecting for rule, _ in self._needs[a.id].frequency)
             ),
+            content_sends=tuple(
+                dict.fromkeys(
+                    rule for a in selecting for rule, _ in self._needs[a.id].content_sends
+                )
+            ),
         )
+
+    def _counts(self, ctx: Context, selecting: list[ActiveRule]) -> dict[str, int]:
+        """Return the tallies to add whatever the rules find, in either mode.
+
+        Segment members reached, and what rules keep count of (`Unit.count`).
+        """
+        members = ctx.facts.members.items()
+        tallies = {f"segment:{name}": len(found) for name, found in members}
+        for active in selecting:
+            count = self._units[active.id].count
+            for name, delta in (count(active.rule, ctx) if count else {}).items():
+                tallies[name] = tallies.get(name, 0) + delta
+        return tallies
 
     def _built_in(
         self, facts: Facts, submission: Submission, selecting: list[ActiveRule], now: float
@@ -270,7 +291,9 @@ class Engine:
 
     def frequency_windows(self) -> tuple[float, ...]:
         """Return the windows of every rule counting sends per recipient (to prune by)."""
-        return tuple(window for n in self._needs.values() for _, window in n.frequency)
+        return tuple(
+            window for n in self._needs.values() for _, window in (*n.frequency, *n.content_sends)
+        )
 
 
 def over_budget(said: str, elapsed: float, budget: float) -> Observation:

@@ -73,6 +73,10 @@ class CampaignSpec(Strict):
     received: int | None = Field(None, ge=0, description="Recipients so far, this message's too.")
     recipients: list[str] = Field(default_factory=lambda: ["reader@example.org"])
     repeated: list[str] = Field(default_factory=list, description="Recipients it reached before.")
+    sent_before: list[str] = Field(
+        default_factory=list,
+        description="Recipients who got this same content under another campaign lately.",
+    )
     duplicates: int | None = Field(None, ge=0, description="Duplicate recipients so far.")
     segments: dict[str, list[str]] = Field(default_factory=dict, description="Loaded segments.")
     signoffs: list[str] = Field(default_factory=list, description="Identities that signed off.")
@@ -264,6 +268,10 @@ def facts_for(engine: Engine, campaign: Campaign, sub: Submission, spec: Campaig
         segment_sizes={n: None if found is None else len(found) for n, found in lists.items()},
         tallies=dict.fromkeys(needs.tallies, 0),
         frequency={rule: (0,) * len(sub.rcpt_tos) for rule, _ in needs.frequency},
+        content_sends={
+            rule: tuple(int(r in spec.sent_before) for r in spec.recipients)
+            for rule, _ in needs.content_sends
+        },
         signoffs=frozenset(spec.signoffs),
         sender_members=senders,
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.policy.rules import (
     blast,
+    duplicate_content,
     language,
     merge_tags,
     seasonal,
@@ -69,6 +70,13 @@ def default_registry() -> Registry:
             Unit(blast.UndeclaredLimit, blast.undeclared_limit),
             Unit(blast.AbsoluteCeiling, blast.absolute_ceiling),
             Unit(blast.DuplicateRecipients, blast.duplicate_recipients, suppressible=True),
+            Unit(
+                duplicate_content.DuplicateContent,
+                duplicate_content.duplicate_content,
+                scan=duplicate_content.scan,
+                suppressible=True,
+                count=duplicate_content.count,
+            ),
             Unit(segmentation.SegmentExclude, segmentation.segment_exclude, suppressible=True),
             Unit(segmentation.SegmentOnly, segmentation.segment_only, suppressible=True),
             Unit(segmentation.SegmentMix, segmentation.segment_mix),

@@ -25,6 +25,7 @@ def test_shipped_default_policy_loads_with_its_documented_rules():
         "blast-undeclared",
         "blast-ceiling",
         "sent-twice",
+        "sent-again",
         "merge-tags",
         "test-markers",
         "seasonal",

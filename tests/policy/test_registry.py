@@ -202,6 +202,7 @@ def test_the_default_registry_names_the_documented_kinds_in_order():
         "undeclared_limit",
         "absolute_ceiling",
         "duplicate_recipients",
+        "duplicate_content",
         "segment_exclude",
         "segment_only",
         "segment_mix",
@@ -217,6 +218,7 @@ def test_the_default_registry_names_the_documented_kinds_in_order():
     )
     reading = {u.kind for u in default_registry().units if u.reads_content}
     assert reading == {
+        "duplicate_content",
         "signature",
         "merge_tags",
         "test_markers",
@@ -228,6 +230,7 @@ def test_the_default_registry_names_the_documented_kinds_in_order():
     suppressible = {u.kind for u in default_registry().units if u.suppressible}
     assert suppressible == {
         "duplicate_recipients",
+        "duplicate_content",
         "segment_exclude",
         "segment_only",
         "frequency_cap",

@@ -196,13 +196,16 @@ class Unit(Generic[R]):
 
     The check runs inside the spool transaction (pure and quick); the scanner runs off the
     event loop on the decoded message, before it. `suppressible`: the kind's findings
-    name single recipients, so `action: suppress` may drop just those.
+    name single recipients, so `action: suppress` may drop just those. `count` returns
+    campaign tallies to add to for every message, found something or not (a running
+    total the check compares with a threshold).
     """
 
     params: type[R]
     check: Callable[[R, Context], Sequence[Observation]]
     scan: Callable[[R, Document, Shared], Sequence[ContentHit]] | None = None
     suppressible: bool = False
+    count: Callable[[R, Context], Mapping[str, int]] | None = None
 
     @property
     def kind(self) -> str:

@@ -39,6 +39,13 @@ def _count_or_percent(value: int | str) -> int | str:
 CountOrPercent = Annotated[int | str, AfterValidator(_count_or_percent)]
 
 
+def exceeds(found: int, received: int, allowed: int | str) -> bool:
+    """Tell whether `found` of `received` recipients is more than `allowed` (count or %)."""
+    if isinstance(allowed, str):
+        return found / received * 100 > float(allowed.rstrip("%"))
+    return found > allowed
+
+
 def tally(segment: str) -> str:
     """Name of a campaign's running count of members of `segment`."""
     return f"segment:{segment}"
@@ -134,11 +141,7 @@ def segment_exclude(rule: SegmentExclude, ctx: Context) -> list[Observation]:
     overlap = reached(ctx, rule.segment)
     received = ctx.campaign.counters.received
     allowed = rule.max_overlap
-    if isinstance(allowed, str):
-        over = overlap / received * 100 > float(allowed.rstrip("%"))
-    else:
-        over = overlap > allowed
-    if not over:
+    if not exceeds(overlap, received, allowed):
         return []
     return [
         Observation(
