@@ -122,6 +122,9 @@ class Submission:
     # a submission is built without them (tests): readers then parse `content` themselves.
     header_fields: tuple[tuple[str, bytes], ...] = ()
     content_key: bytes = b""
+    # Digest of the transaction as received (client, envelope, bytes) when the message has
+    # its own Message-ID: a platform's retry after a lost 250 has the same (`Tx.resent`).
+    resend_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,7 @@ class Admission:
     tripped: bool = False  # this message put its campaign on hold
     findings: tuple[Finding, ...] = ()  # what the rules said about this message
     held_recipients: int = 0  # when tripped: recipients the hold quarantined, this one's included
+    resent: bool = False  # a retry of a transaction stored before: nothing new was stored
 
 
 class Outcome(enum.StrEnum):

@@ -15,6 +15,7 @@ holds the campaign (fail closed).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import time
 from collections.abc import Callable
@@ -46,6 +47,19 @@ from gateway.spool.base import Storage
 log = structlog.get_logger(__name__)
 
 QUEUE_WAIT = 60.0  # seconds a message may wait for an analysis thread before it is held
+
+
+def resend_key(inbound: Inbound) -> bytes:
+    """Digest a transaction as received, for `Submission.resend_key`.
+
+    A retry of it (the same client, envelope and bytes, Message-ID included) has the same
+    key; a re-run of the campaign, with new Message-IDs, does not.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (inbound.client, inbound.mail_from, *inbound.rcpt_tos):
+        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(inbound.content)
+    return digest.digest()
 
 
 class Admitter:
@@ -130,6 +144,7 @@ class Admitter:
             hashes=tuple(address_hash(box) for box in mailboxes),
             header_fields=edited.fields,
             content_key=content_key(edited),
+            resend_key=resend_key(inbound) if headers.has("Message-ID") else None,
         )
         decider = self._decider  # read once: a policy reload swaps it between messages
         report = await self._analyse(decider, submission)
@@ -175,6 +190,9 @@ class Admitter:
 
     def _report(self, admission: Admission, key: str, recipients: int) -> None:
         bound = log.bind(message=admission.message_id, campaign=admission.campaign_id, key=key)
+        if admission.resent:  # stored, counted and reported the first time
+            bound.info("message_resent", recipients=recipients, held=admission.held)
+            return
         bound.info("message_accepted", recipients=recipients, held=admission.held)
         for finding in admission.findings:
             self._metrics.policy_findings.labels(rule=finding.rule, mode=finding.mode).inc()

@@ -33,8 +33,11 @@ def admit(tx: Tx, sub: Submission, decider: Decider, window: float) -> Admission
     """Admit one submission: campaign, counters, facts, decision, message and recipients.
 
     Raises `CampaignRejected` for mail of a rejected campaign (the transaction stores
-    nothing of it).
+    nothing of it). A retry of a transaction stored before (a platform that lost the 250
+    to a crash) is answered with the stored message, and nothing is stored or counted.
     """
+    if sub.resend_key is not None and (earlier := tx.resent(sub.resend_key)) is not None:
+        return resent(tx, *earlier)
     campaign_id, conflicts = join(tx, sub, window)
     duplicates = find_duplicates(tx, campaign_id, sub.mailboxes)
     if duplicates:
@@ -47,6 +50,13 @@ def admit(tx: Tx, sub: Submission, decider: Decider, window: float) -> Admission
     )
     verdict = decider.decide(campaign, sub, facts)
     return write(tx, campaign, sub, verdict)
+
+
+def resent(tx: Tx, message_id: str, campaign_id: str) -> Admission:
+    """Answer a retry with the message stored before, as it stands now."""
+    campaign = tx.campaign(campaign_id)
+    held = campaign is not None and campaign.state is CampaignState.HELD
+    return Admission(message_id, campaign_id, held, resent=True)
 
 
 def join(tx: Tx, sub: Submission, window: float) -> tuple[str, Conflicts]:

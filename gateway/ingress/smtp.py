@@ -379,6 +379,8 @@ class SmtpHandler:
             return REPLY_SPOOL_FAILED
         finally:
             self._metrics.ingest_duration.observe(time.perf_counter() - started)
+        if admission.resent:  # a retry after a lost 250: counted the first time
+            return f"250 2.0.0 queued as {admission.message_id} (received before)"
         self._metrics.messages_received.labels(ingress="smtp").inc()
         self._metrics.recipients_received.inc(len(inbound.rcpt_tos))
         return f"250 2.0.0 queued as {admission.message_id}"

@@ -88,6 +88,10 @@ class Tx(Protocol):
 
     # -- look-ups for the rules -----------------------------------------------------------
 
+    def resent(self, resend_key: bytes) -> tuple[str, str] | None:
+        """Return (message ID, campaign ID) of the stored message with this resend key."""
+        ...
+
     def seen(self, campaign_id: str, mailboxes: Iterable[str]) -> set[str]:
         """Return which of these mailboxes the campaign has already received."""
         ...

@@ -152,6 +152,12 @@ class SqlTx:
             ).fetchall()
         )
 
+    def resent(self, resend_key: bytes) -> tuple[str, str] | None:
+        row = self._conn.execute(
+            "SELECT id, campaign_id FROM messages WHERE resend_key = ? LIMIT 1", (resend_key,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
     def sends_since(self, rule: str, since: float, hashes: Sequence[int]) -> dict[int, int]:
         marks = ",".join("?" * len(hashes))
         return dict(
@@ -204,7 +210,7 @@ class SqlTx:
         now = sub.received_at
         self._conn.execute(
             "INSERT INTO messages (id, campaign_id, client, mail_from, content, size, ingress,"
-            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " received_at, resend_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 sub.message_id,
                 campaign_id,
@@ -214,6 +220,7 @@ class SqlTx:
                 len(sub.content),
                 sub.ingress,
                 now,
+                sub.resend_key,
             ),
         )
         born, suppressed = t.born(waiting), t.born(RecipientState.SUPPRESSED)

@@ -211,3 +211,36 @@ async def test_capture_upstream_writes_eml_files_with_the_envelope(settings_for,
         b"Return-Path: <news@shop.test>\r\nX-Envelope-To: a@example.org, b@example.org\r\n"
     )
     assert text.endswith(b"Hello!\r\n")
+
+
+async def test_a_retry_after_a_lost_250_is_answered_with_the_stored_message_not_sent_twice(
+    settings_for, upstream
+):
+    # A platform that lost the 250 (the gateway died after its commit) sends the same
+    # transaction again: same envelope, same bytes, its own Message-ID.
+    content = message(X_Campaign_ID="spring", Message_ID="<job-7.1@platform.test>")
+    rcpts = ["a@example.org", "b@example.org"]
+    async with run_gateway(settings_for(upstream.port)) as gw:
+
+        def send_twice() -> list[tuple[int, bytes]]:
+            with gw.smtp() as client:
+                client.ehlo()
+                replies = []
+                for _ in range(2):
+                    client.mail("news@shop.test")
+                    for rcpt in rcpts:
+                        client.rcpt(rcpt)
+                    replies.append(client.data(content))
+                return replies
+
+        first, retry = await asyncio.to_thread(send_twice)
+        await eventually(lambda: sorted(upstream.recipients) == rcpts)
+        [campaign] = await gw.spool.campaigns()
+        received = gw.gateway.metrics.registry.get_sample_value(
+            "sendbrake_messages_received_total", {"ingress": "smtp"}
+        )
+    queued_as = first[1].decode().removeprefix("2.0.0 queued as ")
+    assert retry == (250, f"2.0.0 queued as {queued_as} (received before)".encode())
+    assert (campaign.state, campaign.counters.received, campaign.duplicates) == ("open", 2, 0)
+    assert received == 1
+    assert len(upstream.transactions) == 1

@@ -475,3 +475,21 @@ async def test_a_rehearsal_answers_as_the_admission_would_and_keeps_nothing(spoo
     admitted = await accept(spool, again, pass_all, WINDOW)
     assert (rehearsed.campaign_id, rehearsed.held) == (admitted.campaign_id, admitted.held)
     assert (await spool.campaign(campaign.id)).counters.received == 3
+
+
+async def test_a_retry_of_a_stored_transaction_is_answered_with_it_and_stores_nothing(spool):
+    first = replace(submission(["a@x.test", "b@x.test"]), resend_key=b"k" * 16)
+    stored = await accept(spool, first, pass_all, WINDOW)
+    retry = replace(first, message_id="other", resend_key=b"k" * 16)
+    again = await accept(spool, retry, pass_all, WINDOW)
+    assert (again.message_id, again.campaign_id, again.resent) == (
+        stored.message_id,
+        stored.campaign_id,
+        True,
+    )
+    [campaign] = await spool.campaigns()
+    assert campaign.counters.received == 2
+    assert campaign.duplicates == 0
+    other = replace(first, message_id="rerun", resend_key=b"r" * 16)  # a new Message-ID
+    assert not (await accept(spool, other, pass_all, WINDOW)).resent
+    assert (await spool.campaign(campaign.id)).duplicates == 2
