@@ -17,31 +17,24 @@ the spool. The number of duplicates is printed and recorded as a test property.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import smtplib
-import sqlite3
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from gateway.spool import SqliteSpool
 from gateway.states import RecipientState
+from tests.crash import gateway_env, gateways, pending_in_spool, spool_states
 from tests.fakes.upstream import CapturingUpstream
 from tests.helpers import eventually
 from tests.process import GatewayProcess
 
 pytestmark = pytest.mark.own_spool  # its gateway processes run on a SQLite file it inspects
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-REPO = Path(__file__).resolve().parents[2]
 
 MESSAGES = 3000  # one recipient each: r{i}@crash.test
 CLIENTS = 8  # concurrent smtplib connections into the gateway
@@ -52,44 +45,6 @@ KILL_AFTER = 300  # kill once the upstream got this many and half the messages g
 # is quicker, to keep the test short.
 DELAY_BEFORE_KILL = 0.02
 DELAY_AFTER_KILL = 0.005
-
-
-@contextmanager
-def gateways() -> Iterator[list[GatewayProcess]]:
-    started: list[GatewayProcess] = []
-    try:
-        yield started
-    finally:
-        for gateway in started:
-            gateway.close()
-
-
-def gateway_env(spool_db: Path, upstream_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDBRAKE_")}
-    env.update(
-        {
-            "SENDBRAKE_SMTP__LISTEN": "127.0.0.1:0",
-            "SENDBRAKE_SMTP__HOSTNAME": "gw.test",
-            "SENDBRAKE_POLICIES__DIR": str(REPO / "policies"),  # the shipped policy
-            "SENDBRAKE_HTTP__LISTEN": "127.0.0.1:0",
-            "SENDBRAKE_SPOOL__URL": f"sqlite:///{spool_db}",  # spool_db is absolute: 4 slashes
-            "SENDBRAKE_UPSTREAM__KIND": "smtp",
-            "SENDBRAKE_UPSTREAM__HOST": "127.0.0.1",
-            "SENDBRAKE_UPSTREAM__PORT": str(upstream_port),
-            "SENDBRAKE_UPSTREAM__POOL_SIZE": str(CONCURRENCY),
-            "SENDBRAKE_UPSTREAM__CONNECT_TIMEOUT": "2s",
-            "SENDBRAKE_UPSTREAM__COMMAND_TIMEOUT": "5s",
-            "SENDBRAKE_RELAY__CONCURRENCY": str(CONCURRENCY),
-            "SENDBRAKE_RELAY__RETRY_BASE": "50ms",
-            "SENDBRAKE_RELAY__RETRY_MAX_DELAY": "200ms",
-            "SENDBRAKE_RELAY__POLL_INTERVAL": "100ms",
-            "SENDBRAKE_RELAY__DRAIN_TIMEOUT": "5s",
-            "SENDBRAKE_LOG__FORMAT": "json",
-            "SENDBRAKE_LOG__LEVEL": "info",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
 
 
 def message(i: int) -> bytes:
@@ -125,22 +80,6 @@ def send_share(
     return rest
 
 
-def spool_states(spool_db: Path) -> dict[str, int]:
-    """Recipients per state, read beside a running gateway (WAL) or after it."""
-    conn = sqlite3.connect(f"file:{spool_db}?mode=ro", uri=True, timeout=5)
-    try:
-        rows = conn.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state").fetchall()
-    finally:
-        conn.close()
-    return {str(state): int(count) for state, count in rows}
-
-
-def pending_in_spool(spool_db: Path) -> int:
-    """Recipients the spool still has to relay."""
-    states = spool_states(spool_db)
-    return sum(states.get(state, 0) for state in ("queued", "sending", "deferred"))
-
-
 @pytest.mark.slow
 async def test_kill_9_mid_relay_loses_nothing_and_duplicates_only_in_flight(
     tmp_path: Path, record_property: Any
@@ -150,7 +89,7 @@ async def test_kill_9_mid_relay_loses_nothing_and_duplicates_only_in_flight(
     up = CapturingUpstream()
     up.ack_delay = DELAY_BEFORE_KILL
     await up.start()
-    env = gateway_env(spool_db, up.port)
+    env = gateway_env(spool_db, up.port, CONCURRENCY)
     acked: list[str] = []  # got a 250: must arrive
     cut: list[str] = []  # in a transaction the kill interrupted: may arrive
     loop = asyncio.get_running_loop()
