@@ -337,7 +337,15 @@ class UpstreamSettings(_Section):
         10.0, description="Time allowed to connect and read the greeting."
     )
     command_timeout: Duration = Field(
-        60.0, description="Time allowed for each SMTP command, DATA included."
+        60.0, description="Time allowed for each SMTP command but the end of DATA."
+    )
+    data_timeout: Duration = Field(
+        600.0,
+        description=(
+            "Time allowed for the reply to the end of DATA (RFC 5321 4.5.3.2.6: 10 minutes):"
+            " the provider commits then, and a reply that comes too late means a retry"
+            " that may deliver twice."
+        ),
     )
     pool_size: int = Field(
         16,

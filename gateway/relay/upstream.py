@@ -286,16 +286,16 @@ class SmtpUpstream:
     async def _data(self, client: aiosmtplib.SMTP, content: bytes) -> tuple[Outcome, str]:
         """Send the message; a lost connection or a missing reply is transient."""
         try:
-            response = await client.data(content)
+            response = await client.data(content, timeout=self._settings.data_timeout)
         except aiosmtplib.SMTPResponseException as exc:
             await _reset(client)
             return classify(exc.code), f"{exc.code} {exc.message}"
         except aiosmtplib.SMTPTimeoutError:
             # aiosmtplib has closed the connection. The provider may have taken the
             # message and be slow to say so (its own commit): a retry may duplicate it.
-            timeout = self._settings.command_timeout
+            timeout = self._settings.data_timeout
             return Outcome.TRANSIENT, (
-                f"upstream timed out waiting for the reply to DATA (upstream.command_timeout"
+                f"upstream timed out waiting for the reply to DATA (upstream.data_timeout"
                 f" {timeout:g}s): it may have accepted the message, so the retry can deliver"
                 " it twice"
             )

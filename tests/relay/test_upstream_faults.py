@@ -124,7 +124,7 @@ async def test_no_reply_to_the_end_of_data_defers_and_the_retry_may_send_it_twic
     upstream.ack_delay = 2.0
     settings = settings_for(
         upstream.port,
-        upstream={"command_timeout": "300ms"},
+        upstream={"command_timeout": "5s", "data_timeout": "300ms"},
         relay={"retry_base": "100ms", "retry_jitter": 0},
     )
     clock = ManualClock()
@@ -132,7 +132,7 @@ async def test_no_reply_to_the_end_of_data_defers_and_the_retry_may_send_it_twic
         await gw.send("news@shop.test", ["a@example.org"], message())
         deferred = await eventually(lambda: _one_in(gw.spool, RecipientState.DEFERRED))
         assert deferred.last_reply.startswith(
-            "upstream timed out waiting for the reply to DATA (upstream.command_timeout 0.3s)"
+            "upstream timed out waiting for the reply to DATA (upstream.data_timeout 0.3s)"
         )
         assert "may have accepted the message" in deferred.last_reply
         assert upstream.recipients == ["a@example.org"]  # the provider has it already
@@ -143,6 +143,20 @@ async def test_no_reply_to_the_end_of_data_defers_and_the_retry_may_send_it_twic
         await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 2))
     assert relayed.attempts == 2
     assert upstream.recipients == ["a@example.org", "a@example.org", "b@example.org"]
+
+
+async def test_a_provider_slower_to_commit_than_a_command_timeout_delivers_once(
+    settings_for, upstream
+):
+    # The end of DATA has its own, longer timeout (RFC 5321: 10 minutes): a provider that
+    # takes longer to commit than any other command gets no duplicate for it.
+    upstream.ack_delay = 0.6
+    settings = settings_for(upstream.port, upstream={"command_timeout": "300ms"})
+    async with run_gateway(settings) as gw:
+        await gw.send("news@shop.test", ["a@example.org"], message())
+        relayed = await eventually(lambda: _one_in(gw.spool, RecipientState.RELAYED))
+    assert relayed.attempts == 1
+    assert upstream.recipients == ["a@example.org"]
 
 
 # --- dropped mid-DATA ---------------------------------------------------------------------
