@@ -15,6 +15,10 @@ Scenarios (all on 127.0.0.1; see bench/README.md for what each measures and why)
   postgres    10,000 x 5 KB over 20 sessions to one gateway on SQLite, one on PostgreSQL and
               two on one PostgreSQL database (the load split between them): accept and
               end-to-end msg/s, CPU per message (gateways and PostgreSQL), reply latency
+  soak        --soak-duration seconds (180) of --soak-sessions (200) busy sessions of mixed
+              legitimate and bad campaigns to one gateway: accepted and delivered msg/s,
+              reply latency, the gateway's memory every 2 s (flat?), nothing legitimate
+              held, every bad campaign held
 
 Every scenario runs --runs times (default 3); within a run the targets go back to back,
 and ratios are taken pair by pair within a run, then the median of the ratios is shown.
@@ -47,12 +51,13 @@ from typing import Any
 
 import replicas
 import scenarios as sc
+import soak as soak_scenario
 from gateway_process import ROOT, GatewayCode
 from harness import ensure_postfix, postfix_version
 from stats import fmt, ratio, spread, verdict
 
 OUT = ROOT / "bench" / "out"
-ALL = ("throughput", "multi", "latency", "held", "postgres")
+ALL = ("throughput", "multi", "latency", "held", "postgres", "soak")
 
 
 # --- temporary folders -----------------------------------------------------------------
@@ -241,6 +246,25 @@ def postgres(ctx: sc.Context, args: argparse.Namespace) -> dict[str, Any]:
     return replicas.summarise(shape, latency, runs)
 
 
+def soak(ctx: sc.Context, args: argparse.Namespace) -> dict[str, Any]:
+    """One gateway under --soak-sessions busy sessions for --soak-duration s, --runs times."""
+    runs = []
+    for run in range(1, args.runs + 1):
+        with run_dir(args, "soak") as tmp:
+            r = soak_scenario.measure(
+                ctx,
+                tmp,
+                duration=args.soak_duration,
+                sessions=args.soak_sessions,
+                tolerance=args.soak_rss_tolerance,
+            )
+        runs.append(r)
+        print(f"  soak run {run}: {soak_scenario.describe(r)}", flush=True)
+        for failure in r["failures"]:
+            print(f"    FAILED: {failure}", flush=True)
+    return soak_scenario.summarise(runs, args.soak_sessions, args.soak_duration)
+
+
 # --- the run --------------------------------------------------------------------------
 
 
@@ -300,6 +324,14 @@ def parse() -> argparse.Namespace:
         help="postgres, a diagnosis: each replica's load its own campaign (default: one for all)",
     )
     add("--pg-url", default=replicas.SERVER, help=f"postgres: server ({replicas.SERVER})")
+    add("--soak-duration", type=float, default=180, help="soak: seconds of load (180)")
+    add("--soak-sessions", type=int, default=200, help="soak: concurrent SMTP sessions (200)")
+    add(
+        "--soak-rss-tolerance",
+        type=float,
+        default=0.05,
+        help="soak: most growth of mean RSS, last third over middle third (0.05)",
+    )
     add("--timeout", type=float, default=1800, help="seconds allowed for one measurement")
     add("--set", action="append", default=[], metavar="SENDBRAKE_X__Y=V", help="gateway setting")
     add("--tmpdir", help="where spools and queues live (default: the system's temp folder)")
@@ -384,6 +416,8 @@ def run_all(
         todo.append(("held", lambda: held(ctx, args, normal_rates(results))))
     if "postgres" in args.scenarios:
         todo.append(("postgres", lambda: postgres(ctx, args)))
+    if "soak" in args.scenarios:
+        todo.append(("soak", lambda: soak(ctx, args)))
     for name, step in todo:
         print(f"{name}:", flush=True)
         try:

@@ -107,7 +107,7 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
             gw = Gateway(stack, ctx.code, tmp, sink_port=sink.port, settings=ctx.settings)
             gw.wait_ready()
             if ctx.pyspy:
-                _profile(stack, ctx, gw, tmp, f"{shape.name}-run{run}")
+                profile(stack, ctx, gw, tmp, f"{shape.name}-run{run}")
             # sendbrake relays all recipients of a message in one transaction (the spool
             # claims them together); the recipient count at the sink checks that.
             port, alive, per_transaction = gw.smtp_port, gw.check, shape.recipients
@@ -194,7 +194,7 @@ def _mean(metrics: dict[str, float], name: str) -> float:
     return metrics.get(f"{name}_sum", 0) / count if count else 0.0
 
 
-def _profile(stack: ExitStack, ctx: Context, gw: Gateway, tmp: Path, label: str) -> None:
+def profile(stack: ExitStack, ctx: Context, gw: Gateway, tmp: Path, label: str) -> None:
     assert ctx.profile_dir is not None  # noqa: S101 - set together with pyspy
     out = ctx.profile_dir / f"profile-{label}.txt"
     argv = [ctx.pyspy, "record", "--format", "raw", "--threads", "--rate", "100"]
