@@ -333,9 +333,10 @@ class StoredMessage:
     campaign_id: str
     client: str
     mail_from: str
-    content: bytes
+    content: bytes  # empty once retired
     ingress: str
     received_at: float
+    retired_at: float | None = None  # when spool.retention emptied its body
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from gateway.spool import Spool, create_spool, redacted
 log = structlog.get_logger(__name__)
 
 MAINTENANCE_INTERVAL = 60.0  # seconds between purges of replaced segments and old counts
+RETIRE_CHUNK, RETIRE_CHUNKS = 500, 20  # bodies retired per transaction, transactions a pass
 
 
 @dataclass(frozen=True)
@@ -200,11 +201,27 @@ class Gateway:
                 await self.loader.purge()
                 windows = self.engine.frequency_windows()
                 await self.spool.prune_frequency(self._clock() - max(windows, default=0.0))
+                await self._retire_bodies()
             except SpoolError as exc:
                 # Housekeeping waits for the spool to come back; the gateway stays up.
                 log.warning("maintenance_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL)
+
+    async def _retire_bodies(self) -> None:
+        """Retire the bodies of done messages past `spool.retention`, a bounded batch a pass."""
+        retention = self.settings.spool.retention
+        if not retention:
+            return
+        now = self._clock()
+        retired = 0
+        for _ in range(RETIRE_CHUNKS):
+            done = await self.spool.retire_bodies(now - retention, now, RETIRE_CHUNK)
+            retired += done
+            if done < RETIRE_CHUNK:
+                break
+        if retired:
+            log.info("message_bodies_retired", messages=retired, retention=retention)
 
     def stop(self) -> None:
         """Ask `run` to shut down."""

@@ -251,6 +251,14 @@ class SpoolSettings(_Section):
     connect_timeout: Duration = Field(
         5.0, description="PostgreSQL: how long opening a connection may take before it fails."
     )
+    retention: Duration = Field(
+        7 * 86400.0,
+        description=(
+            "How long the body of a message whose every recipient is done stays in the spool"
+            " (for inspection and `sendbrake policies replay`); 0 keeps bodies for ever."
+            " Held, queued and deferred mail is never removed."
+        ),
+    )
 
 
 class CampaignSettings(_Section):

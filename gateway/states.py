@@ -74,3 +74,5 @@ INITIAL_RECIPIENT_STATES = frozenset(
 
 # States a relay worker may claim from.
 CLAIMABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
+# States of a recipient whose message is still needed: it may yet go out.
+WAITING = (*CLAIMABLE, RecipientState.SENDING, RecipientState.HELD)

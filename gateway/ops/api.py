@@ -42,6 +42,7 @@ from gateway.ops.exchange import (
 )
 from gateway.ops.openapi import BASE, Handlers
 from gateway.ops.problems import Problem, found
+from gateway.ops.views import timestamp
 from gateway.review import signoffs
 from gateway.settings import OpsSettings
 from gateway.spool.base import Spool
@@ -356,6 +357,10 @@ class OpsApi(Handlers):
         message_id = request.match_info["id"]
         await self.gate.caller(request, "read", "show message", message_id)
         message = await self._message(message_id)
+        if message.retired_at is not None:
+            when = timestamp(message.retired_at)
+            detail = f"the body of message {message_id} was retired at {when} (spool.retention)"
+            raise Problem(410, detail, slug="retired")
         return web.Response(body=message.content, content_type="message/rfc822")
 
     # -- relay and audit ------------------------------------------------------------------

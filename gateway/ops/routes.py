@@ -154,9 +154,9 @@ CAMPAIGNS = (
     _read(
         "/messages/{id}/raw",
         "raw_message",
-        "The message as it will be relayed",
+        "The message as it will be relayed (410 once spool.retention retired its body)",
         "message/rfc822",
-        problems=(404,),
+        problems=(404, 410),
     ),
     _read("/relay", "relay_status", "Whether the relay is paused", s.RelayStatus),
     _change(

@@ -246,6 +246,13 @@ class Segments(Protocol):
     async def prune_frequency(self, before: float) -> int:
         """Forget frequency-cap sends older than `before`."""
 
+    async def retire_bodies(self, before: float, now: float, limit: int = 500) -> int:
+        """Empty the bodies of up to `limit` done messages received before `before`.
+
+        A message is done when none of its recipients may still go out (queued, sending,
+        deferred or held): held mail is never retired. Returns how many were retired.
+        """
+
 
 class Access(Protocol):
     """Who may act (API tokens and SMTP users, as hashes) and what they did (the audit log)."""

@@ -21,11 +21,12 @@ from gateway.model import (
     Finding,
     RecipientRecord,
     Settlement,
+    new_id,
 )
 from gateway.spool import transitions as t
 from gateway.spool.dialect import Conn
 from gateway.spool.port import Hold
-from gateway.states import CLAIMABLE, CampaignState, RecipientState
+from gateway.states import CLAIMABLE, WAITING, CampaignState, RecipientState
 
 CAMPAIGN_COLUMNS = (
     "id, key, client, implicit, state, sender, subject, declared_size, declared_category,"
@@ -244,6 +245,23 @@ def _due(conn: Conn, now: float, limit: int) -> tuple[list[str], t.Rows]:
     return message_ids, t.Rows(
         f"message_id IN ({marks}) AND next_attempt_at <= ?", (*message_ids, now)
     )
+
+
+def retire_bodies(conn: Conn, before: float, now: float, limit: int) -> int:
+    """Empty the bodies of up to `limit` done messages received before `before`.
+
+    Done: no recipient is queued, sending, deferred or held. Returns how many.
+    """
+    waiting = [str(s) for s in WAITING]
+    marks = ",".join("?" * len(waiting))
+    boundary = new_id(before)[:10] + "0" * 16  # IDs sort by time: only older ones are read
+    return conn.execute(
+        "UPDATE messages SET content = ?, body_retired_at = ? WHERE id IN ("
+        " SELECT m.id FROM messages m WHERE m.body_retired_at IS NULL AND m.id < ?"
+        " AND m.received_at < ? AND NOT EXISTS (SELECT 1 FROM recipients r"
+        f" WHERE r.message_id = m.id AND r.state IN ({marks})) ORDER BY m.id LIMIT ?)",
+        (b"", now, boundary, before, *waiting, limit),
+    ).rowcount
 
 
 def relay_paused(conn: Conn) -> bool:

@@ -272,11 +272,13 @@ def events(conn: Conn, campaign_id: str) -> list[CampaignEvent]:
 def message(conn: Conn, message_id: str) -> StoredMessage | None:
     """One spooled message."""
     row = conn.execute(
-        "SELECT id, campaign_id, client, mail_from, content, ingress, received_at FROM messages"
-        " WHERE id = ?",
+        "SELECT id, campaign_id, client, mail_from, content, ingress, received_at,"
+        " body_retired_at FROM messages WHERE id = ?",
         (message_id,),
     ).fetchone()
     if row is None:
         return None
-    mid, campaign_id, client, mail_from, content, ingress, received_at = row
-    return StoredMessage(mid, campaign_id, client, mail_from, bytes(content), ingress, received_at)
+    mid, campaign_id, client, mail_from, content, ingress, received_at, retired = row
+    return StoredMessage(
+        mid, campaign_id, client, mail_from, bytes(content), ingress, received_at, retired
+    )

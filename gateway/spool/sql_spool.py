@@ -218,6 +218,9 @@ class SqlSpool:
     async def purge_segments(self) -> int:
         return await self._write(sql_segments.purge)
 
+    async def retire_bodies(self, before: float, now: float, limit: int = 500) -> int:
+        return await self._write(lambda c: q.retire_bodies(c, before, now, limit))
+
     async def prune_frequency(self, before: float) -> int:
         return await self._write(
             lambda c: c.execute("DELETE FROM frequency WHERE at < ?", (before,)).rowcount

@@ -9,6 +9,7 @@ valid against the documented schema. Every documented (route, status) must be se
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,9 @@ async def test_every_route_answers_what_the_document_says(settings):
         await api.call("alice", "POST", f"{c}/reject", reject, {"reason": "no"})
         await api.call("alice", "POST", f"{c}/reject", "/api/v1/campaigns/nope/reject", why)
         await api.call("alice", "POST", f"{c}/hold", hold, {"reason": "again"})  # rejected: 409
+        small_sample = (await gw.api().get(f"/api/v1/campaigns/{small}"))[1]["sample"]["id"]
+        assert await gw.spool.retire_bodies(time.time() + 1, time.time()) == 1  # discarded
+        await api.call("viewer", "GET", f"{m}/raw", f"/api/v1/messages/{small_sample}/raw")
         await api.call("jane", "POST", signoffs, mine, {"reason": "too late"})  # rejected: 409
         await api.call("alice", "POST", "/api/v1/relay/resume", body={"reason": "go"})
         await api.call("alice", "POST", "/api/v1/relay/pause", body={"reason": "stop"})

@@ -493,3 +493,20 @@ async def test_a_retry_of_a_stored_transaction_is_answered_with_it_and_stores_no
     other = replace(first, message_id="rerun", resend_key=b"r" * 16)  # a new Message-ID
     assert not (await accept(spool, other, pass_all, WINDOW)).resent
     assert (await spool.campaign(campaign.id)).duplicates == 2
+
+
+async def test_only_bodies_of_done_messages_past_the_retention_are_retired(spool):
+    done = await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
+    [delivery] = await spool.claim("w1", NOW, 10, 60)
+    settled = [Settlement(delivery.recipients[0][0], RecipientState.RELAYED, "250 ok")]
+    assert await spool.settle("w1", settled, NOW) == 1
+    waiting = await accept(spool, submission(["b@x.test"]), pass_all)
+    held = await accept(spool, submission(["c@x.test"], key="other"), Decide(held_by))
+    assert await spool.retire_bodies(NOW - 1, NOW + 10) == 0  # not past the retention yet
+    assert await spool.retire_bodies(NOW + 1, NOW + 10) == 1
+    assert await spool.retire_bodies(NOW + 1, NOW + 10) == 0  # each body once
+    retired = await spool.message(done.message_id)
+    assert (retired.content, retired.retired_at) == (b"", NOW + 10)
+    for kept in (waiting, held):
+        message = await spool.message(kept.message_id)
+        assert (message.content != b"", message.retired_at) == (True, None)
