@@ -7,15 +7,18 @@ rules`. `explain` prints what every rule says about one `.eml` file.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 
-from gateway.cli.common import config_option, fail, load_settings, plural
+from gateway.cli.common import config_option, fail, load_settings, plural, table
+from gateway.cli.replay import Replay, replay
+from gateway.cli.spool import with_spool
 from gateway.errors import ConfigError, PolicyError
 from gateway.mail.content import decode
-from gateway.policy.engine import Engine
+from gateway.policy.engine import DECLARATION_RULE, Engine
 from gateway.policy.fixtures import (
     CampaignSpec,
     Outcome,
@@ -29,6 +32,7 @@ from gateway.policy.fixtures import (
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.registry import Registry, default_registry
 from gateway.policy.rules.language import detect
+from gateway.settings import parse_duration
 
 
 @click.group()
@@ -200,3 +204,62 @@ def policies_explain(  # noqa: PLR0917 - click passes one argument per option
             click.echo((f"{label} {verdict}" + (f" (saw: {seen})" if seen else "")).rstrip())
         for finding in mine:
             click.echo(f"{label} {verdict} {finding.kind}: {finding.message}")
+
+
+def _since(value: str) -> float:
+    seconds = parse_duration(value)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+        raise click.BadParameter("use a duration such as 24h or 7d", param_hint="--since")
+    return float(seconds)
+
+
+def _replay_table(result: Replay) -> list[str]:
+    """Per rule: campaigns with a finding now and with the candidate; then the holds."""
+    rules = sorted((set(result.now) | set(result.candidate)) - {DECLARATION_RULE})
+    rows: list[list[object]] = []
+    for rule in rules:
+        now, then = result.now.get(rule, set()), result.candidate.get(rule, set())
+        mode = result.modes.get(rule, "-")
+        rows.append([rule, mode, len(now), len(then), len(then - now), len(now - then)])
+    held, then = result.held_now, result.held_candidate
+    rows.append(["(held)", "-", len(held), len(then), len(then - held), len(held - then)])
+    return table(("RULE", "MODE", "NOW", "CANDIDATE", "NEW", "GONE"), rows).splitlines()
+
+
+@policies.command("replay")
+@DIRECTORY
+@click.option(
+    "--since", default="7d", show_default=True, help="How far back: a duration such as 24h."
+)
+@config_option
+def policies_replay(directory: Path | None, since: str, config_path: Path | None) -> None:
+    """Replay the mail the spool retained through the policies in DIRECTORY (a candidate).
+
+    Each message is admitted again, with the candidate rules, into a scratch spool: the
+    table compares, per rule, the campaigns with a finding now and with the candidate,
+    and the campaigns held. Nothing is sent; the spool is only read.
+    """
+    registry = default_registry()
+    directory, candidate = _load(directory, config_path, registry)
+    settings = load_settings(config_path)
+    start = time.time() - _since(since)
+    done = [0]
+
+    def progress(count: int) -> None:
+        done[0] += count
+        click.echo(f"\rreplayed {done[0]} messages…", nl=False, err=True)
+
+    result = with_spool(
+        config_path,
+        lambda spool: replay(spool, candidate, registry, settings, since=start, progress=progress),
+        create=False,
+        log_level="error",  # the replayed decisions are not the gateway's: no holds logged
+    )
+    if done[0]:
+        click.echo("", err=True)
+    when = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    click.echo(
+        f"replayed {plural(result.messages, 'message')} of {plural(len(result.campaigns), 'campaign')}"
+        f" received since {when} with {directory} (version {candidate.version})"
+    )
+    click.echo("\n".join(_replay_table(result)))

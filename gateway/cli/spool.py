@@ -17,7 +17,11 @@ T = TypeVar("T")
 
 
 def with_spool(
-    config_path: Path | None, work: Callable[[Spool], Awaitable[T]], *, create: bool
+    config_path: Path | None,
+    work: Callable[[Spool], Awaitable[T]],
+    *,
+    create: bool,
+    log_level: str = "warning",
 ) -> T:
     """Run `work` on the configured spool, beside a running gateway if there is one.
 
@@ -28,7 +32,7 @@ def with_spool(
     users up on every request and login, so changes work at once on all of them.
     """
     cfg = load_settings(config_path)
-    log.configure(cfg.log.format, "warning")  # standard output is for the result alone
+    log.configure(cfg.log.format, log_level)  # standard output is for the result alone
     try:
         where = str(sqlite_path(cfg.spool.url))
     except ConfigError:

@@ -172,6 +172,15 @@ class Review(Protocol):
     async def message(self, message_id: str) -> StoredMessage | None:
         """Return one spooled message."""
 
+    async def retained(
+        self, since: float, after: str = "", limit: int = 500
+    ) -> list[tuple[StoredMessage, tuple[str, ...]]]:
+        """Return messages received since `since` whose bodies are kept, oldest first.
+
+        Paged by ID: `after` is the last ID of the previous page. Each comes with its
+        recipients' addresses, in the order they were sent (`policies replay`).
+        """
+
     # Each change below takes the operator's `audit` entry, if any, and appends it in the
     # change's own transaction: a decision is never made without its record, nor recorded
     # without being made.
@@ -239,6 +248,9 @@ class Segments(Protocol):
 
     async def segment(self, name: str) -> Segment | None:
         """Return one live segment."""
+
+    async def segment_page(self, version: int, after: int | None, limit: int = 10_000) -> list[int]:
+        """Return up to `limit` member hashes of a segment version in order, after `after`."""
 
     async def purge_segments(self) -> int:
         """Delete a bounded chunk of retired segment versions; return rows removed (0: done)."""

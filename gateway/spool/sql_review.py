@@ -269,6 +269,34 @@ def events(conn: Conn, campaign_id: str) -> list[CampaignEvent]:
     ]
 
 
+def retained(
+    conn: Conn, since: float, after: str, limit: int
+) -> list[tuple[StoredMessage, tuple[str, ...]]]:
+    """Messages received since `since` whose bodies are kept, oldest first.
+
+    Starts after ID `after`; each comes with its recipients' addresses in sending order.
+    """
+    rows = conn.execute(
+        "SELECT id, campaign_id, client, mail_from, content, ingress, received_at FROM messages"
+        " WHERE body_retired_at IS NULL AND received_at >= ? AND id > ? ORDER BY id LIMIT ?",
+        (since, after, limit),
+    ).fetchall()
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    marks = ",".join("?" * len(ids))
+    rcpts: dict[str, list[str]] = {mid: [] for mid in ids}
+    for mid, address in conn.execute(
+        f"SELECT message_id, address FROM recipients WHERE message_id IN ({marks}) ORDER BY id",
+        ids,
+    ):
+        rcpts[mid].append(address)
+    return [
+        (StoredMessage(m, c, cl, mf, bytes(body), ing, at), tuple(rcpts[m]))
+        for m, c, cl, mf, body, ing, at in rows
+    ]
+
+
 def message(conn: Conn, message_id: str) -> StoredMessage | None:
     """One spooled message."""
     row = conn.execute(

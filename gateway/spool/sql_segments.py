@@ -127,6 +127,16 @@ def members(conn: Conn, version: int, hashes: Sequence[int]) -> set[int]:
     return found
 
 
+def page(conn: Conn, version: int, after: int | None, limit: int) -> list[int]:
+    """Return up to `limit` members of a version in hash order, after `after`."""
+    low = "" if after is None else " AND hash > ?"
+    rows = conn.execute(
+        f"SELECT hash FROM segment_members WHERE version = ?{low} ORDER BY hash LIMIT ?",
+        (version, *(() if after is None else (after,)), limit),
+    )
+    return [int(h) for (h,) in rows]
+
+
 def version_of(conn: Conn, name: str) -> tuple[int, int] | None:
     """Return (live version, size) of a segment, or None when it was never loaded."""
     row = conn.execute("SELECT version, size FROM segments WHERE name = ?", (name,)).fetchone()

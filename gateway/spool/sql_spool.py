@@ -131,6 +131,14 @@ class SqlSpool:
             lambda c: q.recipients(c, campaign_id, message_id, state, limit, after)
         )
 
+    async def retained(
+        self, since: float, after: str = "", limit: int = 500
+    ) -> list[tuple[StoredMessage, tuple[str, ...]]]:
+        return await self._read(lambda c: r.retained(c, since, after, limit))
+
+    async def segment_page(self, version: int, after: int | None, limit: int = 10_000) -> list[int]:
+        return await self._read(lambda c: sql_segments.page(c, version, after, limit))
+
     async def message(self, message_id: str) -> StoredMessage | None:
         return await self._read(lambda c: r.message(c, message_id))
 

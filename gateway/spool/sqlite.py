@@ -61,8 +61,10 @@ class SqliteSpool(SqlSpool):
         commit_delay: float = 0.0,
         max_batch: int = 256,
         busy_timeout: float = 5.0,
+        durable: bool = True,
     ) -> None:
         self._busy_timeout = busy_timeout
+        self._durable = durable  # False only for scratch spools (a replay's): no fsync
         self.path = path
         self._writer = Writer(self._connect, SQLITE, delay=commit_delay, max_batch=max_batch)
         self._reader: ThreadPoolExecutor | None = None
@@ -70,7 +72,7 @@ class SqliteSpool(SqlSpool):
         self._lock_fd: int | None = None
 
     def _connect(self) -> SqliteConnection:
-        return connect(self.path, self._busy_timeout)
+        return connect(self.path, self._busy_timeout, durable=self._durable)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,13 +181,14 @@ def owner_only(path: Path) -> None:
             Path(f"{path}{suffix}").chmod(0o600)
 
 
-def connect(path: Path, busy_timeout: float = 5.0) -> SqliteConnection:
+def connect(path: Path, busy_timeout: float = 5.0, *, durable: bool = True) -> SqliteConnection:
     """Open a connection with the settings every spool connection uses."""
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, factory=SqliteConnection
     )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    conn.execute("PRAGMA synchronous = FULL")  # WAL + FULL: each COMMIT is durable
+    # WAL + FULL: each COMMIT is durable; a scratch spool that is thrown away skips fsync.
+    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
     return conn
 
 
