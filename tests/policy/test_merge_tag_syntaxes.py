@@ -187,6 +187,7 @@ PROSE = [
     "Summer sale -today- and -tomorrow- only, a -ish- deal.",
     "Read how-to_use-it and my_file-name_v2 notes.",
     "Prices from $5 {incl. VAT}, footnotes [1] [2] [sic] and a {new} range.",
+    "Write to [Email](mailto:help@shop.test) or [FirstName Surname] at the desk.",
     "Contact us: [email\u00a0protected], our {firstname} field and {subject} line.",
     "Our #1 {#hashtag} and a {#} sign; a < 5% fee and 3%> nothing.",
     "Windows keeps it in %APPDATA% or %USERPROFILE%, not %ProgramFiles%.",

@@ -59,8 +59,8 @@ DEFAULT_MERGE_TAGS: dict[str, str] = {  # name -> regular expression (hints: TAG
     "dollar-brace": r"\$\{[A-Za-z_][\w.\-\[\]'\" ]{0,60}\}",  # ${name} FreeMarker, Velocity
     "double-bracket": r"\[\[[A-Za-z_][\w .\-:]{0,60}\]\]",  # [[name]] Iterable data feeds
     "mailgun": r"%recipient(?:[._][\w-]{1,40})?%|%(?:tag_|mailing_list_)?unsubscribe_url%",
-    "campaign-monitor": (  # [firstname,fallback=there]; any field with a fallback
-        r"(?i:\[(?:" + "|".join(_CAMPAIGN_MONITOR) + r")\])"
+    "campaign-monitor": (  # [firstname,fallback=there]; never a Markdown link [Email](…)
+        r"(?i:\[(?:" + "|".join(_CAMPAIGN_MONITOR) + r")\])(?!\()"
         r"|\[[A-Za-z][\w ]{0,40},\s*fallback=[^\]\n]{0,40}\]"
     ),
     "mautic": (  # {contactfield=firstname}, {unsubscribe_url}
