@@ -158,6 +158,13 @@ def test_a_nested_tag_is_reported_once_as_the_outermost():
         "Hola ,\n\ntus puntos caducan.",
         "Dear  , thank you",
         "Bonjour ,\n\nnotre gamme.",
+        "Sehr geehrter , vielen Dank",
+        "Gentile , grazie",
+        "Hoi , bedankt",
+        "Kjære , takk",
+        "Hallå , tack",
+        "Cześć , dziękujemy",
+        "Prezada , obrigado",
     ],
 )
 def test_a_greeting_before_a_blank_and_a_comma_is_empty_personalisation(text):
@@ -169,6 +176,7 @@ def test_a_greeting_before_a_blank_and_a_comma_is_empty_personalisation(text):
     "prose",
     [
         "Hi, Anna! Hola, Ana. Bonjour ! Dear all, hello again.",
+        "Sehr geehrter Herr Roth, Cześć Ania, Hei Kari, Gentile cliente,",
         "Hola - te escribimos por tus puntos.",
         "Hi -- quick note before the weekend.",
     ],

@@ -25,8 +25,15 @@ from gateway.policy.rules.patterns import WHERE, Patterns, context, fragment, mo
 
 # Greetings that, followed by a blank and a comma, show a personalisation that rendered empty.
 _GREETING_WORDS = (  # a list of words reads best as words
-    "hi hello hey dear greetings hallo liebe lieber hola estimado estimada querido querida "
-    "bonjour salut cher chère ciao caro cara olá oi hej beste"
+    "hi hello hey dear greetings "  # en
+    "hallo liebe lieber geehrte geehrter moin servus "  # de
+    "hola estimado estimada querido querida "  # es
+    "bonjour salut cher chère chers chères "  # fr
+    "ciao caro cara gentile salve "  # it
+    "olá oi prezado prezada "  # pt
+    "beste hoi geachte "  # nl
+    "hej hei hallå kära kjære kære "  # sv, nb, da
+    "cześć witaj drogi droga szanowny szanowna"  # pl
 )
 DEFAULT_GREETINGS = tuple(_GREETING_WORDS.split())
 # "Hola -" of a greeting just before a dash: fixed-width look-behinds, one per word, that
