@@ -3,15 +3,16 @@
 Owns the `merge_tags` kind: its parameters, the default tag syntaxes and greetings, its
 scanner (`{{FirstName}}`, `*|FNAME|*`, `Hi ,` in any visible field or link) and its check.
 The defaults were chosen not to fire on ordinary prose, CSS or code samples
-(tests/corpus holds the mails that prove it): code samples never reach the scanner, and
-the greeting check needs a blank before the comma (`Hi ,`), which no language's
-punctuation puts there.
+(tests/corpus holds the mails that prove it): code samples never reach the scanner, the
+syntaxes that prose could imitate (`%FIRSTNAME%`, `-first_name-`) are kept to the shapes
+the platforms generate, and the greeting check needs a blank before the comma (`Hi ,`),
+which no language's punctuation puts there.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Literal
 
@@ -22,35 +23,88 @@ from gateway.model import ContentHit
 from gateway.policy.rules.base import Context, Observation, Rule, Shared, regex
 from gateway.policy.rules.patterns import WHERE, Patterns, context, fragment, more, shown
 
+# Greetings that, followed by a blank and a comma, show a personalisation that rendered empty.
+_GREETING_WORDS = (  # a list of words reads best as words
+    "hi hello hey dear greetings "  # en
+    "hallo liebe lieber geehrte geehrter moin servus "  # de
+    "hola estimado estimada querido querida "  # es
+    "bonjour salut cher chère chers chères "  # fr
+    "ciao caro cara gentile salve "  # it
+    "olá oi prezado prezada "  # pt
+    "beste hoi geachte "  # nl
+    "hej hei hallå kära kjære kære "  # sv, nb, da
+    "cześć witaj drogi droga szanowny szanowna"  # pl
+)
+DEFAULT_GREETINGS = tuple(_GREETING_WORDS.split())
+# "Hola -" of a greeting just before a dash: fixed-width look-behinds, one per word, that
+# run only at a dash (a pattern that starts with a literal is searched for at C speed).
+_AFTER_GREETING = "|".join(rf"(?<=\b{re.escape(w)}[ \t\u00a0]-)" for w in DEFAULT_GREETINGS)
+# ActiveCampaign's own personalisation tags; its custom fields are upper case with `_`.
+_ACTIVECAMPAIGN = (
+    "FIRSTNAME", "LASTNAME", "FULLNAME", "EMAIL", "PHONE", "ORGNAME", "SUBSCRIBERID",
+    "LISTNAME", "TODAY", "UNSUBSCRIBELINK", "UPDATELINK", "WEBCOPY", "FORWARD2FRIEND",
+    "SENDER-INFO", "SENDER-INFO-SINGLELINE",
+)  # fmt: skip
+_MAUTIC_FIELDS = ("contactfield", "leadfield", "ownerfield", "pagelink", "assetlink", "formfield")
+_MAUTIC_TOKENS = (
+    "unsubscribe_text", "unsubscribe_url", "webview_text", "webview_url", "tracking_pixel",
+)  # fmt: skip
+_CAMPAIGN_MONITOR = ("firstname", "lastname", "fullname", "email")
+
 # Template syntaxes of DESIGN.md §3, with the systems that use them.
 DEFAULT_MERGE_TAGS: dict[str, str] = {  # name -> regular expression (hints: TAG_HINTS)
-    "handlebars": r"\{\{\{?[^{}\n]{1,100}\}\}\}?",  # {{FirstName}} Mustache, Liquid, Jinja, HubL
-    "jinja-tag": r"\{%-?[^%\n]{1,100}-?%\}",  # {% if %} Liquid, Jinja
+    # {{FirstName}} Mustache, Handlebars, Liquid, Jinja, HubL, Go, Marketo, Pardot, Klaviyo
+    "handlebars": r"\{\{\{?[^{}\n]{1,100}\}\}\}?",
+    # {{${first_name} | default: 'there'}} Braze: a Liquid tag around an attribute
+    "braze": r"\{\{[^{}\n]{0,40}\$\{[^{}\n]{1,60}\}[^{}\n]{0,100}\}\}",
+    "jinja-tag": r"\{%-?[^%\n]{1,100}-?%\}",  # {% if %} Liquid, Jinja, HubL, Klaviyo
+    "jinja-comment": r"\{#-?[^#{}\n]{1,100}-?#\}",  # {# note #} Jinja, Twig
     "mailchimp": r"\*\|[A-Za-z0-9_:\- ]{1,60}\|\*",  # *|FNAME|*
     "ampscript": r"%%=?[A-Za-z_@][\w.\-:()@,\[\]\" ]{0,60}=?%%",  # %%First_Name%% Salesforce MC
+    "ampscript-block": r"(?s:%%\[.{1,500}?\]%%)",  # %%[ SET @x = ... ]%% Salesforce MC
     "salesforce": r"\{![A-Za-z$][\w.:]{0,60}\}",  # {!Contact.FirstName}
-    "dollar-brace": r"\$\{[A-Za-z_][\w.\-\[\]'\" ]{0,60}\}",  # ${name} FreeMarker, JS
-    "double-bracket": r"\[\[[A-Za-z_][\w .\-:]{0,60}\]\]",  # [[name]]
-    "mailgun": r"%recipient(?:[._][\w-]{1,40})?%",  # %recipient.first%
-    "campaign-monitor": r"(?i:\[(?:firstname|lastname|fullname|email)(?:,\s*fallback=[^\]\n]{0,40})?\])",
+    "dollar-brace": r"\$\{[A-Za-z_][\w.\-\[\]'\" ]{0,60}\}",  # ${name} FreeMarker, Velocity
+    "double-bracket": r"\[\[[A-Za-z_][\w .\-:]{0,60}\]\]",  # [[name]] Iterable data feeds
+    "mailgun": r"%recipient(?:[._][\w-]{1,40})?%|%(?:tag_|mailing_list_)?unsubscribe_url%",
+    "campaign-monitor": (  # [firstname,fallback=there]; never a Markdown link [Email](…)
+        r"(?i:\[(?:" + "|".join(_CAMPAIGN_MONITOR) + r")\])(?!\()"
+        r"|\[[A-Za-z][\w ]{0,40},\s*fallback=[^\]\n]{0,40}\]"
+    ),
+    "mautic": (  # {contactfield=firstname}, {unsubscribe_url}
+        r"\{(?:" + "|".join(_MAUTIC_FIELDS) + r")=[^{}\n]{1,80}\}"
+        r"|\{(?:" + "|".join(_MAUTIC_TOKENS) + r")\}"
+    ),
+    "activecampaign": (  # %FIRSTNAME%, %SHOE_SIZE%; never "50% off ... 20%"
+        r"%(?<![\w%]%)(?:"
+        + "|".join(_ACTIVECAMPAIGN)
+        + r"|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)%(?![\w%])"
+    ),
+    "sendgrid": r"\[%[A-Za-z_][\w ]{0,40}%\]",  # [%first_name%] legacy newsletters
+    "sendgrid-legacy": (  # -first_name- anywhere; -name- only after a greeting: "Hola -name-:"
+        r"-(?:(?<![\w-]-)[a-z][a-z0-9]*(?:_[a-z0-9]+)+"
+        r"|(?=[a-z][a-z0-9]{1,30}-)(?i:" + _AFTER_GREETING + r")[a-z][a-z0-9]{1,30})-(?![\w-])"
+    ),
+    "erb": r"<%(?!%)[^\n]{1,120}?%>",  # <%= @user.first_name %> ERB, EJS; SendGrid <%body%>
 }
 TAG_HINTS: dict[str, tuple[str, ...]] = {
     "handlebars": ("{{",),
+    "braze": ("${",),
     "jinja-tag": ("{%",),
+    "jinja-comment": ("{#",),
     "mailchimp": ("*|",),
     "ampscript": ("%%",),
+    "ampscript-block": ("%%[",),
     "salesforce": ("{!",),
     "dollar-brace": ("${",),
     "double-bracket": ("[[",),
-    "mailgun": ("%recipient",),
-    "campaign-monitor": ("[firstname", "[lastname", "[fullname", "[email"),
+    "mailgun": ("%recipient", "unsubscribe_url%"),
+    "campaign-monitor": ("fallback=", *(f"[{name}]" for name in _CAMPAIGN_MONITOR)),
+    "mautic": tuple(f"{{{name}" for name in (*_MAUTIC_FIELDS, *_MAUTIC_TOKENS)),
+    "activecampaign": ("%",),
+    "sendgrid": ("[%",),
+    "sendgrid-legacy": ("-",),
+    "erb": ("<%",),
 }
-# Greetings that, followed by a blank and a comma, show a personalisation that rendered empty.
-_GREETING_WORDS = (  # a list of words reads best as words
-    "hi hello hey dear greetings hallo liebe lieber hola estimado estimada querido querida "
-    "bonjour salut cher chère ciao caro cara olá oi hej beste"
-)
-DEFAULT_GREETINGS = tuple(_GREETING_WORDS.split())
 _GAP_COMMA = re.compile(r"[ \t\u00a0]+,")
 _LAST_WORD = re.compile(r"(?<!')([^\W\d_]+)$")
 
@@ -90,22 +144,39 @@ def merge_tags(doc: Document, tags: Patterns) -> list[ContentHit]:
         ContentHit(
             "merge_tag",
             where,
-            fragment(text, *match.span()),
-            {"syntax": name, "context": context(text, *match.span())},
+            fragment(text, start, end),
+            {"syntax": name, "context": context(text, start, end)},
         )
         for where, text in doc.fields()
         if where != "link"
-        for name, match in tags.finditer(text)
+        for name, start, end in outermost(tags, text)
     ]
     # Links are read as one text, one target per line, so hundreds of links cost one pass.
     links = "\n".join(doc.links)
-    for name, match in tags.finditer(links):
-        start = links.rfind("\n", 0, match.start()) + 1
-        end = links.find("\n", match.end())
-        target = links[start : end if end >= 0 else len(links)]
+    for name, start, end in outermost(tags, links):
+        line = links.rfind("\n", 0, start) + 1
+        stop = links.find("\n", end)
+        target = links[line : stop if stop >= 0 else len(links)]
         detail = {"syntax": name, "context": target[:200]}
-        hits.append(ContentHit("merge_tag", "link", fragment(links, *match.span()), detail))
+        hits.append(ContentHit("merge_tag", "link", fragment(links, start, end), detail))
     return hits
+
+
+def outermost(tags: Patterns, text: str) -> Iterator[tuple[str, int, int]]:
+    """Yield (syntax, start, end) of each tag in `text`, in order, none inside another.
+
+    Syntaxes nest (Braze's `{{${first_name}}}` holds a `${…}`, `[[FirstName]]` a
+    Campaign Monitor `[FirstName]`): the tag a reader sees is the outermost, found once.
+    """
+    found = sorted(
+        ((*match.span(), name) for name, match in tags.finditer(text)),
+        key=lambda hit: (hit[0], -hit[1]),
+    )
+    reached = -1
+    for start, end, name in found:
+        if end > reached:  # not inside the tag before it
+            reached = end
+            yield name, start, end
 
 
 def greeting_pattern(greetings: Iterable[str]) -> frozenset[str]:
