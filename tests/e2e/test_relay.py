@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import sqlite3
 
 import pytest
 
@@ -244,3 +245,26 @@ async def test_a_retry_after_a_lost_250_is_answered_with_the_stored_message_not_
     assert (campaign.state, campaign.counters.received, campaign.duplicates) == ("open", 2, 0)
     assert received == 1
     assert len(upstream.transactions) == 1
+
+
+@pytest.mark.own_spool  # holds SQLite's write lock from another connection
+async def test_a_spool_locked_past_its_busy_timeout_answers_451_and_the_retry_is_kept(
+    settings_for, upstream, tmp_path
+):
+    settings = settings_for(upstream.port, spool={"busy_timeout": "200ms"})
+    async with run_gateway(settings) as gw:
+        await gw.send("news@shop.test", ["first@example.org"], message())
+        await eventually(lambda: upstream.recipients == ["first@example.org"])
+        # Another process (a CLI tool, a backup) holds the database's write lock.
+        other = sqlite3.connect(tmp_path / "spool.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                await gw.send("news@shop.test", ["second@example.org"], message())
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (451, b"4.3.0")
+        assert [r.address for r in await gw.spool.recipients()] == ["first@example.org"]
+        await gw.send("news@shop.test", ["second@example.org"], message())  # the retry
+        await eventually(lambda: upstream.recipients == ["first@example.org", "second@example.org"])
