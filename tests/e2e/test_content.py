@@ -310,3 +310,38 @@ async def test_integration_test_email_to_outside_addresses_is_held_and_to_staff_
     assert finding["evidence"]["markers"][0]["fragment"] == "Integration Test Email"
     assert passed["state"] == "open"
     assert sorted(upstream.recipients) == ["dev@shop.test", "qa@shop.test"]
+
+
+async def test_bulk_marketing_mail_without_one_click_unsubscribe_is_recorded_in_shadow(
+    settings_for, upstream, tmp_path
+):
+    campaign = {"X-Campaign-Category": "newsletter"}
+    one_click = {
+        "List-Unsubscribe": "<https://shop.test/u/8f3a>, <mailto:unsubscribe@shop.test>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    text = "Linen shirts are back.\n\nUnsubscribe: https://shop.test/u/8f3a"
+    mails = {
+        "spring": build(
+            subject="Spring", text=text, headers={"X-Campaign-ID": "spring", **campaign}
+        ),
+        "summer": build(
+            subject="Summer",
+            text=text,
+            headers={"X-Campaign-ID": "summer", **campaign, **one_click},
+        ),
+    }
+    async with run_gateway(settings(settings_for, upstream, tmp_path)) as gw:
+        for key, content in mails.items():
+            for batch in range(2):  # 1,200 recipients: past the rule's bulk threshold of 1,000
+                rcpts = [f"{key}{batch}-{i}@example.org" for i in range(600)]
+                await gw.send("news@shop.test", rcpts, content)
+        _, page = await gw.api().get("/api/v1/campaigns")
+    found = {
+        c["key"]: (c["state"], [(f["rule"], f["mode"]) for f in c["findings"]])
+        for c in page["items"]
+    }
+    assert found == {
+        "spring": ("open", [("unsubscribe", "shadow")]),  # recorded, not held
+        "summer": ("open", []),
+    }
