@@ -16,12 +16,13 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 SBIN = Path("/usr/sbin")
 HOST = "127.0.0.1"
@@ -35,6 +36,25 @@ _COUNTER = re.compile(rb"sess=\d+ quit=\d+ mesg=(\d+)$")
 
 
 @dataclass(frozen=True)
+class Background:
+    """A daemon thread running `_run` while a `with` block lasts; `_stop` says when to end."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class Tools:
     """Where Postfix's programs live."""
 

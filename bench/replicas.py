@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import resource
-import threading
 import time
 import uuid
 from collections import Counter
@@ -39,7 +38,7 @@ from typing import Any, Self
 
 import psycopg
 from gateway_process import DELIVERED, RECEIVED, Gateway
-from harness import Load, Sink, cpu_seconds, send_all, write_message
+from harness import Background, Load, Sink, cpu_seconds, send_all, write_message
 from latency_client import measure_latency
 from scenarios import Context, Shape
 from stats import fmt, ratio, spread, verdict
@@ -165,26 +164,23 @@ def machine_cpu() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
-class WaitSampler:
+class WaitSampler(Background):
     """Counts what one measurement's backends are doing, from pg_stat_activity."""
 
     def __init__(self, server: PgServer, name: str) -> None:
         self._server, self._name = server, name
         self.counts: Counter[str] = Counter()
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def __enter__(self) -> Self:
         self._conn = psycopg.connect(
             self._server.url, autocommit=True, application_name="sendbrake-bench-sampler"
         )
-        self._thread.start()
-        return self
+        return super().__enter__()
 
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
         self._conn.close()
 
     def _run(self) -> None:
@@ -206,22 +202,13 @@ class WaitSampler:
         return {k: round(v / total, 4) for k, v in self.counts.most_common()}
 
 
-class SinkProgress:
+class SinkProgress(Background):
     """Records the sink's count once a second: how the rate changes during a run."""
 
     def __init__(self, sink: Sink, started: float) -> None:
         self._sink, self._started = sink, started
         self.points: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):

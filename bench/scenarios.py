@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import math
 import signal
-import threading
 import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from gateway_process import DELIVERED, RECEIVED, Gateway, GatewayCode
 from harness import (
+    Background,
     Load,
     Sink,
     Tools,
@@ -233,23 +233,14 @@ def latency(
 # --- held campaign at scale ------------------------------------------------------------
 
 
-class RssSampler:
+class RssSampler(Background):
     """Samples a process's VmRSS every 0.25 s in a thread; keeps the peak per phase."""
 
     def __init__(self, gw: Gateway) -> None:
         self._gw = gw
         self.phase = "idle"
         self.peaks: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):

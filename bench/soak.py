@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import threading
 import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from gateway_process import DELIVERED, RECEIVED, Gateway
-from harness import Sink, cpu_seconds
+from harness import Background, Sink, cpu_seconds
 from replicas import machine_cpu
 from scenarios import Context, profile
 from soak_client import SoakLoad, percentiles
@@ -102,23 +101,14 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-class Sampler:
+class Sampler(Background):
     """Samples memory, spool and counts every SAMPLE_EVERY s in a thread; scrapes metrics."""
 
     def __init__(self, gw: Gateway, sink: Sink, load: SoakLoad, tmp: Path) -> None:
         self._gw, self._sink, self._load, self._tmp = gw, sink, load, tmp
         self.samples: list[dict[str, Any]] = []
         self.scrapes: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__()
 
     def _run(self) -> None:
         scraped = 0.0
