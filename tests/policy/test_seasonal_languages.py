@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from gateway.policy.rules.seasonal import DEFAULT_PHRASES, Seasonal, check, scan
 from gateway.policy.rules.seasons import SEASONS
 from tests.policy.factories import campaign, load, submission
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "policies.md"
 RULE = Seasonal(id="seasonal", kind="seasonal")
 REG = default_registry()
 
@@ -164,6 +166,19 @@ def test_spanish_has_no_mothers_or_fathers_day_for_its_countries_dates_differ():
 def test_no_default_phrase_is_listed_twice():
     phrases = [p.phrase for p in DEFAULT_PHRASES]
     assert len(phrases) == len(set(phrases))
+
+
+def reference() -> str:
+    text = DOCS.read_text(encoding="utf-8")
+    return text[text.index("### `seasonal`") : text.index("### `language`")]
+
+
+def test_every_default_phrase_is_in_the_policy_reference():
+    assert [p.phrase for p in DEFAULT_PHRASES if p.phrase not in reference()] == []
+
+
+def test_every_holiday_is_in_the_policy_reference():
+    assert [name for name in HOLIDAYS if f"`{name}`" not in reference()] == []
 
 
 # --- finding the phrases ------------------------------------------------------------------
