@@ -14,6 +14,7 @@ from gateway.model import ContentReport, Facts, Finding, RuleScan
 from gateway.policy.engine import Engine
 from gateway.policy.fixtures import CampaignSpec, evaluate, submission_for
 from gateway.policy.registry import Registry, default_registry
+from gateway.policy.rules.holidays import Fixed
 from gateway.policy.rules.language import detect, primary
 from gateway.policy.rules.merge_tags import MergeTags, empty_greetings, merge_tags
 from gateway.policy.rules.patterns import Patterns, phrase_pattern
@@ -134,7 +135,9 @@ def test_a_window_may_wrap_over_the_new_year(day, inside):
 
 
 def test_seasonal_phrases_match_curly_apostrophes_and_any_spacing():
-    phrases = {p: Phrase(p, (1, 1), (1, 2)) for p in ("Season's Greetings", "Happy New Year")}
+    phrases = {
+        p: Phrase(p, (Fixed((1, 1), (1, 2)),)) for p in ("Season's Greetings", "Happy New Year")
+    }
     pattern = Patterns([(p, phrase_pattern(p), False, ()) for p in phrases])
     doc = Document(text="Season’s greetings and a happy\nnew   year!")
     hits = seasonal_phrases(doc, pattern, phrases)

@@ -1,13 +1,18 @@
 """Seasonal rule: phrases out of their season ("Happy New Year" in February).
 
-Owns the `seasonal` kind: its parameters, the default phrases and their windows of the
-year, its scanner and its check. The scanner finds the phrases; the check reads the date
-from the engine's clock, in the rule's time zone, and holds those out of their window.
+Owns the `seasonal` kind: its parameters, the default phrases of every covered language
+and their windows, its scanner and its check. The scanner finds the phrases (any case,
+with or without accents, in the subject, the text and the HTML, preheader included); the
+check reads the date from the engine's clock, in the rule's time zone, and holds those
+out of their window. A window is fixed days of the year or days around a holiday of that
+year (Easter, Thanksgiving, Mother's Day: `holidays.py` computes them); a phrase may have
+several ("Feliz Pascua" is Easter in Spain and Christmas in Chile).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,56 +20,96 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.mail.content import Document
 from gateway.model import ContentHit
-from gateway.policy.rules.base import Context, Observation, Rule, Shared, Strict
-from gateway.policy.rules.patterns import (
-    APOSTROPHES,
-    WHERE,
-    Patterns,
-    first_per_place,
-    hint_of,
-    more,
-    phrase_pattern,
-    shown,
-)
+from gateway.policy.rules.base import SAMPLE, Context, Observation, Rule, Shared, Strict
+from gateway.policy.rules.holidays import HOLIDAYS, Around, Fixed, Window, inside, nearest
+from gateway.policy.rules.patterns import APOSTROPHES, WHERE, Patterns, first_per_place, more
+from gateway.policy.rules.seasons import BUT_NOT, SEASONS
 
 _MONTH_DAY = re.compile(r"^(\d\d)-(\d\d)$")
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-# (phrase, from MM-DD, until MM-DD): inclusive, a window may wrap over the new year.
-DEFAULT_PHRASES: tuple[tuple[str, str, str], ...] = (
-    ("Happy New Year", "12-20", "01-15"),
-    ("Feliz Año Nuevo", "12-20", "01-15"),
-    ("Frohes neues Jahr", "12-20", "01-15"),
-    ("Bonne année", "12-20", "01-31"),
-    ("Felice anno nuovo", "12-20", "01-15"),
-    ("Feliz Ano Novo", "12-20", "01-15"),
-    ("Merry Christmas", "11-15", "12-31"),
-    ("Feliz Navidad", "11-15", "01-06"),
-    ("Frohe Weihnachten", "11-15", "12-31"),
-    ("Joyeux Noël", "11-15", "12-31"),
-    ("Buon Natale", "11-15", "12-31"),
-    ("Happy Holidays", "11-15", "01-06"),
-    ("Season's Greetings", "11-15", "01-06"),
-    ("Happy Thanksgiving", "11-01", "11-30"),
-    ("Black Friday", "10-25", "12-02"),
-    ("Cyber Monday", "11-01", "12-05"),
-    ("Happy Easter", "03-10", "04-30"),
-    ("Frohe Ostern", "03-10", "04-30"),
-    ("Happy Halloween", "10-01", "11-01"),
-    ("Happy Valentine's Day", "02-01", "02-15"),
-)
+
+# Letters also written another way: without the accent (NFD does that), or spelled out.
+_SPELLED = {"ß": ("ss",), "æ": ("ae",), "œ": ("oe",), "ø": ("oe", "o"), "å": ("aa",)}
+_SPELLED |= {"ä": ("ae",), "ö": ("oe",), "ü": ("ue",), "ł": ("l",)}
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # kana, Han
+_SEPARATOR = r"[\s-]+"
 
 
 @dataclass(frozen=True, slots=True)
 class Phrase:
-    """A seasonal phrase and the yearly window (month, day) in which it may be sent."""
+    """A seasonal phrase, its season, and the windows in which it may be sent."""
 
     phrase: str
-    start: tuple[int, int]
-    end: tuple[int, int]
+    windows: tuple[Window, ...]
+    season: str = ""  # for findings: "Easter"; empty for an operator's phrase
+    but_not: tuple[str, ...] = ()  # following words that make it something else
+
+    def describe(self) -> str:
+        """`easter -35..+1 or 11-15..01-06`."""
+        return " or ".join(w.describe() for w in self.windows)
+
+
+DEFAULT_PHRASES: tuple[Phrase, ...] = tuple(
+    Phrase(text, windows, season, BUT_NOT.get(text, ()))
+    for season, _languages, windows, texts in SEASONS
+    for text in texts
+)
+
+
+def _letter(char: str) -> str:
+    """Return a pattern for one letter of a phrase: itself, or any way it is also written."""
+    lower = char.lower()
+    bare = "".join(c for c in unicodedata.normalize("NFD", lower) if not unicodedata.combining(c))
+    ways = {lower, bare, *_SPELLED.get(lower, ())}
+    if len(ways) == 1:
+        return re.escape(char)
+    return "(?:" + "|".join(re.escape(w) for w in sorted(ways, key=len, reverse=True)) + ")"
+
+
+def _word(word: str) -> str:
+    """Return a pattern for a word: `Valentine's` also as `Valentines`, `St.` as `St`."""
+    out = ""
+    for i, char in enumerate(word):
+        if char == "'":
+            out += "'?"
+        elif char == ".":
+            out += r"\.?"
+        elif char == "s" and word[i - 1 : i] == "'" and i == len(word) - 1:
+            out += "s'?"  # Mother's, Mothers, Mothers'
+        else:
+            out += _letter(char)
+    return out
+
+
+def phrase_pattern(phrase: str, but_not: tuple[str, ...] = ()) -> str:
+    """Return a pattern matching a phrase in any case, spacing, accents, or none.
+
+    Words are apart by spaces or hyphens. Phrases in scripts written without spaces
+    (Japanese, Chinese) match anywhere; others only as whole words.
+    """
+    text = unicodedata.normalize("NFKC", phrase.translate(APOSTROPHES)).strip()
+    body = _SEPARATOR.join(_word(w) for w in re.split(_SEPARATOR, text))
+    before = "" if _UNSPACED.match(text) else r"(?<!\w)"
+    after = "" if _UNSPACED.match(text[-1]) else r"(?!\w)"
+    unless = ""
+    if but_not:
+        unless = rf"(?!{_SEPARATOR}(?:{'|'.join(_word(w) for w in but_not)})(?!\w))"
+    return before + body + after + unless
+
+
+def hint_of(phrase: str) -> str:
+    """Return a literal every match contains: the phrase's longest run of plain letters."""
+    runs = [""]
+    for char in unicodedata.normalize("NFKC", phrase.translate(APOSTROPHES)).lower():
+        if char.isalnum() and _letter(char) == re.escape(char):
+            runs[-1] += char
+        else:
+            runs.append("")
+    return max(runs, key=len)
 
 
 def _month_day(value: str) -> tuple[int, int]:
@@ -77,17 +122,53 @@ def _month_day(value: str) -> tuple[int, int]:
 
 
 class PhraseSpec(Strict):
-    """A seasonal phrase and the window (MM-DD to MM-DD, inclusive) it belongs to."""
+    """An operator's seasonal phrase: fixed days of the year, or days around a holiday."""
 
     phrase: str = Field(min_length=2)
-    start: str = Field(alias="from", description="First day, MM-DD.")
-    until: str = Field(description="Last day, MM-DD; before `from` wraps over the new year.")
+    start: str | None = Field(None, alias="from", description="First day, MM-DD.")
+    until: str | None = Field(
+        None, description="Last day, MM-DD; before `from` wraps over the new year."
+    )
+    around: str | None = Field(
+        None, description="Instead of from/until: a holiday computed per year, e.g. easter."
+    )
+    before: int = Field(28, ge=0, le=180, description="Days before `around` the window opens.")
+    after: int = Field(1, ge=0, le=180, description="Days after `around` the window closes.")
 
     @field_validator("start", "until")
     @classmethod
-    def _is_month_day(cls, value: str) -> str:
+    def _is_month_day(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         _month_day(value)
         return value.strip()
+
+    @field_validator("around")
+    @classmethod
+    def _known_holiday(cls, value: str | None) -> str | None:
+        if value is not None and value not in HOLIDAYS:
+            raise ValueError(f"unknown holiday {value!r}; known: {', '.join(HOLIDAYS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_window(self) -> PhraseSpec:
+        fixed = (self.start is not None, self.until is not None)
+        if fixed == (True, True) and self.around is None:
+            return self
+        if fixed == (False, False) and self.around is not None:
+            return self
+        raise ValueError("give either `from` and `until`, or `around` (with before and after)")
+
+    def compiled(self) -> Phrase:
+        """Return the phrase with its window."""
+        window: Window
+        if self.start is not None and self.until is not None:
+            window = Fixed(_month_day(self.start), _month_day(self.until))
+        elif self.around is not None:
+            window = Around(self.around, self.before, self.after)
+        else:  # refused by _one_window
+            raise ValueError(f"{self.phrase!r} has no window")
+        return Phrase(self.phrase, (window,))
 
 
 class Seasonal(Rule):
@@ -109,15 +190,28 @@ class Seasonal(Rule):
 
     @cached_property
     def compiled(self) -> tuple[Patterns, dict[str, Phrase]]:
-        """Every phrase as one pattern, and each phrase's window by name."""
-        if self.phrases is None:
-            chosen = [(p, _month_day(a), _month_day(b)) for p, a, b in DEFAULT_PHRASES]
-        else:
-            chosen = [(p.phrase, _month_day(p.start), _month_day(p.until)) for p in self.phrases]
-        chosen += [(p.phrase, _month_day(p.start), _month_day(p.until)) for p in self.extra_phrases]
-        windows = {text: Phrase(text, start, end) for text, start, end in chosen}
-        pattern = Patterns([(t, phrase_pattern(t), False, (hint_of(t),)) for t in windows])
-        return pattern, windows
+        """Every phrase as one pattern, and each phrase by name (an operator's wins)."""
+        chosen = DEFAULT_PHRASES if self.phrases is None else [p.compiled() for p in self.phrases]
+        phrases = {p.phrase: p for p in [*chosen, *(p.compiled() for p in self.extra_phrases)]}
+        pattern = Patterns(
+            [
+                (text, phrase_pattern(text, p.but_not), False, (hint_of(text),))
+                for text, p in phrases.items()
+            ]
+        )
+        return pattern, phrases
+
+
+def readable(text: str) -> str:
+    """Return text as phrases are matched on: NFKC-normalised, with straight apostrophes.
+
+    NFKC folds full-width and half-width forms; `str.replace` is used because
+    `str.translate` is slow on 100 KB of Unicode.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    for curly in APOSTROPHES:
+        text = text.replace(chr(curly), "'")
+    return text
 
 
 def seasonal_phrases(
@@ -125,17 +219,13 @@ def seasonal_phrases(
 ) -> list[ContentHit]:
     """Find seasonal phrases in the subject and the body (each phrase once per place)."""
     places = [
-        (where, text.translate(APOSTROPHES), phrases)
+        (where, readable(text), phrases)
         for where, text in (("subject", doc.subject), ("text", doc.text), ("html", doc.html))
     ]
     hits = []
     for where, _text, name, match in first_per_place(places):
         phrase = windows[name]
-        detail = {
-            "phrase": phrase.phrase,
-            "from": "{:02d}-{:02d}".format(*phrase.start),
-            "until": "{:02d}-{:02d}".format(*phrase.end),
-        }
+        detail = {"phrase": phrase.phrase, "season": phrase.season, "windows": phrase.describe()}
         hits.append(ContentHit("seasonal_phrase", where, match.group(), detail))
     return hits
 
@@ -155,22 +245,29 @@ def scan(rule: Seasonal, doc: Document, shared: Shared) -> list[ContentHit]:  # 
 def check(rule: Seasonal, ctx: Context) -> list[Observation]:
     """Hold mail whose seasonal phrases are out of season on the day it is sent."""
     today = datetime.fromtimestamp(ctx.now, UTC).astimezone(zoneinfo.ZoneInfo(rule.timezone)).date()
-    day = (today.month, today.day)
-    windows = {p.phrase: (p.start, p.end) for p in rule.compiled[1].values()}
+    phrases = rule.compiled[1]
     late = [
-        h for h in ctx.scan(rule.id).hits if not in_window(day, *windows[str(h.detail["phrase"])])
+        (hit, phrases[str(hit.detail["phrase"])])
+        for hit in ctx.scan(rule.id).hits
+        if not inside(phrases[str(hit.detail["phrase"])].windows, today)
     ]
     if not late:
         return []
-    first = late[0]
+    found = []
+    for hit, phrase in late[:SAMPLE]:
+        start, end = nearest(phrase.windows, today)
+        window = f"{start.isoformat()}..{end.isoformat()}"
+        found.append({"where": hit.where, "fragment": hit.fragment, **hit.detail, "window": window})
+    first = found[0]
+    season = f"{first['season']}, " if first["season"] else ""
     return [
         Observation(
             kind="out_of_season",
             message=(
-                f"{first.fragment!r} in {WHERE[first.where]} belongs to "
-                f"{first.detail['from']}..{first.detail['until']}, but today is "
-                f"{today.isoformat()} ({rule.timezone}){more(late)}"
+                f"{first['fragment']!r} in {WHERE[first['where']]} belongs to {season}"
+                f"{first['window']}, but today is {today.isoformat()} ({rule.timezone})"
+                f"{more([h for h, _ in late])}"
             ),
-            evidence={"date": today.isoformat(), "timezone": rule.timezone, "found": shown(late)},
+            evidence={"date": today.isoformat(), "timezone": rule.timezone, "found": found},
         )
     ]
