@@ -1,8 +1,9 @@
 """The closings of a message body: the lines where a sender signs.
 
-Owns what the signature rule reads as a closing: a valediction ("Thanks,", "Best regards,",
-"Viele Grüße", ...) with the names on its line or the short lines under it, a dash line
-("— Jack"), the lines after a `-- ` signature delimiter. It knows no identities.
+Owns what the signature rule reads as a closing: a valediction ("Best regards,", "Un
+abrazo,", "Viele Grüße", "Met vriendelijke groet", ...) with the names on its line or the
+short lines under it, a dash line ("— Jack"), the lines after a `-- ` signature delimiter.
+It knows no identities.
 """
 
 from __future__ import annotations
@@ -11,13 +12,59 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+# Valedictions a closing line starts with, by language.
+VALEDICTIONS = {
+    "en": (
+        "many thanks|thanks so much|thanks again|thanks a lot|thank you|thanks|with thanks|"
+        "best wishes|with best wishes|best regards|kind regards|kindest regards|"
+        "warm regards|warmest regards|warm wishes|regards|all the best|all best|best|"
+        "cheers|sincerely|yours sincerely|sincerely yours|yours faithfully|yours truly|"
+        "yours|warmly|with love|love|talk soon|speak soon|see you soon|until next time|"
+        "take care|with gratitude|respectfully|xoxo"
+    ),
+    "es": (
+        "gracias|muchas gracias|saludos|saludos cordiales|un saludo|un cordial saludo|"
+        "un saludo cordial|atentamente|cordialmente|un abrazo|un fuerte abrazo|abrazos|"
+        "besos|con cariño|hasta pronto|nos vemos"
+    ),
+    "de": (
+        "viele grüße|viele grüsse|liebe grüße|liebe grüsse|beste grüße|beste grüsse|"
+        "herzliche grüße|herzliche grüsse|freundliche grüße|freundliche grüsse|"
+        "mit freundlichen grüßen|mit freundlichen grüssen|mit besten grüßen|schöne grüße|"
+        "herzlichst|bis bald|danke|vielen dank"
+    ),
+    "fr": (
+        "merci|merci beaucoup|cordialement|bien cordialement|bien à vous|à bientôt|"
+        "à très vite|amitiés|amicalement|bises|salutations|sincères salutations|"
+        "meilleures salutations|chaleureusement|belle journée|bonne journée"
+    ),
+    "pt": (
+        "obrigado|obrigada|muito obrigado|muito obrigada|abraço|abraços|um abraço|"
+        "um grande abraço|beijos|um beijo|atenciosamente|cumprimentos|saudações|até breve|"
+        "até logo"
+    ),
+    "it": (
+        "grazie|grazie mille|cordiali saluti|distinti saluti|saluti|un saluto|"
+        "un caro saluto|un abbraccio|a presto|buona giornata"
+    ),
+    "nl": (
+        "met vriendelijke groet|met vriendelijke groeten|vriendelijke groet|"
+        "vriendelijke groeten|met hartelijke groet|hartelijke groet|hartelijke groeten|"
+        "groeten|groetjes|groet|tot snel|tot ziens|bedankt|dank je wel|dank u wel|liefs"
+    ),
+    "sv, nb, da": (
+        "med vänliga hälsningar|vänliga hälsningar|hälsningar|mvh|tack|kram|"
+        "med vennlig hilsen|vennlig hilsen|med venlig hilsen|venlig hilsen|hilsen|takk|tak"
+    ),
+    "pl": ("pozdrawiam|serdecznie pozdrawiam|z pozdrowieniami|z poważaniem|dziękuję"),
+}
+_PHRASES = sorted(
+    {p for group in VALEDICTIONS.values() for p in group.split("|")}, key=len, reverse=True
+)
+# Longest first, so "saludos cordiales" is not read as "saludos" signed by "cordiales".
 _CLOSING = re.compile(
-    r"^(?:many thanks|thanks so much|thanks again|thank you|thanks|best wishes|best regards|"
-    r"kind regards|warm regards|warmest regards|regards|all the best|best|cheers|sincerely|"
-    r"yours truly|yours|warmly|with love|love|talk soon|see you soon|until next time|"
-    r"with gratitude|xoxo|gracias|saludos|un saludo|atentamente|merci|cordialement|"
-    r"bien à vous|à bientôt|viele grüße|liebe grüße|beste grüße|mit freundlichen grüßen|"
-    r"grazie|cordiali saluti|a presto|obrigado|obrigada|abraços|um abraço)\b[\s,.!:;—–-]*(.*)$",
+    r"^(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in _PHRASES) + r")\b"
+    r"[\s,.!:;—–-]*(.*)$",
     re.IGNORECASE,
 )
 # "— Jack", "-- Jane", "~ Ev", "-Jack"; "- item" with a blank is a list, not a closing.
