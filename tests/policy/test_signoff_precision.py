@@ -104,6 +104,19 @@ def test_closings_in_other_languages_sign_as_their_identity(closing, identity):
     assert signed_as(LETTER + closing + FOOTER) == {identity}
 
 
+@pytest.mark.parametrize(
+    "closing",
+    [
+        "Happy shopping,\nJack",
+        "See you on the trail,\nEv",
+        "Merci d'avance,\nJane",
+        "Bons treinos,\nBiz",
+    ],
+)
+def test_a_short_line_ending_in_a_comma_over_a_name_is_a_valediction_too(closing):
+    assert signed_as(LETTER + closing + FOOTER) != set()
+
+
 def test_a_closing_followed_by_an_html_footer_without_a_delimiter_signs():
     assert signed_as(LETTER + "Cheers,\n\nEv" + HTML_FOOTER) == {"founders"}
 
@@ -177,6 +190,23 @@ def test_a_first_name_outside_the_senders_closing_is_not_a_sign_off(body):
     assert signed_as(body) == set()
 
 
+def test_a_valediction_like_line_ends_the_letter_so_an_earlier_closing_is_not_the_senders():
+    body = LETTER + "— Jack\n\nNew this week: trail shoes.\n\nHappy shopping,\nThe Shop team"
+    assert signed_as(body + FOOTER) == set()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Dear Jack,\nYour order has shipped.\n\nThe Shop team",  # a greeting
+        LETTER + "Visit us at\nShop Ltd,\n1 Market Street,\nSpringfield",  # an address
+        LETTER + "Shop now!\nJack's Steakhouse gift card included",  # a call to action
+    ],
+)
+def test_a_greeting_an_address_or_a_call_to_action_is_not_a_closing(body):
+    assert closings(body) == []
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -217,6 +247,11 @@ def test_only_the_letters_last_closing_is_the_senders_own():
         ("Ev", True),
         ("You're receiving this because you subscribed at shop.test.", True),
     ]
+
+
+def test_lines_under_the_signature_delimiter_do_not_end_the_letter():
+    body = LETTER + "Cheers,\nJack\n\n-- \nRegistered in England,\nCompany No. 1234"
+    assert signed_as(body) == {"founders"}
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 Owns what the signature rule reads as a closing: a valediction ("Best regards,", "Un
 abrazo,", "Viele Grüße", "Met vriendelijke groet", ...) with the names on its line or the
-short lines under it, a dash line ("— Jack"), the lines after a `-- ` signature delimiter.
+short lines under it, a short line ending in a comma over a name ("Happy shopping," / "The
+Shop team"), a dash line ("— Jack"), the lines after a `-- ` signature delimiter.
 Each closing says whether it is the sender's own: the signature block, or the last closing
 of the letter that is neither quoted (`>` replies, a passage inside quotation marks) nor a
 testimonial's attribution ("— Jane Smith, Acme Corp" under a quoted passage). `signers`
@@ -83,6 +84,9 @@ _SIGNERS = re.compile(
     r"\s*(?:[,;&+/|·•()\[\]]|\s[—–-]\s|\s(?:and|y|e|et|und|en|og|och|i|oraz)\s)\s*",
     re.IGNORECASE,
 )
+# A line like a valediction ("Happy shopping,", "Merci d'avance,").
+_LIKE_VALEDICTION = re.compile(r"^[^\W\d_][^.?!:;,]{0,40},$")
+LIKE_WORDS = 5  # words of a line that reads as a valediction without being a known one
 NAME_LINE = 60  # a line longer than this is prose, not a name under a closing
 NAMES_AFTER = 2  # lines after a closing phrase that may hold the names
 LONGEST = 100  # a line longer than this is prose, not a closing (a phrase and names)
@@ -155,9 +159,11 @@ def _find(lines: list[str], replies: set[int]) -> Iterator[_Found]:
 
 
 def _valediction(lines: list[str], index: int) -> list[str]:
-    """Return the name lines of a valediction ("Best regards,", "Un abrazo,"), or [].
+    """Return the name lines of a valediction line and the lines under it, or [].
 
-    The names are on its line ("Thanks, Biz, Ev & Jack") or on the short lines under it.
+    A known valediction ("Best regards,", "Un abrazo,") takes names on its line or under
+    it. Any other short line ending in a comma ("Happy shopping,", "Merci d'avance,")
+    is one when a capitalised name line follows it ("The Shop team", "Jane").
     """
     line = lines[index]
     if closing := _CLOSING.match(line):
@@ -167,6 +173,10 @@ def _valediction(lines: list[str], index: int) -> list[str]:
             return _names_under([], following)
         if _looks_like_names(rest, closing.group(1)):
             return _names_under([rest], following)
+    if line.endswith(",") and _LIKE_VALEDICTION.match(line) and len(line.split()) <= LIKE_WORDS:
+        names = _names_under([], lines[index + 1 : index + 1 + NAME_SEARCH])
+        if names and _name_line(names[0]):
+            return names
     return []
 
 
@@ -207,6 +217,11 @@ def _names_under(names: list[str], following: list[str]) -> list[str]:
             break
         names.append(line)
     return names
+
+
+def _name_line(line: str) -> bool:
+    """Tell whether a line under a valediction-like line reads as a name ("Jane Doe")."""
+    return line[0].isalpha() and not line[0].islower() and line[-1] not in ".:?"
 
 
 def _looks_like_names(text: str, separator: str) -> bool:
