@@ -234,7 +234,7 @@ def test_addresses_and_the_from_display_name_match_whatever_the_closing():
     assert signed_as(body, from_name="Jane Doe at Shop") == {"ceo"}
 
 
-def test_a_sign_off_with_a_different_surname_in_an_identitys_name_is_hers():
+def test_the_identitys_name_signs_when_its_only_sign_off_is_the_first_name():
     shared = Shared(identities=(Identity(id="ceo", name="Jane Doe", signoffs=["Jane"]),))
     doc = Document(text=LETTER + "Best regards,\nJane Doe" + FOOTER)
     assert {h.detail["identity"] for h in scan(RULE, doc, shared)} == {"ceo"}
