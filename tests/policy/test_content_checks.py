@@ -14,12 +14,12 @@ from gateway.model import ContentReport, Facts, Finding, RuleScan
 from gateway.policy.engine import Engine
 from gateway.policy.fixtures import CampaignSpec, evaluate, submission_for
 from gateway.policy.registry import Registry, default_registry
+from gateway.policy.rules.closings import closings
 from gateway.policy.rules.holidays import Fixed
 from gateway.policy.rules.language import detect, primary
 from gateway.policy.rules.merge_tags import MergeTags, empty_greetings, merge_tags
 from gateway.policy.rules.patterns import Patterns, phrase_pattern
 from gateway.policy.rules.seasonal import Phrase, in_window, seasonal_phrases
-from gateway.policy.rules.signature import closings
 from gateway.policy.rules.test_markers import TestMarkers, find_test_markers
 from gateway.review.signoffs import SIGNOFF_KIND, cleared
 from tests.policy.factories import campaign, changed, load

@@ -3,7 +3,9 @@
 Owns the `signature` kind: its parameters, its scanner and its check. `scan` runs off the
 event loop on the decoded message and finds the identities (the policy set's `identities`
 section) it sends as (From, Sender, Reply-To addresses, the From display name) or signs as
-(closing lines: "— Jack", "Thanks, Biz, Ev & Jack", "Jane Doe, your account manager").
+(closing lines: "— Jack", "Thanks, Biz, Ev & Jack", "Jane Doe, your account manager"). A
+first name signs only as a signer of the sender's own closing (`closings` says which that
+is); a full name signs in any closing or alone on a line.
 `signature` runs inside the spool transaction with the campaign's counters and registered
 sign-offs, and holds once the campaign is above its bulk threshold and an identity it
 names has not signed off; a release does not clear that, only a sign-off does. Identities
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -32,6 +33,7 @@ from gateway.policy.rules.base import (
     Rule,
     Shared,
 )
+from gateway.policy.rules.closings import NAME_LINE, Closing, closings, signers
 from gateway.review.signoffs import SIGNOFF_KIND, signoff_tally
 
 
@@ -63,66 +65,6 @@ class Signature(Rule):
         return found
 
 
-_CLOSING = re.compile(
-    r"^(?:many thanks|thanks so much|thanks again|thank you|thanks|best wishes|best regards|"
-    r"kind regards|warm regards|warmest regards|regards|all the best|best|cheers|sincerely|"
-    r"yours truly|yours|warmly|with love|love|talk soon|see you soon|until next time|"
-    r"with gratitude|xoxo|gracias|saludos|un saludo|atentamente|merci|cordialement|"
-    r"bien à vous|à bientôt|viele grüße|liebe grüße|beste grüße|mit freundlichen grüßen|"
-    r"grazie|cordiali saluti|a presto|obrigado|obrigada|abraços|um abraço)\b[\s,.!:;—–-]*(.*)$",
-    re.IGNORECASE,
-)
-# "— Jack", "-- Jane", "~ Ev", "-Jack"; "- item" with a blank is a list, not a closing.
-_DASH = re.compile(r"^(?:(?:—|–|--|~)\s*|-(?=[A-Z]))(\S.{0,60})$")
-_SIG_DELIMITER = "-- "
-NAME_LINE = 60  # a line longer than this is prose, not a name under a closing
-NAMES_AFTER = 2  # lines after a closing phrase that may hold the names
-
-
-@dataclass(frozen=True, slots=True)
-class Closing:
-    """A closing of the body: its lines as written, and the part that may hold names."""
-
-    text: str
-    names: str
-
-
-def closings(body: str) -> Iterator[Closing]:
-    """Yield the sign-off regions of a body: a closing phrase and the names under it."""
-    lines = [line.strip() for line in body.split("\n")]
-    for index, line in enumerate(lines):
-        if line == _SIG_DELIMITER.strip():
-            after = "\n".join(entry for entry in lines[index + 1 : index + 4] if entry)
-            yield Closing(after, after)
-        elif dash := _DASH.match(line):
-            yield Closing(line, dash.group(1))
-        elif closing := _CLOSING.match(line):
-            rest = closing.group(1).strip()
-            if len(rest) > NAME_LINE or (rest and not _looks_like_names(rest)):
-                continue  # "Thanks for reading our newsletter this week!" is prose
-            names = _names_under([rest] if rest else [], lines[index + 1 :])
-            if names:
-                yield Closing(" / ".join([line, *names[1 if rest else 0 :]]), "\n".join(names))
-
-
-def _names_under(names: list[str], following: list[str]) -> list[str]:
-    """Add the short lines under a closing phrase ("Jane Doe", "Co-founder") to `names`."""
-    for line in following:
-        if not line:
-            if names:
-                break
-            continue
-        if len(line) > NAME_LINE or len(names) > NAMES_AFTER:
-            break
-        names.append(line)
-    return names
-
-
-def _looks_like_names(text: str) -> bool:
-    """Tell whether the rest of a closing line reads as names ("Biz, Ev & Jack")."""
-    return not re.search(r"[.?]\s|[?]$", text) and len(text.split()) <= 8
-
-
 def _word(text: str) -> re.Pattern[str]:
     escaped = r"\s+".join(re.escape(part) for part in text.split())
     return re.compile(rf"(?<![\w@]){escaped}(?!\w)", re.IGNORECASE)
@@ -146,13 +88,28 @@ def _senders(identity: Identity, doc: Document) -> Iterator[ContentHit]:
 
 
 def _signs(identity: Identity, found: list[Closing], lines: list[str]) -> Iterator[ContentHit]:
-    """Hits of the closing lines: the identity's sign-off names and patterns."""
+    """Hits of the closing lines: the identity's sign-off names and patterns.
+
+    A full name ("Jane Doe": the identity's name, an alias, a sign-off of several words)
+    counts in any closing, or alone on a line, wherever it is. A first name ("Jane")
+    counts only as a signer of the sender's own closing: "Jane Miller", "The Shop Biz
+    team" or a testimonial's "— Jane, Acme Corp" under a quoted passage are someone else.
+    """
     detail = {"identity": identity.id, "via": "signoff"}
     names = identity.signoffs or ([identity.name] if identity.name else [])
+    whole = [n for n in (*names, identity.name, *identity.aliases) if n and len(n.split()) > 1]
+    first = {n.casefold() for n in names if len(n.split()) == 1}
     for closing in found:
-        if any(_word(name).search(closing.names) for name in names):
+        if any(_word(name).search(closing.names) for name in whole) or (
+            closing.own and first & set(_signed_by(closing))
+        ):
             yield ContentHit("identity", "signoff", " ".join(closing.text.split()), detail)
             break
+    else:
+        wanted = {" ".join(name.casefold().split()) for name in whole}
+        line = next((line for line in lines if wanted and _alone(line, wanted)), None)
+        if line is not None:
+            yield ContentHit("identity", "signoff", line[:120], detail)
     for pattern in identity.signoff_patterns:
         compiled = re.compile(pattern, re.IGNORECASE)
         line = next((line for line in lines if compiled.search(line)), None)
@@ -160,6 +117,27 @@ def _signs(identity: Identity, found: list[Closing], lines: list[str]) -> Iterat
             detail = {"identity": identity.id, "via": "signoff_pattern"}
             yield ContentHit("identity", "signoff", line[:120], detail)
             break
+
+
+def _alone(line: str, wanted: set[str]) -> bool:
+    """Tell whether a line is one of the wanted names and nothing else ("— Jane Doe")."""
+    if len(line) > NAME_LINE or not any(name in line.casefold() for name in wanted):
+        return False  # most lines: no need to split them
+    named = signers(line)
+    return len(named) == 1 and named[0] in wanted
+
+
+def _signed_by(closing: Closing) -> Iterator[str]:
+    """Yield who signs a closing: the people of its first name line, and names alone.
+
+    A name alone on a line under the first counts ("Biz / Ev / Jack"); a title or a
+    company line ("Customer Success Manager, Shop") names nobody.
+    """
+    signer, *under = closing.names.split("\n")
+    yield from signers(signer)
+    for line in under:
+        if len(named := signers(line)) == 1:
+            yield named[0]
 
 
 def scan(rule: Signature, doc: Document, shared: Shared) -> list[ContentHit]:
