@@ -116,7 +116,7 @@ class Gateway:
                 self.api,
                 SegmentsApi(self.spool, gate, self.loader, settings.segments),
                 policy_api,
-                PreflightApi(gate, self.admitter.preflight),
+                PreflightApi(gate, self.spool, self.admitter.preflight),
             ],
             http=settings.http,
             clock=clock,

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from gateway.cli import main
 from gateway.ops.auth import new_token, token_hash
 from gateway.states import CampaignState
-from tests.harness import POLICIES, Api, Running, run_gateway
+from tests.harness import POLICIES, Api, Running, run_gateway, upload_segment
 from tests.helpers import eventually
 from tests.mail import message
 
@@ -352,6 +352,10 @@ async def test_preflight_prints_the_findings_and_exits_3_when_the_send_would_be_
         held = await sendbrake(gw, "preflight", str(draft), "--declared", "200", "--to", "a@x.test")
         passed = ok(await sendbrake(gw, "preflight", str(clean), "--category", "survey"))
         as_json = await sendbrake(gw, "preflight", str(draft), "--json", as_user="vera")
+        operator = Api(gw.http_url, TOKENS["alice"])
+        await upload_segment(operator, "inactive", [f"gone{i}@example.org" for i in range(60)])
+        segment = ["--to-segment", "inactive", "--declared", "5"]  # 60 > 55
+        to_segment = await sendbrake(gw, "preflight", str(clean), *segment)
         campaigns = await gw.spool.campaigns()
     assert held.exit_code == 3, held.output
     lines = held.stdout.splitlines()
@@ -362,4 +366,6 @@ async def test_preflight_prints_the_findings_and_exits_3_when_the_send_would_be_
     )
     assert as_json.exit_code == 3
     assert json.loads(as_json.stdout)["findings"][0]["kind"] == "merge_tag"
+    assert to_segment.exit_code == 3, to_segment.output
+    assert to_segment.stdout.splitlines()[1].startswith("  blast-declared [over_declared_size")
     assert campaigns == []  # nothing was stored

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -107,14 +107,19 @@ class Admitter:
             self._on_admitted(admission)
         return admission
 
-    async def preflight(self, inbound: Inbound) -> tuple[CampaignRef, Admission]:
+    async def preflight(
+        self, inbound: Inbound, hashes: Sequence[int] | None = None
+    ) -> tuple[CampaignRef, Admission]:
         """Admit one message as `admit` would, and undo it: the same findings, nothing kept.
 
         The rehearsal joins the campaign its key names (with that campaign's real
         counters), looks up segments and sign-offs and decides, in a transaction that is
-        rolled back; nothing is stored, counted or relayed.
+        rolled back; nothing is stored, counted or relayed. `hashes`, when given, are the
+        recipients' address hashes (a segment's members, whose addresses are not kept).
         """
         submission, decider = await self._prepare(inbound)
+        if hashes is not None:
+            submission = replace(submission, hashes=tuple(hashes))
         window = self._settings.implicit_window
         admission = await self._spool.rehearse(
             lambda tx: steps.admit(tx, submission, decider, window)

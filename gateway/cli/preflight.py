@@ -44,6 +44,9 @@ def _verdict(answer: Mapping[str, Any]) -> str:
     metavar="ADDRESS",
     help="A recipient (repeat); default: To and Cc.",
 )
+@click.option(
+    "--to-segment", "segment", metavar="NAME", help="Or the audience: a loaded segment's members."
+)
 @click.option("--from", "mail_from", metavar="ADDRESS", help="Envelope sender; default: From.")
 @click.option(
     "--client",
@@ -58,6 +61,7 @@ def preflight(
     category: str | None,
     locale: str | None,
     recipients: tuple[str, ...],
+    segment: str | None,
     mail_from: str | None,
     client: str | None,
 ) -> None:
@@ -71,6 +75,7 @@ def preflight(
         "category": category,
         "locale": locale,
         "recipients": list(recipients),
+        "segment": segment,
         "mail_from": mail_from,
         "client": client,
     }

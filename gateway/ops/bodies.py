@@ -109,6 +109,13 @@ class PreflightBody(BaseModel):
         max_length=MAX_PREFLIGHT_RECIPIENTS,
         description="The audience (addresses); default: the message's To and Cc.",
     )
+    segment: Name | None = Field(
+        None,
+        description=(
+            "Or the audience as a loaded segment: every member is a recipient (segments"
+            " keep address hashes only: rules that read an address's domain see none)."
+        ),
+    )
     mail_from: Name | None = Field(None, description="Envelope sender; default: the From address.")
     client: Name | None = Field(
         None,
@@ -122,6 +129,8 @@ class PreflightBody(BaseModel):
     def _one_message(self) -> PreflightBody:
         if (self.message is None) == (self.message_base64 is None):
             raise ValueError("give the message as message or as message_base64, not both")
+        if self.recipients and self.segment is not None:
+            raise ValueError("give the audience as recipients or as a segment, not both")
         return self
 
     def content(self) -> bytes:

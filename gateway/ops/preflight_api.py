@@ -15,7 +15,7 @@ campaign with the same key, with the counters that campaign has now.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses
 
@@ -32,9 +32,12 @@ from gateway.ops.auth import Gate
 from gateway.ops.bodies import PreflightBody
 from gateway.ops.exchange import read_body, respond, wrong
 from gateway.ops.openapi import Handlers
+from gateway.spool.base import Segments
 
-Rehearse = Callable[[Inbound], Awaitable[tuple[CampaignRef, Admission]]]
+Rehearse = Callable[[Inbound, Sequence[int] | None], Awaitable[tuple[CampaignRef, Admission]]]
 PREFLIGHT_CLIENT = "preflight"
+MAX_SEGMENT_AUDIENCE = 200_000  # members a rehearsal stores (and rolls back) at once
+MEMBER_DOMAIN = "segment-member.invalid"  # RFC 2606: names no real mailbox
 
 
 @dataclass(eq=False)  # handlers are bound methods: keep identity hashing
@@ -42,6 +45,7 @@ class PreflightApi(Handlers):
     """The handler of POST /preflight."""
 
     gate: Gate
+    spool: Segments
     rehearse: Rehearse
 
     ROUTES = routes.PREFLIGHT
@@ -52,7 +56,11 @@ class PreflightApi(Handlers):
         body = await read_body(request, PreflightBody)
         content = declared(body)
         headers = HeaderBlock.parse(content)
-        recipients = body.recipients or addresses(headers, "To", "Cc")
+        hashes = None if body.segment is None else await self._members(body.segment)
+        if hashes is not None:  # a stand-in address per member; rules read their hashes
+            recipients = [f"member-{i}@{MEMBER_DOMAIN}" for i in range(len(hashes))]
+        else:
+            recipients = body.recipients or addresses(headers, "To", "Cc")
         if not recipients:
             detail = "the message has no To or Cc address"
             raise wrong("recipients", "required", f"give the audience: {detail}")
@@ -70,7 +78,7 @@ class PreflightApi(Handlers):
             content=content,
         )
         try:
-            ref, admission = await self.rehearse(inbound)
+            ref, admission = await self.rehearse(inbound, hashes)
         except MessageRefused as exc:
             detail = f"a send would be refused (554 5.6.0): {exc}"
             raise wrong("message", exc.reason, detail) from None
@@ -86,6 +94,23 @@ class PreflightApi(Handlers):
                 findings=[s.PreflightFinding.model_validate(f) for f in admission.findings],
             )
         )
+
+    async def _members(self, name: str) -> list[int]:
+        """Return the member hashes of a loaded segment, the preflight's audience."""
+        segment = await self.spool.segment(name)
+        if segment is None:
+            raise wrong("segment", "not a loaded segment", f"no segment named {name!r}")
+        if segment.size > MAX_SEGMENT_AUDIENCE:
+            rule = f"at most {MAX_SEGMENT_AUDIENCE} members"
+            raise wrong("segment", rule, f"segment {name} has {segment.size} members: {rule}")
+        members: list[int] = []
+        while page := await self.spool.segment_page(
+            segment.version, members[-1] if members else None
+        ):
+            members += page
+        if not members:
+            raise wrong("segment", "has no members", f"segment {name} is empty")
+        return members
 
 
 def declared(body: PreflightBody) -> bytes:

@@ -10,13 +10,14 @@ judged as a client's next message it sees that client's campaign as it is.
 from __future__ import annotations
 
 import base64
+import shutil
 from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
 
 from gateway.mail.headers import HeaderBlock
-from tests.harness import run_gateway, send_campaign
+from tests.harness import POLICIES, run_gateway, send_campaign, upload_segment
 from tests.helpers import eventually
 from tests.mail import message
 
@@ -152,3 +153,34 @@ async def test_a_rejected_campaign_is_said_to_refuse_the_send(settings_for, upst
     assert status == 422
     assert "550 5.7.1" in problem["detail"]
     assert problem["errors"][0]["field"] == "message"
+
+
+WINBACK = """\
+version: 1
+rules:
+  - {id: winback-not-active, kind: segment_exclude, when: {category: win-back},
+     segment: active-users}
+"""
+
+
+async def test_a_segment_as_the_audience_is_judged_by_its_members(settings_for, tmp_path):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    shutil.copy(POLICIES / "default.yaml", folder)
+    (folder / "winback.yaml").write_text(WINBACK)
+    lapsed = [f"lapsed{i}@example.org" for i in range(80)]
+    async with run_gateway(settings_for(policies={"dir": str(folder)})) as gw:
+        await upload_segment(gw.api(), "lapsed", lapsed)
+        await upload_segment(gw.api(), "active-users", [*lapsed[:3], "fan@example.net"])
+        draft = message(subject="We miss you", X_Campaign_ID="winback-12").decode()
+        body = {"message": draft, "segment": "lapsed", "category": "win-back"}
+        _, small = await preflight(gw, {**body, "size": 100})
+        _, big = await preflight(gw, {**body, "size": 10})  # 80 > 10 x 1.5 and 10 + 50
+        status, missing = await preflight(gw, {**body, "segment": "nobody"})
+        _, page = await gw.api().get("/api/v1/campaigns")
+    overlap = next(f for f in small["findings"] if f["rule"] == "winback-not-active")
+    assert overlap["evidence"]["overlap"] == 3  # the lapsed members also active
+    assert {f["rule"] for f in small["findings"]} == {"winback-not-active"}
+    assert {f["rule"] for f in big["findings"]} == {"winback-not-active", "blast-declared"}
+    assert (status, missing["errors"][0]["field"]) == (422, "segment")
+    assert page["items"] == []

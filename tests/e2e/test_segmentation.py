@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import run_gateway
+from tests.harness import run_gateway, upload_segment
 from tests.helpers import eventually
 from tests.mail import message
 
@@ -40,23 +40,13 @@ def policies(tmp_path: Path, action: str = "hold") -> Path:
     return folder
 
 
-async def upload(gw, name: str, addresses: list[str], *, csv: bool = False) -> dict:
-    text = ("email\n" if csv else "") + "".join(f"{a}\n" for a in addresses)
-    status, body = await gw.api("alice").call(
-        "PUT",
-        f"/api/v1/segments/{name}?reason=test",
-        data=text.encode(),
-        headers={"Content-Type": "text/csv" if csv else "text/plain"},
-    )
-    assert status == 200, body
-    return body
-
-
 async def load_audience(gw) -> None:
-    await upload(gw, "active-users", ACTIVE)
-    await upload(gw, "customers", [f"customer{i}@example.com" for i in range(50)], csv=True)
-    await upload(gw, "leads", [f"lead{i}@example.com" for i in range(50)])
-    await upload(gw, "all-contacts", [f"contact{i}@example.com" for i in range(100)])
+    await upload_segment(gw.api(), "active-users", ACTIVE)
+    await upload_segment(
+        gw.api(), "customers", [f"customer{i}@example.com" for i in range(50)], csv=True
+    )
+    await upload_segment(gw.api(), "leads", [f"lead{i}@example.com" for i in range(50)])
+    await upload_segment(gw.api(), "all-contacts", [f"contact{i}@example.com" for i in range(100)])
 
 
 async def campaign_of(gw, key: str) -> dict:
@@ -188,7 +178,7 @@ async def test_release_only_segment_sends_just_those_held_recipients(
     settings = settings_for(upstream.port, policies={"dir": str(policies(tmp_path))})
     async with run_gateway(settings) as gw:
         campaign = await send_winback(gw)
-        await upload(gw, "first-ten", RECIPIENTS[:10])
+        await upload_segment(gw.api(), "first-ten", RECIPIENTS[:10])
         status, after = await gw.api("alice").post(
             f"/api/v1/campaigns/{campaign['id']}/release",
             {"reason": "pilot", "only_segment": "first-ten"},
@@ -252,9 +242,11 @@ async def test_replacing_a_segment_under_load_is_atomic(settings_for, upstream, 
         "version: 1\nrules:\n  - {id: ex, kind: segment_exclude, segment: s, action: suppress}\n"
     )
     async with run_gateway(settings_for(upstream.port, policies={"dir": str(folder)})) as gw:
-        await upload(gw, "s", [pair(i)[0] for i in range(2000)])
+        await upload_segment(gw.api(), "s", [pair(i)[0] for i in range(2000)])
         filler = [f"filler{i}@example.com" for i in range(150_000)]
-        replacing = asyncio.create_task(upload(gw, "s", filler + [pair(i)[1] for i in range(2000)]))
+        replacing = asyncio.create_task(
+            upload_segment(gw.api(), "s", filler + [pair(i)[1] for i in range(2000)])
+        )
         sent = during = 0
         while not replacing.done() or sent < during + 5:
             if not replacing.done():
