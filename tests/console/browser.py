@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from playwright.async_api import Browser, Page, Request
 
+from gateway.ops.auth import token_hash
+from gateway.ops.console.sessions import COOKIE
 from tests.harness import TOKENS, Running
 
 CHROMIUM = "/usr/bin/chromium"
@@ -40,13 +42,30 @@ async def sign_in(page: Page, who: str) -> None:
 
 @contextlib.asynccontextmanager
 async def signed_in(
-    browser: Browser, gw: Running, who: str, viewport: dict[str, int] = LAPTOP
+    browser: Browser,
+    gw: Running,
+    who: str,
+    viewport: dict[str, int] = LAPTOP,
+    *,
+    through_the_form: bool = False,
 ) -> AsyncIterator[Page]:
-    """A page of a fresh browser context, signed in to the gateway's console as `who`."""
+    """A page of a fresh browser context, signed in to the gateway's console as `who`.
+
+    Unless `through_the_form`, the session is opened in the gateway's own store and its
+    cookie handed to the browser, as the form would (the tests of signing in use the form;
+    the others save its two page loads).
+    """
     context = await browser.new_context(base_url=gw.http_url, viewport=viewport)
     try:
         page = await context.new_page()
-        await sign_in(page, who)
+        if through_the_form:
+            await sign_in(page, who)
+        else:
+            sessions = gw.gateway.console.sessions
+            cookie, _ = sessions.start(token_hash(TOKENS[who][0]), who)
+            await context.add_cookies(
+                [{"name": COOKIE, "value": cookie, "url": gw.http_url + "/console/"}]
+            )
         yield page
     finally:
         await context.close()

@@ -67,9 +67,16 @@ def test_a_text_message_is_shown_as_escaped_text_and_the_html_part_wins_over_it(
     assert "text part" not in both
 
 
-def test_an_undecodable_message_says_so_instead_of_failing():
-    nested = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + (
-        b"--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" * 3000
+def test_a_part_nested_past_the_depth_limit_is_not_shown_and_the_frame_says_so():
+    nested = b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+        for i in range(30)
     )
-    shown = frame_document(nested)
-    assert shown.startswith("<!DOCTYPE html><pre")
+    content = (
+        b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
+        + nested
+        + b"--b30\r\nContent-Type: text/html\r\n\r\n<p>deep</p>\r\n"
+    )
+    shown = frame_document(content)
+    assert "deep" not in shown
+    assert "no text or HTML part to show here" in shown

@@ -170,7 +170,9 @@ def frame_document(content: bytes) -> str:
         if part is not None:
             return inert_html(_text(part))
         part = _first(message, "plain", 0)
-        return text_document(_text(part) if part is not None else "")
+        if part is None:
+            return text_document("(no text or HTML part to show here; see the raw source)")
+        return text_document(_text(part))
     except (RecursionError, LookupError, ValueError, email.errors.MessageError):
         return text_document("(the message could not be decoded; see its raw source)")
 
