@@ -1,4 +1,8 @@
-"""One Chromium for each console test module (a context per test), on the module's loop."""
+"""One Chromium for each console test module (a context per test), on the module's loop.
+
+The upstream fixture runs on that loop too: a module here that uses it marks its tests
+`pytest.mark.asyncio(loop_scope="module")`.
+"""
 
 from __future__ import annotations
 

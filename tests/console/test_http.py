@@ -11,6 +11,8 @@ import io
 import json
 import re
 
+import pytest
+
 from gateway.log import configure
 from gateway.model import Role, Token
 from gateway.ops.auth import token_hash
@@ -19,8 +21,11 @@ from gateway.ops.console.pages import FRAME_CSP
 from tests.clock import ManualClock
 from tests.console.client import ConsoleClient
 from tests.harness import held_campaign, run_gateway, send_campaign
+from tests.helpers import eventually
 from tests.mail import build
 
+# The loop of tests/console's upstream fixture (its browser tests share one per module).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 WRONG = "sb_guess"
 
 
@@ -242,3 +247,43 @@ async def test_a_large_release_confirmation_names_the_first_approver_and_their_r
     assert "alice</strong> asked to release 60 recipients" in theirs
     assert "list checked twice" in theirs
     assert re.search(r'id="count">20<', theirs)  # what bob's own release would send
+
+
+async def test_partial_releases_by_count_and_by_segment_send_only_those(settings_for, upstream):
+    async with (
+        run_gateway(settings_for(upstream.port)) as gw,
+        ConsoleClient(gw.http_url) as console,
+    ):
+        campaign_id = await held_campaign(gw, 60)  # r0 … r59
+        vip = "".join(f"r{i}@example.org\n" for i in range(50, 55))
+        status, _ = await gw.api("alice").call(
+            "PUT",
+            "/api/v1/segments/vip?reason=test",
+            data=vip.encode(),
+            headers={"Content-Type": "text/plain"},
+        )
+        assert status == 200
+        await console.sign_in("alice")
+        _, page = await console.get(f"/console/campaigns/{campaign_id}")
+        assert "<option>vip</option>" in page
+        path = f"/console/campaigns/{campaign_id}/release"
+        some = {"csrf": console.csrf, "reason": "a first ten", "scope": "count"}
+        _, review = await console.post(path, {**some, "max_recipients": "10"})
+        assert re.search(r'id="count">10<', review)
+        await console.post(path, {**some, "max_recipients": "10", "confirm": "yes"})
+        _, page = await console.get(f"/console/campaigns/{campaign_id}")
+        assert "Released 10 recipients of promo; 50 still held." in page
+        segment = {"csrf": console.csrf, "reason": "the vips", "scope": "segment"}
+        _, review = await console.post(path, {**segment, "only_segment": "vip"})
+        assert "who are in segment <strong>vip</strong>" in review
+        await console.post(path, {**segment, "only_segment": "vip", "confirm": "yes"})
+        _, page = await console.get(f"/console/campaigns/{campaign_id}")
+        assert "Released 5 recipients of promo; 45 still held." in page
+        wrong = {**some, "max_recipients": "ten", "confirm": "yes"}
+        await console.post(path, wrong)
+        _, page = await console.get(f"/console/campaigns/{campaign_id}")
+        assert "Nothing was done: max_recipients:" in page
+        await eventually(lambda: len(upstream.recipients) == 15)
+    assert sorted(upstream.recipients) == sorted(
+        [f"r{i}@example.org" for i in range(10)] + [f"r{i}@example.org" for i in range(50, 55)]
+    )
