@@ -27,13 +27,14 @@ test: $(STAMP) debian-packages
 ## promtool and amtool (prometheus, prometheus-alertmanager) check deploy/prometheus/
 ## (tests/deploy); postfix is the platform's MTA in front of the gateway in
 ## tests/e2e/test_postfix_front.py, which runs its own private instance, and its postconf
-## and postmap check deploy/postfix/; systemd-analyze verifies deploy/systemd/. debconf's
+## and postmap check deploy/postfix/; systemd-analyze verifies deploy/systemd/; chromium is
+## the browser tests/console drives with Playwright (never a browser Playwright downloads). debconf's
 ## "No configuration" keeps the install from writing a system mail setup. The postinst
 ## scripts start daemons where a service manager runs: any daemon the install started
 ## (none ran before) is stopped again; the tests need only the programs.
 DEBIAN_TOOLS := promtool:prometheus amtool:prometheus-alertmanager \
   postfix:postfix postqueue:postfix postconf:postfix postmap:postfix \
-  systemd-analyze:systemd
+  systemd-analyze:systemd chromium:chromium
 DAEMONS := prometheus:/usr/bin/prometheus \
   prometheus-alertmanager:/usr/bin/prometheus-alertmanager \
   postfix:/usr/lib/postfix/sbin/master

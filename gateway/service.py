@@ -27,6 +27,7 @@ from gateway.ingress.smtp import check_exposure, start_smtp
 from gateway.metrics import Metrics
 from gateway.ops.api import OpsApi
 from gateway.ops.auth import Authenticator, Gate
+from gateway.ops.console.app import Console
 from gateway.ops.http import create_app
 from gateway.ops.policy_api import PolicyApi
 from gateway.ops.preflight_api import PreflightApi
@@ -121,6 +122,15 @@ class Gateway:
             http=settings.http,
             clock=clock,
         )
+        self.console = Console(
+            self.spool,
+            gate,
+            self.api,
+            settings.console,
+            policies=lambda: self.engine.policies,
+            clock=clock,
+        )
+        self.console.mount(self.http_app)
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()

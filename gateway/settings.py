@@ -473,6 +473,31 @@ class OpsSettings(_Section):
     )
 
 
+class ConsoleSettings(_Section):
+    """The reviewers' web page under /console/ on the ops listener (docs/console.md)."""
+
+    session_lifetime: Duration = Field(
+        8 * 3600.0,
+        gt=0,
+        description="A console sign-in ends this long after it began, however busy it is.",
+    )
+    idle_timeout: Duration = Field(
+        30 * 60.0,
+        gt=0,
+        description="A console sign-in ends after this long without a page being asked for.",
+    )
+    max_sessions: int = Field(
+        1000,
+        gt=0,
+        description="Console sign-ins kept at once (in this process); past it the oldest ends.",
+    )
+    refresh_interval: Duration = Field(
+        15.0,
+        ge=0,
+        description="How often the list of campaigns refreshes itself in place; 0: never.",
+    )
+
+
 class RuntimeSettings(_Section):
     """The process itself."""
 
@@ -507,6 +532,9 @@ class Settings(_Section):
     )
     relay: RelaySettings = Field(default_factory=RelaySettings, description="Relay workers.")
     ops: OpsSettings = Field(default_factory=OpsSettings, description="Ops API.")
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings, description="Reviewers' web console."
+    )
     segments: SegmentSettings = Field(default_factory=SegmentSettings, description="Segments.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Process.")

@@ -50,7 +50,19 @@ from gateway.states import CampaignState, RecipientState
 
 T = TypeVar("T")
 MAX_KEY = 998  # a header line's limit (RFC 5322): no key header can carry more
+# The audit log's names of the decisions, the same whether the API or the console asked.
+HOLD, RELEASE, REJECT = "hold campaign", "release campaign", "reject campaign"
 log = structlog.get_logger(__name__)
+
+
+def release_count(campaign: Campaign, max_recipients: int | None) -> int:
+    """How many held recipients a release of at most `max_recipients` (None: all) sends."""
+    return min(campaign.counters.held, max_recipients or campaign.counters.held)
+
+
+def needs_two_operators(count: int, settings: OpsSettings) -> bool:
+    """Tell whether releasing `count` recipients needs a second operator's approval."""
+    return count > settings.two_person_release_above
 
 
 @dataclass(eq=False)  # handlers are bound methods: keep identity hashing
@@ -168,8 +180,14 @@ class OpsApi(Handlers):
     async def hold(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/hold: the manual kill switch for one campaign."""
         campaign_id = request.match_info["id"]
-        caller = await self.gate.caller(request, "operate", "hold campaign", campaign_id)
+        caller = await self.gate.caller(request, "operate", HOLD, campaign_id)
         body = await read_body(request, ReasonBody)
+        return respond(await self.hold_campaign(caller, campaign_id, body))
+
+    async def hold_campaign(
+        self, caller: Principal, campaign_id: str, body: ReasonBody
+    ) -> s.CampaignDetail:
+        """Hold a campaign for an authorised caller; the API's and the console's one path."""
         before = await self._campaign(campaign_id)
         now = self.clock()
         finding = Finding(
@@ -181,12 +199,10 @@ class OpsApi(Handlers):
             at=now,
         )
         changed = before.state is not CampaignState.HELD
-        audit = self.gate.entry(
-            caller.name, "hold campaign", campaign_id, body.reason, "ok", changed=changed
-        )
+        audit = self.gate.entry(caller.name, HOLD, campaign_id, body.reason, "ok", changed=changed)
         held = self.spool.hold(campaign_id, finding, now, audit=audit)
         campaign = found(
-            await self._guarded(held, caller, "hold campaign", campaign_id, body.reason),
+            await self._guarded(held, caller, HOLD, campaign_id, body.reason),
             "campaign",
             campaign_id,
         )
@@ -203,24 +219,34 @@ class OpsApi(Handlers):
                 recipients=_recipients(detail, {"held"}, caller.name, campaign.counters.held),
                 relayed=campaign.counters.relayed,
             )
-        return respond(detail)
+        return detail
 
     async def release(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/release: all held recipients, or `max_recipients` of them."""
         campaign_id = request.match_info["id"]
-        caller = await self.gate.caller(request, "operate", "release campaign", campaign_id)
+        caller = await self.gate.caller(request, "operate", RELEASE, campaign_id)
         body = await read_body(request, ReleaseBody)
+        answer = await self.release_campaign(caller, campaign_id, body)
+        return respond(answer, status=202 if isinstance(answer, s.PendingRelease) else 200)
+
+    async def release_campaign(
+        self, caller: Principal, campaign_id: str, body: ReleaseBody
+    ) -> s.CampaignDetail | s.PendingRelease:
+        """Release for an authorised caller, or record the first of two operators' approvals.
+
+        The API's and the console's one path: the same checks, audit entries and log lines.
+        """
         if body.only_segment is not None and await self.spool.segment(body.only_segment) is None:
             missing = f"no segment named {body.only_segment!r} has been loaded"
             raise wrong("only_segment", "not a loaded segment", missing)
         campaign = await self._campaign(campaign_id)
         if campaign.state is not CampaignState.HELD:
             await self.gate.audit(
-                caller.name, "release campaign", campaign_id, body.reason, "ok", changed=False
+                caller.name, RELEASE, campaign_id, body.reason, "ok", changed=False
             )
-            return respond(await self.detail(campaign))
-        count = min(campaign.counters.held, body.max_recipients or campaign.counters.held)
-        if count > self.settings.two_person_release_above:
+            return await self.detail(campaign)
+        count = release_count(campaign, body.max_recipients)
+        if needs_two_operators(count, self.settings):
 
             def pending(approvers: list[str]) -> AuditEntry | None:
                 """Describe an approval that still waits for a second operator, for the audit."""
@@ -228,7 +254,7 @@ class OpsApi(Handlers):
                     return None  # the release below is audited instead
                 return self.gate.entry(
                     caller.name,
-                    "release campaign",
+                    RELEASE,
                     campaign_id,
                     body.reason,
                     "pending",
@@ -236,17 +262,18 @@ class OpsApi(Handlers):
                     approvals=approvers,
                 )
 
+            note = {"reason": body.reason, "recipients": count}
+            if body.only_segment is not None:
+                note["only_segment"] = body.only_segment
             approval = self.spool.approve_release(
-                campaign_id, caller.name, self.clock(), audit=pending
+                campaign_id, caller.name, self.clock(), audit=pending, details=note
             )
-            approvers = await self._guarded(
-                approval, caller, "release campaign", campaign_id, body.reason
-            )
+            approvers = await self._guarded(approval, caller, RELEASE, campaign_id, body.reason)
             if len(approvers) < 2:
                 return await self._pending(campaign, caller, body.reason, count, approvers)
         audit = self.gate.entry(
             caller.name,
-            "release campaign",
+            RELEASE,
             campaign_id,
             body.reason,
             "ok",
@@ -279,11 +306,11 @@ class OpsApi(Handlers):
             still_held=released.counters.held,
         )
         self.wake_relay()  # after the decision's log line, which the deliveries' lines follow
-        return respond(detail)
+        return detail
 
     async def _pending(
         self, campaign: Campaign, caller: Principal, reason: str, count: int, approvers: list[str]
-    ) -> web.Response:
+    ) -> s.PendingRelease:
         """Answer a large release that so far has only this one operator's approval."""
         log.info(
             "campaign_release_approved",
@@ -294,24 +321,29 @@ class OpsApi(Handlers):
             recipients=count,
             approvals=approvers,
         )
-        pending = s.PendingRelease(
+        return s.PendingRelease(
             status="pending_approval",
             approvals=approvers,
             required=2,
             detail=f"releasing {count} recipients needs a second operator",
             campaign=await self.detail(campaign),
         )
-        return respond(pending, status=202)
 
     async def reject(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/reject: discard held mail and refuse later mail."""
         campaign_id = request.match_info["id"]
-        caller = await self.gate.caller(request, "operate", "reject campaign", campaign_id)
+        caller = await self.gate.caller(request, "operate", REJECT, campaign_id)
         body = await read_body(request, ReasonBody)
+        return respond(await self.reject_campaign(caller, campaign_id, body))
+
+    async def reject_campaign(
+        self, caller: Principal, campaign_id: str, body: ReasonBody
+    ) -> s.CampaignDetail:
+        """Reject for an authorised caller; the API's and the console's one path."""
         before = await self._campaign(campaign_id)
         changed = before.state is not CampaignState.REJECTED
         audit = self.gate.entry(
-            caller.name, "reject campaign", campaign_id, body.reason, "ok", changed=changed
+            caller.name, REJECT, campaign_id, body.reason, "ok", changed=changed
         )
         campaign = found(
             await self.spool.reject(campaign_id, caller.name, self.clock(), audit=audit),
@@ -328,7 +360,7 @@ class OpsApi(Handlers):
                 discarded=campaign.counters.discarded - before.counters.discarded,
                 relayed=campaign.counters.relayed,
             )
-        return respond(await self.detail(campaign))
+        return await self.detail(campaign)
 
     async def _guarded(
         self, operation: Awaitable[T], caller: Principal, action: str, target: str, reason: str

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,11 +77,18 @@ class Authenticator:
     async def principal(self, request: web.Request) -> Principal | None:
         """Return the caller, or None without a valid token."""
         scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        if scheme.lower() != "bearer":
             return None
-        if not secret.isascii():  # tokens are ASCII; others cannot even be hashed as sent
+        return await self.of_token(secret)
+
+    async def of_token(self, secret: str) -> Principal | None:
+        """Return the principal of a token as typed (a bearer header's, a sign-in form's)."""
+        if not secret.strip() or not secret.isascii():  # tokens are ASCII: others cannot match
             return None
-        digest = token_hash(secret.strip())
+        return await self.by_hash(token_hash(secret.strip()))
+
+    async def by_hash(self, digest: str) -> Principal | None:
+        """Return the live principal of a token's SHA-256 (a console session keeps only that)."""
         # Compared in constant time, all of them: which configured token matched, or how
         # much of a hash did, must not show in the answer's timing.
         matches = [p for known, p in self._configured.items() if hmac.compare_digest(known, digest)]
@@ -121,11 +128,58 @@ class Gate:
     async def caller(
         self, request: web.Request, permission: str, action: str, target: str
     ) -> Principal:
-        """Authenticate and authorise; refusals of mutating calls are audited."""
-        client = self._client(request.remote, request.headers.get("X-Forwarded-For"))
+        """Authenticate the bearer token and authorise; refusals of mutating calls are audited."""
+        return await self._admit(
+            request, lambda: self._auth.principal(request), permission, action, target
+        )
+
+    async def signing_in(
+        self, request: web.Request, token: str, permission: str, action: str, target: str
+    ) -> Principal:
+        """Authenticate a token typed into the console's sign-in form, as `caller` would.
+
+        Failed tries count against the client address like failed bearer tokens.
+        """
+        return await self._admit(
+            request, lambda: self._auth.of_token(token), permission, action, target
+        )
+
+    async def known(self, digest: str) -> Principal | None:
+        """Return the live principal of a token's SHA-256: a revoked token's is gone at once."""
+        return await self._auth.by_hash(digest)
+
+    async def allow(
+        self, request: web.Request, principal: Principal, permission: str, action: str, target: str
+    ) -> Principal:
+        """Authorise an authenticated principal (a console session's), auditing a refusal."""
+        if principal.may(permission):
+            return principal
+        problem = _forbidden(principal, action)
+        if request.method != "GET":
+            await self._audit_refusal(self.client(request), principal.name, action, target, problem)
+        raise problem
+
+    def client(self, request: web.Request) -> str:
+        """Return the client's address: the peer, or what trusted proxies say it is."""
+        return self._client(request.remote, request.headers.get("X-Forwarded-For"))
+
+    def trusts(self, request: web.Request) -> bool:
+        """Tell whether the request's peer is one of `ops.trusted_proxies`."""
+        return request.remote is not None and self._client.trusts(request.remote)
+
+    async def _admit(
+        self,
+        request: web.Request,
+        lookup: Callable[[], Awaitable[Principal | None]],
+        permission: str,
+        action: str,
+        target: str,
+    ) -> Principal:
+        """Authenticate with `lookup` and authorise; refusals of mutating calls are audited."""
+        client = self.client(request)
         wait = self._failures.retry_after(client)
         if wait is None:
-            checked = await self._check(request, permission, action, client)
+            checked = await self._check(lookup, permission, action, client)
             if isinstance(checked, Principal):
                 return checked
             actor, problem = checked
@@ -144,10 +198,14 @@ class Gate:
         raise problem
 
     async def _check(
-        self, request: web.Request, permission: str, action: str, client: str
+        self,
+        lookup: Callable[[], Awaitable[Principal | None]],
+        permission: str,
+        action: str,
+        client: str,
     ) -> Principal | tuple[str, Problem]:
         """Return the authorised caller, or who was refused and the problem to raise."""
-        principal = await self._auth.principal(request)
+        principal = await lookup()
         if principal is not None and principal.may(permission):
             return principal
         if principal is None:
@@ -161,9 +219,7 @@ class Gate:
                 slug="unauthenticated",
                 headers={"WWW-Authenticate": 'Bearer realm="sendbrake"'},
             )
-        roles = ", ".join(sorted(principal.roles))
-        detail = f"token {principal.name!r} (roles: {roles}) may not {action}"
-        return principal.name, Problem(403, detail, slug="forbidden")
+        return principal.name, _forbidden(principal, action)
 
     async def _audit_refusal(
         self, client: str, actor: str, action: str, target: str, problem: Problem
@@ -208,3 +264,10 @@ class Gate:
         await self._spool.append_audit(
             self.entry(actor, action, target, reason, outcome, **details)
         )
+
+
+def _forbidden(principal: Principal, action: str) -> Problem:
+    """Return the 403 of a principal whose roles do not allow `action`."""
+    roles = ", ".join(sorted(principal.roles))
+    detail = f"token {principal.name!r} (roles: {roles}) may not {action}"
+    return Problem(403, detail, slug="forbidden")

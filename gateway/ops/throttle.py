@@ -37,7 +37,8 @@ class ClientAddress:
         """Build from the networks of `ops.trusted_proxies`."""
         return cls(tuple(ipaddress.ip_network(n, strict=False) for n in networks))
 
-    def _trusted(self, address: str) -> bool:
+    def trusts(self, address: str) -> bool:
+        """Tell whether `address` is one of the trusted proxies."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -47,14 +48,14 @@ class ClientAddress:
     def __call__(self, peer: str | None, forwarded_for: str | None) -> str:
         """Return the client's address from the peer and its X-Forwarded-For header."""
         client = peer or "unknown"
-        if not self.trusted or not self._trusted(client) or not forwarded_for:
+        if not self.trusted or not self.trusts(client) or not forwarded_for:
             return client
         for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
             try:
                 address = str(ipaddress.ip_address(hop))
             except ValueError:
                 return client  # a hop we cannot read: believe nothing before it
-            if not self._trusted(address):
+            if not self.trusts(address):
                 return address
             client = address
         return client

@@ -151,9 +151,17 @@ class Review(Protocol):
         """Return the newest campaign with this client and key."""
 
     async def campaigns(
-        self, *, state: CampaignState | None = None, limit: int = 50, before: str | None = None
+        self,
+        *,
+        state: CampaignState | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        key: str | None = None,
     ) -> list[Campaign]:
-        """Return campaigns newest first; `before` is the last ID of the previous page."""
+        """Return campaigns newest first; `before` is the last ID of the previous page.
+
+        `key` keeps the campaigns whose key contains it, ignoring case (the console's search).
+        """
 
     async def events(self, campaign_id: str) -> list[CampaignEvent]:
         """Return a campaign's timeline, oldest first."""
@@ -213,8 +221,13 @@ class Review(Protocol):
         now: float,
         *,
         audit: Callable[[list[str]], AuditEntry | None] | None = None,
+        details: Mapping[str, object] | None = None,
     ) -> list[str]:
-        """Record an approval of a pending release; raise `Conflict` for a repeat approver."""
+        """Record an approval of a pending release; raise `Conflict` for a repeat approver.
+
+        `details` (the approver's reason, the recipients asked for) go on the approval's
+        timeline step, where the next operator reads who asked and why.
+        """
 
     async def put_manifest(self, manifest: Manifest, *, audit: AuditEntry | None = None) -> None:
         """Register a declaration that wins over headers."""

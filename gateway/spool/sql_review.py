@@ -8,6 +8,7 @@ twice. Plain functions on a connection, like `sql_queue`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import Conflict
@@ -146,7 +147,9 @@ def reject(conn: Conn, campaign_id: str, actor: str, now: float) -> Campaign | N
     return campaign_by_id(conn, campaign_id)
 
 
-def approve_release(conn: Conn, campaign_id: str, actor: str, now: float) -> list[str]:
+def approve_release(
+    conn: Conn, campaign_id: str, actor: str, now: float, details: Mapping[str, object]
+) -> list[str]:
     """Record one operator's approval of a pending release; return every approver so far."""
     added = conn.execute(
         "INSERT INTO release_approvals (campaign_id, actor, at) VALUES (?, ?, ?)"
@@ -155,7 +158,7 @@ def approve_release(conn: Conn, campaign_id: str, actor: str, now: float) -> lis
     ).fetchone()
     if added is None:
         raise Conflict(f"{actor} already approved the release of {campaign_id}")
-    add_event(conn, campaign_id, now, "release_approved", actor)
+    add_event(conn, campaign_id, now, "release_approved", actor, **details)
     return [
         name
         for (name,) in conn.execute(
@@ -215,10 +218,15 @@ def find_campaign(conn: Conn, client: str, key: str) -> Campaign | None:
 
 
 def list_campaigns(
-    conn: Conn, state: CampaignState | None, limit: int, before: str | None
+    conn: Conn, state: CampaignState | None, limit: int, before: str | None, key: str | None = None
 ) -> list[Campaign]:
-    """Newest first; `before` is the last ID of the previous page."""
+    """Newest first; `before` is the last ID of the previous page; `key` a part of the key."""
     clauses, params = [], []
+    if key:
+        # LIKE's wildcards and its escape character in the text stand for themselves.
+        escaped = key.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append("LOWER(key) LIKE ? ESCAPE '\\'")
+        params.append(f"%{escaped}%")
     if state is not None:
         clauses.append("state = ?")
         params.append(str(state))

@@ -8,7 +8,7 @@ one of the shared statement modules run through those two doors.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar, cast
 
 from gateway.model import (
@@ -111,9 +111,14 @@ class SqlSpool:
         return await self._read(lambda c: r.find_campaign(c, client, key))
 
     async def campaigns(
-        self, *, state: CampaignState | None = None, limit: int = 50, before: str | None = None
+        self,
+        *,
+        state: CampaignState | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        key: str | None = None,
     ) -> list[Campaign]:
-        return await self._read(lambda c: r.list_campaigns(c, state, limit, before))
+        return await self._read(lambda c: r.list_campaigns(c, state, limit, before, key))
 
     async def events(self, campaign_id: str) -> list[CampaignEvent]:
         return await self._read(lambda c: r.events(c, campaign_id))
@@ -189,8 +194,11 @@ class SqlSpool:
         now: float,
         *,
         audit: Callable[[list[str]], AuditEntry | None] | None = None,
+        details: Mapping[str, object] | None = None,
     ) -> list[str]:
-        return await self._decide(lambda c: r.approve_release(c, campaign_id, actor, now), audit)
+        return await self._decide(
+            lambda c: r.approve_release(c, campaign_id, actor, now, details or {}), audit
+        )
 
     async def put_manifest(self, manifest: Manifest, *, audit: AuditEntry | None = None) -> None:
         await self._decide(lambda c: r.put_manifest(c, manifest), audit)

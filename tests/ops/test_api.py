@@ -81,6 +81,12 @@ async def test_large_release_needs_two_different_operators(settings_for, upstrea
     ]
     events = [e["event"] for e in released["timeline"]]
     assert events == ["created", "held", "release_approved", "release_approved", "released"]
+    first = released["timeline"][2]
+    assert (first["actor"], first["reason"], first["recipients"]) == (
+        "alice",
+        "checked the list",
+        100,
+    )
 
 
 async def test_small_partial_release_sends_only_that_many_and_keeps_the_rest_held(

@@ -84,11 +84,16 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def served(app: web.Application) -> set[tuple[str, str]]:
-    """(method, path) of every route the router serves, in OpenAPI path syntax."""
+    """(method, path) of every route the router serves, in OpenAPI path syntax.
+
+    The console's pages (/console, a sub-application) are HTML for people, not the API.
+    """
     return {
         (route.method, route.resource.canonical.replace("{key:.+}", "{key}"))
         for route in app.router.routes()
-        if route.method != "HEAD" and isinstance(route.resource, web.Resource)
+        if route.method != "HEAD"
+        and isinstance(route.resource, web.Resource)
+        and not route.resource.canonical.startswith("/console")
     }
 
 

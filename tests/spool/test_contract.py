@@ -465,6 +465,25 @@ async def test_an_approval_is_audited_with_the_approvers_it_leaves(spool):
     assert [e.actor for e in await spool.audit_log()] == ["alice"]
 
 
+async def test_an_approval_carries_its_reason_on_the_timeline(spool):
+    admission = await accept(spool, submission(["a@x.test"]), Decide(held_by), WINDOW)
+    note = {"reason": "checked the list", "recipients": 1}
+    await spool.approve_release(admission.campaign_id, "alice", NOW, details=note)
+    approval = (await spool.events(admission.campaign_id))[-1]
+    assert (approval.event, approval.actor, approval.details) == ("release_approved", "alice", note)
+
+
+async def test_campaigns_are_searched_by_a_part_of_their_key_ignoring_case(spool):
+    for key in ("Spring-Sale", "spring_news", "autumn", "100%_off"):
+        await accept(spool, submission(["a@x.test"], key=key), pass_all, WINDOW)
+    found = await spool.campaigns(key="SPRING")
+    assert sorted(c.key for c in found) == ["Spring-Sale", "spring_news"]
+    # LIKE's wildcards in the text match only themselves.
+    assert [c.key for c in await spool.campaigns(key="g_")] == ["spring_news"]
+    assert [c.key for c in await spool.campaigns(key="%_")] == ["100%_off"]
+    assert await spool.campaigns(key="winter") == []
+
+
 async def test_a_rehearsal_answers_as_the_admission_would_and_keeps_nothing(spool):
     await accept(spool, submission(["a@x.test"]), pass_all, WINDOW)
     again = submission(["a@x.test", "b@x.test"])
