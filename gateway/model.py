@@ -100,6 +100,9 @@ class Inbound:
     rcpt_tos: tuple[str, ...]
     content: bytes
     trace: str = ""  # a Received: line for the ingress to add, or empty
+    # The subject an implicit campaign is keyed by, when the ingress knows it better than
+    # the Subject header: the HTTP send API's, before substitutions made it per recipient.
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
