@@ -77,7 +77,16 @@ class Authenticator:
     async def principal(self, request: web.Request) -> Principal | None:
         """Return the caller, or None without a valid token."""
         scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        if scheme.lower() != "bearer":
+            return None
+        return await self.by_secret(secret)
+
+    async def by_secret(self, secret: str) -> Principal | None:
+        """Return the principal of a bearer token's secret, or None when none has it.
+
+        The HTTP send API asks this too: its API keys are these tokens.
+        """
+        if not secret.strip():
             return None
         if not secret.isascii():  # tokens are ASCII; others cannot even be hashed as sent
             return None
