@@ -34,6 +34,8 @@ RESERVED_HEADERS = frozenset(
         *("X-SMTPAPI", "X-Sendbrake-Template-Id", "X-Sendbrake-Template-Data"),
     )
 )
+# Provider features a relay cannot honour: refused by name, never dropped.
+UNHONOURED = ("asm", "ip_pool_name", "mail_settings", "tracking_settings", "sections")
 UNSUPPORTED = (
     "not supported by sendbrake's send API: leave it out, or configure it on the"
     " provider (docs/http-sending.md)"
@@ -163,7 +165,7 @@ class MailSend(_Strict):
     custom_args: dict[str, str] = Field(default_factory=dict)
     send_at: int | None = None
     batch_id: Text | None = None
-    # Provider features a relay cannot honour: refused by name, never dropped.
+    # UNHONOURED: accepted by the model so that `parse` names them as unsupported.
     asm: Any = None
     ip_pool_name: Any = None
     mail_settings: Any = None
@@ -175,11 +177,13 @@ def parse(data: object, *, max_personalizations: int, max_recipients: int, now: 
     """Read a decoded JSON body; raise `RequestInvalid` naming every wrong field."""
     if not isinstance(data, dict):
         raise RequestInvalid([EspError("The request body must be a JSON object.", None)])
+    # Named first, and even when other fields are wrong: leaving them out is the fix.
+    unsupported = [EspError(f"The field is {UNSUPPORTED}.", n) for n in UNHONOURED if n in data]
     try:
         request = MailSend.model_validate(data)
     except ValidationError as exc:
-        raise RequestInvalid([_error(e) for e in exc.errors()]) from None
-    errors = _semantics(request, max_personalizations, max_recipients, now)
+        raise RequestInvalid([*unsupported, *(_error(e) for e in exc.errors())]) from None
+    errors = unsupported + _semantics(request, max_personalizations, max_recipients, now)
     if errors:
         raise RequestInvalid(errors)
     return request
@@ -204,11 +208,7 @@ def _semantics(
     request: MailSend, max_personalizations: int, max_recipients: int, now: float
 ) -> list[EspError]:
     """Check what the models cannot alone: limits, and fields that depend on each other."""
-    errors = [
-        EspError(f"The field is {UNSUPPORTED}.", name)
-        for name in ("asm", "ip_pool_name", "mail_settings", "tracking_settings", "sections")
-        if getattr(request, name) is not None
-    ]
+    errors = []
     people = request.personalizations
     if len(people) > max_personalizations:
         errors.append(

@@ -187,3 +187,13 @@ def test_a_send_at_not_in_the_future_means_now():
     request = body(1, send_at=int(time.time()) - 3600)
     assert len(built(request)) == 1
     assert errors(body(1, send_at=int(time.time()) + 3600))[0][0] == "send_at"
+
+
+def test_an_unsupported_provider_feature_is_named_even_beside_other_wrong_fields():
+    request = body(1, mail_settings={"sandbox_mode": {"enable": True}}, tracking_settings={})
+    request["from"]["email"] = "news@"
+    assert [field for field, _ in errors(request)] == [
+        "mail_settings",
+        "tracking_settings",
+        "from.email",
+    ]
