@@ -11,6 +11,7 @@ import asyncio
 import base64
 import email
 import shutil
+import time
 from email.policy import default as default_policy
 from typing import Any
 
@@ -502,3 +503,46 @@ async def test_the_send_api_is_off_unless_esp_listen_is_set(settings_for, upstre
         assert gw.addresses.esp is None
         status, _ = await gw.api("platform").post("/v3/mail/send", body())
         assert status == 404  # not on the ops listener either
+
+
+async def test_the_send_apis_own_limits_close_slow_connections_and_time_out_slow_bodies(
+    settings_for, upstream
+):
+    esp = {**ESP, "header_timeout": 0.5, "body_timeout": 0.3, "max_field_size": 1024}
+    async with run_gateway(settings_for(upstream.port, esp=esp)) as gw:
+        host, port = gw.addresses.esp
+
+        async def exchange(sent: bytes, until: bytes | None = None) -> tuple[float, bytes]:
+            """Send, then read to the end of the connection (or of `until`)."""
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(sent)
+                await writer.drain()
+                start = time.monotonic()
+                read = reader.readuntil(until) if until else reader.read()
+                answer = await asyncio.wait_for(read, timeout=5)
+                return time.monotonic() - start, answer
+            finally:
+                writer.close()
+
+        # Headers that never finish: closed after the header timeout, without an answer.
+        waited, answer = await exchange(b"POST /v3/mail/send HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
+        assert answer == b""
+        assert waited < 2
+        # A body that stops halfway: 408 in SendGrid's shape once body_timeout passed.
+        head = (
+            b"POST /v3/mail/send HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + TOKENS["platform"][0].encode() + b"\r\n"
+            b"Content-Length: 100\r\nConnection: close\r\n\r\n"
+        )
+        # (aiohttp keeps reading the rest of the body after answering, so read the answer.)
+        _, answer = await exchange(head + b'{"personalizations": ', until=b"}]}")
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert b'"The request body did not arrive in time."' in answer
+        # A header field past max_field_size: aiohttp's parser refuses it (before any handler,
+        # so in its own words, as HTTP/1.0).
+        _, answer = await exchange(
+            b"POST /v3/mail/send HTTP/1.1\r\nHost: gw\r\nX-Big: " + b"x" * 2048 + b"\r\n\r\n"
+        )
+        assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+        await nothing_stored(gw)
