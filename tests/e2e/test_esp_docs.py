@@ -105,7 +105,12 @@ async def test_http_sending_examples_in_the_docs_match_a_live_run(settings_for, 
             "A personalised campaign, sent with SendGrid's Python SDK",
             campaign_mail("spring-2027", readers),
         )
-        await eventually(lambda: len(upstream.transactions) >= 3)
+
+        async def relayed() -> bool:
+            campaign = await gw.spool.find_campaign("platform", "spring-2027")
+            return campaign is not None and campaign.counters.relayed == 3
+
+        await eventually(relayed)  # settled, not only received upstream: the counters show it
         [ada] = [t for t in upstream.transactions if t.rcpt_tos == ["ada@example.org"]]
         rec.show(
             "What the upstream received for ada@example.org",
