@@ -65,13 +65,15 @@ class MessageRefused(SendbrakeError):
     """A message that can never be admitted as it is: a retry would send the same bytes.
 
     `header` names the field at fault; the message says what is wrong with it, in words
-    fit for an SMTP reply (no input is echoed).
+    fit for an SMTP reply (no input is echoed). `index` says which message of a batch
+    admitted together (the HTTP send API's personalizations) it is, when it is one.
     """
 
-    def __init__(self, header: str, reason: str) -> None:
+    def __init__(self, header: str, reason: str, *, index: int | None = None) -> None:
         super().__init__(f"Header {header} {reason}")
         self.header = header
         self.reason = reason
+        self.index = index
 
 
 class Conflict(SendbrakeError):

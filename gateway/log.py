@@ -1,16 +1,44 @@
 """Structured logging setup: JSON lines by default, a console renderer in a terminal.
 
 Modules get loggers with `structlog.get_logger()` and log events with bound IDs, never
-f-strings. Only the service and the CLI call `configure`.
+f-strings. Only the service and the CLI call `configure`. `SERVER_LOG` is the connection
+log both HTTP listeners (ops API, send API) give aiohttp.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
+
+
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's connection log, without the bytes of requests its parser refused.
+
+    The parser's error quotes the offending line, which may be an `Authorization` header:
+    a refused request is logged by its error's name and status alone, at info level.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        refused = kwargs.get("exc_info")
+        if isinstance(refused, HttpProcessingError):
+            kwargs["exc_info"] = None
+            level, msg, args = (
+                logging.INFO,
+                "http_request_refused %s %s",
+                (
+                    type(refused).__name__,
+                    refused.code,
+                ),
+            )
+        super().log(level, msg, *args, **kwargs)
+
+
+SERVER_LOG = _ServerLog(logging.getLogger("aiohttp.server"))
+
 
 _LEVELS = {
     "debug": logging.DEBUG,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-INGRESSES = ("smtp",)
+INGRESSES = ("smtp", "http")
 OUTCOMES = ("delivered", "deferred", "failed")
 # Why the gateway closed an SMTP session itself, each with a 421.
 SESSION_CLOSES = ("max_sessions", "max_sessions_per_client", "timeout", "junk_commands")

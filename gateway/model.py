@@ -16,6 +16,9 @@ from typing import Any, Protocol
 from gateway.states import CampaignState, RecipientState
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Names the provider-side template of a message sent through the HTTP send API (SendGrid's
+# `template_id`): the ingress writes it, the `provider_template` rule reads it.
+TEMPLATE_HEADER = "X-Sendbrake-Template-Id"
 
 
 def new_id(now: float | None = None) -> str:
@@ -97,6 +100,9 @@ class Inbound:
     rcpt_tos: tuple[str, ...]
     content: bytes
     trace: str = ""  # a Received: line for the ingress to add, or empty
+    # The subject an implicit campaign is keyed by, when the ingress knows it better than
+    # the Subject header: the HTTP send API's, before substitutions made it per recipient.
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

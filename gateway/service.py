@@ -23,6 +23,7 @@ from gateway.audience.loader import SegmentLoader
 from gateway.errors import ConfigError, SpoolError
 from gateway.failures import FailedAttempts
 from gateway.ingress.auth import SmtpAuthenticator
+from gateway.ingress.esp import ApiKey, EspIngress, start_esp
 from gateway.ingress.smtp import check_exposure, start_smtp
 from gateway.metrics import Metrics
 from gateway.ops.api import OpsApi
@@ -32,6 +33,7 @@ from gateway.ops.http import create_app
 from gateway.ops.policy_api import PolicyApi
 from gateway.ops.preflight_api import PreflightApi
 from gateway.ops.segments_api import SegmentsApi
+from gateway.ops.throttle import ClientAddress
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.registry import default_registry
@@ -53,6 +55,7 @@ class Addresses:
 
     smtp: tuple[str, int]
     http: tuple[str, int]
+    esp: tuple[str, int] | None = None  # the HTTP send API's, when esp.listen is set
 
 
 class Gateway:
@@ -95,9 +98,9 @@ class Gateway:
         self.loader = SegmentLoader(
             self.spool, casefold_local=settings.segments.casefold_local_part, clock=clock
         )
-        gate = Gate(
-            Authenticator(self.spool, settings.ops.tokens), self.spool, clock, limits=settings.ops
-        )
+        authenticator = Authenticator(self.spool, settings.ops.tokens)
+        gate = Gate(authenticator, self.spool, clock, limits=settings.ops)
+        self.esp = self._esp(authenticator)
         self.api = OpsApi(
             self.spool, gate, settings.ops, self.metrics, clock=clock, wake_relay=self.relay.wake
         )
@@ -136,6 +139,26 @@ class Gateway:
         self._ready = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         self._reloading = asyncio.Lock()
+
+    def _esp(self, authenticator: Authenticator) -> EspIngress:
+        """Build the HTTP send API, whose API keys are the ops API's tokens."""
+
+        async def api_key(secret: str) -> ApiKey | None:
+            principal = await authenticator.of_token(secret)
+            return None if principal is None else ApiKey(principal.name, principal.roles)
+
+        ops = self.settings.ops
+        return EspIngress(
+            self.settings.esp,
+            key_header=self.settings.campaigns.key_headers[0],
+            admit_all=self.admitter.admit_all,
+            authenticate=api_key,
+            metrics=self.metrics,
+            failures=FailedAttempts(ops.auth_max_failures, ops.auth_failure_window),
+            hostname=self.settings.smtp.hostname or socket.getfqdn(),
+            client_of=ClientAddress.of(ops.trusted_proxies),
+            clock=self._clock,
+        )
 
     async def reload_policies(self, actor: str) -> tuple[PolicySet, PolicySet]:
         """Load the policy folder again and switch to it; return (before, after).
@@ -233,6 +256,33 @@ class Gateway:
         if retired:
             log.info("message_bodies_retired", messages=retired, retention=retention)
 
+    def _announce(self, addresses: Addresses) -> None:
+        """Log the `listening` event with the bound addresses (ports may have been 0)."""
+        log.info(
+            "listening",
+            smtp="{}:{}".format(*addresses.smtp),
+            http="{}:{}".format(*addresses.http),
+            esp="{}:{}".format(*addresses.esp) if addresses.esp else "",
+            upstream=self.settings.upstream.kind,
+            spool=redacted(self.settings.spool.url),
+            policies=self.engine.policies.version,
+            rules=len(self.engine.policies.rules),
+        )
+
+    async def _listen_http(self) -> tuple[web.AppRunner, web.AppRunner | None]:
+        """Bind the ops API's listener, and the HTTP send API's when esp.listen is set."""
+        runner = web.AppRunner(self.http_app, access_log=None)
+        await runner.setup()
+        try:
+            host, port = split_hostport(self.settings.http.listen)
+            await web.TCPSite(runner, host, port).start()
+            if not self.settings.esp.enabled:
+                return runner, None
+            return runner, await start_esp(self.esp, self.settings.esp.listen)
+        except BaseException:
+            await runner.cleanup()
+            raise
+
     def stop(self) -> None:
         """Ask `run` to shut down."""
         self._stop.set()
@@ -260,10 +310,7 @@ class Gateway:
                 self.metrics,
                 SmtpAuthenticator(self.spool.smtp_user, failures),
             )
-            runner = web.AppRunner(self.http_app, access_log=None)
-            await runner.setup()
-            host, port = split_hostport(self.settings.http.listen)
-            await web.TCPSite(runner, host, port).start()
+            runner, esp = await self._listen_http()
             try:
                 await self.upstream.open()
                 async with asyncio.TaskGroup() as tasks:
@@ -273,22 +320,15 @@ class Gateway:
                     self.addresses = Addresses(
                         smtp=smtp.sockets[0].getsockname()[:2],
                         http=tuple(runner.addresses[0][:2]),
+                        esp=tuple(esp.addresses[0][:2]) if esp is not None else None,
                     )
-                    log.info(
-                        "listening",
-                        smtp="{}:{}".format(*self.addresses.smtp),
-                        http="{}:{}".format(*self.addresses.http),
-                        upstream=self.settings.upstream.kind,
-                        spool=redacted(self.settings.spool.url),
-                        policies=self.engine.policies.version,
-                        rules=len(self.engine.policies.rules),
-                    )
+                    self._announce(self.addresses)
                     self._ready.set()
                     await self._stop.wait()
                     log.info("shutdown_started")
                     reloader.cancel()
                     smtp.close()
-                    await runner.cleanup()
+                    await _close(esp, runner)
                     self.relay.stop()
                     try:
                         await asyncio.wait_for(
@@ -301,7 +341,7 @@ class Gateway:
                         relay_task.cancel()
             finally:
                 smtp.close()
-                await runner.cleanup()
+                await _close(esp, runner)
                 try:
                     given_back = await self.spool.release_leases(self.relay.owner, time.time())
                 except SpoolError as exc:  # they run out by themselves (relay.lease)
@@ -314,3 +354,10 @@ class Gateway:
             self.admitter.close()
             await self.spool.close()
             log.info("shutdown_complete")
+
+
+async def _close(*runners: web.AppRunner | None) -> None:
+    """Close HTTP listeners (closing one twice does nothing)."""
+    for runner in runners:
+        if runner is not None:
+            await runner.cleanup()

@@ -222,6 +222,61 @@ class HttpSettings(_Section):
     max_headers: int = Field(64, gt=0, description="Most header fields of one request.")
 
 
+def _check_optional_hostport(value: str) -> str:
+    return _check_hostport(value) if value else value
+
+
+CAMPAIGN_SOURCE = r"^(header:[!-9;-~]+|custom_arg:[^\s]+|batch_id|category)$"
+
+
+class EspSettings(_Section):
+    """The HTTP send API in SendGrid's v3 shape (`POST /v3/mail/send`, docs/http-sending.md)."""
+
+    listen: Annotated[str, AfterValidator(_check_optional_hostport)] = Field(
+        "",
+        description="Address the HTTP send API binds (e.g. 127.0.0.1:8025); empty: off.",
+    )
+    max_body_size: int = Field(
+        30 * 1024 * 1024,
+        gt=0,
+        description="Largest request body in bytes, attachments included (SendGrid's 30 MB).",
+    )
+    max_personalizations: int = Field(
+        1000, gt=0, description="Most personalizations in one request (SendGrid allows 1,000)."
+    )
+    max_recipients: int = Field(
+        1000,
+        gt=0,
+        description="Most recipients (to, cc and bcc together) in one request, as SendGrid's.",
+    )
+    campaign_from: tuple[Annotated[str, Field(pattern=CAMPAIGN_SOURCE)], ...] = Field(
+        ("header:X-Campaign-ID", "custom_arg:campaign_id", "batch_id", "category"),
+        description=(
+            "Where a request names its campaign, first present wins: header:NAME (the"
+            " request's headers), custom_arg:NAME, batch_id, category (the first one)."
+        ),
+    )
+    header_timeout: Duration = Field(
+        15.0,
+        gt=0,
+        description="A connection whose request headers have not arrived within this, or that"
+        " stays idle between requests as long, is closed.",
+    )
+    body_timeout: Duration = Field(
+        60.0, gt=0, description="Longest time to receive a request body (408 past it)."
+    )
+    max_line_size: int = Field(
+        8190, ge=256, description="Longest request line (method, path, query), in bytes."
+    )
+    max_field_size: int = Field(8190, ge=256, description="Longest header field, in bytes.")
+    max_headers: int = Field(64, gt=0, description="Most header fields of one request.")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the send API listens at all."""
+        return bool(self.listen)
+
+
 class SpoolSettings(_Section):
     """The durable spool that holds every accepted message until it is settled."""
 
@@ -522,6 +577,7 @@ class Settings(_Section):
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="SMTP ingress.")
     http: HttpSettings = Field(default_factory=HttpSettings, description="HTTP surface.")
+    esp: EspSettings = Field(default_factory=EspSettings, description="HTTP send API.")
     spool: SpoolSettings = Field(default_factory=SpoolSettings, description="Durable spool.")
     campaigns: CampaignSettings = Field(
         default_factory=CampaignSettings, description="Campaign grouping."

@@ -109,6 +109,13 @@ class Running:
         host, port = self.addresses.http
         return f"http://{host}:{port}"
 
+    @property
+    def esp_url(self) -> str:
+        """The HTTP send API's base URL (settings with esp.listen set)."""
+        assert self.addresses.esp is not None, "this gateway's esp.listen is off"
+        host, port = self.addresses.esp
+        return f"http://{host}:{port}"
+
     def smtp(self) -> smtplib.SMTP:
         host, port = self.addresses.smtp
         return smtplib.SMTP(host, port, timeout=10)

@@ -28,6 +28,7 @@ import structlog
 
 from gateway.admission import steps
 from gateway.admission.resolve import DECLARATION_HEADERS, check_headers, comparable, resolve
+from gateway.errors import MessageRefused
 from gateway.mail.addresses import address_hash
 from gateway.mail.content import content_key
 from gateway.mail.headers import HeaderBlock
@@ -107,6 +108,35 @@ class Admitter:
             self._on_admitted(admission)
         return admission
 
+    async def admit_all(self, inbounds: Sequence[Inbound]) -> list[Admission]:
+        """Admit several messages in one spool transaction: all of them are durable, or none.
+
+        The HTTP send API's request is one unit for its client: each personalization is a
+        message, and a refusal or a failed commit of any leaves nothing stored. A
+        `MessageRefused` says which message (`index`); a `CampaignRejected` or
+        `SpoolError` undoes the whole transaction.
+        """
+        decider = self._decider  # one policy set judges the whole request
+        submissions = []
+        for index, inbound in enumerate(inbounds):
+            try:
+                submissions.append(self._submission(inbound))
+            except MessageRefused as exc:
+                raise MessageRefused(exc.header, exc.reason, index=index) from None
+        reports = await asyncio.gather(*(self._analyse(decider, sub) for sub in submissions))
+        analysed = [
+            replace(sub, report=report) for sub, report in zip(submissions, reports, strict=True)
+        ]
+        window = self._settings.implicit_window
+        admissions = await self._spool.transact(
+            lambda tx: [steps.admit(tx, sub, decider, window) for sub in analysed]
+        )
+        for admission, sub in zip(admissions, analysed, strict=True):
+            self._report(admission, sub.campaign.key, len(sub.rcpt_tos))
+        if self._on_admitted is not None and admissions:
+            self._on_admitted(admissions[-1])
+        return admissions
+
     async def preflight(
         self, inbound: Inbound, hashes: Sequence[int] | None = None
     ) -> tuple[CampaignRef, Admission]:
@@ -128,6 +158,13 @@ class Admitter:
 
     async def _prepare(self, inbound: Inbound) -> tuple[Submission, Decider]:
         """Parse, check, resolve, edit and analyse one message: what precedes the spool."""
+        submission = self._submission(inbound)
+        decider = self._decider  # read once: a policy reload swaps it between messages
+        report = await self._analyse(decider, submission)
+        return replace(submission, report=report), decider
+
+    def _submission(self, inbound: Inbound) -> Submission:
+        """Parse, check, resolve and edit one message (`MessageRefused` before any write)."""
         now = self._clock()
         message_id = new_id(now)
         headers = HeaderBlock.parse(inbound.content)
@@ -136,7 +173,7 @@ class Admitter:
         edited = self._edit(headers, message_id, now, inbound.trace)
         content = edited.to_bytes()
         mailboxes = tuple(comparable(rcpt, self._casefold) for rcpt in inbound.rcpt_tos)
-        submission = Submission(
+        return Submission(
             message_id=message_id,
             client=inbound.client,
             mail_from=inbound.mail_from,
@@ -151,9 +188,6 @@ class Admitter:
             content_key=content_key(edited),
             resend_key=resend_key(inbound) if headers.has("Message-ID") else None,
         )
-        decider = self._decider  # read once: a policy reload swaps it between messages
-        report = await self._analyse(decider, submission)
-        return replace(submission, report=report), decider
 
     def use_decider(self, decider: Decider) -> None:
         """Switch to another decider (a reloaded policy set) for later messages."""

@@ -108,7 +108,8 @@ def resolve(headers: HeaderBlock, inbound: Inbound, settings: CampaignSettings) 
                 subject=subject,
                 declaration=declaration,
             )
-    key = f"implicit:{inbound.mail_from.lower()}:{_key_subject(normalise_subject(subject))}"
+    keyed_by = subject if inbound.subject is None else storable(inbound.subject)
+    key = f"implicit:{inbound.mail_from.lower()}:{_key_subject(normalise_subject(keyed_by))}"
     return CampaignRef(
         client=inbound.client,
         key=key,

@@ -7,7 +7,6 @@ module's and each API's) and serves the document generated from the same rows.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,10 +14,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import SpoolError
+from gateway.log import SERVER_LOG
 from gateway.metrics import Metrics
 from gateway.ops import schemas as s
 from gateway.ops.exchange import BODY_TIMEOUT, respond
@@ -32,29 +31,6 @@ from gateway.spool.base import Spool
 log = structlog.get_logger(__name__)
 
 
-class _ServerLog(logging.LoggerAdapter[logging.Logger]):
-    """aiohttp's connection log, without the bytes of requests its parser refused.
-
-    The parser's error quotes the offending line, which may be an `Authorization` header:
-    a refused request is logged by its error's name and status alone, at info level.
-    """
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        refused = kwargs.get("exc_info")
-        if isinstance(refused, HttpProcessingError):
-            kwargs["exc_info"] = None
-            level, msg, args = (
-                logging.INFO,
-                "http_request_refused %s %s",
-                (
-                    type(refused).__name__,
-                    refused.code,
-                ),
-            )
-        super().log(level, msg, *args, **kwargs)
-
-
-SERVER_LOG = _ServerLog(logging.getLogger("aiohttp.server"))
 SPOOL = web.AppKey("spool", Spool)
 METRICS = web.AppKey("metrics", Metrics)
 GAUGES = web.AppKey("gauges", SpoolCollector)

@@ -18,6 +18,7 @@ from gateway.policy.rules import (
     duplicate_content,
     language,
     merge_tags,
+    provider_template,
     seasonal,
     segmentation,
     signature,
@@ -89,5 +90,6 @@ def default_registry() -> Registry:
             Unit(language.Language, language.check, scan=language.scan),
             Unit(undecodable.Undecodable, undecodable.check, scan=undecodable.scan),
             Unit(unsubscribe.Unsubscribe, unsubscribe.check, scan=unsubscribe.scan),
+            Unit(provider_template.ProviderTemplate, provider_template.check),
         ]
     )

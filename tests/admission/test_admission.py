@@ -6,10 +6,12 @@ import asyncio
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.admission.admitter import Admitter
 from gateway.admission.resolve import normalise_subject, resolve
+from gateway.errors import MessageRefused
 from gateway.mail.content import content_key
 from gateway.mail.headers import HeaderBlock
 from gateway.metrics import Metrics
@@ -243,3 +245,33 @@ async def test_the_decider_gets_the_header_block_parsed_once_and_the_content_key
     assert submission.header_fields == HeaderBlock.parse(submission.content).fields
     assert submission.content_key == content_key(submission.content)
     assert submission.header_fields[0][0] == "date"  # the edited block, not the one sent
+
+
+async def test_admit_all_stores_every_message_in_one_transaction_or_none(tmp_path):
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    try:
+        admitter = admitter_for(spool, pass_all)
+        good = b"X-Campaign-ID: one\r\nSubject: Hi\r\n\r\nbody"
+        bad = b"X-Campaign-ID: one\r\nX-Declared-Size: lots\r\nSubject: Hi\r\n\r\nbody"
+        with pytest.raises(MessageRefused) as refused:
+            await admitter.admit_all([inbound(good), inbound(bad)])
+        assert (refused.value.index, refused.value.header) == (1, "X-Declared-Size")
+        assert await spool.campaigns() == []
+
+        admissions = await admitter.admit_all([inbound(good), inbound(good), inbound(good)])
+        assert len({a.message_id for a in admissions}) == 3
+        assert len({a.campaign_id for a in admissions}) == 1
+        [campaign] = await spool.campaigns()
+        assert campaign.counters.received == 3
+    finally:
+        admitter.close()
+        await spool.close()
+
+
+def test_an_ingress_may_name_the_subject_an_implicit_campaign_is_keyed_by():
+    content = b"Subject: Hi Ada\r\n\r\nbody"
+    given = Inbound("http", "platform", "news@shop.test", ("a@x.test",), content, subject="Hi -n-")
+    ref = resolve(HeaderBlock.parse(content), given, SETTINGS)
+    assert ref.key == "implicit:news@shop.test:hi -n-"
+    assert ref.subject == "Hi Ada"  # what the campaign shows: its first message's

@@ -400,3 +400,14 @@ def test_failed_and_slow_scans_are_not_remembered(policies):
         assert report.scans["tags"].error == "RuntimeError: regex exploded"
     assert crashing.recall(submission_for(SIGNED, CampaignSpec())) is None
     assert len(seen) == 6  # a crash is not retried: read again once per message
+
+
+def test_a_merge_tag_finding_names_the_recipients_of_the_message_that_leaked(policies):
+    engine = Engine(policies, registry=REGISTRY)
+    readers = [f"r{i}@example.org" for i in range(12)]
+    sub = submission_for(
+        b"Subject: Hi {{first_name}}\r\n\r\nHello.\r\n", CampaignSpec(recipients=readers)
+    )
+    verdict = engine.decide(campaign(12), replace(sub, report=engine.analyse(sub)), Facts())
+    [finding] = [f for f in verdict.findings if f.rule == "tags"]
+    assert finding.evidence["recipients"] == readers[:10]  # a sample, in message order

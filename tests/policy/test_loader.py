@@ -32,6 +32,7 @@ def test_shipped_default_policy_loads_with_its_documented_rules():
         "language",
         "undecodable",
         "unsubscribe",
+        "provider-template",
     ]
     declared = policies.rules[0].rule
     assert isinstance(declared, DeclaredSize)

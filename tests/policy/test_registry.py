@@ -215,6 +215,7 @@ def test_the_default_registry_names_the_documented_kinds_in_order():
         "language",
         "undecodable",
         "unsubscribe",
+        "provider_template",
     )
     reading = {u.kind for u in default_registry().units if u.reads_content}
     assert reading == {

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from gateway.mail.content import Document
 from gateway.model import ContentHit
-from gateway.policy.rules.base import Context, Observation, Rule, Shared, regex
+from gateway.policy.rules.base import SAMPLE, Context, Observation, Rule, Shared, regex
 from gateway.policy.rules.patterns import WHERE, Patterns, context, fragment, more, shown
 
 # Greetings that, followed by a blank and a comma, show a personalisation that rendered empty.
@@ -213,13 +213,16 @@ def check(rule: MergeTags, ctx: Context) -> list[Observation]:
     tags = [h for h in hits if h.what == "merge_tag"]
     empty = [h for h in hits if h.what == "empty_greeting"]
     found = []
+    # Who got the message: a platform renders per recipient, so the leak is theirs.
+    recipients = list(ctx.submission.rcpt_tos[:SAMPLE])
     if tags:
         where = f"in {WHERE[tags[0].where]}{more(tags)}"
         message = f"unrendered merge tag {tags[0].fragment} {where}"
-        evidence = {"tags": len(tags), "found": shown(tags)}
+        evidence = {"tags": len(tags), "found": shown(tags), "recipients": recipients}
         found.append(Observation(kind="merge_tag", message=message, evidence=evidence))
     if empty:
         where = f"in {WHERE[empty[0].where]}{more(empty)}"
         message = f"personalisation rendered empty: {empty[0].fragment!r} {where}"
-        found.append(Observation("empty_personalisation", message, {"found": shown(empty)}))
+        evidence = {"found": shown(empty), "recipients": recipients}
+        found.append(Observation("empty_personalisation", message, evidence))
     return found
