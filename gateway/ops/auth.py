@@ -82,8 +82,10 @@ class Authenticator:
         return await self.of_token(secret)
 
     async def of_token(self, secret: str) -> Principal | None:
-        """Return the principal of a token as typed (a bearer header's, a sign-in form's, or
-        an API key of the HTTP send API, which are these tokens)."""
+        """Return the principal of a token as typed.
+
+        A bearer header's, a sign-in form's, or an HTTP send API key (these are tokens).
+        """
         if not secret.strip() or not secret.isascii():  # tokens are ASCII: others cannot match
             return None
         return await self.by_hash(token_hash(secret.strip()))
