@@ -10,6 +10,7 @@ costs the same hash check as a wrong password, so timing does not tell which nam
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -26,7 +27,6 @@ REPLY_AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 REPLY_AUTH_LOCKED = "454 4.7.0 Too many failed authentications from this address; try later"
 
 _HASHER = PasswordHasher()  # argon2id with the library's current parameters
-_DECOY = _HASHER.hash("sendbrake decoy password")  # checked for unknown users
 
 FindUser = Callable[[str], Awaitable[SmtpUser | None]]
 
@@ -34,6 +34,16 @@ FindUser = Callable[[str], Awaitable[SmtpUser | None]]
 def hash_password(password: str) -> str:
     """Return a salted argon2id hash of `password`, self-describing (parameters included)."""
     return _HASHER.hash(password)
+
+
+@functools.cache
+def _decoy() -> str:
+    """Return the hash an unknown user's password is checked against, made once per process.
+
+    Made when the first authenticator is built, not at import: every `sendbrake` command
+    imports this module, and one hash costs a few hundred milliseconds of CPU and 64 MiB.
+    """
+    return _HASHER.hash("sendbrake decoy password")
 
 
 def password_matches(password_hash: str, password: str) -> bool:
@@ -50,6 +60,7 @@ class SmtpAuthenticator:
     def __init__(self, find_user: FindUser, failures: FailedAttempts) -> None:
         self._find_user = find_user
         self._failures = failures
+        self._decoy = _decoy()  # ready before the first login, so it costs what others do
 
     async def authenticate(self, client: str, credentials: LoginPassword) -> AuthResult:
         """Return success with the `SmtpUser` as auth data, or the refusal to send."""
@@ -63,7 +74,7 @@ class SmtpAuthenticator:
             name, password = "", ""
         user = await self._find_user(name) if name else None
         matches = await asyncio.to_thread(
-            password_matches, user.password_hash if user else _DECOY, password
+            password_matches, user.password_hash if user else self._decoy, password
         )
         if user is None or not matches:
             self._failures.failed(client)
