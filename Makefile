@@ -16,12 +16,30 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sendbrake serve
 
-## Install what the tests need, then run them: everything on the SQLite spool, then the
-## gateway's end-to-end and API tests once more on PostgreSQL (127.0.0.1:5432, database
-## `test`, or SENDBRAKE_TEST_POSTGRES), leaving out those that choose their spool themselves.
+## Install what the tests need, then run them in two passes side by side: everything on the
+## SQLite spool (on two pytest-xdist workers), and the gateway's end-to-end and API tests
+## once more on PostgreSQL (127.0.0.1:5432, database `test`, or SENDBRAKE_TEST_POSTGRES),
+## leaving out those that choose their spool themselves (one process). Half of the tests'
+## time is waiting (subprocesses starting, slow fake providers, leases running out), so
+## three runners keep two CPUs busy; more made the heaviest tests time out. The PostgreSQL
+## pass writes to var/test-postgres.log, printed once both are done; either failing fails
+## make. Bytecode is cached (PYTHONDONTWRITEBYTECODE emptied): each worker and each
+## `sendbrake` subprocess the tests start would compile the same sources again.
+## About six minutes on a machine of two CPUs.
+TEST_POSTGRES_LOG := var/test-postgres.log
+
 test: $(STAMP) debian-packages
-	$(BIN)/pytest -q
-	SENDBRAKE_TEST_SPOOL=postgres $(BIN)/pytest -q -m "not own_spool" tests/e2e tests/ops
+	@mkdir -p $(dir $(TEST_POSTGRES_LOG))
+	@export PYTHONDONTWRITEBYTECODE=; \
+	SENDBRAKE_TEST_SPOOL=postgres $(BIN)/pytest -q -m "not own_spool" tests/e2e tests/ops \
+	  >$(TEST_POSTGRES_LOG) 2>&1 & postgres=$$!; \
+	trap 'kill $$postgres 2>/dev/null' INT TERM; \
+	echo "PostgreSQL pass running (pid $$postgres, output in $(TEST_POSTGRES_LOG))"; \
+	$(BIN)/pytest -q -n 2 --dist worksteal; sqlite=$$?; \
+	wait $$postgres; pg=$$?; \
+	echo; echo "== PostgreSQL pass: tests/e2e tests/ops -m 'not own_spool'"; \
+	cat $(TEST_POSTGRES_LOG); \
+	[ $$sqlite -eq 0 ] && [ $$pg -eq 0 ]
 
 ## Debian packages the tests need, installed with one apt-get only when a tool is missing:
 ## promtool and amtool (prometheus, prometheus-alertmanager) check deploy/prometheus/

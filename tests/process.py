@@ -99,7 +99,7 @@ class GatewayProcess:
                 raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{self.tail()}")
             return next((e for e in self.events() if e.get("event") == "listening"), None)
 
-        return await eventually(event, timeout=20, message="gateway did not start listening")
+        return await eventually(event, timeout=60, message="gateway did not start listening")
 
     async def smtp_address(self) -> tuple[str, int]:
         """Where the SMTP listener bound."""

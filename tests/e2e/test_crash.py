@@ -152,7 +152,7 @@ async def test_kill_9_mid_relay_loses_nothing_and_duplicates_only_in_flight(
                 return acked_set <= set(up.recipients)
 
             try:
-                await eventually(all_acked_arrived, timeout=30, interval=0.05)
+                await eventually(all_acked_arrived, timeout=90, interval=0.05)
             except AssertionError:
                 missing = sorted(acked_set - set(up.recipients))
                 raise AssertionError(
@@ -162,7 +162,7 @@ async def test_kill_9_mid_relay_loses_nothing_and_duplicates_only_in_flight(
             # Mail committed but not acknowledged (the kill cut the 250) must go out too.
             await eventually(
                 lambda: pending_in_spool(spool_db) == 0,
-                timeout=10,
+                timeout=30,
                 interval=0.05,
                 message=f"the restarted gateway left mail in the spool ({spool_db})",
             )

@@ -138,7 +138,7 @@ async def test_sighup_reloads_the_policies_and_a_broken_set_is_logged_and_kept(t
         with smtplib.SMTP(*await gateway.smtp_address(), timeout=10) as client:
             client.sendmail("a@example.com", ["b@example.com"], b"Subject: still up\r\n\r\nyes\r\n")
         gateway.proc.send_signal(signal.SIGTERM)
-        assert await gateway.wait(timeout=20) == 0
+        assert await gateway.wait(timeout=60) == 0
     finally:
         gateway.close()
     assert reloaded["previous"] == started

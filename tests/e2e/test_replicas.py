@@ -37,6 +37,9 @@ SESSIONS = 20
 # Short, so the takeover after a kill happens within the test; long enough that a
 # delivery is always settled (or renewed) before its lease runs out on a busy machine.
 LEASE = 5.0
+# The probes below ask a replica's API or open a PostgreSQL connection (a new backend
+# process each time): every 10 ms they would compete with the replicas for the CPU.
+POLL = 0.1
 
 
 def replica_env(url: str, upstream: CapturingUpstream, lease: float) -> dict[str, str]:
@@ -128,7 +131,10 @@ async def test_one_campaign_across_two_replicas_is_held_at_one_gateways_bound(tm
         a, b = [Api(await r.http_url(), TOKENS["alice"][0]) for r in replicas]
         assert await send_across(replicas, "survey", MESSAGES) == MESSAGES
         held = await eventually(
-            lambda: _settled(b, "survey"), timeout=30, message="the campaign never settled"
+            lambda: _settled(b, "survey"),
+            timeout=90,
+            interval=POLL,
+            message="the campaign never settled",
         )
         assert held["state"] == "held"
         assert held["counters"]["received"] == MESSAGES
@@ -141,9 +147,12 @@ async def test_one_campaign_across_two_replicas_is_held_at_one_gateways_bound(tm
             f"/api/v1/campaigns/{held['id']}/release", {"reason": "the survey is for everyone"}
         )
         assert status == 200, body
-        await eventually(lambda: len(upstream.recipients) >= MESSAGES, timeout=60)
+        await eventually(lambda: len(upstream.recipients) >= MESSAGES, timeout=180)
         await eventually(
-            lambda: _settled(b, "survey", state="released"), timeout=30, message="not settled"
+            lambda: _settled(b, "survey", state="released"),
+            timeout=90,
+            interval=POLL,
+            message="not settled",
         )
     counts = Counter(upstream.recipients)
     assert len(counts) == MESSAGES
@@ -160,13 +169,18 @@ async def test_a_replica_killed_mid_relay_loses_nothing_and_the_other_finishes_i
         assert await send_across(replicas, "onboarding", count) == count
         owner = f":{b.proc.pid}:"
         leased = await eventually(
-            lambda: _leases(url, owner), timeout=20, message="replica B never leased work"
+            lambda: _leases(url, owner),
+            timeout=60,
+            interval=POLL,
+            message="replica B never leased work",
         )
         b.proc.send_signal(signal.SIGKILL)
         await b.wait(10)
-        await eventually(lambda: len(set(upstream.recipients)) == count, timeout=60)
+        await eventually(lambda: len(set(upstream.recipients)) == count, timeout=180)
         api = Api(await a.http_url(), TOKENS["alice"][0])
-        done = await eventually(lambda: _settled(api, "onboarding", state="open"), timeout=30)
+        done = await eventually(
+            lambda: _settled(api, "onboarding", state="open"), timeout=90, interval=POLL
+        )
         assert done["counters"]["relayed"] == count  # nothing lost
         rows = _rows(url, [rid for rid, _ in leased])
         for rid, lease_until in leased:

@@ -80,7 +80,7 @@ async def test_million_line_upload_streams_and_is_used_at_once(tmp_path):
                     items = (await response.json())["items"]
                 return items[0] if items else None
 
-            campaign = await eventually(held, timeout=20)
+            campaign = await eventually(held, timeout=60)
         assert campaign["findings"][0]["evidence"]["sample"] == ["member0500000@example.org"]
     finally:
         gateway.close()

@@ -41,7 +41,7 @@ async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_clean
         assert (tmp_path / "var" / "spool.db").exists()
         helpers = children(gateway.proc.pid)  # the upstream process, on a multi-CPU machine
         gateway.proc.send_signal(signal.SIGTERM)
-        assert await gateway.wait(timeout=20) == 0
+        assert await gateway.wait(timeout=60) == 0
     finally:
         gateway.close()
     assert any(e["event"] == "shutdown_complete" for e in gateway.events())

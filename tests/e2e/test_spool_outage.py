@@ -89,7 +89,7 @@ async def test_readyz_fails_while_the_database_is_unreachable_and_recovers_by_it
             assert refused.value.smtp_code == 451  # temporary: the platform retries
 
             await proxy.start()  # the same port: the database is back
-            await eventually(lambda: ready(gw.http_url), timeout=10, message="never ready again")
+            await eventually(lambda: ready(gw.http_url), timeout=30, message="never ready again")
             await gw.send("news@shop.test", ["b@example.org"], message())
             await eventually(
                 lambda: sorted(upstream.recipients) == ["a@example.org", "b@example.org"]

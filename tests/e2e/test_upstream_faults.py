@@ -94,7 +94,7 @@ async def test_upstream_down_for_a_while_then_up_loses_nothing(settings_for, ups
         assert all("unreachable" in r.last_reply for r in deferred)
         await upstream.start()  # same port: the provider is back
         advance(gw, clock, 1.0)  # past every retry (at most 200ms plus jitter)
-        await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 20), timeout=15)
+        await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 20), timeout=30)
     assert sorted(upstream.recipients) == sorted(rcpts)
 
 
@@ -122,7 +122,7 @@ async def test_upstream_that_hangs_times_out_and_the_worker_is_not_stuck(setting
         upstream.hang = False
         await upstream.start()
         advance(gw, clock, 1.0)  # the retry is due
-        await eventually(lambda: gw.spool.recipients(state=RecipientState.RELAYED), timeout=10)
+        await eventually(lambda: gw.spool.recipients(state=RecipientState.RELAYED), timeout=30)
         await gw.send("news@shop.test", ["b@example.org"], message())
         await eventually(lambda: _count_in(gw.spool, RecipientState.RELAYED, 2))
     assert sorted(upstream.recipients) == ["a@example.org", "b@example.org"]
@@ -164,12 +164,12 @@ async def test_the_relay_survives_a_spool_that_cannot_commit_and_resumes(
         blocker = sqlite3.connect(tmp_path / "spool.db", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
-            await eventually(lambda: "relay_claim_failed" in log.getvalue(), timeout=5)
+            await eventually(lambda: "relay_claim_failed" in log.getvalue(), timeout=30)
         finally:
             blocker.execute("COMMIT")
             blocker.close()
         advance(gw, clock, 0.3)  # the retry is due
-        await eventually(lambda: upstream.recipients == ["a@example.org"], timeout=5)
+        await eventually(lambda: upstream.recipients == ["a@example.org"], timeout=30)
 
 
 async def test_shutdown_lets_an_in_flight_delivery_finish_and_records_it(
