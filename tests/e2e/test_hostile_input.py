@@ -387,7 +387,7 @@ async def test_a_2_mb_subject_gets_552_naming_the_limit_and_other_sessions_stay_
 
         worst, reply = await noop_latency(gw, attack())
     assert reply == "552 5.3.4 Message header exceeds 102400 bytes"
-    assert worst < 3.0  # a stall (the flood held every session for seconds) would pass it
+    assert worst < 3.0  # the stalls this guards against lasted seconds to 11 s; load adds ~1 s
 
 
 async def test_a_subject_just_under_the_header_limit_is_held_unread_and_others_stay_quick(
@@ -408,7 +408,7 @@ async def test_a_subject_just_under_the_header_limit_is_held_unread_and_others_s
         worst, replies = await noop_latency(gw, attack())
         [campaign] = (await gw.api().get("/api/v1/campaigns"))[1]["items"]
     assert replies == ["250"] * 5
-    assert worst < 3.0  # a stall (the flood held every session for seconds) would pass it
+    assert worst < 3.0  # the stalls this guards against lasted seconds to 11 s; load adds ~1 s
     assert campaign["state"] == "held"
     assert "the Subject header is longer than 8192 bytes; its end was not read" in str(
         campaign["findings"]
@@ -481,7 +481,7 @@ async def test_a_flood_of_idle_connections_stops_at_max_sessions_and_others_stay
     assert set(greetings[18:]) == {
         "421 4.7.0 gw.test Too many concurrent sessions; try again later"
     }
-    assert worst < 3.0  # a stall (the flood held every session for seconds) would pass it
+    assert worst < 3.0  # the stalls this guards against lasted seconds to 11 s; load adds ~1 s
 
 
 async def test_an_idle_session_gets_421_at_the_command_timeout(settings_for):
