@@ -365,6 +365,28 @@ class ReleaseScope:
     only_segment: str | None = None
 
 
+# What providers report about relayed recipients, as counted per campaign (docs/feedback.md).
+FEEDBACK_EVENTS = ("delivered", "bounced", "dropped", "complained", "unsubscribed")
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A campaign's provider feedback, as the circuit breaker reads it.
+
+    `sent` is the denominator of every rate: recipients handed to the provider (the
+    campaign's `relayed`), which providers that never report deliveries still have.
+    """
+
+    sent: int
+    totals: Mapping[str, int] = field(default_factory=dict)  # by FEEDBACK_EVENTS name
+    last_hour: Mapping[str, int] = field(default_factory=dict)
+    samples: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+
+    def rate(self, event: str) -> float:
+        """Return events of this kind per recipient sent (0 before anything was sent)."""
+        return self.totals.get(event, 0) / self.sent if self.sent else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """A declaration registered before sending; it wins over declaration headers."""

@@ -31,6 +31,7 @@ from gateway.model import (
     Campaign,
     ContentReport,
     Facts,
+    Feedback,
     Finding,
     Needs,
     RuleScan,
@@ -288,6 +289,44 @@ class Engine:
             said = f"rule {active.id} read the content in"
             observations.append(over_budget(said, scan.elapsed, self._scan_budget))
         return observations
+
+    def judges_feedback(self, campaign: Campaign) -> bool:
+        """Tell whether any rule selecting `campaign` reads its provider feedback."""
+        return any(self._units[a.id].judge is not None for a in self._selecting(campaign))
+
+    def judge_feedback(self, campaign: Campaign, feedback: Feedback) -> Verdict:
+        """Run the feedback rules selecting `campaign` on what providers reported about it.
+
+        Holds on an enforced finding the campaign's last release did not acknowledge; a
+        judge that raises holds too (fail closed).
+        """
+        now = self._clock()
+        findings, hold = [], False
+        for active in self._selecting(campaign):
+            judge = self._units[active.id].judge
+            if judge is None:
+                continue
+            try:
+                observations = list(judge(active.rule, feedback))
+            except Exception as exc:  # fail closed: a broken breaker holds
+                log.exception("feedback_judge_crashed", rule=active.id, campaign=campaign.id)
+                error = f"{type(exc).__name__}: {exc}"
+                message = f"rule {active.id} could not be evaluated ({error}); held to be safe"
+                observations = [Observation("check_failed", message, {"error": error})]
+            for observation in observations:
+                finding = Finding(
+                    rule=active.id,
+                    kind=observation.kind,
+                    mode=active.mode,
+                    message=observation.message,
+                    evidence=observation.evidence,
+                    policy_version=self.policies.version,
+                    at=now,
+                )
+                findings.append(finding)
+                if active.mode == "enforce" and finding.signature not in campaign.acknowledged:
+                    hold = True
+        return Verdict(hold=hold, findings=tuple(findings))
 
     def frequency_windows(self) -> tuple[float, ...]:
         """Return the windows of every rule counting sends per recipient (to prune by)."""

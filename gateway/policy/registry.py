@@ -16,6 +16,7 @@ from typing import Any
 from gateway.policy.rules import (
     blast,
     duplicate_content,
+    feedback,
     language,
     merge_tags,
     provider_template,
@@ -91,5 +92,6 @@ def default_registry() -> Registry:
             Unit(undecodable.Undecodable, undecodable.check, scan=undecodable.scan),
             Unit(unsubscribe.Unsubscribe, unsubscribe.check, scan=unsubscribe.scan),
             Unit(provider_template.ProviderTemplate, provider_template.check),
+            Unit(feedback.FeedbackBreaker, feedback.check, judge=feedback.judge),
         ]
     )
