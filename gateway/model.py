@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.states import CampaignState, RecipientState
+from gateway.states import CampaignState, CanaryState, RecipientState
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Names the provider-side template of a message sent through the HTTP send API (SendGrid's
@@ -385,6 +385,30 @@ class Feedback:
     def rate(self, event: str) -> float:
         """Return events of this kind per recipient sent (0 before anything was sent)."""
         return self.totals.get(event, 0) / self.sent if self.sent else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A release in two steps: a slice of the held recipients first, then the rest.
+
+    The rest follows once the slice's feedback stayed quiet for `observe` seconds after
+    the slice went out.
+    """
+
+    campaign_id: str
+    recipients: int  # the slice
+    observe: float
+    actor: str
+    reason: str
+    started_at: float
+    state: CanaryState = CanaryState.SENDING
+    sent_at: float | None = None  # when the last recipient of the slice settled
+    decided_at: float | None = None
+
+    @property
+    def decide_at(self) -> float | None:
+        """When the rest is released if nothing goes wrong (None while the slice sends)."""
+        return None if self.sent_at is None else self.sent_at + self.observe
 
 
 @dataclass(frozen=True, slots=True)
