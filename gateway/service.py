@@ -40,6 +40,7 @@ from gateway.policy.registry import default_registry
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.upstream_process import ProcessUpstream
 from gateway.relay.worker import Relay
+from gateway.review.watcher import CanaryWatcher
 from gateway.settings import Settings, split_hostport
 from gateway.spool import Spool, create_spool, redacted
 
@@ -134,6 +135,13 @@ class Gateway:
             clock=clock,
         )
         self.console.mount(self.http_app)
+        self.canaries = CanaryWatcher(
+            self.spool,
+            lambda: self.engine.judge_feedback,
+            poll_interval=settings.ops.canary_poll_interval,
+            clock=clock,
+            on_release=self.relay.wake,
+        )
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -316,6 +324,7 @@ class Gateway:
                 async with asyncio.TaskGroup() as tasks:
                     relay_task = tasks.create_task(self.relay.run())
                     tasks.create_task(self._maintain())
+                    tasks.create_task(self.canaries.run(self._stop))
                     reloader = tasks.create_task(self._reloader())
                     self.addresses = Addresses(
                         smtp=smtp.sockets[0].getsockname()[:2],

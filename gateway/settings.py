@@ -504,6 +504,19 @@ class OpsSettings(_Section):
         ge=0,
         description="Releasing more held recipients than this needs two different operators.",
     )
+    canary_observe: Duration = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "How long a canary release's slice must get quiet feedback before the rest goes,"
+            " when the release does not say (`observe`)."
+        ),
+    )
+    canary_poll_interval: Duration = Field(
+        5.0,
+        gt=0,
+        description="How often each gateway looks at canary releases under way.",
+    )
     page_size: int = Field(
         50, gt=0, le=1000, description="Items per page when a list request gives no limit."
     )

@@ -43,9 +43,10 @@ from gateway.ops.exchange import (
 from gateway.ops.openapi import BASE, Handlers
 from gateway.ops.problems import Problem, found
 from gateway.ops.views import timestamp
-from gateway.review import signoffs
+from gateway.review import canary, signoffs
 from gateway.settings import OpsSettings
 from gateway.spool.base import Spool
+from gateway.spool.port import Tx
 from gateway.states import CampaignState, RecipientState
 
 T = TypeVar("T")
@@ -111,12 +112,14 @@ class OpsApi(Handlers):
         signed, required = await self.spool.read(
             lambda tx: (tx.signoffs(campaign.id), signoffs.required(tx.tallies(campaign.id)))
         )
+        latest = await self.spool.canary(campaign.id)
         return s.CampaignDetail.model_validate(
             {
                 **dict(s.Campaign.model_validate(campaign)),
                 "signoffs": signed,
                 "signoffs_missing": sorted(required - {x.identity for x in signed}),
                 "sample": sample,
+                "canary": latest and s.Canary.of(latest, campaign),
                 "timeline": await self.spool.events(campaign.id),
                 "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",
             }
@@ -246,7 +249,8 @@ class OpsApi(Handlers):
             )
             return await self.detail(campaign)
         count = release_count(campaign, body.max_recipients)
-        if needs_two_operators(count, self.settings):
+        # A canary releases the rest by itself later: two operators if the whole would need them.
+        if needs_two_operators(campaign.counters.held if body.canary else count, self.settings):
 
             def pending(approvers: list[str]) -> AuditEntry | None:
                 """Describe an approval that still waits for a second operator, for the audit."""
@@ -262,15 +266,19 @@ class OpsApi(Handlers):
                     approvals=approvers,
                 )
 
-            note = {"reason": body.reason, "recipients": count}
+            note: dict[str, object] = {"reason": body.reason, "recipients": count}
             if body.only_segment is not None:
                 note["only_segment"] = body.only_segment
+            if body.canary is not None:
+                note["canary"] = body.canary
             approval = self.spool.approve_release(
                 campaign_id, caller.name, self.clock(), audit=pending, details=note
             )
             approvers = await self._guarded(approval, caller, RELEASE, campaign_id, body.reason)
             if len(approvers) < 2:
                 return await self._pending(campaign, caller, body.reason, count, approvers)
+        if body.canary is not None:
+            return await self._start_canary(caller, campaign, body)
         audit = self.gate.entry(
             caller.name,
             RELEASE,
@@ -306,6 +314,50 @@ class OpsApi(Handlers):
             still_held=released.counters.held,
         )
         self.wake_relay()  # after the decision's log line, which the deliveries' lines follow
+        return detail
+
+    async def _start_canary(
+        self, caller: Principal, campaign: Campaign, body: ReleaseBody
+    ) -> s.CampaignDetail:
+        """Release the canary's slice now; the watcher (`review.canary`) does the rest."""
+        observe = body.observe or self.settings.canary_observe
+        count = body.canary if isinstance(body.canary, int) else None
+        plan = canary.CanaryPlan(observe=observe, percent=body.canary_percent, count=count)
+        recipients = plan.size(campaign.counters.held)
+        audit = self.gate.entry(
+            caller.name,
+            RELEASE,
+            campaign.id,
+            body.reason,
+            "ok",
+            changed=True,
+            recipients=recipients,
+            canary=body.canary,
+            observe=observe,
+        )
+
+        def start(tx: Tx) -> Campaign | None:
+            started = canary.start(
+                tx, campaign.id, plan, actor=caller.name, reason=body.reason, now=self.clock()
+            )
+            tx.audit(audit)
+            return started
+
+        started = await self._guarded(
+            self.spool.transact(start), caller, RELEASE, campaign.id, body.reason
+        )
+        detail = await self.detail(found(started, "campaign", campaign.id))
+        log.info(
+            "canary_started",
+            campaign=campaign.id,
+            key=campaign.key,
+            actor=caller.name,
+            reason=body.reason,
+            recipients=recipients,
+            observe=observe,
+            still_held=detail.counters.held,
+        )
+        self.wake_relay()
         return detail
 
     async def _pending(

@@ -15,6 +15,7 @@ from gateway.model import (
     AuditEntry,
     Campaign,
     CampaignEvent,
+    Canary,
     Delivery,
     Finding,
     Manifest,
@@ -27,9 +28,9 @@ from gateway.model import (
     Token,
 )
 from gateway.spool import sql_access as access
+from gateway.spool import sql_canary, sql_segments
 from gateway.spool import sql_queue as q
 from gateway.spool import sql_review as r
-from gateway.spool import sql_segments
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges
 from gateway.spool.dialect import Conn
 from gateway.spool.port import Tx
@@ -146,6 +147,12 @@ class SqlSpool:
 
     async def message(self, message_id: str) -> StoredMessage | None:
         return await self._read(lambda c: r.message(c, message_id))
+
+    async def canary(self, campaign_id: str) -> Canary | None:
+        return await self._read(lambda c: sql_canary.canary(c, campaign_id))
+
+    async def active_canaries(self) -> list[str]:
+        return await self._read(sql_canary.active)
 
     async def _decide(
         self,

@@ -18,6 +18,7 @@ from gateway.model import (
     CampaignRef,
     Canary,
     Declaration,
+    Feedback,
     Finding,
     ReleaseScope,
     Signoff,
@@ -134,6 +135,11 @@ class SqlTx:
 
     def audit(self, entry: AuditEntry) -> None:
         sql_access.append_audit(self._conn, entry)
+
+    def feedback(self, campaign: Campaign, now: float) -> Feedback:  # noqa: ARG002 - see below
+        # Until provider events are stored (the webhook and DSN intake), a campaign's
+        # feedback is what the spool knows: how many recipients were sent.
+        return Feedback(sent=campaign.counters.relayed)
 
     def event(self, campaign_id: str, now: float, event: str, actor: str, **details: Any) -> None:
         q.add_event(self._conn, campaign_id, now, event, actor, **details)
