@@ -23,6 +23,7 @@ from gateway.policy.rules import (
     segmentation,
     signature,
     test_markers,
+    throttle,
     undecodable,
     unsubscribe,
 )
@@ -91,5 +92,6 @@ def default_registry() -> Registry:
             Unit(undecodable.Undecodable, undecodable.check, scan=undecodable.scan),
             Unit(unsubscribe.Unsubscribe, unsubscribe.check, scan=unsubscribe.scan),
             Unit(provider_template.ProviderTemplate, provider_template.check),
+            Unit(throttle.ThrottleRule, throttle.check, throttle=throttle.throttle),
         ]
     )
