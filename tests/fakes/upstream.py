@@ -38,7 +38,7 @@ class Transaction:
     mail_options: list[str] = field(default_factory=list)
     tls: bool = False
     user: str | None = None
-    at: float = field(default_factory=time.monotonic)  # when the DATA arrived
+    at: float = field(default_factory=time.monotonic, compare=False)  # when the DATA arrived
 
 
 class _Handler:
