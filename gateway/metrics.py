@@ -37,6 +37,7 @@ class Metrics:
     campaign_holds: Counter
     policy: Info
     smtp_sessions_closed: Counter
+    throttle_waits: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -66,6 +67,11 @@ class Metrics:
             self.policy_findings.labels(rule=rule, mode=mode)
             if mode == "enforce":
                 self.campaign_holds.labels(rule=rule)
+
+    def declare_throttles(self, rules: Iterable[str]) -> None:
+        """Create the zero series of each throttle rule's wait counter."""
+        for rule in rules:
+            self.throttle_waits.labels(rule=rule)
 
     @classmethod
     def _register(cls, reg: CollectorRegistry) -> Metrics:
@@ -127,6 +133,12 @@ class Metrics:
                 "SMTP sessions the gateway refused or cut with a 421, by reason"
                 " (max_sessions, max_sessions_per_client, timeout, junk_commands).",
                 ["reason"],
+                registry=reg,
+            ),
+            throttle_waits=Counter(
+                "sendbrake_relay_throttle_waits",
+                "Recipients a relay throttle made wait (once per wait), by rule.",
+                ["rule"],
                 registry=reg,
             ),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -304,6 +304,49 @@ class Delivery:
     recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
     attempts: int
     queued_at: float  # when these recipients entered the queue; relay.max_age counts from here
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """A relay throttle in force for a campaign: one GCRA bucket and its rate.
+
+    `bucket` names the budget it draws on; campaigns a rule's scope puts together (one
+    client's, or all of them) share it, across replicas, through the spool. It counts
+    recipients handed to the upstream: a message to one recipient is one.
+    """
+
+    rule: str
+    bucket: str
+    per_second: float
+    burst: int
+    scope: str  # campaign | client | global
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleWait:
+    """Recipients of one campaign a claim left waiting because of a throttle."""
+
+    campaign_id: str
+    rule: str  # the rule whose bucket made them wait longest
+    recipients: int  # newly waiting (a recipient already waiting is not counted again)
+    until: float  # when the first of them may go
+    first: bool  # the campaign had nothing waiting on a throttle before this claim
+
+
+class Throttler(Protocol):
+    """What the relay tells a claim about throttles: which apply, and what waited.
+
+    `throttles` runs inside the claim's transaction (pure and quick); `waited` runs once the
+    claim has committed, with what it left waiting.
+    """
+
+    def throttles(self, campaign: Campaign) -> Sequence[Throttle]:
+        """Return the throttles in force for `campaign` (none: it is not throttled)."""
+        ...
+
+    def waited(self, waits: Sequence[ThrottleWait]) -> None:
+        """Report recipients a committed claim left waiting."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

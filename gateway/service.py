@@ -26,6 +26,7 @@ from gateway.ingress.auth import SmtpAuthenticator
 from gateway.ingress.esp import ApiKey, EspIngress, start_esp
 from gateway.ingress.smtp import check_exposure, start_smtp
 from gateway.metrics import Metrics
+from gateway.model import Campaign, Throttle
 from gateway.ops.api import OpsApi
 from gateway.ops.auth import Authenticator, Gate
 from gateway.ops.console.app import Console
@@ -80,10 +81,18 @@ class Gateway:
             if settings.upstream.separate_process()
             else create_upstream(settings.upstream)
         )
-        self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
+        self.relay = Relay(
+            self.spool,
+            self.upstream,
+            settings.relay,
+            self.metrics,
+            clock=clock,
+            throttles=self._throttles,
+        )
         self.registry = default_registry()  # the rule kinds policy files may name
         self.engine = self._engine(load_policies(settings.policies.dir, self.registry))
         self.metrics.declare_policies(self.engine.policies.version, self.engine.rule_modes())
+        self.metrics.declare_throttles(self.engine.throttle_rules())
         self.admitter = Admitter(
             self.spool,
             settings.campaigns,
@@ -103,7 +112,13 @@ class Gateway:
         gate = Gate(authenticator, self.spool, clock, limits=settings.ops)
         self.esp = self._esp(authenticator)
         self.api = OpsApi(
-            self.spool, gate, settings.ops, self.metrics, clock=clock, wake_relay=self.relay.wake
+            self.spool,
+            gate,
+            settings.ops,
+            self.metrics,
+            clock=clock,
+            wake_relay=self.relay.wake,
+            throttles=self._throttles,
         )
         policy_api = PolicyApi(
             self.spool,
@@ -189,6 +204,7 @@ class Gateway:
                 raise
             engine = self._engine(policies)
             self.metrics.declare_policies(policies.version, engine.rule_modes())
+            self.metrics.declare_throttles(engine.throttle_rules())
             self.engine = engine
             self.admitter.use_decider(engine)
             log.info(
@@ -199,6 +215,10 @@ class Gateway:
                 rules=len(policies.rules),
             )
             return before, policies
+
+    def _throttles(self, campaign: Campaign) -> tuple[Throttle, ...]:
+        """Return the relay throttles of the engine in force now (a reload applies at once)."""
+        return self.engine.throttles(campaign)
 
     def _engine(self, policies: PolicySet) -> Engine:
         """Build the decider for a policy set, with the budgets of the settings."""

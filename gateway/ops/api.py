@@ -10,7 +10,7 @@ logs alone tell a campaign's story next to the stages' events.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from gateway.model import (
     Manifest,
     ReleaseScope,
     StoredMessage,
+    Throttle,
 )
 from gateway.ops import routes
 from gateway.ops import schemas as s
@@ -45,6 +46,7 @@ from gateway.ops.problems import Problem, found
 from gateway.ops.views import timestamp
 from gateway.review import canary, signoffs
 from gateway.settings import OpsSettings
+from gateway.spool import gcra
 from gateway.spool.base import Spool
 from gateway.spool.port import Tx
 from gateway.states import CampaignState, RecipientState
@@ -77,6 +79,8 @@ class OpsApi(Handlers):
     _: KW_ONLY
     clock: Callable[[], float] = time.time
     wake_relay: Callable[[], None] = lambda: None
+    # The relay throttles the policy in force puts on a campaign (`Engine.throttles`).
+    throttles: Callable[[Campaign], Sequence[Throttle]] = lambda _campaign: ()
 
     ROUTES = routes.CAMPAIGNS
 
@@ -116,6 +120,7 @@ class OpsApi(Handlers):
         return s.CampaignDetail.model_validate(
             {
                 **dict(s.Campaign.model_validate(campaign)),
+                "throttles": await self._throttles(campaign),
                 "signoffs": signed,
                 "signoffs_missing": sorted(required - {x.identity for x in signed}),
                 "sample": sample,
@@ -124,6 +129,30 @@ class OpsApi(Handlers):
                 "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",
             }
         )
+
+    async def _throttles(self, campaign: Campaign) -> list[dict[str, Any]]:
+        """Describe the throttles in force for `campaign`, with when each next allows one."""
+        throttles = self.throttles(campaign)
+        if not throttles:
+            return []
+        tats = await self.spool.throttle_tats([t.bucket for t in throttles])
+        waiting = await self.spool.throttle_waiting(campaign.id)
+        now = self.clock()
+        out = []
+        for t in throttles:
+            tat = tats.get(t.bucket)
+            at = None if tat is None else gcra.conforms_at(tat, gcra.Rate(t.per_second, t.burst))
+            out.append(
+                {
+                    "rule": t.rule,
+                    "per_second": t.per_second,
+                    "burst": t.burst,
+                    "scope": t.scope,
+                    "next_at": at if at is not None and at > now else None,
+                    "waiting": waiting.get(t.rule, 0),
+                }
+            )
+        return out
 
     async def list_recipients(self, request: web.Request) -> web.Response:
         """GET /campaigns/{id}/recipients?state=&limit=&cursor=."""

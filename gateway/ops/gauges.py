@@ -98,6 +98,14 @@ class SpoolCollector(Collector):
             "1 while an operator has paused the relay (the spool's durable flag), else 0.",
             value=int(snap.relay_paused),
         )
+        throttled = GaugeMetricFamily(
+            "sendbrake_relay_throttled_recipients",
+            "Recipients waiting only because of a relay throttle now, by rule.",
+            labels=["rule"],
+        )
+        for rule, count in sorted(snap.throttled.items()):
+            throttled.add_metric([rule], count)
+        yield throttled
         info = InfoMetricFamily(
             "sendbrake_held_campaign",
             f"One series per campaign held now (longest-waiting first, at most {HELD_NAMED_LIMIT}).",

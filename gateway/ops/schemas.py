@@ -324,9 +324,23 @@ class Canary(Out):
         )
 
 
+class ThrottleInForce(Out):
+    """A relay throttle the policy in force puts on the campaign, and its bucket now."""
+
+    rule: str
+    per_second: float = Field(description="Recipients per second the relay may hand over.")
+    burst: int
+    scope: Literal["campaign", "client", "global"]
+    next_at: Timestamp | None = Field(
+        description="When the bucket lets the next recipient go; null: it may go now."
+    )
+    waiting: int = Field(description="Recipients of this campaign waiting for this throttle.")
+
+
 class CampaignDetail(Campaign):
     """A campaign with its sign-offs, sample message, canary and timeline."""
 
+    throttles: list[ThrottleInForce]
     signoffs: list[Signoff]
     signoffs_missing: list[str]
     sample: MessageSummary | None

@@ -36,6 +36,7 @@ from gateway.model import (
     Needs,
     RuleScan,
     Submission,
+    Throttle,
     Verdict,
 )
 from gateway.policy.loader import ActiveRule, PolicySet
@@ -93,6 +94,9 @@ class Engine:
         self._needs = {a.id: a.rule.needs(self._shared) for a in policies.rules}
         self._content = [  # the rules that read content, with their scanners
             (a, scan) for a in policies.rules if (scan := self._units[a.id].scan) is not None
+        ]
+        self._throttling = [  # enforce-mode rules that slow the relay
+            a for a in policies.rules if self._units[a.id].throttle and a.mode == "enforce"
         ]
         self._reads: OrderedDict[bytes, _Read] = OrderedDict()  # by content key, oldest first
         self._reads_lock = threading.Lock()  # analyse runs in several threads
@@ -327,6 +331,23 @@ class Engine:
                 if active.mode == "enforce" and finding.signature not in campaign.acknowledged:
                     hold = True
         return Verdict(hold=hold, findings=tuple(findings))
+
+    def throttle_rules(self) -> list[str]:
+        """Return the ids of the throttle rules in force (enforce mode)."""
+        return [active.id for active in self._throttling]
+
+    def throttles(self, campaign: Campaign) -> tuple[Throttle, ...]:
+        """Return the relay throttles in force for `campaign`: enforce-mode rules selecting it.
+
+        Pure and quick: the relay's claim calls it inside its transaction. A shadow-mode
+        throttle slows nothing.
+        """
+        return tuple(
+            throttle(active.rule, campaign)
+            for active in self._throttling
+            if (throttle := self._units[active.id].throttle) is not None
+            and active.rule.when.selects(campaign)
+        )
 
     def frequency_windows(self) -> tuple[float, ...]:
         """Return the windows of every rule counting sends per recipient (to prune by)."""

@@ -24,6 +24,7 @@ from gateway.policy.rules import (
     segmentation,
     signature,
     test_markers,
+    throttle,
     undecodable,
     unsubscribe,
 )
@@ -93,5 +94,6 @@ def default_registry() -> Registry:
             Unit(unsubscribe.Unsubscribe, unsubscribe.check, scan=unsubscribe.scan),
             Unit(provider_template.ProviderTemplate, provider_template.check),
             Unit(feedback.FeedbackBreaker, feedback.check, judge=feedback.judge),
+            Unit(throttle.ThrottleRule, throttle.check, throttle=throttle.throttle),
         ]
     )

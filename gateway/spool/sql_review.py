@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.errors import Conflict
 from gateway.model import Campaign, CampaignEvent, Finding, Manifest, ReleaseScope, StoredMessage
-from gateway.spool import sql_segments
+from gateway.spool import sql_segments, sql_throttle
 from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.spool.dialect import Conn
@@ -263,6 +263,7 @@ def gauges(conn: Conn, limit: int) -> SpoolGauges:
         recipients=count_by_state(conn),
         relay_paused=paused,
         held=held,
+        throttled=sql_throttle.waiting_by_rule(conn),
     )
 
 

@@ -25,10 +25,11 @@ from gateway.model import (
     Settlement,
     SmtpUser,
     StoredMessage,
+    Throttler,
     Token,
 )
 from gateway.spool import sql_access as access
-from gateway.spool import sql_canary, sql_segments
+from gateway.spool import sql_canary, sql_segments, sql_throttle
 from gateway.spool import sql_queue as q
 from gateway.spool import sql_review as r
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges
@@ -82,8 +83,29 @@ class SqlSpool:
             return cast("T", done.result)
         raise AssertionError("a rehearsal always rolls back")  # pragma: no cover
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
-        return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        throttler: Throttler | None = None,
+    ) -> list[Delivery]:
+        if throttler is None:
+            return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
+        deliveries, waits = await self._write(
+            lambda c: q.claim_throttled(c, owner, now, limit, lease, throttler)
+        )
+        if waits:  # told only once committed: a claim that failed left nothing waiting
+            throttler.waited(waits)
+        return deliveries
+
+    async def throttle_tats(self, buckets: Sequence[str]) -> dict[str, float]:
+        return await self._read(lambda c: sql_throttle.tats(c, buckets))
+
+    async def throttle_waiting(self, campaign_id: str) -> dict[str, int]:
+        return await self._read(lambda c: sql_throttle.waiting(c, campaign_id))
 
     async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
         return await self._write(lambda c: q.settle(c, owner, settlements, now))
