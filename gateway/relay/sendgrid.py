@@ -230,13 +230,13 @@ def _sender(msg: EmailMessage, mail_from: str) -> dict[str, str]:
 
 
 def _bodies(msg: EmailMessage) -> list[dict[str, str]]:
-    """text/plain then text/html, decoded; empty bodies left out (SendGrid refuses them)."""
+    """Return text/plain, text/html: decoded, LF line ends, empty ones left out (refused)."""
     out = []
     for subtype in ("plain", "html"):
         part = msg.get_body(preferencelist=(subtype,))
         if part is None:
             continue
-        text = _text(part)
+        text = _text(part).replace("\r\n", "\n")  # as an API client writes it
         if text:
             out.append({"type": f"text/{subtype}", "value": text})
     return out
@@ -250,21 +250,22 @@ def _text(part: Message) -> str:
         return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
 
 
-def _leaves(part: Message) -> Iterator[Message]:
-    """Yield the leaf parts in order; an attached message is one leaf, not opened."""
+def _leaves(part: Message, related: bool = False) -> Iterator[tuple[Message, bool]]:
+    """Yield (leaf, inside multipart/related) in order; an attached message is one leaf."""
     if part.is_multipart() and part.get_content_maintype() == "multipart":
+        inside = related or part.get_content_subtype() == "related"
         for child in part.get_payload():
             if isinstance(child, Message):
-                yield from _leaves(child)
+                yield from _leaves(child, inside)
     else:
-        yield part
+        yield part, related
 
 
 def _attachments(msg: EmailMessage) -> list[dict[str, str]]:
-    """Every leaf that is not one of the two bodies, as SendGrid's attachment objects."""
+    """Return every leaf but the two bodies as attachments; a related part with a cid inline."""
     bodies = [msg.get_body(preferencelist=(s,)) for s in ("plain", "html")]
     out = []
-    for n, part in enumerate(_leaves(msg)):
+    for part, related in _leaves(msg):
         if any(part is body for body in bodies):
             continue
         if part.get_content_maintype() == "message":
@@ -274,15 +275,17 @@ def _attachments(msg: EmailMessage) -> list[dict[str, str]]:
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
         kind = part.get_content_type()
-        filename = part.get_filename() or f"part-{n}{mimetypes.guess_extension(kind) or '.bin'}"
+        ext = mimetypes.guess_extension(kind) or ".bin"
+        filename = part.get_filename() or f"attachment-{len(out) + 1}{ext}"
         entry = {
             "content": base64.b64encode(data).decode("ascii"),
             "filename": filename,
             "type": kind,
             "disposition": "attachment",
         }
+        # What the HTML shows by its cid is inline, whatever disposition a client wrote.
         cid = (part.get("Content-ID") or "").strip().strip("<>")
-        if cid and part.get_content_disposition() != "attachment":
+        if cid and (related or part.get_content_disposition() == "inline"):
             entry |= {"disposition": "inline", "content_id": cid}
         out.append(entry)
     return out
