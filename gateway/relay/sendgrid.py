@@ -264,7 +264,7 @@ def _leaves(part: Message, related: bool = False) -> Iterator[tuple[Message, boo
 def _attachments(msg: EmailMessage) -> list[dict[str, str]]:
     """Return every leaf but the two bodies as attachments; a related part with a cid inline."""
     bodies = [msg.get_body(preferencelist=(s,)) for s in ("plain", "html")]
-    out = []
+    out: list[dict[str, str]] = []
     for part, related in _leaves(msg):
         if any(part is body for body in bodies):
             continue

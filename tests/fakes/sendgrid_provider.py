@@ -47,6 +47,7 @@ class Request:
     at: float  # time.monotonic() when it arrived
     status: int = 0
     message_id: str = ""
+    answer: str = ""  # the answer's headers that matter and its body, as an HTTP excerpt
 
     @property
     def recipients(self) -> list[str]:
@@ -114,6 +115,12 @@ class FakeSendGrid:
         finally:
             self.changed.set()
         seen.status = response.status
+        shown = [f"HTTP/1.1 {response.status}"] + [
+            f"{name}: {response.headers[name]}"
+            for name in ("X-Message-Id", "Retry-After", "Content-Type")
+            if name in response.headers
+        ]
+        seen.answer = "\n".join(shown) + (f"\n\n{response.text}" if response.text else "")
         return response
 
     async def _answer(self, request: web.Request, seen: Request) -> web.Response:
