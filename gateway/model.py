@@ -19,6 +19,12 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Names the provider-side template of a message sent through the HTTP send API (SendGrid's
 # `template_id`): the ingress writes it, the `provider_template` rule reads it.
 TEMPLATE_HEADER = "X-Sendbrake-Template-Id"
+TEMPLATE_DATA_HEADER = "X-Sendbrake-Template-Data"  # its dynamic_template_data, as JSON
+# How relayed mail names its message and campaign, so that what the provider reports later
+# (a DSN quoting the headers, a webhook event) can be attributed: headers on SMTP and
+# capture, custom args on the SendGrid upstream (which its events echo with `email`).
+MESSAGE_HEADER, CAMPAIGN_HEADER = "X-Sendbrake-Message", "X-Sendbrake-Campaign"
+MESSAGE_ARG, CAMPAIGN_ARG = "sendbrake_message", "sendbrake_campaign"
 
 
 def new_id(now: float | None = None) -> str:
@@ -291,6 +297,17 @@ class RecipientResult:
     address: str
     outcome: Outcome
     reply: str
+    # Seconds from the answer before a retry may be tried, when the provider said so
+    # (HTTP `Retry-After`); the relay defers a transient result at least that long.
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryIds:
+    """Which message and campaign a delivery is of, for the upstream to tag what it sends."""
+
+    message_id: str
+    campaign_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +321,11 @@ class Delivery:
     recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
     attempts: int
     queued_at: float  # when these recipients entered the queue; relay.max_age counts from here
+
+    @property
+    def ids(self) -> DeliveryIds:
+        """The message's and campaign's ids, as the upstream is given them."""
+        return DeliveryIds(self.message_id, self.campaign_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,10 @@ def plan_settlements(
             reply = f"{result.reply} (gave up: older than relay.max_age)"
             out.append(Settlement(recipient_id, RecipientState.FAILED, reply))
         else:
-            retry_at = now + backoff_delay(attempt, settings, rand())
+            delay = backoff_delay(attempt, settings, rand())
+            if result.retry_after is not None:  # the provider's Retry-After, up to max_age
+                delay = max(delay, min(result.retry_after, settings.max_age))
+            retry_at = now + delay
             out.append(Settlement(recipient_id, RecipientState.DEFERRED, result.reply, retry_at))
     return out
 
@@ -216,6 +219,7 @@ class Relay:
                 delivery.mail_from,
                 [address for _, address in delivery.recipients],
                 delivery.content,
+                delivery.ids,
             )
             self._metrics.relay_duration.observe(time.perf_counter() - started)
             self._report_upstream(results)
