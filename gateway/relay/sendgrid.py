@@ -91,7 +91,9 @@ DROPPED_HEADERS = RESERVED_HEADERS | frozenset(
         CAMPAIGN_HEADER.lower(),
     }
 )
-PERMANENT_STATUSES = frozenset({400, 401, 403, 413})  # the request itself is refused
+PERMANENT_STATUSES = frozenset({400, 413})  # the request itself is refused
+# The key is refused: an operator fixes it within relay.max_age, so the mail waits.
+KEY_REFUSED = frozenset({401, 403})
 MAX_ERROR_TEXT = 500  # characters of the provider's error kept in a reply
 _READ_LIMIT = 64 * 1024  # bytes of an answer's body read (its errors), never more
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -337,8 +339,11 @@ class SendGridUpstream:
     """Calls SendGrid's v3 mail send on one pooled session; answers per recipient.
 
     - 2xx (202): delivered, the reply names the provider's `X-Message-Id`;
-    - 400, 401, 403, 413: permanent, with the provider's error text (the request itself
-      is refused; a call with another body may pass, the same one never);
+    - 400, 413: permanent, with the provider's error text (the request itself is
+      refused; a call with another body may pass, the same one never);
+    - 401, 403: the API key is refused: transient, logged at error level, as a TLS setup
+      fault of the SMTP upstream: a wrong or revoked key is an operator's to fix, and the
+      mail must still be there when they have;
     - 429, 5xx, and any other status (a wrong `base_url`'s 404 is fixed by an operator):
       transient, with `Retry-After` when given; after a 429 no call is made until it has
       passed (each answers transient at once), so a throttled account is not hammered;
@@ -450,9 +455,10 @@ class SendGridUpstream:
             reply = f"{status} accepted by SendGrid (X-Message-Id {message_id})"
             return _all(rcpts, Outcome.DELIVERED, reply)
         error = _error_text(text) or response.reason or "no reason given"
+        if status in KEY_REFUSED:
+            log.error("sendgrid_key_refused", status=status, error=error)
+            return _all(rcpts, Outcome.TRANSIENT, f"{status} key refused by SendGrid: {error}")
         if status in PERMANENT_STATUSES:
-            if status in (401, 403):
-                log.error("sendgrid_key_refused", status=status, error=error)
             return _all(rcpts, Outcome.PERMANENT, f"{status} refused by SendGrid: {error}")
         delay = retry_after(response.headers.get("Retry-After"), self._wall())
         if status == 429:

@@ -223,12 +223,23 @@ async def test_400_fails_every_recipient_of_the_call_with_the_providers_error(up
     )
 
 
-@pytest.mark.parametrize("status", [401, 403, 413])
-async def test_a_refused_key_or_an_oversize_request_is_permanent(up, sendgrid, status):
-    sendgrid.fail_next(1, status, "refused")
+async def test_an_oversize_request_is_permanent(up, sendgrid):
+    sendgrid.fail_next(1, 413, "refused")
     [result] = await up.deliver("news@shop.test", ["ada@example.org"], newsletter(), IDS)
     assert result.outcome is Outcome.PERMANENT
-    assert result.reply.startswith(f"{status} refused by SendGrid")
+    assert result.reply.startswith("413 refused by SendGrid")
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_key_defers_the_mail_until_an_operator_fixes_it(up, sendgrid, status):
+    sendgrid.fail_next(1, status, "The provided authorization grant is invalid")
+    [result] = await up.deliver("news@shop.test", ["ada@example.org"], newsletter(), IDS)
+    assert result.outcome is Outcome.TRANSIENT
+    assert result.reply == (
+        f"{status} key refused by SendGrid: The provided authorization grant is invalid"
+    )
+    [again] = await up.deliver("news@shop.test", ["ada@example.org"], newsletter(), IDS)
+    assert again.outcome is Outcome.DELIVERED
 
 
 async def test_500_is_transient_and_the_next_call_delivers(up, sendgrid):
