@@ -168,7 +168,7 @@ async def test_a_replica_killed_mid_relay_loses_nothing_and_the_other_finishes_i
         count = 200
         assert await send_across(replicas, "onboarding", count) == count
         owner = f":{b.proc.pid}:"
-        leased = await eventually(
+        await eventually(
             lambda: _leases(url, owner),
             timeout=60,
             interval=POLL,
@@ -176,6 +176,11 @@ async def test_a_replica_killed_mid_relay_loses_nothing_and_the_other_finishes_i
         )
         b.proc.send_signal(signal.SIGKILL)
         await b.wait(10)
+        # What B held when it died, read after the kill: a delivery B settled between a
+        # look before it and the kill would otherwise count as "taken over too early".
+        # Nobody touches these rows before their leases (LEASE seconds) run out.
+        leased = _leases(url, owner, at_least=1) or []
+        assert leased, "replica B died holding no leases"
         await eventually(lambda: len(set(upstream.recipients)) == count, timeout=180)
         api = Api(await a.http_url(), TOKENS["alice"][0])
         done = await eventually(
@@ -199,14 +204,14 @@ async def _settled(api: Api, key: str, state: str = "held") -> dict | None:
     return None
 
 
-def _leases(url: str, owner: str) -> list[tuple[int, float]] | None:
+def _leases(url: str, owner: str, at_least: int = 2) -> list[tuple[int, float]] | None:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT id, lease_until FROM recipients WHERE state = 'sending'"
             " AND lease_owner LIKE %s AND lease_until > %s",
             (f"%{owner}%", time.time()),
         ).fetchall()
-    return rows if len(rows) >= 2 else None
+    return rows if len(rows) >= at_least else None
 
 
 def _rows(url: str, ids: list[int]) -> dict[int, tuple[str, str | None, float]]:
