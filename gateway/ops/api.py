@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -111,11 +111,15 @@ class OpsApi(Handlers):
         signed, required = await self.spool.read(
             lambda tx: (tx.signoffs(campaign.id), signoffs.required(tx.tallies(campaign.id)))
         )
+        # Changes answer the campaign as their transaction left it: its feedback is read here.
+        campaign = replace(campaign, feedback=await self.spool.feedback(campaign.id))
+        samples = await self.spool.feedback_samples(campaign.id)
         return s.CampaignDetail.model_validate(
             {
                 **dict(s.Campaign.model_validate(campaign)),
                 "signoffs": signed,
                 "signoffs_missing": sorted(required - {x.identity for x in signed}),
+                "feedback_samples": samples,
                 "sample": sample,
                 "timeline": await self.spool.events(campaign.id),
                 "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",
