@@ -207,7 +207,7 @@ async def test_a_batch_older_than_max_age_becomes_a_dead_letter_visible_and_retr
         assert (status, again["state"]) == (200, "pending")
         await eventually(lambda: len(platform.accepted) == 1)
         assert platform.accepted[0][0] == body
-        status, conflict = await gw.api("alice").post(retry, {"reason": "again"})
+        status, _ = await gw.api("alice").post(retry, {"reason": "again"})
         assert status == 409
         _, audit = await gw.api("viewer").get("/api/v1/audit")
         assert [(e["action"], e["outcome"]) for e in audit["items"][:2]] == [
