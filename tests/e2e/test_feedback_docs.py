@@ -41,7 +41,7 @@ async def post_hook(gw: Running, body: bytes, headers: dict[str, str]) -> tuple[
         return response.status, await response.json(content_type=None)
 
 
-def hook_request(body: bytes, signed: bool) -> str:
+def hook_request(body: bytes, *, signed: bool) -> str:
     lines = [f"POST {HOOK}", "Content-Type: application/json"]
     if signed:
         lines += [
@@ -94,15 +94,14 @@ async def test_feedback_examples_in_the_docs_match_a_live_run(settings_for, tmp_
             status, receipt = await post_hook(gw, body, signer.headers(body, clock.now))
             parts.append(
                 "### A signed batch of events\n\n"
-                + block("http", hook_request(body, True))
+                + block("http", hook_request(body, signed=True))
                 + f"\n`{status}`\n\n"
                 + block("json", pretty(receipt))
             )
             status, again = await post_hook(gw, body, signer.headers(body, clock.now))
             parts.append(
                 "### The same batch again (SendGrid's retry): counted and forwarded once\n\n"
-                + f"`{status}`\n\n"
-                + block("json", pretty(again))
+                f"`{status}`\n\n" + block("json", pretty(again))
             )
             _, detail = await gw.api("viewer").get(f"/api/v1/campaigns/{campaign}")
             excerpt = {k: detail[k] for k in ("id", "key", "feedback", "feedback_samples")}
@@ -116,7 +115,7 @@ async def test_feedback_examples_in_the_docs_match_a_live_run(settings_for, tmp_
             status, problem = await post_hook(gw, body, unsigned)
             parts.append(
                 "### Without a valid signature: 401, nothing stored\n\n"
-                + block("http", hook_request(body, False))
+                + block("http", hook_request(body, signed=False))
                 + f"\n`{status}`\n\n"
                 + block("json", pretty(problem))
             )
@@ -124,14 +123,13 @@ async def test_feedback_examples_in_the_docs_match_a_live_run(settings_for, tmp_
             status, problem = await post_hook(gw, body, stale)
             parts.append(
                 "### Signed ten minutes ago: 401\n\n"
-                + f"`{status}`\n\n"
-                + block("json", pretty(problem))
+                f"`{status}`\n\n" + block("json", pretty(problem))
             )
             wrong = json.dumps([{"event": "delivered", "timestamp": int(clock.now)}]).encode()
             status, problem = await post_hook(gw, wrong, signer.headers(wrong, clock.now))
             parts.append(
                 "### Signed but not a batch of events: 400 naming the field\n\n"
-                + block("http", hook_request(wrong, True))
+                + block("http", hook_request(wrong, signed=True))
                 + f"\n`{status}`\n\n"
                 + block("json", pretty(problem))
             )
