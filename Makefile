@@ -92,7 +92,8 @@ check: $(STAMP)
 ## docs/http-sending.md and docs/feedback.md from a test run.
 docs: $(STAMP)
 	$(BIN)/sendbrake config docs -o docs/settings.md
-	SENDBRAKE_UPDATE_DOCS=1 $(BIN)/pytest -q tests/ops/test_api_docs.py tests/e2e/test_esp_docs.py tests/e2e/test_feedback_docs.py
+	SENDBRAKE_UPDATE_DOCS=1 $(BIN)/pytest -q tests/ops/test_api_docs.py tests/e2e/test_esp_docs.py \
+		tests/e2e/test_sendgrid_upstream_docs.py tests/e2e/test_feedback_docs.py
 
 ## Relay benchmark against a private Postfix and bare aiosmtpd (installs postfix; needs root).
 ## Extra arguments: make bench BENCH_ARGS="--commit main --runs 1"

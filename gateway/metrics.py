@@ -43,6 +43,7 @@ class Metrics:
     smtp_sessions_closed: Counter
     feedback_events: Counter
     webhook_forwards: Counter
+    throttle_waits: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -76,6 +77,11 @@ class Metrics:
             self.policy_findings.labels(rule=rule, mode=mode)
             if mode == "enforce":
                 self.campaign_holds.labels(rule=rule)
+
+    def declare_throttles(self, rules: Iterable[str]) -> None:
+        """Create the zero series of each throttle rule's wait counter."""
+        for rule in rules:
+            self.throttle_waits.labels(rule=rule)
 
     @classmethod
     def _register(cls, reg: CollectorRegistry) -> Metrics:
@@ -152,6 +158,12 @@ class Metrics:
                 "Attempts to forward an event batch to the platform's webhook URL, by outcome"
                 " (delivered, retried, dead).",
                 ["outcome"],
+                registry=reg,
+            ),
+            throttle_waits=Counter(
+                "sendbrake_relay_throttle_waits",
+                "Recipients a relay throttle made wait (once per wait), by rule.",
+                ["rule"],
                 registry=reg,
             ),
         )

@@ -9,16 +9,22 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.states import CampaignState, RecipientState
+from gateway.states import CampaignState, CanaryState, RecipientState
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Names the provider-side template of a message sent through the HTTP send API (SendGrid's
 # `template_id`): the ingress writes it, the `provider_template` rule reads it.
 TEMPLATE_HEADER = "X-Sendbrake-Template-Id"
+TEMPLATE_DATA_HEADER = "X-Sendbrake-Template-Data"  # its dynamic_template_data, as JSON
+# How relayed mail names its message and campaign, so that what the provider reports later
+# (a DSN quoting the headers, a webhook event) can be attributed: headers on SMTP and
+# capture, custom args on the SendGrid upstream (which its events echo with `email`).
+MESSAGE_HEADER, CAMPAIGN_HEADER = "X-Sendbrake-Message", "X-Sendbrake-Campaign"
+MESSAGE_ARG, CAMPAIGN_ARG = "sendbrake_message", "sendbrake_campaign"
 
 
 def new_id(now: float | None = None) -> str:
@@ -313,6 +319,17 @@ class RecipientResult:
     address: str
     outcome: Outcome
     reply: str
+    # Seconds from the answer before a retry may be tried, when the provider said so
+    # (HTTP `Retry-After`); the relay defers a transient result at least that long.
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryIds:
+    """Which message and campaign a delivery is of, for the upstream to tag what it sends."""
+
+    message_id: str
+    campaign_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +343,54 @@ class Delivery:
     recipients: tuple[tuple[int, str], ...]  # (recipient row id, address)
     attempts: int
     queued_at: float  # when these recipients entered the queue; relay.max_age counts from here
+
+    @property
+    def ids(self) -> DeliveryIds:
+        """The message's and campaign's ids, as the upstream is given them."""
+        return DeliveryIds(self.message_id, self.campaign_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """A relay throttle in force for a campaign: one GCRA bucket and its rate.
+
+    `bucket` names the budget it draws on; campaigns a rule's scope puts together (one
+    client's, or all of them) share it, across replicas, through the spool. It counts
+    recipients handed to the upstream: a message to one recipient is one.
+    """
+
+    rule: str
+    bucket: str
+    per_second: float
+    burst: int
+    scope: str  # campaign | client | global
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleWait:
+    """Recipients of one campaign a claim left waiting because of a throttle."""
+
+    campaign_id: str
+    rule: str  # the rule whose bucket made them wait longest
+    recipients: int  # newly waiting (a recipient already waiting is not counted again)
+    until: float  # when the first of them may go
+    first: bool  # the campaign had nothing waiting on a throttle before this claim
+
+
+class Throttler(Protocol):
+    """What the relay tells a claim about throttles: which apply, and what waited.
+
+    `throttles` runs inside the claim's transaction (pure and quick); `waited` runs once the
+    claim has committed, with what it left waiting.
+    """
+
+    def throttles(self, campaign: Campaign) -> Sequence[Throttle]:
+        """Return the throttles in force for `campaign` (none: it is not throttled)."""
+        ...
+
+    def waited(self, waits: Sequence[ThrottleWait]) -> None:
+        """Report recipients a committed claim left waiting."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +450,49 @@ class ReleaseScope:
 
     max_recipients: int | None = None
     only_segment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackStats:
+    """A campaign's provider feedback as the circuit breaker reads it.
+
+    `sent` is the denominator of every rate: recipients handed to the provider (the
+    campaign's `relayed`), which providers that never report deliveries still have.
+    `samples` are a few events per kind (FEEDBACK_KINDS), as evidence.
+    """
+
+    sent: int
+    totals: Feedback = field(default_factory=Feedback)
+    last_hour: Feedback = field(default_factory=Feedback)
+    samples: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+
+    def rate(self, kind: str) -> float:
+        """Return events of this kind per recipient sent (0 before anything was sent)."""
+        return getattr(self.totals, kind) / self.sent if self.sent else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A release in two steps: a slice of the held recipients first, then the rest.
+
+    The rest follows once the slice's feedback stayed quiet for `observe` seconds after
+    the slice went out.
+    """
+
+    campaign_id: str
+    recipients: int  # the slice
+    observe: float
+    actor: str
+    reason: str
+    started_at: float
+    state: CanaryState = CanaryState.SENDING
+    sent_at: float | None = None  # when the last recipient of the slice settled
+    decided_at: float | None = None
+
+    @property
+    def decide_at(self) -> float | None:
+        """When the rest is released if nothing goes wrong (None while the slice sends)."""
+        return None if self.sent_at is None else self.sent_at + self.observe
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +608,7 @@ class FeedbackOutcome:
     unattributed: int  # new events of a counted kind that match no recipient
     uncounted: int  # new events of kinds forwarded but not counted (open, click, delayed)
     forward_id: int | None  # the outbox row that will forward the new events, if any
+    campaigns: tuple[str, ...] = ()  # campaigns new events were counted for, to judge
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from gateway.ingress.auth import SmtpAuthenticator
 from gateway.ingress.esp import ApiKey, EspIngress, start_esp
 from gateway.ingress.smtp import check_exposure, start_smtp
 from gateway.metrics import Metrics
+from gateway.model import Campaign, Throttle
 from gateway.ops.api import OpsApi
 from gateway.ops.auth import Authenticator, Gate
 from gateway.ops.console.app import Console
@@ -44,6 +45,8 @@ from gateway.policy.registry import default_registry
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.upstream_process import ProcessUpstream
 from gateway.relay.worker import Relay
+from gateway.review.breaker import Breaker
+from gateway.review.watcher import CanaryWatcher
 from gateway.settings import Settings, split_hostport
 from gateway.spool import Spool, create_spool, redacted
 
@@ -84,10 +87,18 @@ class Gateway:
             if settings.upstream.separate_process()
             else create_upstream(settings.upstream)
         )
-        self.relay = Relay(self.spool, self.upstream, settings.relay, self.metrics, clock=clock)
+        self.relay = Relay(
+            self.spool,
+            self.upstream,
+            settings.relay,
+            self.metrics,
+            clock=clock,
+            throttles=self._throttles,
+        )
         self.registry = default_registry()  # the rule kinds policy files may name
         self.engine = self._engine(load_policies(settings.policies.dir, self.registry))
         self.metrics.declare_policies(self.engine.policies.version, self.engine.rule_modes())
+        self.metrics.declare_throttles(self.engine.throttle_rules())
         self.admitter = Admitter(
             self.spool,
             settings.campaigns,
@@ -108,6 +119,7 @@ class Gateway:
         self.esp = self._esp(authenticator)
         hook = settings.webhooks.sendgrid
         self.forwarder = Forwarder(self.spool, hook, self.metrics, clock=clock)
+        breaker = Breaker(self.spool, lambda: self.engine.judge_feedback, self.metrics, clock=clock)
         self.intake = Intake(
             self.spool,
             self.metrics,
@@ -115,6 +127,7 @@ class Gateway:
             casefold_local=settings.segments.casefold_local_part,
             clock=clock,
             on_queued=self.forwarder.wake,
+            on_counted=breaker.judge,
         )
         webhooks = WebhooksApi(
             self.spool,
@@ -127,7 +140,13 @@ class Gateway:
             wake_forwarder=self.forwarder.wake,
         )
         self.api = OpsApi(
-            self.spool, gate, settings.ops, self.metrics, clock=clock, wake_relay=self.relay.wake
+            self.spool,
+            gate,
+            settings.ops,
+            self.metrics,
+            clock=clock,
+            wake_relay=self.relay.wake,
+            throttles=self._throttles,
         )
         policy_api = PolicyApi(
             self.spool,
@@ -160,6 +179,13 @@ class Gateway:
             clock=clock,
         )
         self.console.mount(self.http_app)
+        self.canaries = CanaryWatcher(
+            self.spool,
+            lambda: self.engine.judge_feedback,
+            poll_interval=settings.ops.canary_poll_interval,
+            clock=clock,
+            on_release=self.relay.wake,
+        )
         self.addresses: Addresses | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -219,6 +245,7 @@ class Gateway:
                 raise
             engine = self._engine(policies)
             self.metrics.declare_policies(policies.version, engine.rule_modes())
+            self.metrics.declare_throttles(engine.throttle_rules())
             self.engine = engine
             self.admitter.use_decider(engine)
             log.info(
@@ -229,6 +256,10 @@ class Gateway:
                 rules=len(policies.rules),
             )
             return before, policies
+
+    def _throttles(self, campaign: Campaign) -> tuple[Throttle, ...]:
+        """Return the relay throttles of the engine in force now (a reload applies at once)."""
+        return self.engine.throttles(campaign)
 
     def _engine(self, policies: PolicySet) -> Engine:
         """Build the decider for a policy set, with the budgets of the settings."""
@@ -360,6 +391,7 @@ class Gateway:
                     relay_task = tasks.create_task(self.relay.run())
                     tasks.create_task(self._maintain())
                     tasks.create_task(self.forwarder.run())
+                    tasks.create_task(self.canaries.run(self._stop))
                     reloader = tasks.create_task(self._reloader())
                     self.addresses = Addresses(
                         smtp=smtp.sockets[0].getsockname()[:2],

@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 
 from gateway.errors import ConfigError
@@ -378,8 +379,12 @@ class PolicySettings(_Section):
 class UpstreamSettings(_Section):
     """The provider sendbrake relays to."""
 
-    kind: Literal["capture", "smtp"] = Field(
-        "capture", description="capture writes .eml files to outbox; smtp relays to host:port."
+    kind: Literal["capture", "smtp", "sendgrid"] = Field(
+        "capture",
+        description=(
+            "capture writes .eml files to outbox; smtp relays to host:port; sendgrid calls"
+            " SendGrid's v3 mail send API at base_url."
+        ),
     )
     outbox: Path = Field(
         Path("var/outbox"), description="Folder the capture upstream writes relayed mail to."
@@ -397,7 +402,7 @@ class UpstreamSettings(_Section):
     password: SecretStr = Field(SecretStr(""), description="AUTH password towards the upstream.")
     helo_name: str = Field("", description="Name sent in EHLO; empty means the machine's FQDN.")
     connect_timeout: Duration = Field(
-        10.0, description="Time allowed to connect and read the greeting."
+        10.0, description="Time allowed to connect (smtp: and read the greeting)."
     )
     command_timeout: Duration = Field(
         60.0, description="Time allowed for each SMTP command but the end of DATA."
@@ -418,6 +423,28 @@ class UpstreamSettings(_Section):
             " per destination is 20)."
         ),
     )
+    base_url: str = Field(
+        "https://api.sendgrid.com",
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="sendgrid: the API's base URL; requests go to base_url/v3/mail/send.",
+    )
+    api_key: SecretStr = Field(
+        SecretStr(""),
+        description="sendgrid: the provider's API key (needs Mail Send); never logged or shown.",
+    )
+    request_timeout: Duration = Field(
+        60.0,
+        description=(
+            "sendgrid: time allowed for one call's answer; one that comes too late means a"
+            " retry that may deliver twice."
+        ),
+    )
+    personalizations_per_call: int = Field(
+        1000,
+        gt=0,
+        le=1000,
+        description="sendgrid: most recipients (one personalization each) in one call.",
+    )
     process: Literal["auto", "separate", "gateway"] = Field(
         "auto",
         description=(
@@ -426,6 +453,12 @@ class UpstreamSettings(_Section):
             " process may run on more than one CPU."
         ),
     )
+
+    @model_validator(mode="after")
+    def _sendgrid_needs_a_key(self) -> UpstreamSettings:
+        if self.kind == "sendgrid" and not self.api_key.get_secret_value():
+            raise ValueError("upstream.api_key is required when upstream.kind is sendgrid")
+        return self
 
     def separate_process(self) -> bool:
         """Tell whether deliveries run in a child process, `auto` resolved for this machine."""
@@ -503,6 +536,19 @@ class OpsSettings(_Section):
         10000,
         ge=0,
         description="Releasing more held recipients than this needs two different operators.",
+    )
+    canary_observe: Duration = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "How long a canary release's slice must get quiet feedback before the rest goes,"
+            " when the release does not say (`observe`)."
+        ),
+    )
+    canary_poll_interval: Duration = Field(
+        5.0,
+        gt=0,
+        description="How often each gateway looks at canary releases under way.",
     )
     page_size: int = Field(
         50, gt=0, le=1000, description="Items per page when a list request gives no limit."

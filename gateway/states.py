@@ -29,6 +29,19 @@ CAMPAIGN_TRANSITIONS: Mapping[CampaignState, frozenset[CampaignState]] = {
 }
 
 
+class CanaryState(enum.StrEnum):
+    """Where a canary release stands (docs/feedback.md)."""
+
+    SENDING = "sending"  # the slice is being relayed
+    OBSERVING = "observing"  # the slice is out; feedback is awaited for `observe`
+    COMPLETED = "completed"  # the feedback stayed quiet: the rest was released
+    FAILED = "failed"  # the breaker found the slice's feedback bad: the rest stays held
+    ENDED = "ended"  # an operator released or rejected the campaign meanwhile
+
+
+CANARY_ACTIVE = (CanaryState.SENDING, CanaryState.OBSERVING)
+
+
 class RecipientState(enum.StrEnum):
     """The queue a recipient sits in; like Postfix, the queues are the states."""
 

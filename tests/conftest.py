@@ -16,6 +16,7 @@ import structlog
 from gateway import settings as settings_mod
 from gateway.log import configure
 from tests import postgres
+from tests.fakes.sendgrid_provider import FakeSendGrid
 from tests.fakes.upstream import CapturingUpstream
 from tests.harness import make_settings
 from tests.leaks import leaks
@@ -81,6 +82,14 @@ async def upstream() -> AsyncIterator[CapturingUpstream]:
     await up.start()
     yield up
     await up.stop()
+
+
+@pytest.fixture
+async def sendgrid() -> AsyncIterator[FakeSendGrid]:
+    provider = FakeSendGrid()
+    await provider.start()
+    yield provider
+    await provider.stop()
 
 
 @pytest.fixture

@@ -33,15 +33,20 @@ def normalise(text: str) -> str:
     return text
 
 
-def refresh_or_compare(doc: Path, fresh: str) -> None:
-    """Rewrite `doc`'s examples with `fresh` (make docs), or assert they still match."""
+def refresh_or_compare(doc: Path, fresh: str, section: str = "examples") -> None:
+    """Rewrite `doc`'s examples with `fresh` (make docs), or assert they still match.
+
+    A doc with more than one such section names each (`<!-- NAME:start -->` ... `:end`).
+    """
+    start, end = START.replace("examples", section), END.replace("examples", section)
     text = doc.read_text(encoding="utf-8")
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
+    head, found, rest = text.partition(start)
+    assert found, f"{doc.name} has no {start} marker"
+    _, _, tail = rest.partition(end)
     if os.environ.get("SENDBRAKE_UPDATE_DOCS"):
-        doc.write_text(f"{head}{START}\n\n{fresh}\n{END}{tail}", encoding="utf-8")
+        doc.write_text(f"{head}{start}\n\n{fresh}\n{end}{tail}", encoding="utf-8")
         return
-    committed = rest.partition(END)[0].strip()
+    committed = rest.partition(end)[0].strip()
     assert normalise(committed) == normalise(fresh.strip()), (
         f"run `make docs` to refresh {doc.name}"
     )

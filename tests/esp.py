@@ -3,7 +3,8 @@
 `sdk` returns the official `sendgrid` client pointed at the gateway (it appends
 /v3/mail/send to its host); its calls are blocking (urllib), so tests run them with
 `asyncio.to_thread`. `post` sends any body, even one the SDK would never build, and
-returns (status, headers, parsed JSON or text). `body` builds a small valid request.
+returns (status, headers, parsed JSON or text). `body` builds a small valid request;
+`personalised` a campaign as a platform builds it with the SDK.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import CustomArg, Mail, Substitution, To
 
 from tests.harness import TOKENS, Running
 
@@ -62,3 +64,29 @@ def body(recipients: int = 1, **extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+
+
+def personalised(count: int, *, campaign: str, declared: int | None = None, leak: int = -1) -> Mail:
+    """A campaign as a platform builds it with the SDK: one personalization per reader."""
+    readers = [
+        To(
+            f"reader{i}@example.org",
+            f"Name{i}",
+            substitutions=[
+                Substitution("-first_name-", "{{first_name}}" if i == leak else f"Name{i}")
+            ],
+        )
+        for i in range(count)
+    ]
+    mail = Mail(
+        from_email=("news@shop.test", "Shop"),
+        to_emails=readers,
+        subject="A spring note for -first_name-",
+        plain_text_content="Dear -first_name-, the spring collection is in the shop now.",
+        html_content="<p>Dear -first_name-, the spring collection is in the shop now.</p>",
+        is_multiple=True,
+    )
+    mail.add_custom_arg(CustomArg("campaign_id", campaign))
+    if declared is not None:
+        mail.add_custom_arg(CustomArg("declared_size", str(declared)))
+    return mail

@@ -56,7 +56,12 @@ def test_settings_are_frozen():
             "integer",
         ),
         ("smtp:\n  lisen: 127.0.0.1:2525\n", 2, "smtp.lisen", "Extra inputs"),
-        ("upstream:\n  kind: carrier-pigeon\n", 2, "upstream.kind", "'capture' or 'smtp'"),
+        (
+            "upstream:\n  kind: carrier-pigeon\n",
+            2,
+            "upstream.kind",
+            "'capture', 'smtp' or 'sendgrid'",
+        ),
         ("relay:\n  retry_base: soon\n", 2, "relay.retry_base", "duration"),
         ("smtp:\n  listen: nowhere\n", 2, "smtp.listen", "HOST:PORT"),
     ],
@@ -93,6 +98,24 @@ def test_effective_config_masks_secrets():
     shown = settings.effective(s)
     assert shown["upstream"]["password"] == "**********"
     assert "hunter2" not in repr(shown)
+
+
+def test_the_sendgrid_api_key_is_masked_and_required_for_that_kind():
+    key = "SG.a-key-for-this-test.0123456789abcdef"
+    s = settings.load(
+        environ={"SENDBRAKE_UPSTREAM__KIND": "sendgrid", "SENDBRAKE_UPSTREAM__API_KEY": key}
+    )
+    assert s.upstream.api_key.get_secret_value() == key
+    shown = settings.effective(s)
+    assert shown["upstream"]["api_key"] == "**********"
+    assert key not in repr(shown)
+    assert key not in repr(s)
+    with pytest.raises(ConfigError) as error:
+        settings.load(environ={"SENDBRAKE_UPSTREAM__KIND": "sendgrid"})
+    assert "upstream.api_key is required when upstream.kind is sendgrid" in error.value.reason
+    with pytest.raises(ConfigError) as error:
+        settings.load(environ={"SENDBRAKE_UPSTREAM__PERSONALIZATIONS_PER_CALL": "1001"})
+    assert error.value.key == "upstream.personalizations_per_call"
 
 
 def test_every_field_has_a_description():

@@ -37,6 +37,7 @@ class Intake:
         casefold_local: bool = True,
         clock: Callable[[], float] = time.time,
         on_queued: Callable[[], None] = lambda: None,
+        on_counted: Callable[[Sequence[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._spool = spool
         self._metrics = metrics
@@ -44,6 +45,7 @@ class Intake:
         self.casefold_local = casefold_local
         self._clock = clock
         self._on_queued = on_queued
+        self._on_counted = on_counted  # judges the campaigns a batch counted for
 
     async def sendgrid(self, events: Sequence[FeedbackEvent], body: bytes) -> FeedbackOutcome:
         """Record a verified SendGrid batch; return once it is durable."""
@@ -62,6 +64,7 @@ class Intake:
         )
         if outcome.forward_id is not None:
             self._on_queued()
+        await self._judge(outcome)
         return outcome
 
     async def report(self, inbound: Inbound) -> Admission:
@@ -87,7 +90,13 @@ class Intake:
             unattributed=outcome.unattributed,
             **dict(sorted(outcome.counted.items())),
         )
+        await self._judge(outcome)
         return Admission(message_id=report_id, campaign_id="", held=False)
+
+    async def _judge(self, outcome: FeedbackOutcome) -> None:
+        """Hand the campaigns the batch counted for to the breaker, after the commit."""
+        if self._on_counted is not None and outcome.campaigns:
+            await self._on_counted(outcome.campaigns)
 
     def _count(self, outcome: FeedbackOutcome) -> None:
         counter = self._metrics.feedback_events

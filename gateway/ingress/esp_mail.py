@@ -32,9 +32,8 @@ from gateway.ingress.esp_request import (
     Personalization,
     RequestInvalid,
 )
-from gateway.model import TEMPLATE_HEADER
+from gateway.model import TEMPLATE_DATA_HEADER, TEMPLATE_HEADER
 
-TEMPLATE_DATA_HEADER = "X-Sendbrake-Template-Data"
 # Custom args that declare the send, and the declaration header each stands for.
 DECLARING_ARGS = {
     "declared_size": "X-Declared-Size",

@@ -82,6 +82,14 @@ class HeaderBlock:
         )
         return HeaderBlock(added + self.fields, self.rest)
 
+    def append(self, *lines: str) -> HeaderBlock:
+        """Return a copy with `lines` (``Name: value``) added at the end, CRLF-terminated."""
+        fields = list(self.fields)
+        if fields and not fields[-1][1].endswith(b"\n"):  # headers only, no final line end
+            fields[-1] = (fields[-1][0], fields[-1][1] + b"\r\n")
+        added = [(line.split(":", 1)[0].lower(), line.encode("utf-8") + b"\r\n") for line in lines]
+        return HeaderBlock((*fields, *added), self.rest)
+
     def to_bytes(self) -> bytes:
         """Join the fields and the rest back into message bytes."""
         return b"".join(raw for _, raw in self.fields) + self.rest

@@ -10,7 +10,7 @@ logs alone tell a campaign's story next to the stages' events.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from gateway.model import (
     Manifest,
     ReleaseScope,
     StoredMessage,
+    Throttle,
 )
 from gateway.ops import routes
 from gateway.ops import schemas as s
@@ -43,9 +44,11 @@ from gateway.ops.exchange import (
 from gateway.ops.openapi import BASE, Handlers
 from gateway.ops.problems import Problem, found
 from gateway.ops.views import timestamp
-from gateway.review import signoffs
+from gateway.review import canary, signoffs
 from gateway.settings import OpsSettings
+from gateway.spool import gcra
 from gateway.spool.base import Spool
+from gateway.spool.port import Tx
 from gateway.states import CampaignState, RecipientState
 
 T = TypeVar("T")
@@ -76,6 +79,8 @@ class OpsApi(Handlers):
     _: KW_ONLY
     clock: Callable[[], float] = time.time
     wake_relay: Callable[[], None] = lambda: None
+    # The relay throttles the policy in force puts on a campaign (`Engine.throttles`).
+    throttles: Callable[[Campaign], Sequence[Throttle]] = lambda _campaign: ()
 
     ROUTES = routes.CAMPAIGNS
 
@@ -114,17 +119,44 @@ class OpsApi(Handlers):
         # Changes answer the campaign as their transaction left it: its feedback is read here.
         campaign = replace(campaign, feedback=await self.spool.feedback(campaign.id))
         samples = await self.spool.feedback_samples(campaign.id)
+        latest = await self.spool.canary(campaign.id)
         return s.CampaignDetail.model_validate(
             {
                 **dict(s.Campaign.model_validate(campaign)),
+                "throttles": await self._throttles(campaign),
                 "signoffs": signed,
                 "signoffs_missing": sorted(required - {x.identity for x in signed}),
                 "feedback_samples": samples,
                 "sample": sample,
+                "canary": latest and s.Canary.of(latest, campaign),
                 "timeline": await self.spool.events(campaign.id),
                 "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",
             }
         )
+
+    async def _throttles(self, campaign: Campaign) -> list[dict[str, Any]]:
+        """Describe the throttles in force for `campaign`, with when each next allows one."""
+        throttles = self.throttles(campaign)
+        if not throttles:
+            return []
+        tats = await self.spool.throttle_tats([t.bucket for t in throttles])
+        waiting = await self.spool.throttle_waiting(campaign.id)
+        now = self.clock()
+        out = []
+        for t in throttles:
+            tat = tats.get(t.bucket)
+            at = None if tat is None else gcra.conforms_at(tat, gcra.Rate(t.per_second, t.burst))
+            out.append(
+                {
+                    "rule": t.rule,
+                    "per_second": t.per_second,
+                    "burst": t.burst,
+                    "scope": t.scope,
+                    "next_at": at if at is not None and at > now else None,
+                    "waiting": waiting.get(t.rule, 0),
+                }
+            )
+        return out
 
     async def list_recipients(self, request: web.Request) -> web.Response:
         """GET /campaigns/{id}/recipients?state=&limit=&cursor=."""
@@ -250,7 +282,8 @@ class OpsApi(Handlers):
             )
             return await self.detail(campaign)
         count = release_count(campaign, body.max_recipients)
-        if needs_two_operators(count, self.settings):
+        # A canary releases the rest by itself later: two operators if the whole would need them.
+        if needs_two_operators(campaign.counters.held if body.canary else count, self.settings):
 
             def pending(approvers: list[str]) -> AuditEntry | None:
                 """Describe an approval that still waits for a second operator, for the audit."""
@@ -266,15 +299,19 @@ class OpsApi(Handlers):
                     approvals=approvers,
                 )
 
-            note = {"reason": body.reason, "recipients": count}
+            note: dict[str, object] = {"reason": body.reason, "recipients": count}
             if body.only_segment is not None:
                 note["only_segment"] = body.only_segment
+            if body.canary is not None:
+                note["canary"] = body.canary
             approval = self.spool.approve_release(
                 campaign_id, caller.name, self.clock(), audit=pending, details=note
             )
             approvers = await self._guarded(approval, caller, RELEASE, campaign_id, body.reason)
             if len(approvers) < 2:
                 return await self._pending(campaign, caller, body.reason, count, approvers)
+        if body.canary is not None:
+            return await self._start_canary(caller, campaign, body)
         audit = self.gate.entry(
             caller.name,
             RELEASE,
@@ -310,6 +347,50 @@ class OpsApi(Handlers):
             still_held=released.counters.held,
         )
         self.wake_relay()  # after the decision's log line, which the deliveries' lines follow
+        return detail
+
+    async def _start_canary(
+        self, caller: Principal, campaign: Campaign, body: ReleaseBody
+    ) -> s.CampaignDetail:
+        """Release the canary's slice now; the watcher (`review.canary`) does the rest."""
+        observe = body.observe or self.settings.canary_observe
+        count = body.canary if isinstance(body.canary, int) else None
+        plan = canary.CanaryPlan(observe=observe, percent=body.canary_percent, count=count)
+        recipients = plan.size(campaign.counters.held)
+        audit = self.gate.entry(
+            caller.name,
+            RELEASE,
+            campaign.id,
+            body.reason,
+            "ok",
+            changed=True,
+            recipients=recipients,
+            canary=body.canary,
+            observe=observe,
+        )
+
+        def start(tx: Tx) -> Campaign | None:
+            started = canary.start(
+                tx, campaign.id, plan, actor=caller.name, reason=body.reason, now=self.clock()
+            )
+            tx.audit(audit)
+            return started
+
+        started = await self._guarded(
+            self.spool.transact(start), caller, RELEASE, campaign.id, body.reason
+        )
+        detail = await self.detail(found(started, "campaign", campaign.id))
+        log.info(
+            "canary_started",
+            campaign=campaign.id,
+            key=campaign.key,
+            actor=caller.name,
+            reason=body.reason,
+            recipients=recipients,
+            observe=observe,
+            still_held=detail.counters.held,
+        )
+        self.wake_relay()
         return detail
 
     async def _pending(

@@ -12,7 +12,20 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    Base64Bytes,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from gateway.settings import Duration
 
 MAX_REASON = 1000
 MAX_NAME = 200
@@ -57,6 +70,32 @@ class ReasonBody(BaseModel):
     reason: Reason
 
 
+def _canary(value: object) -> object:
+    """Check a canary slice: a count of at least 1, or a share such as '5%' (0 to 100)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("give a count such as 100 or a share such as '5%'")  # noqa: TRY004 - pydantic reports ValueError as the field's error
+    if isinstance(value, int):
+        if not 1 <= value <= MAX_COUNT:
+            raise ValueError("a canary count must be at least 1")
+        return value
+    try:
+        share = float(value.removesuffix("%")) if value.endswith("%") else None
+    except ValueError:
+        share = None
+    if share is None or not 0 < share < 100:
+        raise ValueError("a canary share must look like '5%', above 0 and below 100")
+    return value
+
+
+Slice = Annotated[
+    int | str,
+    BeforeValidator(_canary),
+    WithJsonSchema(
+        {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^[0-9.]+%$"}]}
+    ),
+]
+
+
 class ReleaseBody(ReasonBody):
     """Body of release: all held recipients, or only some."""
 
@@ -66,6 +105,37 @@ class ReleaseBody(ReasonBody):
     only_segment: Name | None = Field(
         None, description="Release only held recipients in this segment."
     )
+    canary: Slice | None = Field(
+        None,
+        description=(
+            "Release this many held recipients (or this share, e.g. '5%') first and the rest"
+            " once their feedback stayed quiet for `observe`."
+        ),
+    )
+    observe: Duration | None = Field(
+        None,
+        gt=0,
+        description="With canary: how long the slice's feedback must stay quiet (e.g. '30m').",
+    )
+
+    @field_validator("canary")
+    @classmethod
+    def _canary_alone(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        if value is not None and (info.data.get("max_recipients") or info.data.get("only_segment")):
+            raise ValueError("a canary release takes neither max_recipients nor only_segment")
+        return value
+
+    @field_validator("observe")
+    @classmethod
+    def _observe_with_canary(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("canary") is None:
+            raise ValueError("observe is only meaningful with canary")
+        return value
+
+    @property
+    def canary_percent(self) -> float | None:
+        """The canary as a share of the held recipients, when given as one."""
+        return float(self.canary[:-1]) if isinstance(self.canary, str) else None
 
 
 class ManifestBody(ReasonBody):

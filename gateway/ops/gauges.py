@@ -114,6 +114,14 @@ class SpoolCollector(Collector):
             "How long the oldest batch waiting to be forwarded has waited; 0 when none does.",
             value=0.0 if waited is None else max(now - waited, 0.0),
         )
+        throttled = GaugeMetricFamily(
+            "sendbrake_relay_throttled_recipients",
+            "Recipients waiting only because of a relay throttle now, by rule.",
+            labels=["rule"],
+        )
+        for rule, count in sorted(snap.throttled.items()):
+            throttled.add_metric([rule], count)
+        yield throttled
         info = InfoMetricFamily(
             "sendbrake_held_campaign",
             f"One series per campaign held now (longest-waiting first, at most {HELD_NAMED_LIMIT}).",

@@ -313,13 +313,60 @@ class Message(MessageSummary):
         )
 
 
-class CampaignDetail(Campaign):
-    """A campaign with its sign-offs, sample message and timeline."""
+class Canary(Out):
+    """A campaign's latest canary release and how far it got (docs/feedback.md)."""
 
+    state: states.CanaryState
+    recipients: int = Field(description="The slice released first.")
+    waiting: int = Field(description="Recipients of the slice not yet relayed (while sending).")
+    observe: float = Field(description="Seconds of quiet feedback the slice must get.")
+    actor: str
+    reason: str
+    started_at: Timestamp
+    sent_at: Timestamp | None
+    decide_at: Timestamp | None = Field(description="When the rest goes if all stays quiet.")
+    decided_at: Timestamp | None
+
+    @classmethod
+    def of(cls, canary: model.Canary, campaign: model.Campaign) -> Canary:
+        """Show `campaign`'s canary; while its slice sends, what of it still waits."""
+        waiting = campaign.counters.queued + campaign.counters.deferred
+        return cls(
+            state=canary.state,
+            recipients=canary.recipients,
+            waiting=waiting if canary.state is states.CanaryState.SENDING else 0,
+            observe=canary.observe,
+            actor=canary.actor,
+            reason=canary.reason,
+            started_at=canary.started_at,
+            sent_at=canary.sent_at,
+            decide_at=canary.decide_at,
+            decided_at=canary.decided_at,
+        )
+
+
+class ThrottleInForce(Out):
+    """A relay throttle the policy in force puts on the campaign, and its bucket now."""
+
+    rule: str
+    per_second: float = Field(description="Recipients per second the relay may hand over.")
+    burst: int
+    scope: Literal["campaign", "client", "global"]
+    next_at: Timestamp | None = Field(
+        description="When the bucket lets the next recipient go; null: it may go now."
+    )
+    waiting: int = Field(description="Recipients of this campaign waiting for this throttle.")
+
+
+class CampaignDetail(Campaign):
+    """A campaign with its sign-offs, sample message, canary and timeline."""
+
+    throttles: list[ThrottleInForce]
     signoffs: list[Signoff]
     signoffs_missing: list[str]
     feedback_samples: list[FeedbackSample]
     sample: MessageSummary | None
+    canary: Canary | None
     timeline: list[TimelineStep]
     recipients_url: str
 

@@ -31,10 +31,12 @@ from gateway.model import (
     Campaign,
     ContentReport,
     Facts,
+    FeedbackStats,
     Finding,
     Needs,
     RuleScan,
     Submission,
+    Throttle,
     Verdict,
 )
 from gateway.policy.loader import ActiveRule, PolicySet
@@ -92,6 +94,9 @@ class Engine:
         self._needs = {a.id: a.rule.needs(self._shared) for a in policies.rules}
         self._content = [  # the rules that read content, with their scanners
             (a, scan) for a in policies.rules if (scan := self._units[a.id].scan) is not None
+        ]
+        self._throttling = [  # enforce-mode rules that slow the relay
+            a for a in policies.rules if self._units[a.id].throttle and a.mode == "enforce"
         ]
         self._reads: OrderedDict[bytes, _Read] = OrderedDict()  # by content key, oldest first
         self._reads_lock = threading.Lock()  # analyse runs in several threads
@@ -288,6 +293,61 @@ class Engine:
             said = f"rule {active.id} read the content in"
             observations.append(over_budget(said, scan.elapsed, self._scan_budget))
         return observations
+
+    def judges_feedback(self, campaign: Campaign) -> bool:
+        """Tell whether any rule selecting `campaign` reads its provider feedback."""
+        return any(self._units[a.id].judge is not None for a in self._selecting(campaign))
+
+    def judge_feedback(self, campaign: Campaign, feedback: FeedbackStats) -> Verdict:
+        """Run the feedback rules selecting `campaign` on what providers reported about it.
+
+        Holds on an enforced finding the campaign's last release did not acknowledge; a
+        judge that raises holds too (fail closed).
+        """
+        now = self._clock()
+        findings, hold = [], False
+        for active in self._selecting(campaign):
+            judge = self._units[active.id].judge
+            if judge is None:
+                continue
+            try:
+                observations = list(judge(active.rule, feedback))
+            except Exception as exc:  # fail closed: a broken breaker holds
+                log.exception("feedback_judge_crashed", rule=active.id, campaign=campaign.id)
+                error = f"{type(exc).__name__}: {exc}"
+                message = f"rule {active.id} could not be evaluated ({error}); held to be safe"
+                observations = [Observation("check_failed", message, {"error": error})]
+            for observation in observations:
+                finding = Finding(
+                    rule=active.id,
+                    kind=observation.kind,
+                    mode=active.mode,
+                    message=observation.message,
+                    evidence=observation.evidence,
+                    policy_version=self.policies.version,
+                    at=now,
+                )
+                findings.append(finding)
+                if active.mode == "enforce" and finding.signature not in campaign.acknowledged:
+                    hold = True
+        return Verdict(hold=hold, findings=tuple(findings))
+
+    def throttle_rules(self) -> list[str]:
+        """Return the ids of the throttle rules in force (enforce mode)."""
+        return [active.id for active in self._throttling]
+
+    def throttles(self, campaign: Campaign) -> tuple[Throttle, ...]:
+        """Return the relay throttles in force for `campaign`: enforce-mode rules selecting it.
+
+        Pure and quick: the relay's claim calls it inside its transaction. A shadow-mode
+        throttle slows nothing.
+        """
+        return tuple(
+            throttle(active.rule, campaign)
+            for active in self._throttling
+            if (throttle := self._units[active.id].throttle) is not None
+            and active.rule.when.selects(campaign)
+        )
 
     def frequency_windows(self) -> tuple[float, ...]:
         """Return the windows of every rule counting sends per recipient (to prune by)."""

@@ -16,6 +16,7 @@ from typing import Any
 from gateway.policy.rules import (
     blast,
     duplicate_content,
+    feedback,
     language,
     merge_tags,
     provider_template,
@@ -23,6 +24,7 @@ from gateway.policy.rules import (
     segmentation,
     signature,
     test_markers,
+    throttle,
     undecodable,
     unsubscribe,
 )
@@ -91,5 +93,7 @@ def default_registry() -> Registry:
             Unit(undecodable.Undecodable, undecodable.check, scan=undecodable.scan),
             Unit(unsubscribe.Unsubscribe, unsubscribe.check, scan=unsubscribe.scan),
             Unit(provider_template.ProviderTemplate, provider_template.check),
+            Unit(feedback.FeedbackBreaker, feedback.check, judge=feedback.judge),
+            Unit(throttle.ThrottleRule, throttle.check, throttle=throttle.throttle),
         ]
     )

@@ -3,7 +3,11 @@
 An upstream takes one message with its recipients and answers, per recipient, delivered,
 transient or permanent (STYLE.md rule 3); it never decides about retries. `smtp` keeps a
 pool of reusable aiosmtplib connections; `capture` writes `.eml` files for a newcomer to
-look at, which is the embedded default.
+look at, which is the embedded default; `sendgrid` (relay/sendgrid.py) calls SendGrid's
+v3 mail send API. Each is told the delivery's message and campaign ids: `smtp` and
+`capture` add them as the headers `X-Sendbrake-Message` and `X-Sendbrake-Campaign` (at the
+end of the header block; any the sender wrote are dropped, so they cannot be forged), so
+that a DSN quoting the headers can be attributed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ import structlog
 from aiosmtplib.email import parse_address
 
 from gateway.mail.addresses import mailbox_problem
-from gateway.model import Outcome, RecipientResult, new_id
+from gateway.mail.headers import HeaderBlock
+from gateway.model import (
+    CAMPAIGN_HEADER,
+    MESSAGE_HEADER,
+    DeliveryIds,
+    Outcome,
+    RecipientResult,
+    new_id,
+)
+from gateway.relay.sendgrid import SendGridUpstream
 from gateway.settings import UpstreamSettings
 
 log = structlog.get_logger(__name__)
@@ -30,15 +43,32 @@ class Upstream(Protocol):
     """Where relayed mail goes."""
 
     async def deliver(
-        self, mail_from: str, rcpts: Sequence[str], content: bytes
+        self, mail_from: str, rcpts: Sequence[str], content: bytes, ids: DeliveryIds
     ) -> list[RecipientResult]:
-        """Send one message to `rcpts`; answer for every recipient, in order."""
+        """Send one message (of `ids`) to `rcpts`; answer for every recipient, in order."""
 
     async def open(self) -> None:
         """Get ready before the first delivery (connections themselves open on demand)."""
 
     async def close(self) -> None:
         """Close open connections."""
+
+
+_TAGS = frozenset({MESSAGE_HEADER.lower(), CAMPAIGN_HEADER.lower()})
+
+
+def tagged(content: bytes, ids: DeliveryIds) -> bytes:
+    """Return `content` with the attribution headers last in its header block, bytes kept.
+
+    Fields of those names that the message already had are dropped: only the gateway says
+    which message and campaign a relayed mail is.
+    """
+    block = HeaderBlock.parse(content)
+    if any(name in _TAGS for name, _ in block.fields):
+        block = block.without(_TAGS)
+    return block.append(
+        f"{MESSAGE_HEADER}: {ids.message_id}", f"{CAMPAIGN_HEADER}: {ids.campaign_id}"
+    ).to_bytes()
 
 
 def classify(code: int) -> Outcome:
@@ -57,11 +87,11 @@ class CaptureUpstream:
         self._outbox = outbox
 
     async def deliver(
-        self, mail_from: str, rcpts: Sequence[str], content: bytes
+        self, mail_from: str, rcpts: Sequence[str], content: bytes, ids: DeliveryIds
     ) -> list[RecipientResult]:
         envelope = (f"Return-Path: <{mail_from}>\r\nX-Envelope-To: {', '.join(rcpts)}\r\n").encode()
         try:
-            name = await asyncio.to_thread(self._write, envelope + content)
+            name = await asyncio.to_thread(self._write, envelope + tagged(content, ids))
         except OSError as exc:
             reply = f"451 4.3.0 capture outbox not writable: {exc.strerror}"
             return [RecipientResult(rcpt, Outcome.TRANSIENT, reply) for rcpt in rcpts]
@@ -191,8 +221,9 @@ class SmtpUpstream:
         return str(exc)
 
     async def deliver(
-        self, mail_from: str, rcpts: Sequence[str], content: bytes
+        self, mail_from: str, rcpts: Sequence[str], content: bytes, ids: DeliveryIds
     ) -> list[RecipientResult]:
+        content = tagged(content, ids)
         if mail_from == "<>":
             mail_from = ""  # the null reverse-path as an older ingress may have stored it
         if problem := _address_problem(mail_from, sender=True):
@@ -401,4 +432,6 @@ def create_upstream(settings: UpstreamSettings) -> Upstream:
     """Build the upstream that `settings.kind` names."""
     if settings.kind == "smtp":
         return SmtpUpstream(settings)
+    if settings.kind == "sendgrid":
+        return SendGridUpstream(settings)
     return CaptureUpstream(settings.outbox)

@@ -9,8 +9,8 @@ durable stays in the gateway: claims, leases, retries and settlements; the child
 nothing but connections, so losing it loses nothing.
 
 Frames on the child's pipes are a 4-byte length and a pickle (both ends are this module):
-standard input carries the upstream settings first, then (id, mail_from, rcpts, content)
-per delivery; standard output carries (id, results); end of input means close the
+standard input carries the upstream settings first, then (id, mail_from, rcpts, content,
+ids) per delivery; standard output carries (id, results); end of input means close the
 connections and exit; standard error is the log. The child ignores SIGINT (a terminal's
 Ctrl-C reaches the whole process group; the gateway stops it in order) and, on Linux,
 dies with the gateway, so a gateway killed -9 loses only its in-flight deliveries, whose
@@ -35,7 +35,7 @@ import structlog
 import uvloop
 
 from gateway import log as logging
-from gateway.model import Outcome, RecipientResult
+from gateway.model import DeliveryIds, Outcome, RecipientResult
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.settings import LogSettings, RuntimeSettings, Settings, UpstreamSettings
 
@@ -64,7 +64,7 @@ class ProcessUpstream:
         return self._proc.pid if running and self._proc is not None else None
 
     async def deliver(
-        self, mail_from: str, rcpts: Sequence[str], content: bytes
+        self, mail_from: str, rcpts: Sequence[str], content: bytes, ids: DeliveryIds
     ) -> list[RecipientResult]:
         """Send one message through the child; answer for every recipient, in order."""
         try:
@@ -76,7 +76,7 @@ class ProcessUpstream:
         answer: asyncio.Future[list[RecipientResult]] = asyncio.get_running_loop().create_future()
         self._pending[request] = (answer, rcpts)
         try:
-            stdin.write(frame((request, mail_from, tuple(rcpts), content)))
+            stdin.write(frame((request, mail_from, tuple(rcpts), content, ids)))
             return await answer
         finally:
             self._pending.pop(request, None)
@@ -171,9 +171,11 @@ async def serve(upstream: Upstream, requests: asyncio.StreamReader) -> None:
     transport, protocol = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     answers = asyncio.StreamWriter(transport, protocol, None, loop)
 
-    async def handle(request: int, mail_from: str, rcpts: tuple[str, ...], content: bytes) -> None:
+    async def handle(
+        request: int, mail_from: str, rcpts: tuple[str, ...], content: bytes, ids: DeliveryIds
+    ) -> None:
         try:
-            results = await upstream.deliver(mail_from, rcpts, content)
+            results = await upstream.deliver(mail_from, rcpts, content, ids)
         except Exception as exc:  # answer all the same, or the gateway waits for ever
             log.exception("upstream_delivery_crashed")
             results = _all(rcpts, Outcome.TRANSIENT, f"451 4.3.0 upstream process error: {exc}")

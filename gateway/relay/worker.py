@@ -20,7 +20,16 @@ import structlog
 
 from gateway.errors import SpoolError
 from gateway.metrics import Metrics
-from gateway.model import Delivery, Outcome, RecipientResult, Settlement, new_id
+from gateway.model import (
+    Campaign,
+    Delivery,
+    Outcome,
+    RecipientResult,
+    Settlement,
+    Throttle,
+    ThrottleWait,
+    new_id,
+)
 from gateway.relay.upstream import Upstream
 from gateway.settings import RelaySettings
 from gateway.spool.base import Queue
@@ -57,7 +66,10 @@ def plan_settlements(
             reply = f"{result.reply} (gave up: older than relay.max_age)"
             out.append(Settlement(recipient_id, RecipientState.FAILED, reply))
         else:
-            retry_at = now + backoff_delay(attempt, settings, rand())
+            delay = backoff_delay(attempt, settings, rand())
+            if result.retry_after is not None:  # the provider's Retry-After, up to max_age
+                delay = max(delay, min(result.retry_after, settings.max_age))
+            retry_at = now + delay
             out.append(Settlement(recipient_id, RecipientState.DEFERRED, result.reply, retry_at))
     return out
 
@@ -68,6 +80,28 @@ _REPORT = {
     RecipientState.DEFERRED: ("deferred", "recipients_deferred"),
     RecipientState.FAILED: ("failed", "recipients_failed"),
 }
+
+
+class _Throttler:
+    """The relay's side of a throttled claim: which throttles apply, and what waited."""
+
+    def __init__(
+        self, throttles: Callable[[Campaign], Sequence[Throttle]], metrics: Metrics
+    ) -> None:
+        self.throttles = throttles
+        self._metrics = metrics
+
+    def waited(self, waits: Sequence[ThrottleWait]) -> None:
+        for wait in waits:
+            self._metrics.throttle_waits.labels(rule=wait.rule).inc(wait.recipients)
+            if wait.first:
+                log.info(
+                    "campaign_throttled",
+                    campaign=wait.campaign_id,
+                    rule=wait.rule,
+                    recipients=wait.recipients,
+                    until=wait.until,
+                )
 
 
 class Relay:
@@ -82,8 +116,11 @@ class Relay:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        throttles: Callable[[Campaign], Sequence[Throttle]] | None = None,
     ) -> None:
+        """`throttles` names the relay throttles in force for a campaign (none: no limits)."""
         self._spool = spool
+        self._throttler = None if throttles is None else _Throttler(throttles, metrics)
         self._upstream = upstream
         self._settings = settings
         self._metrics = metrics
@@ -122,6 +159,7 @@ class Relay:
                             self._clock(),
                             min(free, self._settings.batch_size),
                             self._settings.lease,
+                            throttler=self._throttler,
                         )
                     except SpoolError as exc:
                         # The spool will come back (disk freed, database restarted); the
@@ -181,6 +219,7 @@ class Relay:
                 delivery.mail_from,
                 [address for _, address in delivery.recipients],
                 delivery.content,
+                delivery.ids,
             )
             self._metrics.relay_duration.observe(time.perf_counter() - started)
             self._report_upstream(results)

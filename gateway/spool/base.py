@@ -8,7 +8,7 @@ stages depend only on it. Every method that changes state is one transaction, an
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Protocol, TypeVar
 
@@ -16,6 +16,7 @@ from gateway.model import (
     AuditEntry,
     Campaign,
     CampaignEvent,
+    Canary,
     Delivery,
     Feedback,
     FeedbackEvent,
@@ -31,6 +32,7 @@ from gateway.model import (
     Settlement,
     SmtpUser,
     StoredMessage,
+    Throttler,
     Token,
 )
 from gateway.spool.port import Tx
@@ -66,6 +68,8 @@ class SpoolGauges:
     recipients: Mapping[RecipientState, int]  # every state, zero included
     relay_paused: bool
     held: tuple[HeldCampaign, ...]  # the longest-waiting first, at most the limit asked
+    # Recipients waiting only because of a throttle, by the rule they wait for.
+    throttled: Mapping[str, int] = field(default_factory=dict)
     # This process reports the spool-wide numbers. Replicas sharing one database each read
     # the same numbers; only the leader reports them, so an alert fires once, not per replica.
     leader: bool = True
@@ -125,12 +129,29 @@ class Storage(Protocol):
 class Queue(Protocol):
     """What the relay needs: claims under leases, settlements, what is due."""
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        throttler: Throttler | None = None,
+    ) -> list[Delivery]:
         """Lease up to `limit` due messages (with their due recipients) to `owner`.
 
         Recipients whose lease ran out by `now` are given back first, so any worker takes
-        over the work of one that died without its process restarting.
+        over the work of one that died without its process restarting. With a
+        `throttler`, a throttled campaign gives only what its buckets allow now; the rest
+        waits until they allow it (`sql_throttle`), and `throttler.waited` hears of it
+        once the claim has committed.
         """
+
+    async def throttle_tats(self, buckets: Sequence[str]) -> dict[str, float]:
+        """Return the stored TAT of each of these throttle buckets that has one."""
+
+    async def throttle_waiting(self, campaign_id: str) -> dict[str, int]:
+        """Return how many of a campaign's recipients wait now only for a throttle, by rule."""
 
     async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
         """Record outcomes of leased recipients (compare-and-set on the lease); return rows changed."""
@@ -202,6 +223,12 @@ class Review(Protocol):
     # Each change below takes the operator's `audit` entry, if any, and appends it in the
     # change's own transaction: a decision is never made without its record, nor recorded
     # without being made.
+
+    async def canary(self, campaign_id: str) -> Canary | None:
+        """Return the campaign's latest canary release, if it had one."""
+
+    async def active_canaries(self) -> list[str]:
+        """Return the campaigns whose canary is still sending or observing, oldest first."""
 
     async def hold(
         self, campaign_id: str, finding: Finding, now: float, *, audit: AuditEntry | None = None

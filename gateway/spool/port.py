@@ -15,7 +15,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.model import Campaign, CampaignRef, Declaration, Finding, Signoff, Submission
+from gateway.model import (
+    AuditEntry,
+    Campaign,
+    CampaignRef,
+    Canary,
+    Declaration,
+    FeedbackStats,
+    Finding,
+    ReleaseScope,
+    Signoff,
+    Submission,
+)
 from gateway.states import CampaignState, RecipientState
 
 
@@ -78,8 +89,30 @@ class Tx(Protocol):
         """Quarantine a campaign (compare-and-set); return recipients held, None if lost."""
         ...
 
-    def release(self, campaign_id: str, actor: str, now: float) -> Campaign | None:
-        """Queue every held recipient again and mark the campaign released."""
+    def release(
+        self, campaign_id: str, actor: str, now: float, scope: ReleaseScope | None = None
+    ) -> Campaign | None:
+        """Queue held recipients again (all, or `scope`'s); all marks the campaign released."""
+        ...
+
+    def canary(self, campaign_id: str) -> Canary | None:
+        """Return the campaign's latest canary release, locked for a change."""
+        ...
+
+    def put_canary(self, canary: Canary) -> None:
+        """Store a campaign's new canary in place of the one it had."""
+        ...
+
+    def update_canary(self, canary: Canary) -> None:
+        """Record a canary's new state and times."""
+        ...
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Append an entry to the audit log, in this transaction."""
+        ...
+
+    def feedback(self, campaign: Campaign, now: float) -> FeedbackStats:
+        """Return what providers reported about the campaign's recipients, as of `now`."""
         ...
 
     def event(self, campaign_id: str, now: float, event: str, actor: str, **details: Any) -> None:

@@ -78,8 +78,9 @@ def record(
             body = b"[" + b",".join(e.raw for e in fresh) + b"]"
         forward_id = enqueue(conn, source, body, len(fresh), now)
     uncounted = sum(1 for e in fresh if e.kind not in FEEDBACK_KINDS)
+    touched = tuple(sorted({cid for cid, _, _ in buckets if cid != UNATTRIBUTED}))
     return FeedbackOutcome(
-        len(events), len(fresh), dict(counted), unattributed, uncounted, forward_id
+        len(events), len(fresh), dict(counted), unattributed, uncounted, forward_id, touched
     )
 
 

@@ -21,8 +21,11 @@ from gateway.model import (
     Finding,
     RecipientRecord,
     Settlement,
+    Throttler,
+    ThrottleWait,
     new_id,
 )
+from gateway.spool import sql_throttle
 from gateway.spool import transitions as t
 from gateway.spool.dialect import Conn
 from gateway.spool.port import Hold
@@ -122,13 +125,31 @@ def claim(conn: Conn, owner: str, now: float, limit: int, lease: float) -> list[
     Leases that ran out first go back to waiting (a worker died without its process
     restarting), so any worker, this one included, can take them over.
     """
+    return claim_throttled(conn, owner, now, limit, lease, None)[0]
+
+
+def claim_throttled(  # noqa: PLR0917 - claim's arguments and the throttler
+    conn: Conn, owner: str, now: float, limit: int, lease: float, throttler: Throttler | None
+) -> tuple[list[Delivery], list[ThrottleWait]]:
+    """Claim as `claim` does, taking of throttled campaigns only what their buckets allow.
+
+    Return the deliveries and what the throttles left waiting (`sql_throttle`).
+    """
     if _any_expired(conn, now):
         give_back(conn, now=now, expired_at=now)
     if relay_paused(conn):
-        return []
+        return [], []
     message_ids, which = _due(conn, now, limit)
     if not message_ids:
-        return []
+        return [], []
+    waits = [] if throttler is None else _throttle(conn, throttler, message_ids, now)
+    return _lease(conn, owner, now, lease, message_ids, which), waits
+
+
+def _lease(  # noqa: PLR0917 - the claim's arguments and what it picked
+    conn: Conn, owner: str, now: float, lease: float, message_ids: list[str], which: t.Rows
+) -> list[Delivery]:
+    """Lease the rows `which` of the messages `message_ids`; return them as deliveries."""
     marks = ",".join("?" * len(message_ids))
     by_message: dict[str, list[tuple[int, str, int, float]]] = {}
     moved_from_deferred: Counter[str] = Counter()
@@ -147,7 +168,8 @@ def claim(conn: Conn, owner: str, now: float, limit: int, lease: float) -> list[
             t.Rows(
                 which.where,
                 which.params,
-                "lease_owner = ?, lease_until = ?, updated_at = ?",
+                "lease_owner = ?, lease_until = ?, updated_at = ?, throttled = NULL,"
+                " throttle_paid = 0",
                 (owner, now + lease, now),
             ),
             "id, message_id, campaign_id, address, attempts, queued_at",
@@ -180,6 +202,38 @@ def claim(conn: Conn, owner: str, now: float, limit: int, lease: float) -> list[
                 )
             )
     return deliveries
+
+
+def _throttle(
+    conn: Conn, throttler: Throttler, message_ids: Sequence[str], now: float
+) -> list[ThrottleWait]:
+    """Hold back what the throttles in force for these messages' campaigns do not allow now."""
+    marks = ",".join("?" * len(message_ids))
+    throttled = []
+    for (campaign_id,) in conn.execute(
+        f"SELECT DISTINCT campaign_id FROM messages WHERE id IN ({marks})", message_ids
+    ).fetchall():
+        campaign = campaign_by_id(conn, campaign_id)
+        throttles = () if campaign is None else tuple(throttler.throttles(campaign))
+        if throttles:
+            throttled.append((campaign_id, throttles))
+    waits = sql_throttle.plan(conn, throttled, now)
+    by_rule = {t.rule: t for _, throttles in throttled for t in throttles}
+    for wait in waits:
+        if wait.first:
+            throttle = by_rule[wait.rule]
+            add_event(
+                conn,
+                wait.campaign_id,
+                now,
+                "throttled",
+                "relay",
+                rule=wait.rule,
+                per_second=throttle.per_second,
+                scope=throttle.scope,
+                until=wait.until,
+            )
+    return waits
 
 
 def _any_expired(conn: Conn, now: float) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.errors import Conflict
 from gateway.model import Campaign, CampaignEvent, Finding, Manifest, ReleaseScope, StoredMessage
-from gateway.spool import sql_feedback, sql_segments
+from gateway.spool import sql_feedback, sql_segments, sql_throttle
 from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.spool.dialect import Conn
@@ -267,6 +267,7 @@ def gauges(conn: Conn, limit: int) -> SpoolGauges:
         forwards_pending=pending,
         forwards_dead=dead,
         oldest_forward_queued_at=oldest_forward,
+        throttled=sql_throttle.waiting_by_rule(conn),
     )
 
 

@@ -16,6 +16,7 @@ from gateway.model import (
     AuditEntry,
     Campaign,
     CampaignEvent,
+    Canary,
     Delivery,
     Feedback,
     FeedbackEvent,
@@ -31,13 +32,14 @@ from gateway.model import (
     Settlement,
     SmtpUser,
     StoredMessage,
+    Throttler,
     Token,
 )
 from gateway.spool import sql_access as access
+from gateway.spool import sql_canary, sql_segments, sql_throttle
 from gateway.spool import sql_feedback as fb
 from gateway.spool import sql_queue as q
 from gateway.spool import sql_review as r
-from gateway.spool import sql_segments
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges
 from gateway.spool.dialect import Conn
 from gateway.spool.port import Tx
@@ -89,8 +91,29 @@ class SqlSpool:
             return cast("T", done.result)
         raise AssertionError("a rehearsal always rolls back")  # pragma: no cover
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Delivery]:
-        return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        throttler: Throttler | None = None,
+    ) -> list[Delivery]:
+        if throttler is None:
+            return await self._write(lambda c: q.claim(c, owner, now, limit, lease))
+        deliveries, waits = await self._write(
+            lambda c: q.claim_throttled(c, owner, now, limit, lease, throttler)
+        )
+        if waits:  # told only once committed: a claim that failed left nothing waiting
+            throttler.waited(waits)
+        return deliveries
+
+    async def throttle_tats(self, buckets: Sequence[str]) -> dict[str, float]:
+        return await self._read(lambda c: sql_throttle.tats(c, buckets))
+
+    async def throttle_waiting(self, campaign_id: str) -> dict[str, int]:
+        return await self._read(lambda c: sql_throttle.waiting(c, campaign_id))
 
     async def settle(self, owner: str, settlements: Sequence[Settlement], now: float) -> int:
         return await self._write(lambda c: q.settle(c, owner, settlements, now))
@@ -160,6 +183,12 @@ class SqlSpool:
 
     async def message(self, message_id: str) -> StoredMessage | None:
         return await self._read(lambda c: r.message(c, message_id))
+
+    async def canary(self, campaign_id: str) -> Canary | None:
+        return await self._read(lambda c: sql_canary.canary(c, campaign_id))
+
+    async def active_canaries(self) -> list[str]:
+        return await self._read(sql_canary.active)
 
     async def _decide(
         self,

@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 from python_http_client.exceptions import BadRequestsError, ForbiddenError, UnauthorizedError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import CustomArg, Mail, Substitution, To
 
 from gateway.errors import SpoolError
 from gateway.spool import create_spool
-from tests.esp import body, post, sdk
+from tests.esp import body, personalised, post, sdk
 from tests.harness import POLICIES, TOKENS, run_gateway
 from tests.helpers import eventually
 
@@ -31,32 +30,6 @@ ESP = {"listen": "127.0.0.1:0"}
 
 def esp_settings(settings_for, upstream, **sections: dict[str, Any]):
     return settings_for(upstream.port, esp=ESP, **sections)
-
-
-def personalised(count: int, *, campaign: str, declared: int | None = None, leak: int = -1) -> Mail:
-    """A campaign as a platform builds it with the SDK: one personalization per reader."""
-    readers = [
-        To(
-            f"reader{i}@example.org",
-            f"Name{i}",
-            substitutions=[
-                Substitution("-first_name-", "{{first_name}}" if i == leak else f"Name{i}")
-            ],
-        )
-        for i in range(count)
-    ]
-    mail = Mail(
-        from_email=("news@shop.test", "Shop"),
-        to_emails=readers,
-        subject="A spring note for -first_name-",
-        plain_text_content="Dear -first_name-, the spring collection is in the shop now.",
-        html_content="<p>Dear -first_name-, the spring collection is in the shop now.</p>",
-        is_multiple=True,
-    )
-    mail.add_custom_arg(CustomArg("campaign_id", campaign))
-    if declared is not None:
-        mail.add_custom_arg(CustomArg("declared_size", str(declared)))
-    return mail
 
 
 def parsed(content: bytes) -> email.message.EmailMessage:

@@ -8,10 +8,19 @@ import sqlite3
 
 import pytest
 
+from gateway.mail.headers import HeaderBlock
 from gateway.states import RecipientState
 from tests.harness import run_gateway
 from tests.helpers import eventually
 from tests.mail import message
+
+
+def untagged(content: bytes) -> bytes:
+    """`content` without the ids the relay adds last in the header block (and checks so)."""
+    block = HeaderBlock.parse(content)
+    names = [name for name, _ in block.fields[-2:]]
+    assert names == ["x-sendbrake-message", "x-sendbrake-campaign"]
+    return HeaderBlock(block.fields[:-2], block.rest).to_bytes()
 
 
 async def test_single_recipient_message_is_relayed_with_added_headers(settings_for, upstream):
@@ -21,6 +30,8 @@ async def test_single_recipient_message_is_relayed_with_added_headers(settings_f
         )
         assert refused == {}
         await eventually(lambda: upstream.transactions, message="upstream got nothing")
+        _, page = await gw.api().get("/api/v1/campaigns")
+        _, campaign = await gw.api().get(f"/api/v1/campaigns/{page['items'][0]['id']}")
     [txn] = upstream.transactions
     assert txn.mail_from == "news@shop.test"
     assert txn.rcpt_tos == ["a@example.org"]
@@ -29,6 +40,10 @@ async def test_single_recipient_message_is_relayed_with_added_headers(settings_f
     assert b"\r\nDate: " in txn.content
     assert b"\r\nMessage-ID: <" in txn.content
     assert txn.content.endswith(b"\r\n\r\nHello!\r\n")
+    # The message and campaign it is of, for a DSN that quotes the headers.
+    headers = HeaderBlock.parse(txn.content)
+    assert headers.get("X-Sendbrake-Campaign") == campaign["id"]
+    assert headers.get("X-Sendbrake-Message") == campaign["sample"]["id"]
 
 
 async def test_existing_date_and_message_id_are_kept_untouched(settings_for, upstream):
@@ -39,7 +54,8 @@ async def test_existing_date_and_message_id_are_kept_untouched(settings_for, ups
     content = upstream.transactions[0].content
     assert content.count(b"Date: ") == 1
     assert b"Message-ID: <abc@shop.test>\r\n" in content
-    assert content.split(b"\r\n", 1)[1] == original  # only the Received line was added
+    # Only the Received line and, last in the header block, the ids were added.
+    assert untagged(content).split(b"\r\n", 1)[1] == original
 
 
 async def test_multi_recipient_message_goes_upstream_in_one_transaction(settings_for, upstream):
@@ -81,7 +97,7 @@ async def test_eight_bit_utf8_content_and_address_arrive_byte_exact(settings_for
         await eventually(lambda: upstream.transactions)
     txn = upstream.transactions[0]
     assert txn.rcpt_tos == ["jürgen@exämple.org"]
-    assert txn.content.endswith(original)
+    assert untagged(txn.content).endswith(original)
     assert "SMTPUTF8" in txn.mail_options
     assert "BODY=8BITMIME" in txn.mail_options
 

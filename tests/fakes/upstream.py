@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, AnyStr
@@ -37,6 +38,7 @@ class Transaction:
     mail_options: list[str] = field(default_factory=list)
     tls: bool = False
     user: str | None = None
+    at: float = field(default_factory=time.monotonic, compare=False)  # when the DATA arrived
 
 
 class _Handler:

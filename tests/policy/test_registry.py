@@ -216,6 +216,8 @@ def test_the_default_registry_names_the_documented_kinds_in_order():
         "undecodable",
         "unsubscribe",
         "provider_template",
+        "feedback",
+        "throttle",
     )
     reading = {u.kind for u in default_registry().units if u.reads_content}
     assert reading == {

@@ -8,7 +8,7 @@ import contextlib
 from prometheus_client import CollectorRegistry
 
 from gateway.metrics import Metrics
-from gateway.model import Outcome, RecipientResult
+from gateway.model import DeliveryIds, Outcome, RecipientResult
 from gateway.relay.upstream import CaptureUpstream
 from gateway.relay.worker import Relay
 from gateway.settings import RelaySettings
@@ -35,7 +35,7 @@ class StuckUpstream:
         pass
 
     async def deliver(
-        self, mail_from: str, rcpt_tos: list[str], content: bytes
+        self, mail_from: str, rcpt_tos: list[str], content: bytes, ids: DeliveryIds
     ) -> list[RecipientResult]:
         self.started.set()
         await self.finish.wait()

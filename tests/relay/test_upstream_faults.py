@@ -23,8 +23,8 @@ from click.testing import CliRunner
 
 from gateway.cli.users import tls_self_signed
 from gateway.log import configure
-from gateway.model import Outcome
-from gateway.relay.upstream import SmtpUpstream
+from gateway.model import DeliveryIds, Outcome
+from gateway.relay.upstream import SmtpUpstream, tagged
 from gateway.states import RecipientState
 from tests.clock import ManualClock
 from tests.fakes.upstream import CapturingUpstream
@@ -34,6 +34,7 @@ from tests.mail import message
 from tests.spool.records import accept, pass_all, submission
 
 BODY = b"Subject: Spring\r\n\r\nThe spring letter.\r\n"
+IDS = DeliveryIds("01MSG", "01CAMPAIGN")
 
 
 def smtp_upstream(tmp_path: Path, upstream: CapturingUpstream, **options: Any) -> SmtpUpstream:
@@ -81,7 +82,7 @@ async def test_an_upstream_that_never_greets_is_transient_within_the_connect_tim
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
-        [result] = await up.deliver("news@shop.test", ["a@example.org"], BODY)
+        [result] = await up.deliver("news@shop.test", ["a@example.org"], BODY, IDS)
         waited = loop.time() - started
         assert result.outcome is Outcome.TRANSIENT
         assert result.reply == (
@@ -90,7 +91,7 @@ async def test_an_upstream_that_never_greets_is_transient_within_the_connect_tim
         )
         assert 0.3 <= waited < 2.0  # the connect timeout, not the command timeout
         await restart(upstream, hang=False)
-        [again] = await up.deliver("news@shop.test", ["a@example.org"], BODY)
+        [again] = await up.deliver("news@shop.test", ["a@example.org"], BODY, IDS)
     finally:
         await up.close()
     assert again.outcome is Outcome.DELIVERED
@@ -166,19 +167,19 @@ async def test_a_connection_dropped_mid_data_is_discarded_and_the_retry_delivers
     upstream, relay
 ):
     content = BODY + (b"x" * 70 + b"\r\n") * 1000  # far more than arrives before the drop
-    [first] = await relay.deliver("news@shop.test", ["a@example.org"], BODY)
+    [first] = await relay.deliver("news@shop.test", ["a@example.org"], BODY, IDS)
     assert first.outcome is Outcome.DELIVERED
     upstream.drop_next_data(1, after=1000)  # on the pooled connection
-    [dropped] = await relay.deliver("news@shop.test", ["b@example.org"], content)
+    [dropped] = await relay.deliver("news@shop.test", ["b@example.org"], content, IDS)
     assert dropped.outcome is Outcome.TRANSIENT
     assert dropped.reply.startswith("upstream connection lost during DATA")
     assert upstream.dropped == 1
     assert upstream.recipients == ["a@example.org"]  # the partial message was not taken
-    [retried] = await relay.deliver("news@shop.test", ["b@example.org"], content)
+    [retried] = await relay.deliver("news@shop.test", ["b@example.org"], content, IDS)
     assert retried.outcome is Outcome.DELIVERED
     assert upstream.connections == 2  # the dropped one was not reused
     assert upstream.recipients == ["a@example.org", "b@example.org"]
-    assert upstream.transactions[1].content == content
+    assert upstream.transactions[1].content == tagged(content, IDS)
 
 
 async def test_the_gateway_defers_a_message_dropped_mid_data_and_relays_it_once(
@@ -295,7 +296,7 @@ async def test_a_recipient_that_cannot_be_sent_fails_alone_and_the_rest_go_in_on
     upstream, relay, bad
 ):
     rcpts = ["a@example.org", bad, "b@example.org"]
-    results = await relay.deliver("news@shop.test", rcpts, BODY)
+    results = await relay.deliver("news@shop.test", rcpts, BODY, IDS)
     assert [r.outcome for r in results] == [
         Outcome.DELIVERED,
         Outcome.PERMANENT,
@@ -305,7 +306,7 @@ async def test_a_recipient_that_cannot_be_sent_fails_alone_and_the_rest_go_in_on
     assert results[1].reply == f"not sent: the recipient address {UNSENDABLE[bad]}"
     assert [t.rcpt_tos for t in upstream.transactions] == [["a@example.org", "b@example.org"]]
     # The connection is still good for the next message.
-    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY)
+    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY, IDS)
     assert after.outcome is Outcome.DELIVERED
     assert upstream.connections == 1
 
@@ -313,15 +314,15 @@ async def test_a_recipient_that_cannot_be_sent_fails_alone_and_the_rest_go_in_on
 async def test_a_message_whose_recipients_all_cannot_be_sent_fails_without_a_transaction(
     upstream, relay
 ):
-    results = await relay.deliver("news@shop.test", ["tab\t@x.test", ""], BODY)
+    results = await relay.deliver("news@shop.test", ["tab\t@x.test", ""], BODY, IDS)
     assert [r.outcome for r in results] == [Outcome.PERMANENT, Outcome.PERMANENT]
     assert upstream.connections == 0
-    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY)
+    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY, IDS)
     assert after.outcome is Outcome.DELIVERED
 
 
 async def test_a_sender_that_cannot_be_sent_fails_every_recipient(upstream, relay):
-    results = await relay.deliver("news\r\nRSET@shop.test", ["a@example.org"], BODY)
+    results = await relay.deliver("news\r\nRSET@shop.test", ["a@example.org"], BODY, IDS)
     assert [(r.outcome, r.reply) for r in results] == [
         (Outcome.PERMANENT, "not sent: the sender address contains a control character")
     ]
@@ -332,7 +333,7 @@ async def test_a_sender_that_cannot_be_sent_fails_every_recipient(upstream, rela
 async def test_the_null_sender_goes_out_as_mail_from_empty_path_as_either_spool_held_it(
     upstream, relay, null
 ):
-    [result] = await relay.deliver(null, ["a@example.org"], BODY)
+    [result] = await relay.deliver(null, ["a@example.org"], BODY, IDS)
     assert result.outcome is Outcome.DELIVERED
     assert b"\r\nMAIL FROM:<>\r\n" in upstream.cleartext
 
@@ -340,7 +341,7 @@ async def test_the_null_sender_goes_out_as_mail_from_empty_path_as_either_spool_
 async def test_without_smtputf8_upstream_only_the_non_ascii_recipients_fail(upstream, relay):
     await restart(upstream, smtputf8=False)
     rcpts = ["a@example.org", "jürgen@exämple.org", "b@example.org"]
-    results = await relay.deliver("news@shop.test", rcpts, BODY)
+    results = await relay.deliver("news@shop.test", rcpts, BODY, IDS)
     assert [(r.outcome, r.reply[:10]) for r in results] == [
         (Outcome.DELIVERED, "250 2.0.0 "),
         (Outcome.PERMANENT, "not sent: "),
@@ -354,11 +355,13 @@ async def test_without_smtputf8_upstream_only_the_non_ascii_recipients_fail(upst
 
 async def test_without_smtputf8_upstream_a_non_ascii_sender_fails_every_recipient(upstream, relay):
     await restart(upstream, smtputf8=False)
-    results = await relay.deliver("jürgen@exämple.org", ["a@example.org", "b@example.org"], BODY)
+    results = await relay.deliver(
+        "jürgen@exämple.org", ["a@example.org", "b@example.org"], BODY, IDS
+    )
     assert {r.outcome for r in results} == {Outcome.PERMANENT}
     assert all("upstream does not offer SMTPUTF8" in r.reply for r in results)
     assert upstream.transactions == []
-    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY)
+    [after] = await relay.deliver("news@shop.test", ["c@example.org"], BODY, IDS)
     assert after.outcome is Outcome.DELIVERED
     assert upstream.connections == 1  # nothing was begun on it: it stayed usable
 

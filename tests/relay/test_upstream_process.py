@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import Outcome
+from gateway.model import DeliveryIds, Outcome
 from gateway.relay.upstream import create_upstream
 from gateway.relay.upstream_process import ProcessUpstream
 from tests.fakes.upstream import CapturingUpstream
@@ -20,6 +20,7 @@ from tests.helpers import eventually
 from tests.process import running
 
 MESSAGE = b"From: news@shop.test\r\nSubject: Spring\r\n\r\nThe spring letter.\r\n"
+IDS = DeliveryIds("01MSG", "01CAMPAIGN")
 RCPTS = ["a@example.org", "gone@example.org", "b@example.org"]
 
 
@@ -34,10 +35,10 @@ async def test_answers_are_those_of_the_upstream_in_the_gateway_process(tmp_path
     upstream.rcpt_replies = {"gone@example.org": "550 5.1.1 no such mailbox"}
     direct = create_upstream(make_settings(tmp_path, upstream.port).upstream)
     try:
-        expected = await direct.deliver("news@shop.test", RCPTS, MESSAGE)
+        expected = await direct.deliver("news@shop.test", RCPTS, MESSAGE, IDS)
     finally:
         await direct.close()
-    assert await remote.deliver("news@shop.test", RCPTS, MESSAGE) == expected
+    assert await remote.deliver("news@shop.test", RCPTS, MESSAGE, IDS) == expected
     assert [r.outcome for r in expected] == [
         Outcome.DELIVERED,
         Outcome.PERMANENT,
@@ -45,13 +46,18 @@ async def test_answers_are_those_of_the_upstream_in_the_gateway_process(tmp_path
     ]
     first, second = upstream.transactions
     assert second == first  # same envelope, same bytes
+    assert first.content.endswith(  # the ids crossed the pipe
+        b"X-Sendbrake-Message: 01MSG\r\nX-Sendbrake-Campaign: 01CAMPAIGN\r\n\r\nThe spring letter.\r\n"
+    )
     assert remote.pid is not None
     assert remote.pid != os.getpid()
 
 
 async def test_a_child_that_dies_mid_delivery_answers_transient_and_is_replaced(upstream, remote):
     upstream.hang = True  # connections are accepted but never greeted
-    delivery = asyncio.create_task(remote.deliver("news@shop.test", ["b@example.org"], MESSAGE))
+    delivery = asyncio.create_task(
+        remote.deliver("news@shop.test", ["b@example.org"], MESSAGE, IDS)
+    )
     await eventually(lambda: upstream.connections > 0, message="the child never connected")
     first = remote.pid
     assert first is not None
@@ -60,14 +66,14 @@ async def test_a_child_that_dies_mid_delivery_answers_transient_and_is_replaced(
     assert result.outcome is Outcome.TRANSIENT
     assert "upstream process exited" in result.reply
     upstream.hang = False
-    [again] = await remote.deliver("news@shop.test", ["b@example.org"], MESSAGE)
+    [again] = await remote.deliver("news@shop.test", ["b@example.org"], MESSAGE, IDS)
     assert again.outcome is Outcome.DELIVERED
     assert remote.pid not in (None, first)
     assert upstream.recipients == ["b@example.org"]
 
 
 async def test_close_lets_the_child_finish_and_exit(upstream, remote):
-    await remote.deliver("news@shop.test", ["a@example.org"], MESSAGE)
+    await remote.deliver("news@shop.test", ["a@example.org"], MESSAGE, IDS)
     pid = remote.pid
     assert pid is not None
     assert running(pid)

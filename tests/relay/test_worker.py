@@ -81,3 +81,17 @@ async def test_consecutive_messages_reuse_one_upstream_connection(settings_for, 
             await gw.send("news@shop.test", [f"u{i}@example.org"], message())
             await eventually(lambda n=i: len(upstream.transactions) == n + 1)
     assert upstream.connections == 1
+
+
+def test_a_providers_retry_after_defers_at_least_that_long_at_most_max_age():
+    def plan(retry_after: float | None) -> float:
+        result = RecipientResult("a@x.test", Outcome.TRANSIENT, "429 throttled", retry_after)
+        only_a = Delivery("m", "c", "s@x.test", b"", ((1, "a@x.test"),), 0, 1000.0)
+        [settlement] = plan_settlements(only_a, [result], 2000.0, SETTINGS, lambda: 0.0)
+        assert settlement.state is RecipientState.DEFERRED
+        return settlement.next_attempt_at - 2000.0
+
+    assert plan(None) == 60  # the backoff
+    assert plan(5.0) == 60  # a shorter Retry-After does not hurry the backoff
+    assert plan(600.0) == 600
+    assert plan(10.0**9) == SETTINGS.max_age  # past it the recipient would fail anyway

@@ -20,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.mail.addresses import domain_of
 from gateway.mail.content import Document
-from gateway.model import Campaign, ContentHit, Facts, Needs, RuleScan, Submission
+from gateway.model import (
+    Campaign,
+    ContentHit,
+    Facts,
+    FeedbackStats,
+    Needs,
+    RuleScan,
+    Submission,
+    Throttle,
+)
 
 Mode = Literal["enforce", "shadow"]
 Action = Literal["hold", "suppress"]
@@ -198,7 +207,9 @@ class Unit(Generic[R]):
     event loop on the decoded message, before it. `suppressible`: the kind's findings
     name single recipients, so `action: suppress` may drop just those. `count` returns
     campaign tallies to add to for every message, found something or not (a running
-    total the check compares with a threshold).
+    total the check compares with a threshold). `throttle` names the relay throttle the
+    rule puts on a campaign it selects. `judge` reads a campaign's provider feedback
+    instead of a message: it runs when feedback is recorded, outside admission.
     """
 
     params: type[R]
@@ -206,6 +217,9 @@ class Unit(Generic[R]):
     scan: Callable[[R, Document, Shared], Sequence[ContentHit]] | None = None
     suppressible: bool = False
     count: Callable[[R, Context], Mapping[str, int]] | None = None
+    judge: Callable[[R, FeedbackStats], Sequence[Observation]] | None = None
+    # The relay throttle the rule puts on a campaign it selects (the `throttle` kind).
+    throttle: Callable[[R, Campaign], Throttle] | None = None
 
     @property
     def kind(self) -> str:
