@@ -88,12 +88,12 @@ check: $(STAMP)
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-## Regenerate docs/settings.md from the code, and the examples of docs/api.md and
-## docs/http-sending.md from a test run.
+## Regenerate docs/settings.md from the code, and the examples of docs/api.md,
+## docs/http-sending.md and docs/feedback.md from a test run.
 docs: $(STAMP)
 	$(BIN)/sendbrake config docs -o docs/settings.md
 	SENDBRAKE_UPDATE_DOCS=1 $(BIN)/pytest -q tests/ops/test_api_docs.py tests/e2e/test_esp_docs.py \
-		tests/e2e/test_sendgrid_upstream_docs.py
+		tests/e2e/test_sendgrid_upstream_docs.py tests/e2e/test_feedback_docs.py
 
 ## Relay benchmark against a private Postfix and bare aiosmtpd (installs postfix; needs root).
 ## Extra arguments: make bench BENCH_ARGS="--commit main --runs 1"

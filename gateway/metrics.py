@@ -18,6 +18,10 @@ INGRESSES = ("smtp", "http")
 OUTCOMES = ("delivered", "deferred", "failed")
 # Why the gateway closed an SMTP session itself, each with a 421.
 SESSION_CLOSES = ("max_sessions", "max_sessions_per_client", "timeout", "junk_commands")
+# Provider feedback events by what they counted as (bounded: never a campaign).
+FEEDBACK_EVENTS = ("delivered", "bounced", "dropped", "complained", "unsubscribed",
+                   "unattributed", "other", "duplicate")  # fmt: skip
+FORWARD_OUTCOMES = ("delivered", "retried", "dead")
 MANUAL_RULE = "manual"  # the rule label of holds an operator made
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -37,6 +41,8 @@ class Metrics:
     campaign_holds: Counter
     policy: Info
     smtp_sessions_closed: Counter
+    feedback_events: Counter
+    webhook_forwards: Counter
     throttle_waits: Counter
 
     @classmethod
@@ -52,6 +58,10 @@ class Metrics:
         metrics.campaign_holds.labels(rule=MANUAL_RULE)
         for reason in SESSION_CLOSES:
             metrics.smtp_sessions_closed.labels(reason=reason)
+        for event in FEEDBACK_EVENTS:
+            metrics.feedback_events.labels(event=event)
+        for outcome in FORWARD_OUTCOMES:
+            metrics.webhook_forwards.labels(outcome=outcome)
         # No transaction has failed yet; an idle gateway must not look like an outage.
         metrics.upstream_up.set(1)
         return metrics
@@ -133,6 +143,21 @@ class Metrics:
                 "SMTP sessions the gateway refused or cut with a 421, by reason"
                 " (max_sessions, max_sessions_per_client, timeout, junk_commands).",
                 ["reason"],
+                registry=reg,
+            ),
+            feedback_events=Counter(
+                "sendbrake_feedback_events",
+                "Provider feedback events (webhooks, DSNs) by what they counted as: delivered,"
+                " bounced, dropped, complained, unsubscribed, unattributed (no recipient"
+                " matched), other (not counted), duplicate (a provider's retry).",
+                ["event"],
+                registry=reg,
+            ),
+            webhook_forwards=Counter(
+                "sendbrake_webhook_forwards",
+                "Attempts to forward an event batch to the platform's webhook URL, by outcome"
+                " (delivered, retried, dead).",
+                ["outcome"],
                 registry=reg,
             ),
             throttle_waits=Counter(

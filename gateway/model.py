@@ -173,6 +173,26 @@ class Counters:
     escaped: int = 0
 
 
+# What a provider reports back about recipients, as counted (webhook events, DSNs).
+FEEDBACK_KINDS = ("delivered", "bounced", "dropped", "complained", "unsubscribed")
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What the provider reported about a campaign's recipients: events counted once each."""
+
+    delivered: int = 0
+    bounced: int = 0
+    dropped: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+
+    @classmethod
+    def of(cls, counts: Mapping[str, int]) -> Feedback:
+        """Build from counts by kind (kinds not in FEEDBACK_KINDS are ignored)."""
+        return cls(**{kind: int(counts.get(kind, 0)) for kind in FEEDBACK_KINDS})
+
+
 @dataclass(frozen=True, slots=True)
 class Campaign:
     """A campaign as stored: identity, declaration, state and counters."""
@@ -193,6 +213,8 @@ class Campaign:
     duplicates: int = 0  # recipients received more than once in this campaign
     sample_message_id: str | None = None
     held_at: float | None = None
+    # What the provider reported back (webhook events, DSNs); read beside the campaign.
+    feedback: Feedback = field(default_factory=Feedback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,26 +452,23 @@ class ReleaseScope:
     only_segment: str | None = None
 
 
-# What providers report about relayed recipients, as counted per campaign (docs/feedback.md).
-FEEDBACK_EVENTS = ("delivered", "bounced", "dropped", "complained", "unsubscribed")
-
-
 @dataclass(frozen=True, slots=True)
-class Feedback:
-    """A campaign's provider feedback, as the circuit breaker reads it.
+class FeedbackStats:
+    """A campaign's provider feedback as the circuit breaker reads it.
 
     `sent` is the denominator of every rate: recipients handed to the provider (the
     campaign's `relayed`), which providers that never report deliveries still have.
+    `samples` are a few events per kind (FEEDBACK_KINDS), as evidence.
     """
 
     sent: int
-    totals: Mapping[str, int] = field(default_factory=dict)  # by FEEDBACK_EVENTS name
-    last_hour: Mapping[str, int] = field(default_factory=dict)
+    totals: Feedback = field(default_factory=Feedback)
+    last_hour: Feedback = field(default_factory=Feedback)
     samples: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
 
-    def rate(self, event: str) -> float:
+    def rate(self, kind: str) -> float:
         """Return events of this kind per recipient sent (0 before anything was sent)."""
-        return self.totals.get(event, 0) / self.sent if self.sent else 0.0
+        return getattr(self.totals, kind) / self.sent if self.sent else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,3 +574,74 @@ class Segment:
     digest: str | None
     loaded_by: str
     loaded_at: float
+
+
+# -- provider feedback (webhook events, DSNs) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """One provider event or report, parsed, before attribution.
+
+    `event_id` is unique per source (SendGrid's `sg_event_id`, a digest of a DSN's
+    recipient part): a provider retrying a batch is counted once. `kind` is one of
+    FEEDBACK_KINDS, or None for events that are forwarded but not counted (open, click).
+    """
+
+    event_id: str
+    event: str  # the provider's own name: delivered, bounce, spamreport, failed, ...
+    kind: str | None
+    recipient: str  # the comparable (normalised) address
+    message_id: str  # the gateway's message ID the provider echoed, or ""
+    at: float  # when it happened, by the provider's clock
+    evidence: Mapping[str, Any] = field(default_factory=dict)  # a few fields kept as a sample
+    raw: bytes = b""  # the event as received (JSON), to forward
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOutcome:
+    """What recording a batch of events did."""
+
+    received: int  # events in the batch
+    new: int  # not seen before (the rest are a provider's retry)
+    counted: Mapping[str, int]  # new attributed events by kind
+    unattributed: int  # new events of a counted kind that match no recipient
+    uncounted: int  # new events of kinds forwarded but not counted (open, click, delayed)
+    forward_id: int | None  # the outbox row that will forward the new events, if any
+    campaigns: tuple[str, ...] = ()  # campaigns new events were counted for, to judge
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackSample:
+    """One event kept as evidence of a campaign's feedback (a few per kind)."""
+
+    kind: str
+    at: float
+    recipient: str
+    message_id: str
+    evidence: Mapping[str, Any]
+
+
+class ForwardState(enum.StrEnum):
+    """Where a forwarded webhook batch is: pending -> delivered | dead (dead -> pending by hand)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """One batch of provider events on its way to the platform's webhook URL."""
+
+    id: int
+    source: str  # "sendgrid"
+    state: ForwardState
+    events: int
+    attempts: int
+    received_at: float
+    queued_at: float  # the maximum age counts from here (receipt, or a retry by hand)
+    next_attempt_at: float
+    last_error: str
+    updated_at: float
+    body: bytes = b""  # only when claimed for sending

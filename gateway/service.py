@@ -22,6 +22,9 @@ from gateway.admission.admitter import Admitter
 from gateway.audience.loader import SegmentLoader
 from gateway.errors import ConfigError, SpoolError
 from gateway.failures import FailedAttempts
+from gateway.feedback.forwarder import Forwarder
+from gateway.feedback.intake import Intake, with_reports
+from gateway.feedback.sendgrid import Verifier, load_public_key
 from gateway.ingress.auth import SmtpAuthenticator
 from gateway.ingress.esp import ApiKey, EspIngress, start_esp
 from gateway.ingress.smtp import check_exposure, start_smtp
@@ -35,18 +38,21 @@ from gateway.ops.policy_api import PolicyApi
 from gateway.ops.preflight_api import PreflightApi
 from gateway.ops.segments_api import SegmentsApi
 from gateway.ops.throttle import ClientAddress
+from gateway.ops.webhooks_api import WebhooksApi
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.registry import default_registry
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.relay.upstream_process import ProcessUpstream
 from gateway.relay.worker import Relay
+from gateway.review.breaker import Breaker
 from gateway.review.watcher import CanaryWatcher
 from gateway.settings import Settings, split_hostport
 from gateway.spool import Spool, create_spool, redacted
 
 log = structlog.get_logger(__name__)
 
+SEEN_MARGIN = 86400.0  # event IDs are remembered a day past webhooks.sendgrid.max_age
 MAINTENANCE_INTERVAL = 60.0  # seconds between purges of replaced segments and old counts
 RETIRE_CHUNK, RETIRE_CHUNKS = 500, 20  # bodies retired per transaction, transactions a pass
 
@@ -111,6 +117,28 @@ class Gateway:
         authenticator = Authenticator(self.spool, settings.ops.tokens)
         gate = Gate(authenticator, self.spool, clock, limits=settings.ops)
         self.esp = self._esp(authenticator)
+        hook = settings.webhooks.sendgrid
+        self.forwarder = Forwarder(self.spool, hook, self.metrics, clock=clock)
+        breaker = Breaker(self.spool, lambda: self.engine.judge_feedback, self.metrics, clock=clock)
+        self.intake = Intake(
+            self.spool,
+            self.metrics,
+            forward=bool(hook.forward_url),
+            casefold_local=settings.segments.casefold_local_part,
+            clock=clock,
+            on_queued=self.forwarder.wake,
+            on_counted=breaker.judge,
+        )
+        webhooks = WebhooksApi(
+            self.spool,
+            gate,
+            self.intake,
+            self._verifier(),
+            hook,
+            settings.ops.page_size,
+            clock=clock,
+            wake_forwarder=self.forwarder.wake,
+        )
         self.api = OpsApi(
             self.spool,
             gate,
@@ -137,6 +165,7 @@ class Gateway:
                 SegmentsApi(self.spool, gate, self.loader, settings.segments),
                 policy_api,
                 PreflightApi(gate, self.spool, self.admitter.preflight),
+                webhooks,
             ],
             http=settings.http,
             clock=clock,
@@ -162,6 +191,18 @@ class Gateway:
         self._ready = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         self._reloading = asyncio.Lock()
+
+    def _verifier(self) -> Verifier | None:
+        """Load the webhook's verification key (a key that is not one is a config error)."""
+        hook = self.settings.webhooks.sendgrid
+        if not hook.enabled:
+            return None
+        try:
+            key = load_public_key(hook.public_key)
+        except ValueError as exc:
+            key_path = "webhooks.sendgrid.public_key"
+            raise ConfigError(key_path, key_path, str(exc)) from None
+        return Verifier(key, hook.tolerance, self._clock)
 
     def _esp(self, authenticator: Authenticator) -> EspIngress:
         """Build the HTTP send API, whose API keys are the ops API's tokens."""
@@ -263,6 +304,8 @@ class Gateway:
                 windows = self.engine.frequency_windows()
                 await self.spool.prune_frequency(self._clock() - max(windows, default=0.0))
                 await self._retire_bodies()
+                max_age = self.settings.webhooks.sendgrid.max_age
+                await self.spool.prune_feedback(self._clock() - max_age - SEEN_MARGIN)
             except SpoolError as exc:
                 # Housekeeping waits for the spool to come back; the gateway stays up.
                 log.warning("maintenance_failed", error=str(exc))
@@ -332,9 +375,12 @@ class Gateway:
             failures = FailedAttempts(
                 smtp_settings.auth_max_failures, smtp_settings.auth_failure_window
             )
+            admit = with_reports(
+                self.admitter.admit, self.intake.report, self.settings.feedback.dsn_recipients
+            )
             smtp = await start_smtp(
                 smtp_settings,
-                self.admitter.admit,
+                admit,
                 self.metrics,
                 SmtpAuthenticator(self.spool.smtp_user, failures),
             )
@@ -344,6 +390,7 @@ class Gateway:
                 async with asyncio.TaskGroup() as tasks:
                     relay_task = tasks.create_task(self.relay.run())
                     tasks.create_task(self._maintain())
+                    tasks.create_task(self.forwarder.run())
                     tasks.create_task(self.canaries.run(self._stop))
                     reloader = tasks.create_task(self._reloader())
                     self.addresses = Addresses(
@@ -358,6 +405,7 @@ class Gateway:
                     reloader.cancel()
                     smtp.close()
                     await _close(esp, runner)
+                    self.forwarder.stop()  # finishes the batch in hand
                     self.relay.stop()
                     try:
                         await asyncio.wait_for(

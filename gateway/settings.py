@@ -607,6 +607,80 @@ class RuntimeSettings(_Section):
     )
 
 
+def _check_forward_url(value: str) -> str:
+    if value and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("expected an http:// or https:// URL, or empty for none")
+    return value
+
+
+class SendgridWebhookSettings(_Section):
+    """SendGrid's Signed Event Webhook, received on the ops listener (docs/feedback.md)."""
+
+    public_key: str = Field(
+        "",
+        description=(
+            "Verification key of the Signed Event Webhook (base64 DER, as SendGrid shows it);"
+            " empty: POST /webhooks/sendgrid answers 404."
+        ),
+    )
+    tolerance: Duration = Field(
+        300.0, description="Most a signature's timestamp may differ from the gateway's clock."
+    )
+    max_body_size: int = Field(
+        8 * 1024 * 1024, gt=0, description="Largest event batch accepted, in bytes (413 past it)."
+    )
+    forward_url: Annotated[str, AfterValidator(_check_forward_url)] = Field(
+        "", description="The platform's own webhook URL every event is forwarded to; empty: none."
+    )
+    forward_token: SecretStr = Field(
+        SecretStr(""),
+        description="Sent as `Authorization: Bearer …` with each forward; empty: no header.",
+    )
+    timeout: Duration = Field(10.0, description="Time limit of one forward request.")
+    retry_base: Duration = Field(
+        30.0, description="First delay after a failed forward; doubles per attempt."
+    )
+    retry_max_delay: Duration = Field(1800.0, description="Longest delay between two forwards.")
+    retry_jitter: float = Field(
+        0.2, ge=0, le=1, description="Random spread added to each delay, as a fraction of it."
+    )
+    max_age: Duration = Field(
+        3 * 86400.0,
+        description="A batch not forwarded this long after receipt becomes a dead letter.",
+    )
+    lease: Duration = Field(
+        60.0, description="How long one replica owns a batch it is forwarding (over timeout)."
+    )
+    poll_interval: Duration = Field(
+        5.0, description="Longest wait before looking for due batches again."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the webhook route is served."""
+        return bool(self.public_key)
+
+
+class WebhookSettings(_Section):
+    """Provider event webhooks."""
+
+    sendgrid: SendgridWebhookSettings = Field(
+        default_factory=SendgridWebhookSettings, description="SendGrid's event webhook."
+    )
+
+
+class FeedbackSettings(_Section):
+    """Bounce and complaint reports arriving over SMTP (DSNs, ARF)."""
+
+    dsn_recipients: tuple[str, ...] = Field(
+        (),
+        description=(
+            "Return-path addresses whose mail is a report (DSN, ARF), counted and never"
+            " relayed, e.g. [bounces@mail.example.com]."
+        ),
+    )
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -638,6 +712,12 @@ class Settings(_Section):
         default_factory=ConsoleSettings, description="Reviewers' web console."
     )
     segments: SegmentSettings = Field(default_factory=SegmentSettings, description="Segments.")
+    webhooks: WebhookSettings = Field(
+        default_factory=WebhookSettings, description="Provider event webhooks."
+    )
+    feedback: FeedbackSettings = Field(
+        default_factory=FeedbackSettings, description="Reports over SMTP."
+    )
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Process.")
 

@@ -1,5 +1,5 @@
 """Docs whose examples are real exchanges with a running gateway (docs/api.md,
-docs/http-sending.md): what changes on every run, and how a test refreshes or checks them.
+docs/http-sending.md, docs/feedback.md): what changes on every run, and how a test refreshes or checks them.
 
 A test renders the exchanges of its scenario as Markdown; `refresh_or_compare` writes them
 between the doc's example markers when SENDBRAKE_UPDATE_DOCS is set (`make docs`), and
@@ -17,6 +17,7 @@ VOLATILE = [
     (re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b"), "<id>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"), "<time>"),
     (re.compile(r"\b\d{10}\.\d+\b"), "<epoch>"),
+    (re.compile(r"\"timestamp\": \d{10}\b"), '"timestamp": <epoch>'),  # SendGrid's events
     (re.compile(r"sha256:[0-9a-f]{12}"), "<policy version>"),  # changes with policies/*.yaml
     (re.compile(r"(cursor=|\"next\": \")[A-Za-z0-9_-]+"), r"\1<cursor>"),
     (re.compile(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}"), "<date>"),

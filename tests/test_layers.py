@@ -25,6 +25,7 @@ LAYERS = {
     "review": 1,
     "audience.lists": 1,
     "spool": 1,
+    "feedback": 2,
     "admission": 2,
     "audience": 2,
     "ingress": 2,
@@ -36,7 +37,7 @@ LAYERS = {
     "__main__": 4,
     "__init__": 4,
 }
-STAGES = {"admission", "audience", "ingress", "policy", "relay"}
+STAGES = {"admission", "audience", "feedback", "ingress", "policy", "relay"}
 
 
 def unit_of(module: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -116,6 +116,9 @@ class OpsApi(Handlers):
         signed, required = await self.spool.read(
             lambda tx: (tx.signoffs(campaign.id), signoffs.required(tx.tallies(campaign.id)))
         )
+        # Changes answer the campaign as their transaction left it: its feedback is read here.
+        campaign = replace(campaign, feedback=await self.spool.feedback(campaign.id))
+        samples = await self.spool.feedback_samples(campaign.id)
         latest = await self.spool.canary(campaign.id)
         return s.CampaignDetail.model_validate(
             {
@@ -123,6 +126,7 @@ class OpsApi(Handlers):
                 "throttles": await self._throttles(campaign),
                 "signoffs": signed,
                 "signoffs_missing": sorted(required - {x.identity for x in signed}),
+                "feedback_samples": samples,
                 "sample": sample,
                 "canary": latest and s.Canary.of(latest, campaign),
                 "timeline": await self.spool.events(campaign.id),

@@ -1,4 +1,4 @@
-"""Gauges read from the spool at scrape time: held campaigns, recipients by state, pause.
+"""Gauges read from the spool at scrape time: held campaigns, recipients, pause, webhook outbox.
 
 These numbers must survive a restart exactly, so they are never kept in memory: each
 scrape of /metrics first reads one snapshot from the spool (asynchronously, in the
@@ -97,6 +97,22 @@ class SpoolCollector(Collector):
             "sendbrake_relay_paused",
             "1 while an operator has paused the relay (the spool's durable flag), else 0.",
             value=int(snap.relay_paused),
+        )
+        yield GaugeMetricFamily(
+            "sendbrake_webhook_forward_backlog",
+            "Provider event batches waiting to be forwarded to the platform's webhook URL.",
+            value=snap.forwards_pending,
+        )
+        yield GaugeMetricFamily(
+            "sendbrake_webhook_forwards_dead",
+            "Event batches given up on after webhooks.sendgrid.max_age (dead letters).",
+            value=snap.forwards_dead,
+        )
+        waited = snap.oldest_forward_queued_at
+        yield GaugeMetricFamily(
+            "sendbrake_oldest_webhook_forward_age_seconds",
+            "How long the oldest batch waiting to be forwarded has waited; 0 when none does.",
+            value=0.0 if waited is None else max(now - waited, 0.0),
         )
         throttled = GaugeMetricFamily(
             "sendbrake_relay_throttled_recipients",

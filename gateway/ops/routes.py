@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from gateway.model import ForwardState
 from gateway.ops import schemas as s
 from gateway.ops.bodies import (
     MAX_NAME,
@@ -230,5 +231,40 @@ SEGMENTS = (
             ),
         ),
         upload=UPLOAD_EXAMPLES,
+    ),
+)
+
+FORWARD_STATE = Param(
+    "state", "Only batches in this state.", {"enum": [v.value for v in ForwardState]}
+)
+
+WEBHOOKS = (
+    # No token: SendGrid signs the request instead (docs/feedback.md); the JSON body is
+    # SendGrid's array of events, answered 200 only once it is durable.
+    Route(
+        "POST",
+        "/webhooks/sendgrid",
+        "sendgrid",
+        "SendGrid's Signed Event Webhook: count the events, forward them to the platform",
+        {200: s.WebhookReceipt},
+        problems=(400, 401, 413),
+        auth=False,
+    ),
+    _read(
+        "/webhooks/deliveries",
+        "list_deliveries",
+        "Event batches forwarded to the platform's webhook URL, newest first",
+        s.WebhookDeliveryList,
+        query=(FORWARD_STATE, *PAGE),
+        problems=(422,),
+    ),
+    Route(
+        "POST",
+        f"{BASE}/webhooks/deliveries/{{id}}/retry",
+        "retry_delivery",
+        "Forward a dead letter again (its maximum age counted from now)",
+        {200: s.WebhookDelivery},
+        body=ReasonBody,
+        problems=(404, 409),
     ),
 )

@@ -139,6 +139,26 @@ class Counters(Out):
     escaped: int
 
 
+class Feedback(Out):
+    """What the provider reported about the campaign's recipients (docs/feedback.md)."""
+
+    delivered: int
+    bounced: int
+    dropped: int
+    complained: int
+    unsubscribed: int
+
+
+class FeedbackSample(Out):
+    """One provider event kept as evidence (a few per kind)."""
+
+    kind: str
+    at: Timestamp
+    recipient: str
+    message_id: str
+    evidence: dict[str, Any]
+
+
 class Finding(Out):
     """What one rule found, merged over the messages that raised it."""
 
@@ -171,6 +191,7 @@ class Campaign(Out):
     subject: str
     declared: Declared
     counters: Counters
+    feedback: Feedback
     duplicates: int
     findings: list[Finding]
     acknowledged: list[Acknowledged]
@@ -343,6 +364,7 @@ class CampaignDetail(Campaign):
     throttles: list[ThrottleInForce]
     signoffs: list[Signoff]
     signoffs_missing: list[str]
+    feedback_samples: list[FeedbackSample]
     sample: MessageSummary | None
     canary: Canary | None
     timeline: list[TimelineStep]
@@ -415,6 +437,34 @@ class AuditEntry(Out):
 
 class AuditList(Page[AuditEntry]):
     """A page of the audit log, newest first."""
+
+
+class WebhookReceipt(Out):
+    """What a webhook call recorded: events received, new (not a retry), queued to forward."""
+
+    received: int
+    new: int
+    unattributed: int
+    forwarding: bool
+
+
+class WebhookDelivery(Out):
+    """A batch of provider events on its way to the platform's webhook URL."""
+
+    id: int
+    source: str
+    state: model.ForwardState
+    events: int
+    attempts: int
+    last_error: str
+    received_at: Timestamp
+    queued_at: Timestamp
+    next_attempt_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookDeliveryList(Page[WebhookDelivery]):
+    """A page of forwarded batches, newest first."""
 
 
 class PolicyRule(Out):

@@ -31,7 +31,7 @@ from gateway.model import (
     Campaign,
     ContentReport,
     Facts,
-    Feedback,
+    FeedbackStats,
     Finding,
     Needs,
     RuleScan,
@@ -298,7 +298,7 @@ class Engine:
         """Tell whether any rule selecting `campaign` reads its provider feedback."""
         return any(self._units[a.id].judge is not None for a in self._selecting(campaign))
 
-    def judge_feedback(self, campaign: Campaign, feedback: Feedback) -> Verdict:
+    def judge_feedback(self, campaign: Campaign, feedback: FeedbackStats) -> Verdict:
         """Run the feedback rules selecting `campaign` on what providers reported about it.
 
         Holds on an enforced finding the campaign's last release did not acknowledge; a

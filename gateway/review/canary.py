@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.errors import Conflict
-from gateway.model import AuditEntry, Campaign, Canary, Feedback, ReleaseScope, Verdict
+from gateway.model import AuditEntry, Campaign, Canary, FeedbackStats, ReleaseScope, Verdict
 from gateway.spool.port import Tx
 from gateway.states import CANARY_ACTIVE, CampaignState, CanaryState
 
 ACTOR = "canary"  # who releases the rest, in the timeline and the audit log
 
-Judge = Callable[[Campaign, Feedback], Verdict]
+Judge = Callable[[Campaign, FeedbackStats], Verdict]
 
 
 @dataclass(frozen=True, slots=True)

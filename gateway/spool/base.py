@@ -18,7 +18,13 @@ from gateway.model import (
     CampaignEvent,
     Canary,
     Delivery,
+    Feedback,
+    FeedbackEvent,
+    FeedbackOutcome,
+    FeedbackSample,
     Finding,
+    Forward,
+    ForwardState,
     Manifest,
     RecipientRecord,
     ReleaseScope,
@@ -67,6 +73,10 @@ class SpoolGauges:
     # This process reports the spool-wide numbers. Replicas sharing one database each read
     # the same numbers; only the leader reports them, so an alert fires once, not per replica.
     leader: bool = True
+    # The webhook outbox: batches waiting to be forwarded, dead letters, the oldest waiting.
+    forwards_pending: int = 0
+    forwards_dead: int = 0
+    oldest_forward_queued_at: float | None = None
 
     def as_follower(self) -> SpoolGauges:
         """Return the same snapshot, marked as one another replica reports."""
@@ -340,7 +350,72 @@ class Access(Protocol):
         """Remove an SMTP user; False when there is none of that name."""
 
 
-class Spool(Storage, Queue, Review, Segments, Access, Protocol):
+class Feedbacks(Protocol):
+    """Provider feedback: events counted per campaign once each, and the forward outbox."""
+
+    async def record_feedback(
+        self, source: str, events: Sequence[FeedbackEvent], now: float, *, body: bytes | None
+    ) -> FeedbackOutcome:
+        """Count a batch's new events per campaign and queue them to forward, in one commit.
+
+        Events whose ID (per `source`) was recorded before are skipped. `body` is the
+        batch as received, forwarded as it is when every event is new; otherwise the new
+        events alone are forwarded, as a JSON array in their order. None: nothing is
+        forwarded (DSNs).
+        """
+
+    async def feedback(
+        self, campaign_id: str, since: float | None = None, until: float | None = None
+    ) -> Feedback:
+        """Return a campaign's feedback, of events that happened in [since, until) if given.
+
+        Counted in minute buckets by the event's own time: a window is exact to the minute.
+        """
+
+    async def feedback_samples(self, campaign_id: str) -> list[FeedbackSample]:
+        """Return the few events kept as evidence of a campaign's feedback, by kind."""
+
+    async def unattributed_feedback(self) -> dict[str, int]:
+        """Return the counts by kind of events that matched no recipient."""
+
+    async def claim_forwards(
+        self, owner: str, now: float, limit: int, lease: float
+    ) -> list[Forward]:
+        """Lease up to `limit` due batches (with bodies) to `owner`, oldest first."""
+
+    async def settle_forward(
+        self,
+        owner: str,
+        forward_id: int,
+        state: ForwardState,
+        now: float,
+        *,
+        next_attempt_at: float = 0.0,
+        error: str = "",
+    ) -> bool:
+        """Record an attempt of a leased batch (compare-and-set on the lease)."""
+
+    async def forwards(
+        self, *, state: ForwardState | None = None, limit: int = 50, before: int | None = None
+    ) -> list[Forward]:
+        """Return batches newest first; `before` is the last ID of the previous page."""
+
+    async def forward(self, forward_id: int) -> Forward | None:
+        """Return one batch, without its body."""
+
+    async def retry_forward(
+        self, forward_id: int, now: float, *, audit: AuditEntry | None = None
+    ) -> Forward | None:
+        """Queue a dead batch again now (its maximum age from now); None when it is not dead."""
+
+    async def next_forward_due(self) -> float | None:
+        """Return when the earliest pending batch is due, or None."""
+
+    async def prune_feedback(self, before: float) -> int:
+        """Forget event IDs seen and batches delivered before `before`."""
+
+
+class Spool(Storage, Queue, Review, Segments, Access, Feedbacks, Protocol):
     """Durable storage of campaigns, messages and recipients: every part in one.
 
     Stages depend on the part they use (the relay on `Queue`, the segment loader on

@@ -21,7 +21,7 @@ from gateway.model import (
     CampaignRef,
     Canary,
     Declaration,
-    Feedback,
+    FeedbackStats,
     Finding,
     ReleaseScope,
     Signoff,
@@ -111,7 +111,7 @@ class Tx(Protocol):
         """Append an entry to the audit log, in this transaction."""
         ...
 
-    def feedback(self, campaign: Campaign, now: float) -> Feedback:
+    def feedback(self, campaign: Campaign, now: float) -> FeedbackStats:
         """Return what providers reported about the campaign's recipients, as of `now`."""
         ...
 

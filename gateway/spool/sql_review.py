@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.errors import Conflict
 from gateway.model import Campaign, CampaignEvent, Finding, Manifest, ReleaseScope, StoredMessage
-from gateway.spool import sql_segments, sql_throttle
+from gateway.spool import sql_feedback, sql_segments, sql_throttle
 from gateway.spool import transitions as t
 from gateway.spool.base import HeldCampaign, SpoolGauges
 from gateway.spool.dialect import Conn
@@ -257,12 +257,16 @@ def gauges(conn: Conn, limit: int) -> SpoolGauges:
     # A scan of the (state, next_attempt_at) covering index, not of the table: about
     # 0.1 s per million recipient rows on SQLite's reader thread, once per scrape.
     paused = relay_paused(conn)
+    pending, dead, oldest_forward = sql_feedback.backlog(conn)
     return SpoolGauges(
         campaigns_held=count,
         oldest_held_at=oldest,
         recipients=count_by_state(conn),
         relay_paused=paused,
         held=held,
+        forwards_pending=pending,
+        forwards_dead=dead,
+        oldest_forward_queued_at=oldest_forward,
         throttled=sql_throttle.waiting_by_rule(conn),
     )
 

@@ -9,6 +9,7 @@ one of the shared statement modules run through those two doors.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar, cast
 
 from gateway.model import (
@@ -17,7 +18,13 @@ from gateway.model import (
     CampaignEvent,
     Canary,
     Delivery,
+    Feedback,
+    FeedbackEvent,
+    FeedbackOutcome,
+    FeedbackSample,
     Finding,
+    Forward,
+    ForwardState,
     Manifest,
     RecipientRecord,
     ReleaseScope,
@@ -30,6 +37,7 @@ from gateway.model import (
 )
 from gateway.spool import sql_access as access
 from gateway.spool import sql_canary, sql_segments, sql_throttle
+from gateway.spool import sql_feedback as fb
 from gateway.spool import sql_queue as q
 from gateway.spool import sql_review as r
 from gateway.spool.base import HELD_NAMED_LIMIT, SpoolGauges
@@ -128,10 +136,14 @@ class SqlSpool:
     # -- campaigns and review -----------------------------------------------------------
 
     async def campaign(self, campaign_id: str) -> Campaign | None:
-        return await self._read(lambda c: q.campaign_by_id(c, campaign_id))
+        return await self._snapshot(
+            lambda c: _one_with_feedback(c, q.campaign_by_id(c, campaign_id))
+        )
 
     async def find_campaign(self, client: str, key: str) -> Campaign | None:
-        return await self._read(lambda c: r.find_campaign(c, client, key))
+        return await self._snapshot(
+            lambda c: _one_with_feedback(c, r.find_campaign(c, client, key))
+        )
 
     async def campaigns(
         self,
@@ -141,7 +153,9 @@ class SqlSpool:
         before: str | None = None,
         key: str | None = None,
     ) -> list[Campaign]:
-        return await self._read(lambda c: r.list_campaigns(c, state, limit, before, key))
+        return await self._snapshot(
+            lambda c: _with_feedback(c, r.list_campaigns(c, state, limit, before, key))
+        )
 
     async def events(self, campaign_id: str) -> list[CampaignEvent]:
         return await self._read(lambda c: r.events(c, campaign_id))
@@ -271,6 +285,69 @@ class SqlSpool:
             lambda c: c.execute("DELETE FROM frequency WHERE at < ?", (before,)).rowcount
         )
 
+    # -- provider feedback and the forward outbox -----------------------------------------
+
+    async def record_feedback(
+        self, source: str, events: Sequence[FeedbackEvent], now: float, *, body: bytes | None
+    ) -> FeedbackOutcome:
+        return await self._write(lambda c: fb.record(c, source, events, now, body=body))
+
+    async def feedback(
+        self, campaign_id: str, since: float | None = None, until: float | None = None
+    ) -> Feedback:
+        if since is None and until is None:
+            return await self._read(
+                lambda c: fb.totals(c, [campaign_id]).get(campaign_id, Feedback())
+            )
+        low, high = since or 0.0, until if until is not None else float(2**62)
+        return await self._read(lambda c: fb.window(c, campaign_id, low, high))
+
+    async def feedback_samples(self, campaign_id: str) -> list[FeedbackSample]:
+        return await self._read(lambda c: fb.samples(c, campaign_id))
+
+    async def unattributed_feedback(self) -> dict[str, int]:
+        return await self._read(fb.unattributed)
+
+    async def claim_forwards(
+        self, owner: str, now: float, limit: int, lease: float
+    ) -> list[Forward]:
+        return await self._write(lambda c: fb.claim(c, owner, now, limit, lease))
+
+    async def settle_forward(
+        self,
+        owner: str,
+        forward_id: int,
+        state: ForwardState,
+        now: float,
+        *,
+        next_attempt_at: float = 0.0,
+        error: str = "",
+    ) -> bool:
+        return await self._write(
+            lambda c: fb.settle(
+                c, owner, forward_id, state, now, next_attempt_at=next_attempt_at, error=error
+            )
+        )
+
+    async def forwards(
+        self, *, state: ForwardState | None = None, limit: int = 50, before: int | None = None
+    ) -> list[Forward]:
+        return await self._read(lambda c: fb.forwards(c, state, limit, before))
+
+    async def forward(self, forward_id: int) -> Forward | None:
+        return await self._read(lambda c: fb.forward(c, forward_id))
+
+    async def retry_forward(
+        self, forward_id: int, now: float, *, audit: AuditEntry | None = None
+    ) -> Forward | None:
+        return await self._decide(lambda c: fb.retry(c, forward_id, now), audit)
+
+    async def next_forward_due(self) -> float | None:
+        return await self._read(fb.next_due)
+
+    async def prune_feedback(self, before: float) -> int:
+        return await self._write(lambda c: fb.prune(c, before))
+
     # -- audit and tokens ---------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry) -> int:
@@ -302,3 +379,13 @@ class SqlSpool:
 
     async def remove_user(self, name: str) -> bool:
         return await self._write(lambda c: access.remove_user(c, name))
+
+
+def _with_feedback(conn: Conn, campaigns: list[Campaign]) -> list[Campaign]:
+    """Return the campaigns with their feedback totals, read on the same snapshot."""
+    found = fb.totals(conn, [c.id for c in campaigns])
+    return [replace(c, feedback=found[c.id]) if c.id in found else c for c in campaigns]
+
+
+def _one_with_feedback(conn: Conn, campaign: Campaign | None) -> Campaign | None:
+    return None if campaign is None else _with_feedback(conn, [campaign])[0]

@@ -19,18 +19,21 @@ from gateway.model import (
     Canary,
     Declaration,
     Feedback,
+    FeedbackStats,
     Finding,
     ReleaseScope,
     Signoff,
     Submission,
     new_id,
 )
-from gateway.spool import sql_access, sql_canary, sql_review, sql_segments
+from gateway.spool import sql_access, sql_canary, sql_feedback, sql_review, sql_segments
 from gateway.spool import sql_queue as q
 from gateway.spool import transitions as t
 from gateway.spool.dialect import Conn
 from gateway.spool.port import Hold, Joined
 from gateway.states import CampaignState, RecipientState
+
+HOUR = 3600.0  # the window of a feedback rule's `max_per_hour`
 
 
 class SqlTx:
@@ -136,10 +139,20 @@ class SqlTx:
     def audit(self, entry: AuditEntry) -> None:
         sql_access.append_audit(self._conn, entry)
 
-    def feedback(self, campaign: Campaign, now: float) -> Feedback:  # noqa: ARG002 - see below
-        # Until provider events are stored (the webhook and DSN intake), a campaign's
-        # feedback is what the spool knows: how many recipients were sent.
-        return Feedback(sent=campaign.counters.relayed)
+    def feedback(self, campaign: Campaign, now: float) -> FeedbackStats:
+        totals = sql_feedback.totals(self._conn, [campaign.id]).get(campaign.id, Feedback())
+        # The minute `now` falls in is counted: the window ends after it.
+        last_hour = sql_feedback.window(self._conn, campaign.id, now - HOUR, now + 1.0)
+        samples: dict[str, list[dict[str, Any]]] = {}
+        for sample in sql_feedback.samples(self._conn, campaign.id):
+            shown = {"recipient": sample.recipient, "at": sample.at, **sample.evidence}
+            samples.setdefault(sample.kind, []).append(shown)
+        return FeedbackStats(
+            sent=campaign.counters.relayed,
+            totals=totals,
+            last_hour=last_hour,
+            samples={kind: tuple(found) for kind, found in samples.items()},
+        )
 
     def event(self, campaign_id: str, now: float, event: str, actor: str, **details: Any) -> None:
         q.add_event(self._conn, campaign_id, now, event, actor, **details)

@@ -19,11 +19,15 @@ import pytest
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
+from gateway.feedback.sendgrid import parse_batch
+from gateway.model import ForwardState
 from tests.harness import IDENTITY_TOKENS, TOKENS, docs_policies, held_campaign, run_gateway
 from tests.mail import message
+from tests.webhooks import Signer, batch, event
 
 MAX_BODY = 4096
 BODY_TIMEOUT = 0.2
+SIGNER = Signer()  # SendGrid's key, as far as these gateways know
 
 
 async def slow_body() -> AsyncIterator[bytes]:
@@ -104,6 +108,7 @@ def settings(settings_for, tmp_path):
         http={"max_body_size": MAX_BODY, "body_timeout": BODY_TIMEOUT},
         segments={"max_upload_size": 1000},
         policies={"dir": str(docs_policies(tmp_path))},
+        webhooks={"sendgrid": {"public_key": SIGNER.public_key, "max_body_size": MAX_BODY}},
     )
 
 
@@ -159,6 +164,31 @@ async def probe_lockout(api: Checked, paths: dict[tuple[str, str], str]) -> None
         if "security" in api.doc["paths"][template][method.lower()]:
             status, _ = await api.call("admin", method, template, path, {"reason": "x"})
             assert status == 429
+
+
+async def probe_webhooks(api: Checked, gw: Any) -> None:
+    """The webhook (signed, not signed, malformed, too large) and the outbox's routes."""
+    hook, now = "/webhooks/sendgrid", time.time()
+    events = batch([event("delivered", "a@example.org", "01MSG", "01CAMP", 1, now)])
+    await api.call(None, "POST", hook, data=events, headers=SIGNER.headers(events, now))
+    for body in (b"[{}]", b"[" + b" " * MAX_BODY + b"]"):  # 400 naming the field, 413
+        await api.call(None, "POST", hook, data=body, headers=SIGNER.headers(body, now))
+    await api.call(None, "POST", hook, data=events, headers={"Content-Type": "application/json"})
+
+    # No forward URL here: a batch queued by hand is given up on by hand, then retried.
+    queued = batch([event("bounce", "b@example.org", "01MSG", "01CAMP", 2, now)])
+    outcome = await gw.spool.record_feedback("sendgrid", parse_batch(queued), now, body=queued)
+    [claimed] = await gw.spool.claim_forwards("test", now, 10, 60)
+    await gw.spool.settle_forward("test", claimed.id, ForwardState.DEAD, now, error="HTTP 500")
+    deliveries, retry = "/api/v1/webhooks/deliveries", "/api/v1/webhooks/deliveries/{id}/retry"
+    await api.call("viewer", "GET", deliveries, f"{deliveries}?state=dead&limit=1")
+    await api.call("viewer", "GET", deliveries, f"{deliveries}?state=lost")
+    mine = f"{deliveries}/{outcome.forward_id}/retry"
+    status, _ = await api.call("alice", "POST", retry, mine, {"reason": "platform is back"})
+    assert status == 200
+    status, _ = await api.call("alice", "POST", retry, mine, {"reason": "again"})
+    assert status == 409
+    await api.call("alice", "POST", retry, f"{deliveries}/nope/retry", {"reason": "x"})
 
 
 async def test_every_route_answers_what_the_document_says(settings):
@@ -249,6 +279,8 @@ async def test_every_route_answers_what_the_document_says(settings):
         )
         status, problem = await api.call("alice", "POST", reload, body={"reason": "typo"})
         assert (status, problem["type"]) == (422, "https://sendbrake.dev/problems/invalid-policies")
+
+        await probe_webhooks(api, gw)
 
         paths = {
             (method.upper(), template): template.format(id=big, key="small", name="vip")

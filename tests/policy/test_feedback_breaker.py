@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import PolicyError
-from gateway.model import Facts, Feedback
+from gateway.model import Facts, Feedback, FeedbackStats
 from tests.policy.factories import campaign, changed, engine, submission
 
 BREAKER = (
@@ -23,8 +23,10 @@ def verdict(tmp_path, feedback, rules=BREAKER, acknowledged=frozenset()):
 
 
 def test_a_complaint_rate_past_the_threshold_holds_with_rates_and_samples(tmp_path):
-    feedback = Feedback(
-        sent=1000, totals={"complained": 4, "delivered": 990}, samples={"complained": (COMPLAINT,)}
+    feedback = FeedbackStats(
+        sent=1000,
+        totals=Feedback(complained=4, delivered=990),
+        samples={"complained": (COMPLAINT,)},
     )
     hold, found = verdict(tmp_path, feedback)
     assert hold
@@ -39,28 +41,31 @@ def test_a_complaint_rate_past_the_threshold_holds_with_rates_and_samples(tmp_pa
 
 
 def test_rates_at_the_threshold_or_below_min_sent_do_not_hold(tmp_path):
-    at_limit = Feedback(sent=1000, totals={"complained": 3, "bounced": 50})
+    at_limit = FeedbackStats(sent=1000, totals=Feedback(complained=3, bounced=50))
     assert verdict(tmp_path, at_limit) == (False, {})
     # 5 complaints of 99 sent is 5 %, but 99 recipients are too few for a rate to mean much.
-    too_few = Feedback(sent=99, totals={"complained": 5})
+    too_few = FeedbackStats(sent=99, totals=Feedback(complained=5))
     assert verdict(tmp_path, too_few) == (False, {})
 
 
 def test_an_hourly_count_holds_a_campaign_too_small_for_rates(tmp_path):
-    hold, found = verdict(tmp_path, Feedback(sent=40, last_hour={"complained": 21}))
+    hold, found = verdict(tmp_path, FeedbackStats(sent=40, last_hour=Feedback(complained=21)))
     assert hold
     assert found["complained_per_hour"].evidence["window"] == "1h"
-    assert verdict(tmp_path, Feedback(sent=40, last_hour={"complained": 20})) == (False, {})
+    assert verdict(tmp_path, FeedbackStats(sent=40, last_hour=Feedback(complained=20))) == (
+        False,
+        {},
+    )
 
 
 def test_a_bounce_rate_is_its_own_finding(tmp_path):
-    hold, found = verdict(tmp_path, Feedback(sent=200, totals={"bounced": 11}))
+    hold, found = verdict(tmp_path, FeedbackStats(sent=200, totals=Feedback(bounced=11)))
     assert hold
     assert set(found) == {"bounce_rate"}
 
 
 def test_a_released_campaign_is_not_held_again_for_what_the_release_accepted(tmp_path):
-    feedback = Feedback(sent=1000, totals={"complained": 9})
+    feedback = FeedbackStats(sent=1000, totals=Feedback(complained=9))
     hold, found = verdict(
         tmp_path, feedback, acknowledged=frozenset({("breaker", "complaint_rate")})
     )
@@ -70,7 +75,7 @@ def test_a_released_campaign_is_not_held_again_for_what_the_release_accepted(tmp
 
 def test_shadow_mode_records_without_holding(tmp_path):
     rules = BREAKER.replace("kind: feedback,", "kind: feedback, mode: shadow,")
-    hold, found = verdict(tmp_path, Feedback(sent=1000, totals={"complained": 9}), rules)
+    hold, found = verdict(tmp_path, FeedbackStats(sent=1000, totals=Feedback(complained=9)), rules)
     assert not hold
     assert found["complaint_rate"].mode == "shadow"
 
@@ -81,7 +86,9 @@ def test_when_selects_the_campaigns_judged(tmp_path):
     newsletter = campaign(5000, category="newsletter")
     assert not built.judges_feedback(newsletter)
     assert (
-        built.judge_feedback(newsletter, Feedback(sent=1000, totals={"complained": 9})).findings
+        built.judge_feedback(
+            newsletter, FeedbackStats(sent=1000, totals=Feedback(complained=9))
+        ).findings
         == ()
     )
     assert built.judges_feedback(campaign(5000, category="survey"))
@@ -92,7 +99,7 @@ def test_a_crashing_breaker_holds(tmp_path):
         raise RuntimeError("no rates today")
 
     built = engine(tmp_path, BREAKER, registry=changed("feedback", judge=broken))
-    judged = built.judge_feedback(campaign(5000), Feedback(sent=1))
+    judged = built.judge_feedback(campaign(5000), FeedbackStats(sent=1))
     assert judged.hold
     assert [f.kind for f in judged.findings] == ["check_failed"]
 

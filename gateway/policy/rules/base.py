@@ -24,7 +24,7 @@ from gateway.model import (
     Campaign,
     ContentHit,
     Facts,
-    Feedback,
+    FeedbackStats,
     Needs,
     RuleScan,
     Submission,
@@ -217,7 +217,7 @@ class Unit(Generic[R]):
     scan: Callable[[R, Document, Shared], Sequence[ContentHit]] | None = None
     suppressible: bool = False
     count: Callable[[R, Context], Mapping[str, int]] | None = None
-    judge: Callable[[R, Feedback], Sequence[Observation]] | None = None
+    judge: Callable[[R, FeedbackStats], Sequence[Observation]] | None = None
     # The relay throttle the rule puts on a campaign it selects (the `throttle` kind).
     throttle: Callable[[R, Campaign], Throttle] | None = None
 

@@ -1,7 +1,7 @@
 """Feedback circuit breaker: hold a sending campaign whose recipients complain or bounce.
 
 Owns the `feedback` kind. It never looks at a message being admitted; it reads what the
-provider reported about the recipients already sent (`model.Feedback`: webhook events
+provider reported about the recipients already sent (`model.FeedbackStats`: webhook events
 and DSNs, docs/feedback.md) and is judged each time new feedback for the campaign is
 recorded, and when a canary release's observation ends. Rates count events per recipient
 sent and are only trusted past `min_sent` recipients; `max_per_hour` is an absolute count
@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gateway.model import Feedback
+from gateway.model import FeedbackStats
 from gateway.policy.rules.base import Context, Observation, Rule
 
 Event = Literal["bounced", "dropped", "complained", "unsubscribed"]
@@ -62,14 +62,14 @@ def check(rule: FeedbackBreaker, ctx: Context) -> list[Observation]:  # noqa: AR
     return []
 
 
-def judge(rule: FeedbackBreaker, feedback: Feedback) -> list[Observation]:
+def judge(rule: FeedbackBreaker, feedback: FeedbackStats) -> list[Observation]:
     """Say which of the rule's thresholds the campaign's feedback is past."""
     found = []
     if feedback.sent >= rule.min_sent:
         for event, limit in rule.max_rate.items():
             rate = feedback.rate(event)
             if rate > limit:
-                count = feedback.totals.get(event, 0)
+                count = getattr(feedback.totals, event)
                 message = (
                     f"{count} of {feedback.sent} recipients sent {_said(event)}"
                     f" ({rate:.2%}, above {rule.id}'s {limit:.2%}); held before more go out"
@@ -82,7 +82,7 @@ def judge(rule: FeedbackBreaker, feedback: Feedback) -> list[Observation]:
                 }
                 found.append(_observed(_RATE_KIND[event], message, event, feedback, evidence))
     for event, limit in rule.max_per_hour.items():
-        count = feedback.last_hour.get(event, 0)
+        count = getattr(feedback.last_hour, event)
         if count > limit:
             message = (
                 f"{count} recipients {_said(event)} in the last hour"
@@ -103,7 +103,7 @@ def _said(event: str) -> str:
 
 
 def _observed(
-    kind: str, message: str, event: str, feedback: Feedback, evidence: dict[str, object]
+    kind: str, message: str, event: str, feedback: FeedbackStats, evidence: dict[str, object]
 ) -> Observation:
     samples = [dict(s) for s in feedback.samples.get(event, ())[:SAMPLE_EVENTS]]
     return Observation(
