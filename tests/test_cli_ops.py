@@ -64,7 +64,7 @@ async def sent_campaign(gw: Running, key: str) -> str:
 
 def test_policies_check_accepts_the_shipped_policies():
     result = ok(CliRunner().invoke(main, ["policies", "check", str(POLICIES)]))
-    assert result.stdout.startswith("policies OK: 12 rules from default.yaml (version sha256:")
+    assert result.stdout.startswith("policies OK: 13 rules from default.yaml (version sha256:")
 
 
 def test_policies_check_reads_the_directory_from_the_settings(tmp_path):
