@@ -109,6 +109,11 @@ class Inbound:
     # The subject an implicit campaign is keyed by, when the ingress knows it better than
     # the Subject header: the HTTP send API's, before substitutions made it per recipient.
     subject: str | None = None
+    # How the ingress itself tells a client's retry (the HTTP send API: a digest of the
+    # request), and for how long after the first one a retry is one; None: the admitter's
+    # own key (client, envelope and bytes with a Message-ID) for as long as mail is kept.
+    resend_key: bytes | None = None
+    resend_window: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,7 @@ class Submission:
     # Digest of the transaction as received (client, envelope, bytes) when the message has
     # its own Message-ID: a platform's retry after a lost 250 has the same (`Tx.resent`).
     resend_key: bytes | None = None
+    resend_since: float | None = None  # a retry counts only of a message received since
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,6 +245,13 @@ class EspSettings(_Section):
     max_personalizations: int = Field(
         1000, gt=0, description="Most personalizations in one request (SendGrid allows 1,000)."
     )
+    resend_window: Duration = Field(
+        3600.0,
+        description=(
+            "A request with the same API key and the same bytes as one accepted within this"
+            " is a client's retry (its 202 was lost): answered 202 again, stored once; 0: off."
+        ),
+    )
     max_recipients: int = Field(
         1000,
         gt=0,

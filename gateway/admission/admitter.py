@@ -186,7 +186,9 @@ class Admitter:
             hashes=tuple(address_hash(box) for box in mailboxes),
             header_fields=edited.fields,
             content_key=content_key(edited),
-            resend_key=resend_key(inbound) if headers.has("Message-ID") else None,
+            resend_key=inbound.resend_key
+            or (resend_key(inbound) if headers.has("Message-ID") else None),
+            resend_since=now - inbound.resend_window if inbound.resend_window else None,
         )
 
     def use_decider(self, decider: Decider) -> None:

@@ -36,7 +36,8 @@ def admit(tx: Tx, sub: Submission, decider: Decider, window: float) -> Admission
     nothing of it). A retry of a transaction stored before (a platform that lost the 250
     to a crash) is answered with the stored message, and nothing is stored or counted.
     """
-    if sub.resend_key is not None and (earlier := tx.resent(sub.resend_key)) is not None:
+    earlier = None if sub.resend_key is None else tx.resent(sub.resend_key, sub.resend_since)
+    if earlier is not None:
         return resent(tx, *earlier)
     campaign_id, conflicts = join(tx, sub, window)
     duplicates = find_duplicates(tx, campaign_id, sub.mailboxes)

@@ -14,6 +14,7 @@ through the injected `admit_all`, keys through the injected `authenticate`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -134,6 +135,8 @@ class EspIngress:
         # (about a millisecond a message): off the event loop (STYLE.md rule 5).
         built = await asyncio.to_thread(self._messages, raw, self._clock())
         trace = self._trace(request)
+        window = self._settings.resend_window
+        resends = _resend_keys(key.name, raw, len(built)) if window else [None] * len(built)
         inbounds = [
             Inbound(
                 ingress="http",
@@ -143,8 +146,10 @@ class EspIngress:
                 content=message.content,
                 trace=trace,
                 subject=message.subject if message.key is None else None,
+                resend_key=resend,
+                resend_window=window or None,
             )
-            for message in built
+            for message, resend in zip(built, resends, strict=True)
         ]
         try:
             admissions = await self._admit(key, inbounds, built)
@@ -293,3 +298,16 @@ async def start_esp(ingress: EspIngress, listen: str) -> web.AppRunner:
         await runner.cleanup()
         raise
     return runner
+
+
+def _resend_keys(client: str, raw: bytes, count: int) -> list[bytes | None]:
+    """Key each of a request's messages by the request as received (client and bytes).
+
+    A client retrying the request after a lost 202 sends the same bytes: its messages get
+    the same keys, and the admission answers them with the messages stored the first time.
+    """
+    request = hashlib.blake2b(client.encode("utf-8", "surrogateescape") + b"\0" + raw).digest()
+    return [
+        hashlib.blake2b(request + index.to_bytes(4, "big"), digest_size=16).digest()
+        for index in range(count)
+    ]

@@ -121,8 +121,11 @@ class Tx(Protocol):
 
     # -- look-ups for the rules -----------------------------------------------------------
 
-    def resent(self, resend_key: bytes) -> tuple[str, str] | None:
-        """Return (message ID, campaign ID) of the stored message with this resend key."""
+    def resent(self, resend_key: bytes, since: float | None = None) -> tuple[str, str] | None:
+        """Return (message ID, campaign ID) of the stored message with this resend key.
+
+        `since`: only a message received since then (None: any still stored).
+        """
         ...
 
     def seen(self, campaign_id: str, mailboxes: Iterable[str]) -> set[str]:

@@ -196,9 +196,11 @@ class SqlTx:
             ).fetchall()
         )
 
-    def resent(self, resend_key: bytes) -> tuple[str, str] | None:
+    def resent(self, resend_key: bytes, since: float | None = None) -> tuple[str, str] | None:
         row = self._conn.execute(
-            "SELECT id, campaign_id FROM messages WHERE resend_key = ? LIMIT 1", (resend_key,)
+            "SELECT id, campaign_id FROM messages WHERE resend_key = ? AND received_at >= ?"
+            " LIMIT 1",
+            (resend_key, since if since is not None else float("-inf")),
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 

@@ -21,6 +21,7 @@ from sendgrid import SendGridAPIClient
 
 from gateway.errors import SpoolError
 from gateway.spool import create_spool
+from tests.clock import ManualClock
 from tests.esp import body, personalised, post, sdk
 from tests.harness import POLICIES, TOKENS, run_gateway
 from tests.helpers import eventually
@@ -519,3 +520,35 @@ async def test_the_send_apis_own_limits_close_slow_connections_and_time_out_slow
         )
         assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request")
         await nothing_stored(gw)
+
+
+async def test_a_retried_request_whose_202_was_lost_is_stored_and_sent_once(settings_for, upstream):
+    clock = ManualClock()
+    settings = settings_for(upstream.port, esp={**ESP, "resend_window": "1h"})
+    async with run_gateway(settings, clock=clock) as gw:
+        request = body(30, headers={"X-Campaign-ID": "spring-retry", "X-Declared-Size": "30"})
+        first_status, first, _ = await post(gw, request)
+        again_status, again, _ = await post(gw, request)  # the platform never saw the 202
+        assert (first_status, again_status) == (202, 202)
+        assert again["X-Message-Id"] == first["X-Message-Id"]
+        campaign = await campaign_of(gw, "spring-retry")
+        assert campaign["state"] == "open"  # not held as the same readers twice
+        assert campaign["counters"]["received"] == 30
+        await eventually(lambda: len(upstream.transactions) == 30)
+
+        # Another key sending the same bytes is another client's send, not a retry.
+        other_status, other, _ = await post(gw, request, key=TOKENS["admin"][0])
+        assert other_status == 202
+        assert other["X-Message-Id"] != first["X-Message-Id"]
+
+        # Past esp.resend_window, the same request is a new send (and the rules judge it).
+        clock.advance(3601)
+        late_status, late, _ = await post(gw, request)
+        assert late_status == 202
+        assert late["X-Message-Id"] != first["X-Message-Id"]
+        status, page = await gw.api().get("/api/v1/campaigns")
+        assert status == 200
+        mine = [
+            c for c in page["items"] if c["key"] == "spring-retry" and c["client"] == "platform"
+        ]
+        assert sum(c["counters"]["received"] for c in mine) == 60
