@@ -164,6 +164,7 @@ class EspIngress:
             "esp_request_accepted",
             client=key.name,
             messages=len(admissions),
+            resent=len(admissions) - len(new),  # a client's retry: stored the first time
             recipients=sum(len(i.rcpt_tos) for i in inbounds),
             held=sum(a.held for a in admissions),
             first=admissions[0].message_id,
