@@ -145,7 +145,7 @@ class SqlTx:
         last_hour = sql_feedback.window(self._conn, campaign.id, now - HOUR, now + 1.0)
         samples: dict[str, list[dict[str, Any]]] = {}
         for sample in sql_feedback.samples(self._conn, campaign.id):
-            shown = {"recipient": sample.recipient, "at": sample.at, **sample.evidence}
+            shown = {"recipient": sample.recipient, **sample.evidence}
             samples.setdefault(sample.kind, []).append(shown)
         return FeedbackStats(
             sent=campaign.counters.relayed,

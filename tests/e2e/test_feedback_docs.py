@@ -8,16 +8,18 @@ gateway answers (IDs, times and the per-run signature aside).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from gateway.states import RecipientState
 from tests.clock import ManualClock
 from tests.docs import refresh_or_compare
 from tests.fakes.platform import FakePlatform
-from tests.harness import Running, run_gateway, send_campaign
+from tests.harness import POLICIES, Running, held_campaign, run_gateway, send_campaign
 from tests.helpers import eventually
 from tests.webhooks import Signer, batch, dsn, event
 
@@ -211,3 +213,72 @@ async def test_feedback_examples_in_the_docs_match_a_live_run(settings_for, tmp_
     finally:
         await platform.stop()
     refresh_or_compare(DOC, "\n".join(parts))
+
+
+async def test_canary_examples_in_the_docs_match_a_live_run(settings_for, upstream, tmp_path):
+    signer, clock = Signer(), ManualClock(float(int(time.time())))
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shutil.copy(POLICIES / "default.yaml", policies)
+    (policies / "breaker.yaml").write_text(f"version: 1\nrules:\n  - {CANARY_BREAKER}\n")
+    settings = settings_for(
+        upstream.port,
+        ops={"canary_poll_interval": "20ms"},
+        policies={"dir": str(policies)},
+        webhooks={"sendgrid": {"public_key": signer.public_key}},
+    )
+    parts: list[str] = []
+    async with run_gateway(settings, clock=clock) as gw:
+        campaign = await held_campaign(gw, 200)
+        api = gw.api("alice")
+        ask = {"reason": "new list: 5 % first", "canary": "5%", "observe": "30m"}
+        status, started = await api.post(f"/api/v1/campaigns/{campaign}/release", ask)
+        parts.append(
+            "### Release 5 % first\n\n"
+            + block(
+                "http",
+                f"POST /api/v1/campaigns/{campaign}/release\n"
+                "Authorization: Bearer <alice's token: operator>\n"
+                "Content-Type: application/json\n\n" + pretty(ask),
+            )
+            + f"\n`{status}` (an excerpt of the campaign)\n\n"
+            + block("json", pretty(_canary_excerpt(started)))
+        )
+
+        async def observing() -> Any:
+            _, detail = await api.get(f"/api/v1/campaigns/{campaign}")
+            return detail if detail["canary"]["state"] == "observing" else None
+
+        detail = await eventually(observing)
+        parts.append(
+            "### The slice is out: its feedback is awaited until `decide_at`\n\n"
+            + block("json", pretty(_canary_excerpt(detail)))
+        )
+        rows = await gw.spool.recipients(campaign_id=campaign, state=RecipientState.RELAYED)
+        complaints = [
+            event("spamreport", row.address, row.message_id, campaign, n, clock.now)
+            for n, row in enumerate(rows[:2])
+        ]
+        body = batch(complaints)
+        status, _ = await post_hook(gw, body, signer.headers(body, clock.now))
+        assert status == 200
+
+        async def failed() -> Any:
+            _, detail = await api.get(f"/api/v1/campaigns/{campaign}")
+            return detail if detail["canary"]["state"] == "failed" else None
+
+        detail = await eventually(failed)
+        breaker = [f for f in detail["findings"] if f["rule"] == "breaker"]
+        parts.append(
+            "### Two of the ten report it as spam: the canary fails, the rest stays held\n\n"
+            + block("json", pretty({**_canary_excerpt(detail), "findings": breaker}))
+        )
+    refresh_or_compare(DOC, "\n".join(parts), "canary-examples")
+
+
+CANARY_BREAKER = "{id: breaker, kind: feedback, min_sent: 10, max_rate: {complained: 0.05}}"
+
+
+def _canary_excerpt(detail: dict[str, Any]) -> dict[str, Any]:
+    counters = {k: detail["counters"][k] for k in ("received", "held", "queued", "relayed")}
+    return {"state": detail["state"], "counters": counters, "canary": detail["canary"]}
