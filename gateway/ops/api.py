@@ -113,13 +113,17 @@ class OpsApi(Handlers):
         if campaign.sample_message_id:
             message = await self.spool.message(campaign.sample_message_id)
             sample = message and s.MessageSummary.of(message, BASE)
-        signed, required = await self.spool.read(
-            lambda tx: (tx.signoffs(campaign.id), signoffs.required(tx.tallies(campaign.id)))
+        signed, required, current, latest = await self.spool.read(
+            lambda tx: (
+                tx.signoffs(campaign.id),
+                signoffs.required(tx.tallies(campaign.id)),
+                tx.campaign(campaign.id),
+                tx.canary(campaign.id),  # with the campaign's counters, in one snapshot
+            )
         )
         # Changes answer the campaign as their transaction left it: its feedback is read here.
-        campaign = replace(campaign, feedback=await self.spool.feedback(campaign.id))
+        campaign = replace(current or campaign, feedback=await self.spool.feedback(campaign.id))
         samples = await self.spool.feedback_samples(campaign.id)
-        latest = await self.spool.canary(campaign.id)
         return s.CampaignDetail.model_validate(
             {
                 **dict(s.Campaign.model_validate(campaign)),

@@ -3,9 +3,9 @@
 After a batch of provider events (or a DSN) is recorded, each campaign it counted for is
 judged by the `feedback` rules in force (`Engine.judge_feedback`), in a spool transaction
 of its own: the findings join the campaign's, and a sending campaign (open or released)
-whose verdict holds is held, like any rule's hold. A held campaign only gains the
-findings, for the reviewer; a canary release under way fails on its next step
-(`gateway.review.canary`).
+whose verdict holds is held, like any rule's hold. A held campaign is left as it
+is (its feedback counters are in its JSON); one with a canary release under way is judged
+by the canary watcher, which fails the canary on its next step (`gateway.review.canary`).
 """
 
 from __future__ import annotations
@@ -30,18 +30,20 @@ SENDING = (CampaignState.OPEN, CampaignState.RELEASED)
 
 
 def trip(tx: Tx, campaign_id: str, now: float, judge: Judge) -> tuple[Verdict | None, int | None]:
-    """Judge one campaign's feedback; hold it if it is sending and the verdict holds.
+    """Judge a sending campaign's feedback; hold it if the verdict holds.
 
-    Return the verdict (None for a campaign gone or rejected) and the recipients the hold
+    Return the verdict (None for a campaign gone, held or rejected) and the recipients the hold
     quarantined (None when it did not hold).
     """
     campaign = tx.campaign(campaign_id)
-    if campaign is None or campaign.state is CampaignState.REJECTED:
+    if campaign is None or campaign.state not in SENDING:
+        # Held: nothing of it goes out anyway (a canary's watcher judges its own);
+        # rejected: nothing ever will.
         return None, None
     verdict = judge(campaign, tx.feedback(campaign, now))
     if verdict.findings:
         tx.merge_findings(campaign, verdict.findings)
-    if not verdict.hold or campaign.state not in SENDING:
+    if not verdict.hold:
         return verdict, None
     rules = tuple(sorted({f.rule for f in verdict.findings if f.mode == "enforce"}))
     return verdict, tx.hold(campaign, Hold(now, ACTOR, rules))

@@ -55,7 +55,7 @@ def start(
         return None
     if campaign.state is not CampaignState.HELD:
         raise Conflict(f"campaign {campaign_id} is {campaign.state}; only a held one can canary")
-    current = tx.canary(campaign_id)
+    current = tx.lock_canary(campaign_id)
     if current is not None and current.state in CANARY_ACTIVE:
         raise Conflict(f"campaign {campaign_id} already has a canary {current.state}")
     held = campaign.counters.held
@@ -87,7 +87,7 @@ def advance(
 
     `audit` describes the automatic release of the rest, stored with it.
     """
-    canary = tx.canary(campaign_id)
+    canary = tx.lock_canary(campaign_id)
     if canary is None or canary.state not in CANARY_ACTIVE:
         return canary
     campaign = tx.campaign(campaign_id)

@@ -96,7 +96,11 @@ class Tx(Protocol):
         ...
 
     def canary(self, campaign_id: str) -> Canary | None:
-        """Return the campaign's latest canary release, locked for a change."""
+        """Return the campaign's latest canary release."""
+        ...
+
+    def lock_canary(self, campaign_id: str) -> Canary | None:
+        """Return the campaign's latest canary release, locked until the commit."""
         ...
 
     def put_canary(self, canary: Canary) -> None:

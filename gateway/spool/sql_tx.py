@@ -128,6 +128,9 @@ class SqlTx:
         return sql_review.release(self._conn, campaign_id, actor, now, scope)
 
     def canary(self, campaign_id: str) -> Canary | None:
+        return sql_canary.canary(self._conn, campaign_id)
+
+    def lock_canary(self, campaign_id: str) -> Canary | None:
         return sql_canary.canary(self._conn, campaign_id, lock=True)
 
     def put_canary(self, canary: Canary) -> None:

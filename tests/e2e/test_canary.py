@@ -123,7 +123,12 @@ async def test_complaints_about_the_slice_fail_the_canary_and_nothing_more_goes_
     assert len(slice_) == 10
 
     await complain(gw, signer, clock, campaign_id, slice_[:2])  # 2 of 10 sent: 20 % > 5 %
-    failed = await eventually(lambda: canary_state(gw, campaign_id, "failed"))
+
+    async def failed_with_findings():
+        body = await canary_state(gw, campaign_id, "failed")
+        return body if body and any(f["rule"] == "breaker" for f in body["findings"]) else None
+
+    failed = await eventually(failed_with_findings)
     assert failed["state"] == "held"
     assert failed["counters"]["held"] == RECIPIENTS - 10
     [finding] = [f for f in failed["findings"] if f["rule"] == "breaker"]

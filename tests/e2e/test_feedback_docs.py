@@ -167,6 +167,9 @@ async def test_feedback_examples_in_the_docs_match_a_live_run(settings_for, tmp_
             late = batch([event("delivered", "bob@example.org", mid, campaign, 5, clock.now)])
             await post_hook(gw, late, signer.headers(late, clock.now))
             await eventually(lambda: platform.attempts == 3)
+            # The failed attempt is settled (and its retry planned) before the clock moves
+            # past max_age; otherwise it would die at its first attempt, not its second.
+            await eventually(pending)
             clock.advance(3 * 86400 + 1)
             gw.gateway.forwarder.wake()
 
@@ -265,7 +268,8 @@ async def test_canary_examples_in_the_docs_match_a_live_run(settings_for, upstre
 
         async def failed() -> Any:
             _, detail = await api.get(f"/api/v1/campaigns/{campaign}")
-            return detail if detail["canary"]["state"] == "failed" else None
+            found = [f for f in detail["findings"] if f["rule"] == "breaker"]
+            return detail if detail["canary"]["state"] == "failed" and found else None
 
         detail = await eventually(failed)
         breaker = [f for f in detail["findings"] if f["rule"] == "breaker"]
