@@ -3,9 +3,10 @@
 A fixture file (`<policy dir>/tests/*.yaml`) lists cases: a message (an `.eml` file next
 to it, or one written inline), the campaign it belongs to at that moment (declaration,
 recipients received so far, this message's recipients, segment members, sign-offs, the
-date), and the findings expected as (rule, kind) pairs, or `none`. Running a case is what
-the gateway does for one message (analyse, then decide) without a spool: the facts the
-spool would look up come from the fixture. Errors in fixture files name file, line, key.
+date, what providers reported about it: `feedback`), and the findings expected as
+(rule, kind) pairs, or `none`. Running a case is what the gateway does for one message
+(analyse, then decide; with `feedback`, judge the feedback rules too) without a spool:
+the facts the spool would look up come from the fixture. Errors in fixture files name file, line, key.
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ from pydantic import Field, ValidationError
 from gateway.audience.lists import ListReader
 from gateway.mail.addresses import address_hash, normalise_address
 from gateway.mail.headers import HeaderBlock
-from gateway.model import Campaign, CampaignRef, Counters, Declaration, Facts, Finding, Submission
+from gateway.model import (
+    Campaign,
+    CampaignRef,
+    Counters,
+    Declaration,
+    Facts,
+    Feedback,
+    FeedbackStats,
+    Finding,
+    Submission,
+)
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet
 from gateway.policy.registry import Registry
@@ -62,6 +73,34 @@ class MessageSpec(Strict):
         return message.as_bytes(policy=SMTP)
 
 
+class FeedbackCounts(Strict):
+    """Provider events counted for a campaign (webhooks, DSNs)."""
+
+    delivered: int = Field(0, ge=0)
+    bounced: int = Field(0, ge=0)
+    dropped: int = Field(0, ge=0)
+    complained: int = Field(0, ge=0)
+    unsubscribed: int = Field(0, ge=0)
+
+
+class FeedbackSpec(FeedbackCounts):
+    """What providers reported about the campaign's recipients so far (`feedback` rules)."""
+
+    sent: int = Field(ge=0, description="Recipients relayed to the provider.")
+    last_hour: FeedbackCounts = Field(
+        default_factory=FeedbackCounts, description="Those of the events in the last hour."
+    )
+
+    def stats(self) -> FeedbackStats:
+        """Return the feedback as the breaker reads it."""
+        counts = self.model_dump(exclude={"sent", "last_hour"})
+        return FeedbackStats(
+            sent=self.sent,
+            totals=Feedback(**counts),
+            last_hour=Feedback(**self.last_hour.model_dump()),
+        )
+
+
 class CampaignSpec(Strict):
     """The campaign a fixture message belongs to, as the spool would know it."""
 
@@ -82,6 +121,9 @@ class CampaignSpec(Strict):
     signoffs: list[str] = Field(default_factory=list, description="Identities that signed off.")
     date: datetime | Day = DEFAULT_DATE
     state: Literal["open", "held", "released"] = "open"
+    feedback: FeedbackSpec | None = Field(
+        None, description="Judge the feedback rules too, on what providers reported."
+    )
 
 
 class Expected(Strict):
@@ -179,9 +221,11 @@ def evaluate(
     submission = submission_for(content, spec)
     submission = replace(submission, report=engine.analyse(submission))
     campaign = campaign_for(submission, spec)
-    return engine.decide(
-        campaign, submission, facts_for(engine, campaign, submission, spec)
-    ).findings
+    findings = engine.decide(campaign, submission, facts_for(engine, campaign, submission, spec))
+    if spec.feedback is None:
+        return findings.findings
+    judged = engine.judge_feedback(campaign, spec.feedback.stats())
+    return findings.findings + judged.findings
 
 
 def submission_for(content: bytes, spec: CampaignSpec) -> Submission:

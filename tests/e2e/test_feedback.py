@@ -78,6 +78,14 @@ async def campaign_events(gw: Running, clock: ManualClock) -> tuple[str, list[di
     return campaign, events
 
 
+async def forward_settled(gw: Running, state: str, attempts: int) -> dict[str, Any] | None:
+    """The one forwarded batch, once it is in `state` after `attempts` attempts."""
+    status, page = await gw.api("viewer").get("/api/v1/webhooks/deliveries")
+    assert status == 200
+    [delivery] = page["items"]
+    return delivery if (delivery["state"], delivery["attempts"]) == (state, attempts) else None
+
+
 async def feedback(gw: Running, campaign: str) -> dict[str, int]:
     status, body = await gw.api("viewer").get(f"/api/v1/campaigns/{campaign}")
     assert status == 200
@@ -107,19 +115,18 @@ async def test_signed_events_are_counted_once_and_forwarded_exactly_once_through
         assert await feedback(gw, campaign) == counts
 
         await eventually(lambda: platform.attempts == 1)
-        for _ in range(2):  # past each backoff (10 s, then 20 s, plus at most 20 % jitter)
-            attempts = platform.attempts
+        for attempt in (1, 2):  # past each backoff (10 s, then 20 s, plus at most 20 % jitter)
+            # The failed attempt is settled (its retry planned) before the clock moves on.
+            await eventually(lambda a=attempt: forward_settled(gw, "pending", a))
             clock.advance(25)
             gw.gateway.forwarder.wake()
-            await eventually(lambda a=attempts: platform.attempts == a + 1)
+            await eventually(lambda a=attempt: platform.attempts == a + 1)
         [(forwarded, headers)] = platform.accepted
         assert forwarded == body  # as SendGrid sent it, in order
         assert [e["sg_event_id"] for e in platform.events] == [e["sg_event_id"] for e in events]
         assert headers["Content-Type"] == "application/json"
-        status, page = await gw.api("viewer").get("/api/v1/webhooks/deliveries")
-        assert status == 200
-        [delivery] = page["items"]
-        assert (delivery["state"], delivery["attempts"], delivery["events"]) == ("delivered", 3, 7)
+        delivery = await eventually(lambda: forward_settled(gw, "delivered", 3))
+        assert delivery["events"] == 7
         assert platform.attempts == 3
 
         status, detail = await gw.api("viewer").get(f"/api/v1/campaigns/{campaign}")
@@ -183,7 +190,7 @@ async def test_a_batch_older_than_max_age_becomes_a_dead_letter_visible_and_retr
         platform.fail_next(1000, status=503)
         body = batch(events)
         assert (await post(gw, body, signer.headers(body, clock.now)))[0] == 200
-        await eventually(lambda: platform.attempts == 1)
+        await eventually(lambda: forward_settled(gw, "pending", 1))
         clock.advance(3601)  # past webhooks.sendgrid.max_age
         gw.gateway.forwarder.wake()
         viewer = gw.api("viewer")

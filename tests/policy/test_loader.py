@@ -33,6 +33,7 @@ def test_shipped_default_policy_loads_with_its_documented_rules():
         "undecodable",
         "unsubscribe",
         "provider-template",
+        "feedback-breaker",
     ]
     declared = policies.rules[0].rule
     assert isinstance(declared, DeclaredSize)
