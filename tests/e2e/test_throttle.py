@@ -82,9 +82,13 @@ async def test_a_throttle_of_20_per_second_holds_the_relay_rate_within_10_percen
         assert len(arrivals) == SLOW
         rate = (SLOW - 1) / (arrivals[-1] - arrivals[0])
         assert abs(rate - RATE) <= 0.1 * RATE, f"relayed at {rate:.2f}/s"
-        # Never ahead of the budget: a relay that lagged catches up, it never sends early.
+        # Never far ahead of the budget: a relay that lagged catches up on the slots it
+        # was granted (a loaded machine delays the first delivery, then the next ones come
+        # on time), but never by more than half a second's worth; unthrottled, all 401
+        # would arrive in the first second.
+        catch_up = RATE * 0.5
         for sent, at in enumerate(arrivals, start=1):
-            assert sent <= 1 + RATE * (at - arrivals[0]) + 3, (sent, at - arrivals[0])
+            assert sent <= 1 + RATE * (at - arrivals[0]) + catch_up, (sent, at - arrivals[0])
         assert (
             await _metric(gw, 'sendbrake_relay_throttle_waits_total{rule="slow-newsletters"}') > 0
         )
