@@ -178,7 +178,12 @@ def busy(
         run = uuid.uuid4().hex[:8]
         clients = [
             _client(
-                ctx, gw.smtp_port, per, sessions // campaigns, f"bench-busy-{run}-{i}", f"b{i}x"
+                ctx,
+                gw.smtp_port,
+                per,
+                sessions // campaigns,
+                campaign=f"bench-busy-{run}-{i}",
+                local=f"b{i}x",
             )
             for i in range(campaigns)
         ]
