@@ -35,7 +35,6 @@ _COUNTER = re.compile(rb"sess=\d+ quit=\d+ mesg=(\d+)$")
 # --- tools ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Background:
     """A daemon thread running `_run` while a `with` block lasts; `_stop` says when to end."""
 
@@ -55,6 +54,7 @@ class Background:
         self._thread.join()
 
 
+@dataclass(frozen=True)
 class Tools:
     """Where Postfix's programs live."""
 

@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import personal
 import replicas
 import scenarios as sc
 import soak as soak_scenario
@@ -57,7 +58,7 @@ from harness import ensure_postfix, postfix_version
 from stats import fmt, ratio, spread, verdict
 
 OUT = ROOT / "bench" / "out"
-ALL = ("throughput", "multi", "latency", "held", "postgres", "soak")
+ALL = ("throughput", "personal", "busy", "multi", "latency", "held", "postgres", "soak")
 
 
 # --- temporary folders -----------------------------------------------------------------
@@ -265,6 +266,24 @@ def soak(ctx: sc.Context, args: argparse.Namespace) -> dict[str, Any]:
     return soak_scenario.summarise(runs, args.soak_sessions, args.soak_duration)
 
 
+def busy(ctx: sc.Context, args: argparse.Namespace) -> dict[str, Any]:
+    """sendbrake at --busy-sessions with CPU burners running: nothing may be held."""
+    runs = []
+    for run in range(1, args.runs + 1):
+        with run_dir(args, "busy") as tmp:
+            r = personal.busy(
+                ctx,
+                args.busy_messages,
+                args.busy_sessions,
+                campaigns=args.busy_campaigns,
+                burners=args.busy_burners,
+                tmp=tmp,
+            )
+        runs.append(r)
+        print(f"  busy run {run}: {r['line']}", flush=True)
+    return personal.summarise_busy(runs)
+
+
 # --- the run --------------------------------------------------------------------------
 
 
@@ -308,6 +327,11 @@ def parse() -> argparse.Namespace:
     add("--messages", type=int, default=20_000, help="throughput: messages (20000)")
     add("--sessions", type=int, nargs="+", default=[10, 50], help="throughput: sessions (10 50)")
     add("--size", type=int, default=5120, help="payload bytes per message (5120)")
+    add("--personal-messages", type=int, default=12_000, help="personal: messages (12000)")
+    add("--busy-messages", type=int, default=12_000, help="busy: messages (12000)")
+    add("--busy-sessions", type=int, default=200, help="busy: sessions (200)")
+    add("--busy-campaigns", type=int, default=4, help="busy: campaigns, one client each (4)")
+    add("--busy-burners", type=int, default=2, help="busy: CPU-bound processes (2)")
     add("--multi", default="200x1000", help="multi: MESSAGESxRECIPIENTS (200x1000)")
     add("--multi-sessions", type=int, default=10, help="multi: sessions (10)")
     add("--latency-messages", type=int, default=2000, help="latency: messages (2000)")
@@ -406,6 +430,13 @@ def run_all(
         for s in args.sessions:
             shape = sc.Shape(f"throughput-s{s}", args.messages, 1, s)
             todo.append((shape.name, lambda shape=shape: throughput(ctx, args, shape)))
+    if "personal" in args.scenarios:
+        todo.extend(
+            (f"personal-s{s}", lambda s=s: personal.measure(ctx, args.personal_messages, s, args))
+            for s in args.sessions
+        )
+    if "busy" in args.scenarios:
+        todo.append(("busy", lambda: busy(ctx, args)))
     if "multi" in args.scenarios:
         messages, recipients = (int(x) for x in args.multi.lower().split("x"))
         shape = sc.Shape("multi", messages, recipients, args.multi_sessions)

@@ -6,6 +6,7 @@ stages pass these records (and IDs) to each other through the spool, never live 
 
 from __future__ import annotations
 
+import base64
 import enum
 import os
 import time
@@ -30,12 +31,13 @@ MESSAGE_ARG, CAMPAIGN_ARG = "sendbrake_message", "sendbrake_campaign"
 def new_id(now: float | None = None) -> str:
     """Return a 26-character, time-sortable, URL-safe ID (ULID layout)."""
     millis = int((time.time() if now is None else now) * 1000)
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return "".join(reversed(chars))
+    value = ((millis & _MILLIS) << 80) | int.from_bytes(os.urandom(10), "big")
+    # 20 bytes are 32 base-32 digits; the first 6 are the zeros above the ULID's 130 bits.
+    return base64.b32encode(value.to_bytes(20, "big")).decode("ascii")[6:].translate(_TO_CROCKFORD)
+
+
+_MILLIS = (1 << 50) - 1  # what 26 digits hold of the time above the 80 random bits
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,14 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import policy
 from email.message import Message
+from email.policy import EmailPolicy
 from email.utils import getaddresses
+from typing import Any
 
 from gateway.mail.headers import MAX_DECODED, HeaderBlock
 from gateway.mail.html_text import html_to_text, split_code, tidy
+from gateway.mail.memo import Memo
 
 MAX_DEPTH = 20  # deeper MIME nesting than this is not read; it is a problem
 _TRANSFER_ENCODINGS = frozenset({"7bit", "8bit", "binary", "quoted-printable", "base64"})
@@ -44,6 +46,28 @@ READ_FIELDS = frozenset(
 )
 _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")  # what the email parser takes as a field
 _LINK_ADDRESS = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+HEADER_MEMORY = 1024  # parsed MIME header fields remembered (Content-Type and the like)
+MEMO_FIELD_MAX = 998  # longer fields are parsed every time (RFC 5322's line length)
+
+
+class _Policy(EmailPolicy):
+    """The standard library's default policy, remembering the fields it parsed.
+
+    The modern email API parses a field (with its full RFC 5322 grammar) each time it is
+    read, and reading a MIME tree reads each part's Content-Type half a dozen times; the
+    copies of a campaign repeat the same few field values. A parsed field depends only on
+    its name and value and is read-only, so one parse serves every read of the same field.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        parse = super().header_fetch_parse
+        if hasattr(value, "name") or len(value) > MEMO_FIELD_MAX:
+            return parse(name, value)
+        return _FIELDS.get(f"{name}\0{value}", lambda _: parse(name, value))
+
+
+_FIELDS: Memo[object] = Memo(HEADER_MEMORY)
+_POLICY = _Policy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +144,7 @@ def decode(content: bytes, headers: HeaderBlock | None = None) -> Document:
             if name == "From" and display and not from_name:
                 from_name = display.strip()
     try:
-        message = email.message_from_bytes(content, policy=policy.default)
+        message = email.message_from_bytes(content, policy=_POLICY)
     except Exception as exc:  # noqa: BLE001 - the parser must not take admission down
         problems.append(f"the message could not be parsed: {type(exc).__name__}: {exc}")
         return Document(subject, from_name, tuple(senders), problems=tuple(problems))

@@ -303,7 +303,9 @@ def test_a_scan_kept_waiting_by_a_busy_machine_passes_and_a_costly_one_is_tried_
     assert report.scans["tags"].elapsed < 0.05
     verdict = waiting.decide(campaign(5), replace(sub, report=report), Facts())
     assert "check_over_budget" not in {f.kind for f in verdict.findings}
-    assert calls == ["waited"]
+    # The first reading is timed by the wall clock (cheap); past the budget it is read once
+    # more and timed by its thread's CPU time, which is what counts.
+    assert calls == ["waited", "waited"]
 
     def costly(rule, document, shared):
         calls.append("worked")

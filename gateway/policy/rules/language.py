@@ -9,7 +9,10 @@ keeps scratch state, so each thread gets its own.
 
 Detection runs on the prose a reader sees, without links, addresses, numbers and merge
 tags; per paragraph as well, so a bilingual mail (English and French for Canada) reports
-the share of each language and is not held for the one it declared second.
+the share of each language and is not held for the one it declared second. A paragraph's
+detection depends only on its text and is remembered by its digest (`PARAGRAPH_MEMORY`
+of them), so the paragraphs a personalised campaign's copies share are detected once; the
+whole text, which holds each recipient's name, is detected for every message.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import gcld3
 from pydantic import Field
 
 from gateway.mail.content import Document
+from gateway.mail.memo import Memo
 from gateway.model import ContentHit
 from gateway.policy.rules.base import Context, Observation, Rule, Shared
 
 MAX_BYTES = 4000  # how much text CLD3 reads, as its own default
 MAX_CHARS = 20_000  # of the body looked at for paragraphs; a language shows long before
 PARAGRAPH_MIN = 40  # characters a paragraph needs to be detected on its own
+PARAGRAPH_MEMORY = 8192  # paragraphs whose detection is remembered (digest + 2 fields each)
 _NOISE = re.compile(
     r"https?://\S+|www\.\S+|\S+@\S+|\{\{.*?\}\}|\*\|.*?\|\*|%%.*?%%|[\d#$€£%+*/=_|<>\[\]{}()~^]+"
 )
@@ -46,6 +51,9 @@ ALIASES = {
     "fil": "tl",
 }
 _local = threading.local()
+# A personalised campaign repeats its template's paragraphs in every copy: each distinct
+# paragraph is detected once. What CLD3 says of a paragraph depends only on its text.
+_paragraphs: Memo[tuple[str, bool]] = Memo(PARAGRAPH_MEMORY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +102,11 @@ def detect(text: str) -> Detected:
         if len(words) < PARAGRAPH_MIN:
             continue
         # A mail of one paragraph is common: its detection is the whole text's.
-        found = result if words == compact else identifier.FindLanguage(words)
-        if found.is_reliable:
-            code = primary(found.language)
+        if words == compact:
+            code, reliable = primary(result.language), bool(result.is_reliable)
+        else:
+            code, reliable = _paragraphs.get(words, _paragraph)
+        if reliable:
             weights[code] = weights.get(code, 0) + len(words)
     total = sum(weights.values())
     shares = {code: round(weight / total, 3) for code, weight in weights.items()} if total else {}
@@ -107,6 +117,12 @@ def detect(text: str) -> Detected:
         chars=letters,
         shares=shares,
     )
+
+
+def _paragraph(words: str) -> tuple[str, bool]:
+    """Return the language of one paragraph and whether CLD3 calls it reliable."""
+    found = _identifier().FindLanguage(words)
+    return primary(found.language), bool(found.is_reliable)
 
 
 class Language(Rule):

@@ -15,6 +15,9 @@ from typing import Any
 from gateway.model import ContentHit
 from gateway.policy.rules.base import SAMPLE
 
+BLOCK_SEPARATOR = "\n\n"  # blocks of text whose hints are remembered: paragraphs
+BLOCK_MEMORY = 4096  # blocks whose hints are remembered, per pattern set
+BLOCK_CHARS = 2000  # longer blocks are searched every time, never remembered
 FRAGMENT = 80  # characters of context a hit keeps around a match, at most
 APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
 WHERE = {
@@ -53,6 +56,13 @@ class Patterns:
     milliseconds; `str.find` of a short literal costs microseconds. So each pattern may
     name hints (lower-case literals, one of which every match contains) and runs only when
     the lower-cased text contains one. Operators' patterns carry no hints and always run.
+
+    Which hints a text contains is looked up block by block (blocks are what lies between
+    empty lines) and remembered per block: a personalised campaign's copies
+    share all but a few blocks, so only those are searched again. A hint without an empty
+    line in it (all of the defaults) cannot span two blocks, so the union of the blocks'
+    hints is exactly the text's; a hint with one is looked for in the whole text. The
+    patterns themselves always run over the whole text.
     """
 
     def __init__(self, named: Sequence[tuple[str, str, bool, tuple[str, ...]]]) -> None:
@@ -61,14 +71,46 @@ class Patterns:
             (name, re.compile(rx, 0 if case else re.IGNORECASE), hints)
             for name, rx, case, hints in named
         )
+        hints = tuple(dict.fromkeys(h for _, _, hs in self.entries for h in hs))
+        self._block_hints = tuple(h for h in hints if BLOCK_SEPARATOR not in h)
+        self._text_hints = tuple(h for h in hints if BLOCK_SEPARATOR in h)
+        self._always = tuple(i for i, (_, _, hs) in enumerate(self.entries) if not hs)
+        self._by_hint: dict[str, tuple[int, ...]] = {
+            h: tuple(i for i, (_, _, hs) in enumerate(self.entries) if h in hs) for h in hints
+        }
+        # block -> its hints; at most BLOCK_MEMORY blocks of at most BLOCK_CHARS each, so
+        # at most BLOCK_MEMORY x BLOCK_CHARS characters per pattern set (emptied when full).
+        # Plain dict operations are atomic under the GIL: two threads may search the same
+        # block at once and store the same answer, nothing worse.
+        self._blocks: dict[str, frozenset[str]] = {}
+
+    def hints_in(self, text: str) -> set[str]:
+        """Return the hints the lower-cased `text` contains."""
+        found = {h for h in self._text_hints if h in text}
+        hints, memo = self._block_hints, self._blocks
+        if not hints:
+            return found
+        for block in text.split(BLOCK_SEPARATOR):
+            hit = memo.get(block)
+            if hit is None:
+                hit = frozenset(h for h in hints if h in block)
+                if len(block) <= BLOCK_CHARS:
+                    if len(memo) >= BLOCK_MEMORY:
+                        memo.clear()
+                    memo[block] = hit
+            if hit:
+                found |= hit
+        return found
 
     def finditer(self, text: str) -> Iterator[tuple[str, re.Match[str]]]:
         """Yield (name, match) of every match, pattern by pattern."""
-        lower = text.lower()
-        for name, pattern, hints in self.entries:
-            if not hints or any(hint in lower for hint in hints):
-                for match in pattern.finditer(text):
-                    yield name, match
+        selected = set(self._always)
+        for hint in self.hints_in(text.lower()):
+            selected.update(self._by_hint[hint])
+        for index in sorted(selected):
+            name, pattern, _ = self.entries[index]
+            for match in pattern.finditer(text):
+                yield name, match
 
 
 def first_per_place(

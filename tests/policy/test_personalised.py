@@ -1,0 +1,169 @@
+"""Personalised campaigns: what is remembered per block never hides one recipient's leak.
+
+The engine reads every copy of a personalised campaign (no two bodies are equal), and
+remembers per block of text what depends only on that block (which pattern hints it
+holds, a paragraph's language, a parsed MIME field). These tests send thousands of clean
+copies through one engine, so every memo is warm with the template, and then one copy
+whose greeting rendered empty, or that leaked a tag, in a block the others share or in
+the one that differs: that copy must hold its campaign, with its recipient in evidence.
+The memos stay within their bounds whatever the mail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.mail import content as content_module
+from gateway.mail.memo import Memo
+from gateway.policy.engine import Engine
+from gateway.policy.fixtures import CampaignSpec, campaign_for, facts_for, submission_for
+from gateway.policy.loader import load_policies
+from gateway.policy.registry import default_registry
+from gateway.policy.rules import language, patterns
+from gateway.policy.rules.patterns import Patterns
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+COPIES = 2_000
+NAMES = ("Ada Novak", "Bruno Okafor", "Chiara Petrov", "Dmitri Quist", "Esther Rossi")
+SECTION = (
+    "The reporting screens were rebuilt from the ground up this month. Charts load faster,\n"
+    "filters remember what you chose last time, and every table can be exported to a\n"
+    "spreadsheet with one click."
+)
+HELP = (
+    "Our support team answered more questions than ever this month, and the most common\n"
+    "ones are now covered in the help centre with short videos. Reply to this message if\n"
+    "something is unclear; every answer is read by a person on the product team."
+)
+
+
+def copy(n: int, *, greeting: str | None = None, section: str = SECTION) -> tuple[str, bytes]:
+    """Recipient n's copy: its own name and link token, text and HTML alternatives."""
+    rcpt = f"reader{n}@example.org"
+    token = f"{n * 7919:010d}"
+    hello = greeting if greeting is not None else f"Dear {NAMES[n % len(NAMES)]} {n},"
+    link = f"https://www.shop.test/news/1?t={token}"
+    text = f"{hello}\n\n{section}\n\nRead more: {link}\n\n{HELP}\n"
+    html = (
+        f"<html><body><p>{hello}</p>\n<p>{section}</p>\n"
+        f'<p><a href="{link}">Read more</a></p>\n<p>{HELP}</p></body></html>\n'
+    )
+    raw = (
+        "From: Shop news <news@shop.test>\r\n"
+        f"To: <{rcpt}>\r\n"
+        "Subject: Product letter, December issue\r\n"
+        f"Message-ID: <{n}.letter@shop.test>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b0"\r\n'
+        "\r\n--b0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        f"{text}\r\n--b0\r\n"
+        "Content-Type: text/html; charset=us-ascii\r\n\r\n"
+        f"{html}\r\n--b0--\r\n"
+    )
+    return rcpt, raw.replace("\n", "\r\n").replace("\r\r\n", "\r\n").encode()
+
+
+SPEC = CampaignSpec(key="december", category="newsletter", locale="en", size=COPIES + 1)
+
+
+def verdict_of(engine: Engine, n: int, raw: bytes, rcpt: str):
+    spec = SPEC.model_copy(update={"recipients": [rcpt], "received": n})
+    sub = submission_for(raw, spec)
+    full = replace(sub, report=engine.analyse(sub))
+    campaign = campaign_for(full, spec)
+    return engine.decide(campaign, full, facts_for(engine, campaign, full, spec))
+
+
+@pytest.fixture(scope="module")
+def warm() -> Engine:
+    """One engine that has read COPIES clean copies of the campaign, none of them held."""
+    registry = default_registry()
+    engine = Engine(load_policies(POLICIES, registry), registry=registry)
+    held = []
+    for n in range(1, COPIES + 1):
+        rcpt, raw = copy(n)
+        verdict = verdict_of(engine, n, raw, rcpt)
+        if verdict.hold:
+            held.append((n, [f.message for f in verdict.findings]))
+    assert held == []
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("greeting", "section", "kind", "shown"),
+    [
+        ("Hi ,", SECTION, "empty_personalisation", "Hi ,"),
+        ("Dear {{FirstName}},", SECTION, "merge_tag", "{{FirstName}}"),
+        # In a block every other copy shares word for word but one character: the block
+        # differs, so it is read again.
+        (None, SECTION.replace("Charts load", "Charts *|LOAD|*"), "merge_tag", "*|LOAD|*"),
+    ],
+    ids=["empty-name", "leaked-tag-in-greeting", "leaked-tag-in-template-block"],
+)
+def test_one_recipients_leak_among_thousands_of_clean_copies_holds(
+    warm, greeting, section, kind, shown
+):
+    n = COPIES + 1
+    rcpt, raw = copy(n, greeting=greeting, section=section)
+    verdict = verdict_of(warm, n, raw, rcpt)
+    assert verdict.hold
+    [finding] = [f for f in verdict.findings if f.kind == kind]
+    assert finding.rule == "merge-tags"
+    assert finding.evidence["recipients"] == [rcpt]
+    assert shown in str(finding.evidence["found"])
+    # The next clean copy passes again: the leak was that copy's, not remembered as clean.
+    rcpt, raw = copy(n + 1)
+    assert not verdict_of(warm, n + 1, raw, rcpt).hold
+
+
+def test_a_clean_copy_after_the_leaks_is_read_the_same_as_before(warm):
+    rcpt, raw = copy(7)
+    before = warm.analyse(submission_for(raw, SPEC.model_copy(update={"recipients": [rcpt]})))
+    registry = default_registry()
+    fresh = Engine(load_policies(POLICIES, registry), registry=registry)
+    language._paragraphs.clear()
+    content_module._FIELDS.clear()
+    cold = fresh.analyse(submission_for(raw, SPEC.model_copy(update={"recipients": [rcpt]})))
+    assert before.scans.keys() == cold.scans.keys()
+    for rule, scan in before.scans.items():
+        assert scan.hits == cold.scans[rule].hits, rule
+
+
+def test_a_memo_keeps_at_most_its_size():
+    memo: Memo[int] = Memo(8)
+    computed = []
+    for i in range(100):
+        assert memo.get(f"block {i}", lambda text: computed.append(text) or len(text)) == len(
+            f"block {i}"
+        )
+    assert len(memo) == 8
+    assert memo.get("block 99", lambda _: -1) == len("block 99")  # kept: the newest
+    assert memo.get("block 0", lambda _: -1) == -1  # forgotten: the oldest
+    with pytest.raises(ValueError, match="at least one"):
+        Memo(0)
+
+
+def test_the_engines_memos_are_bounded(warm, monkeypatch):
+    assert language._paragraphs.size == language.PARAGRAPH_MEMORY
+    assert len(language._paragraphs) <= language.PARAGRAPH_MEMORY
+    assert len(content_module._FIELDS) <= content_module.HEADER_MEMORY
+    # Pattern hints per block: at most BLOCK_MEMORY blocks, none longer than BLOCK_CHARS.
+    monkeypatch.setattr(patterns, "BLOCK_MEMORY", 50)
+    found = Patterns([("tag", r"\{\{[^}]*\}\}", True, ("{{",))])
+    text = "\n\n".join(f"paragraph {i} with a {{{{tag}}}}" for i in range(500))
+    assert len(list(found.finditer(text))) == 500
+    assert 0 < len(found._blocks) <= 50
+    long_block = "x" * (patterns.BLOCK_CHARS + 1) + " {{tag}}"
+    found._blocks.clear()
+    assert [m.group() for _, m in found.finditer(long_block)] == ["{{tag}}"]
+    assert found._blocks == {}  # searched, never kept
+
+
+def test_a_hint_that_spans_blocks_is_looked_for_in_the_whole_text():
+    spanning = Patterns([("two", r"end\.\n\nstart", True, ("end.\n\nstart",))])
+    assert [m.group() for _, m in spanning.finditer("the end.\n\nstart again")] == ["end.\n\nstart"]
+    assert list(spanning.finditer("the end.\n\nno start")) == []
