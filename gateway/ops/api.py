@@ -22,6 +22,7 @@ from gateway.metrics import MANUAL_RULE, Metrics
 from gateway.model import (
     AuditEntry,
     Campaign,
+    CampaignEvent,
     Declaration,
     Finding,
     Manifest,
@@ -107,8 +108,13 @@ class OpsApi(Handlers):
         await self.gate.caller(request, "read", "show campaign", request.match_info["id"])
         return respond(await self.detail(await self._campaign(request.match_info["id"])))
 
-    async def detail(self, campaign: Campaign) -> s.CampaignDetail:
-        """Render a campaign with its sign-offs, sample message and timeline."""
+    async def detail(
+        self, campaign: Campaign, timeline: list[CampaignEvent] | None = None
+    ) -> s.CampaignDetail:
+        """Render a campaign with its sign-offs, sample message, canary and timeline.
+
+        `timeline`: the campaign's events when the caller has just read them.
+        """
         sample = None
         if campaign.sample_message_id:
             message = await self.spool.message(campaign.sample_message_id)
@@ -133,7 +139,7 @@ class OpsApi(Handlers):
                 "feedback_samples": samples,
                 "sample": sample,
                 "canary": latest and s.Canary.of(latest, campaign),
-                "timeline": await self.spool.events(campaign.id),
+                "timeline": await self.spool.events(campaign.id) if timeline is None else timeline,
                 "recipients_url": f"{BASE}/campaigns/{campaign.id}/recipients",
             }
         )
@@ -246,7 +252,7 @@ class OpsApi(Handlers):
             "campaign",
             campaign_id,
         )
-        detail = await self.detail(campaign)
+        timeline = await self.spool.events(campaign_id)
         if changed:
             self.metrics.campaign_holds.labels(rule=MANUAL_RULE).inc()
             log.warning(
@@ -256,10 +262,10 @@ class OpsApi(Handlers):
                 rules=[MANUAL_RULE],
                 actor=caller.name,
                 reason=body.reason,
-                recipients=_recipients(detail, {"held"}, caller.name, campaign.counters.held),
+                recipients=_recipients(timeline, {"held"}, caller.name, campaign.counters.held),
                 relayed=campaign.counters.relayed,
             )
-        return detail
+        return await self.detail(campaign, timeline)
 
     async def release(self, request: web.Request) -> web.Response:
         """POST /campaigns/{id}/release: all held recipients, or `max_recipients` of them."""
@@ -338,7 +344,9 @@ class OpsApi(Handlers):
             "campaign",
             campaign_id,
         )
-        detail = await self.detail(released)
+        # The decision's log line comes before the deliveries' lines: one read, then the
+        # line, then the relay is woken; the answer is rendered after.
+        timeline = await self.spool.events(campaign_id)
         log.info(
             "campaign_released"
             if released.state is CampaignState.RELEASED
@@ -347,11 +355,13 @@ class OpsApi(Handlers):
             key=released.key,
             actor=caller.name,
             reason=body.reason,
-            recipients=_recipients(detail, {"released", "partially_released"}, caller.name, count),
+            recipients=_recipients(
+                timeline, {"released", "partially_released"}, caller.name, count
+            ),
             still_held=released.counters.held,
         )
-        self.wake_relay()  # after the decision's log line, which the deliveries' lines follow
-        return detail
+        self.wake_relay()
+        return await self.detail(released, timeline)
 
     async def _start_canary(
         self, caller: Principal, campaign: Campaign, body: ReleaseBody
@@ -383,7 +393,7 @@ class OpsApi(Handlers):
         started = await self._guarded(
             self.spool.transact(start), caller, RELEASE, campaign.id, body.reason
         )
-        detail = await self.detail(found(started, "campaign", campaign.id))
+        started = found(started, "campaign", campaign.id)
         log.info(
             "canary_started",
             campaign=campaign.id,
@@ -392,10 +402,10 @@ class OpsApi(Handlers):
             reason=body.reason,
             recipients=recipients,
             observe=observe,
-            still_held=detail.counters.held,
+            still_held=started.counters.held,
         )
-        self.wake_relay()
-        return detail
+        self.wake_relay()  # after the decision's log line, as a release
+        return await self.detail(started)
 
     async def _pending(
         self, campaign: Campaign, caller: Principal, reason: str, count: int, approvers: list[str]
@@ -522,12 +532,12 @@ class OpsApi(Handlers):
         return respond(query.page(s.AuditList, rows))
 
 
-def _recipients(detail: s.CampaignDetail, events: set[str], actor: str, default: int) -> Any:
+def _recipients(timeline: list[CampaignEvent], events: set[str], actor: str, default: int) -> Any:
     """Return the recipients of the newest timeline step of `events` by `actor`.
 
     That step holds the exact count; `default` stands in when there is none.
     """
-    for step in reversed(detail.timeline):
+    for step in reversed(timeline):
         if step.event in events and step.actor == actor:
-            return (step.model_extra or {}).get("recipients", default)
+            return step.details.get("recipients", default)
     return default
