@@ -83,20 +83,20 @@ def start(
 def advance(
     tx: Tx, campaign_id: str, now: float, judge: Judge, audit: Callable[[Canary], AuditEntry]
 ) -> Canary | None:
-    """Take the canary's next step, if one is due; return it as it is after the step.
+    """Take the canary's next step, if one is due; return the canary after it (None: no step).
 
     `audit` describes the automatic release of the rest, stored with it.
     """
     canary = tx.lock_canary(campaign_id)
     if canary is None or canary.state not in CANARY_ACTIVE:
-        return canary
+        return None
     campaign = tx.campaign(campaign_id)
     verdict = None
     if campaign is not None and campaign.state is CampaignState.HELD:
         verdict = judge(campaign, tx.feedback(campaign, now))
     step = next_step(canary, campaign, verdict, now)
     if step is None:
-        return canary
+        return None
     changed, event, details = step
     if changed.state is CanaryState.FAILED and verdict is not None and campaign is not None:
         tx.merge_findings(campaign, verdict.findings)

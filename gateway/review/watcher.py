@@ -63,11 +63,10 @@ class CanaryWatcher:
         changed = []
         judge = self._judge()  # the policies in force now
         for campaign_id in await self._spool.active_canaries():
-            before = await self._spool.canary(campaign_id)
             after = await self._spool.transact(
                 lambda tx, cid=campaign_id: canary.advance(tx, cid, self._clock(), judge, audit)
             )
-            if after is None or before is None or after.state is before.state:
+            if after is None:  # not due yet
                 continue
             changed.append(after)
             event, level = _LOGGED[after.state]

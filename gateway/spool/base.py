@@ -16,7 +16,6 @@ from gateway.model import (
     AuditEntry,
     Campaign,
     CampaignEvent,
-    Canary,
     Delivery,
     Feedback,
     FeedbackEvent,
@@ -223,9 +222,6 @@ class Review(Protocol):
     # Each change below takes the operator's `audit` entry, if any, and appends it in the
     # change's own transaction: a decision is never made without its record, nor recorded
     # without being made.
-
-    async def canary(self, campaign_id: str) -> Canary | None:
-        """Return the campaign's latest canary release, if it had one."""
 
     async def active_canaries(self) -> list[str]:
         """Return the campaigns whose canary is still sending or observing, oldest first."""

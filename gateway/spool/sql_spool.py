@@ -16,7 +16,6 @@ from gateway.model import (
     AuditEntry,
     Campaign,
     CampaignEvent,
-    Canary,
     Delivery,
     Feedback,
     FeedbackEvent,
@@ -183,9 +182,6 @@ class SqlSpool:
 
     async def message(self, message_id: str) -> StoredMessage | None:
         return await self._read(lambda c: r.message(c, message_id))
-
-    async def canary(self, campaign_id: str) -> Canary | None:
-        return await self._read(lambda c: sql_canary.canary(c, campaign_id))
 
     async def active_canaries(self) -> list[str]:
         return await self._read(sql_canary.active)
