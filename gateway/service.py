@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from gateway.admission.admitter import Admitter
+from gateway.admission.analysis_process import ProcessAnalysers
 from gateway.audience.loader import SegmentLoader
 from gateway.errors import ConfigError, SpoolError
 from gateway.failures import FailedAttempts
@@ -110,6 +111,7 @@ class Gateway:
             on_admitted=lambda _admission: self.relay.wake(),
             content_timeout=settings.policies.content_timeout,
             content_workers=settings.policies.content_workers,
+            analysers=self._analysers(settings),
         )
         self.loader = SegmentLoader(
             self.spool, casefold_local=settings.segments.casefold_local_part, clock=clock
@@ -261,6 +263,14 @@ class Gateway:
         """Return the relay throttles of the engine in force now (a reload applies at once)."""
         return self.engine.throttles(campaign)
 
+    def _analysers(self, settings: Settings) -> ProcessAnalysers | None:
+        """Analysis processes when the settings ask for them; None: the admitter's threads."""
+        processes = settings.policies.analysis_processes()
+        if not processes:
+            return None
+        timeout = settings.policies.content_timeout
+        return ProcessAnalysers(processes, timeout, log_settings=settings.log)
+
     def _engine(self, policies: PolicySet) -> Engine:
         """Build the decider for a policy set, with the budgets of the settings."""
         budgets = self.settings.policies
@@ -369,6 +379,8 @@ class Gateway:
         """Open the spool, serve until `stop`, then shut down in order."""
         await self.spool.open()
         try:
+            # Child processes start before the listeners, not with the first message.
+            await asyncio.gather(self.admitter.open(), self.upstream.open())
             await self._load_segment_files()
             smtp_settings = self.settings.smtp
             check_exposure(smtp_settings, users=len(await self.spool.smtp_users()))
@@ -386,7 +398,6 @@ class Gateway:
             )
             runner, esp = await self._listen_http()
             try:
-                await self.upstream.open()
                 async with asyncio.TaskGroup() as tasks:
                     relay_task = tasks.create_task(self.relay.run())
                     tasks.create_task(self._maintain())
@@ -426,9 +437,9 @@ class Gateway:
                 else:
                     if given_back:
                         log.info("leases_given_back", recipients=given_back)
-                await self.upstream.close()
         finally:
-            self.admitter.close()
+            await self.upstream.close()
+            await self.admitter.close()
             await self.spool.close()
             log.info("shutdown_complete")
 

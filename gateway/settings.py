@@ -363,7 +363,21 @@ class PolicySettings(_Section):
         description="Longest a message's content analysis may take; past it, its campaign is held.",
     )
     content_workers: int = Field(
-        2, gt=0, description="Threads that analyse message content off the event loop."
+        2,
+        gt=0,
+        description=(
+            "Threads that analyse message content off the event loop, when"
+            " `content_processes` is 0."
+        ),
+    )
+    content_processes: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Child processes that analyse message content, each on a CPU of its own, one"
+            " message at a time (a stuck one is killed and replaced); 0 analyses on"
+            " `content_workers` threads of the gateway process; `auto` one per CPU the"
+            " process may run on, 0 on a single CPU."
+        ),
     )
     check_budget: Duration = Field(
         CHECK_BUDGET,
@@ -381,6 +395,13 @@ class PolicySettings(_Section):
             " holds its campaign as broken; a hang is caught by `content_timeout`."
         ),
     )
+
+    def analysis_processes(self) -> int:
+        """How many analysis processes to run, `auto` resolved for this machine."""
+        if self.content_processes == "auto":
+            cpus = _usable_cpus()
+            return cpus if cpus > 1 else 0
+        return self.content_processes
 
 
 class UpstreamSettings(_Section):

@@ -57,7 +57,9 @@ def make_settings(
     """Settings for a test gateway: ports 0, spool in tmp_path, quick retries."""
     raw: dict[str, Any] = {
         "smtp": {"listen": "127.0.0.1:0", "hostname": "gw.test"},
-        "policies": {"dir": str(POLICIES)},
+        # Content analysis on threads, as tests inject deciders and registries; tests of the
+        # analysis processes ask for them.
+        "policies": {"dir": str(POLICIES), "content_processes": 0},
         "ops": {
             "tokens": [
                 *(

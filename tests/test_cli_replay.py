@@ -71,7 +71,7 @@ async def admit_traffic(spool_db: Path, now: float) -> None:
                 inbound = Inbound("smtp", "127.0.0.0/8", "news@shop.test", tuple(batch), content)
                 await admitter.admit(inbound)
     finally:
-        admitter.close()
+        await admitter.close()
         await spool.close()
 
 

@@ -7,9 +7,9 @@ added), analyse the content off the event loop, then admit it in one spool trans
 (`steps.admit`). It never talks SMTP.
 
 Content analysis (MIME decoding and the content rules' scanners) is CPU work, so it runs
-on a small thread pool before the spool transaction, within a time budget. A crash or a
-timeout does not pass the message: the report then carries the error, and the decider
-holds the campaign (fail closed).
+off the event loop (`analysers`: threads, or processes of their own) before the spool
+transaction, within a time budget. A crash or a timeout does not pass the message: the
+report then carries the error, and the decider holds the campaign (fail closed).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import hashlib
 import socket
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -27,6 +26,7 @@ from email.utils import format_datetime
 import structlog
 
 from gateway.admission import steps
+from gateway.admission.analysers import Analysers, ThreadAnalysers, Unanalysed
 from gateway.admission.resolve import DECLARATION_HEADERS, check_headers, comparable, resolve
 from gateway.errors import MessageRefused
 from gateway.mail.addresses import address_hash
@@ -46,8 +46,6 @@ from gateway.settings import CampaignSettings
 from gateway.spool.base import Storage
 
 log = structlog.get_logger(__name__)
-
-QUEUE_WAIT = 60.0  # seconds a message may wait for an analysis thread before it is held
 
 
 def resend_key(inbound: Inbound) -> bytes:
@@ -79,7 +77,9 @@ class Admitter:
         on_admitted: Callable[[Admission], None] | None = None,
         content_timeout: float = 5.0,
         content_workers: int = 2,
+        analysers: Analysers | None = None,
     ) -> None:
+        """`analysers` run the content analysis; by default `content_workers` threads."""
         self._spool = spool
         self._metrics = metrics
         self._settings = settings
@@ -91,10 +91,7 @@ class Admitter:
         self._strip = frozenset(
             name.lower() for name in DECLARATION_HEADERS if settings.strip_declaration_headers
         )
-        self._content_timeout = content_timeout
-        # Threads never die when a wait times out, so a stuck analysis occupies one worker;
-        # the pool bounds how many can pile up, and later messages time out (and hold).
-        self._analysers = ThreadPoolExecutor(content_workers, thread_name_prefix="content")
+        self._analysers = analysers or ThreadAnalysers(content_workers, content_timeout)
 
     async def admit(self, inbound: Inbound) -> Admission:
         """Resolve, edit and spool one message; return once the commit is durable."""
@@ -195,35 +192,28 @@ class Admitter:
         """Switch to another decider (a reloaded policy set) for later messages."""
         self._decider = decider
 
-    def close(self) -> None:
-        """Stop the analysis threads; a stuck one is left to die with the process."""
-        self._analysers.shutdown(wait=False, cancel_futures=True)
+    async def open(self) -> None:
+        """Start the content analysers (processes start here, not with the first message)."""
+        await self._analysers.open()
+
+    async def close(self) -> None:
+        """Stop the content analysers; a stuck one is abandoned."""
+        await self._analysers.close()
 
     async def _analyse(self, decider: Decider, submission: Submission) -> ContentReport:
         """Run the decider's content analysis off the event loop, within the time budget.
 
         Content read before (a campaign's body sent again) is recalled on the loop: the
-        hop to a thread and back would cost more than the look-up.
+        hop to a worker and back would cost more than the look-up.
         """
         known = decider.recall(submission)
         if known is not None:
             return known
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        running = asyncio.Event()
-
-        def analyse() -> ContentReport:
-            loop.call_soon_threadsafe(running.set)
-            return decider.analyse(submission)
-
         try:
-            work = loop.run_in_executor(self._analysers, analyse)
-            # The budget is the analysis's own: time queued behind a burst of other messages
-            # is backpressure, not a reason to hold. A pool that never frees up still holds.
-            await asyncio.wait_for(running.wait(), QUEUE_WAIT)
-            return await asyncio.wait_for(work, self._content_timeout)
-        except TimeoutError:
-            error = f"content analysis took longer than {self._content_timeout:g} s"
+            return await self._analysers.analyse(decider, submission)
+        except Unanalysed as exc:
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure holds, never passes
             error = f"content analysis failed: {type(exc).__name__}: {exc}"
         log.warning("content_unchecked", message=submission.message_id, error=error)

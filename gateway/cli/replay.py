@@ -76,7 +76,7 @@ async def replay(
                     after = page[-1][0].id
                     progress(len(page))
             finally:
-                replayer.close()
+                await replayer.close()
             return replayer.compared()
         finally:
             await scratch.close()
@@ -165,6 +165,6 @@ class _Replayer:
                 result.held_now.add(campaign.id)
         return result
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Stop the content analysis threads."""
-        self._admitter.close()
+        await self._admitter.close()

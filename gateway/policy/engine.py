@@ -72,6 +72,20 @@ class _Read:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Blueprint:
+    """An engine's policy set and budgets: picklable, for an analysis process."""
+
+    policies: PolicySet
+    budget: float
+    scan_budget: float
+
+    @property
+    def version(self) -> str:
+        """The policy set's version."""
+        return self.policies.version
+
+
 class Engine:
     """Decides for each incoming message of a campaign, with one immutable policy set."""
 
@@ -112,24 +126,52 @@ class Engine:
         Scanners run whatever the rules' `when` says: a manifest may change the campaign's
         category after the message was read, and `decide` applies `when` to the campaign.
         """
+        key = submission.content_key or content_key(submission.content)
+        return self.read(submission.content, submission.header_fields, key)
+
+    def read(
+        self, content: bytes, header_fields: tuple[tuple[str, bytes], ...], key: bytes
+    ) -> ContentReport:
+        """Analyse content with its parsed header block (may be empty) and content key.
+
+        What `analyse` does, from just what the reading needs: an analysis process gets
+        these, not the envelope.
+        """
         if not self._content:
             return ContentReport()
         started = time.perf_counter()
-        key = submission.content_key or content_key(submission.content)
         read = self._recall(key)
         if read is None:
             headers = None
-            if submission.header_fields:  # parsed once by the admitter: no second parse
-                size = sum(len(raw) for _, raw in submission.header_fields)
-                headers = HeaderBlock(submission.header_fields, submission.content[size:])
-            document = decode(submission.content, headers)
+            if header_fields:  # parsed once by the admitter: no second parse
+                size = sum(len(raw) for _, raw in header_fields)
+                headers = HeaderBlock(header_fields, content[size:])
+            document = decode(content, headers)
             scans = {a.id: self._scan(a, scan, document) for a, scan in self._content}
             boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
             hashes = tuple(address_hash(box) for box in boxes)
             read = _Read(scans, boxes, hashes, document.fingerprint())
-            if all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values()):
-                self._remember(key, read)
+            self.learn(key, read.report(0.0))
         return read.report(time.perf_counter() - started)
+
+    def learn(self, key: bytes, report: ContentReport) -> None:
+        """Remember a report of content with this key, read here or in an analysis process.
+
+        Only a clean reading is remembered: scans that failed or ran over budget run
+        again, and hold again.
+        """
+        scans = report.scans
+        if (
+            report.analysed
+            and not report.error
+            and all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values())
+        ):
+            read = _Read(scans, report.senders, report.sender_hashes, report.fingerprint)
+            self._remember(key, read)
+
+    def blueprint(self) -> Blueprint:
+        """Return what builds this engine again elsewhere (an analysis process), registry aside."""
+        return Blueprint(self.policies, self._budget, self._scan_budget)
 
     def recall(self, submission: Submission) -> ContentReport | None:
         """Return the report of content read before (or of no content rules), else None.
@@ -146,8 +188,7 @@ class Engine:
         """Return what an earlier message with the same content key read, if remembered.
 
         A campaign whose body is not personalised sends one content many times over, so
-        it is read once, not once per message. Scans that failed or ran over budget are
-        never remembered: they run again, and hold again.
+        it is read once, not once per message.
         """
         with self._reads_lock:
             read = self._reads.get(key)

@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import itertools
-import os
-import pickle
-import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 import uvloop
 
 from gateway import log as logging
+from gateway.childproc import (
+    become_child,
+    frame,
+    parent_pid,
+    read_frame,
+    read_frame_blocking,
+    start_child,
+)
 from gateway.model import DeliveryIds, Outcome, RecipientResult
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.settings import LogSettings, RuntimeSettings, Settings, UpstreamSettings
@@ -42,8 +45,6 @@ from gateway.settings import LogSettings, RuntimeSettings, Settings, UpstreamSet
 log = structlog.get_logger(__name__)
 
 STOP_TIMEOUT = 10.0  # seconds the child gets to say QUIT to the upstream when closing
-_LENGTH = 4  # bytes of each frame's length prefix
-_PR_SET_PDEATHSIG = 1
 
 
 class ProcessUpstream:
@@ -107,19 +108,10 @@ class ProcessUpstream:
         async with self._starting:
             proc = self._proc
             if proc is None or proc.returncode is not None or proc.stdin is None:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    __name__,
-                    str(os.getpid()),  # its parent, to tell whether it is already gone
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                )
-                if proc.stdin is None or proc.stdout is None:
-                    raise RuntimeError("the upstream process has no pipes")
-                proc.stdin.write(self._start_frame)
+                proc, stdin, stdout = await start_child(__name__)
+                stdin.write(self._start_frame)
                 self._proc = proc
-                self._answers = asyncio.create_task(self._read_answers(proc.stdout, proc))
+                self._answers = asyncio.create_task(self._read_answers(stdout, proc))
                 log.info("upstream_process_started", pid=proc.pid)
             if proc.stdin is None:
                 raise RuntimeError("the upstream process has no input")
@@ -141,21 +133,6 @@ class ProcessUpstream:
             if not answer_future.done():
                 reply = f"451 4.3.0 upstream process exited ({code}) during the delivery"
                 answer_future.set_result(_all(rcpts, Outcome.TRANSIENT, reply))
-
-
-def frame(value: Any) -> bytes:
-    """Encode one frame: a length prefix and a pickle."""
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(data).to_bytes(_LENGTH, "big") + data
-
-
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    """Decode the next frame, or return None at the end of the stream."""
-    try:
-        length = int.from_bytes(await reader.readexactly(_LENGTH), "big")
-        return pickle.loads(await reader.readexactly(length))  # noqa: S301 - our own child
-    except asyncio.IncompleteReadError:
-        return None
 
 
 def _all(rcpts: Sequence[str], outcome: Outcome, reply: str) -> list[RecipientResult]:
@@ -196,41 +173,14 @@ async def _main(settings: UpstreamSettings) -> None:
     await serve(create_upstream(settings), requests)
 
 
-def _read_start() -> tuple[UpstreamSettings, LogSettings, RuntimeSettings]:
-    """Read the first frame before the event loop runs (unbuffered: the loop reads on)."""
-
-    def exactly(size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = os.read(sys.stdin.fileno(), size - len(data))
-            if not chunk:
-                sys.exit(0)  # the gateway closed before it said anything
-            data += chunk
-        return data
-
-    start: tuple[UpstreamSettings, LogSettings, RuntimeSettings] = pickle.loads(  # noqa: S301
-        exactly(int.from_bytes(exactly(_LENGTH), "big"))
-    )
-    return start
-
-
-def _die_with_parent(gateway: int) -> None:
-    """Ask Linux to kill this process when the gateway dies; elsewhere, end of input stops it.
-
-    `gateway` is the parent's process id (which may be 1, in a container).
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != gateway:  # the gateway died before the request took effect
-            sys.exit(1)
-
-
 def main() -> None:
     """Entry point of the upstream process (`python -m gateway.relay.upstream_process`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
-    settings, log_settings, runtime = _read_start()
+    become_child(parent_pid())
+    start: tuple[UpstreamSettings, LogSettings, RuntimeSettings] | None
+    start = read_frame_blocking(sys.stdin.fileno())  # before the event loop runs: unbuffered
+    if start is None:
+        sys.exit(0)  # the gateway closed before it said anything
+    settings, log_settings, runtime = start
     logging.configure(log_settings.format, log_settings.level, final=True)
     with contextlib.suppress(BrokenPipeError):  # the gateway went away first
         if runtime.event_loop == "uvloop":

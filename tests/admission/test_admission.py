@@ -159,7 +159,7 @@ async def admit_with(tmp_path, decider: _Stuck, timeout: float):
         return await admitter.admit(inbound(b"Subject: Hi\r\n\r\nbody\r\n"))
     finally:
         decider.release.set()
-        admitter.close()
+        await admitter.close()
         await spool.close()
 
 
@@ -210,7 +210,7 @@ async def test_time_queued_behind_other_messages_does_not_count_against_the_budg
             *(admitter.admit(inbound(b"Subject: Hi\r\n\r\nbody\r\n")) for _ in range(3))
         )
     finally:
-        admitter.close()
+        await admitter.close()
         await spool.close()
     assert [a.held for a in results] == [False, False, False]
     assert all(not r.error for r in decider.reports)
@@ -265,7 +265,7 @@ async def test_admit_all_stores_every_message_in_one_transaction_or_none(tmp_pat
         [campaign] = await spool.campaigns()
         assert campaign.counters.received == 3
     finally:
-        admitter.close()
+        await admitter.close()
         await spool.close()
 
 

@@ -1,0 +1,149 @@
+"""Content analysis in child processes: the same reports, and a hang or a crash still holds.
+
+Real `python -m gateway.admission.analysis_process` children, fed by `ProcessAnalysers`.
+Misbehaviour comes from `tests.admission.registries`, a registry the child imports by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.admission.analysers import Unanalysed
+from gateway.admission.analysis_process import ProcessAnalysers
+from gateway.mail.content import content_key
+from gateway.mail.headers import HeaderBlock
+from gateway.policy.engine import Engine
+from gateway.policy.fixtures import CampaignSpec, submission_for
+from gateway.policy.loader import load_policies
+from gateway.policy.registry import default_registry
+from gateway.settings import LogSettings
+from tests.admission.registries import misbehaving
+from tests.policy.test_personalised import copy
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+SPEC = CampaignSpec(key="december", category="newsletter", locale="en", size=100)
+
+
+def engine() -> Engine:
+    registry = default_registry()
+    return Engine(load_policies(POLICIES, registry), registry=registry)
+
+
+def submission(raw: bytes, rcpt: str = "reader@example.org"):
+    """A submission as the admitter makes it: header block parsed once, content key set."""
+    sub = submission_for(raw, SPEC.model_copy(update={"recipients": [rcpt]}))
+    headers = HeaderBlock.parse(sub.content)
+    return type(sub)(
+        **{
+            **{f: getattr(sub, f) for f in sub.__slots__},
+            "header_fields": headers.fields,
+            "content_key": content_key(headers),
+        }
+    )
+
+
+def subject(text: str) -> bytes:
+    return (
+        f"From: news@shop.test\r\nSubject: {text}\r\nMessage-ID: <{text}@shop.test>\r\n\r\n"
+        "Hello reader, the December letter is here.\r\n"
+    ).encode()
+
+
+async def analysers(processes: int = 1, timeout: float = 5.0, **options) -> ProcessAnalysers:
+    pool = ProcessAnalysers(processes, timeout, log_settings=LogSettings(format="json"), **options)
+    await pool.open()
+    return pool
+
+
+async def test_children_read_personalised_copies_as_the_gateway_would():
+    local, remote = engine(), engine()
+    pool = await analysers(processes=2)
+    try:
+        copies = [copy(n) for n in range(1, 41)]
+        copies.append(copy(41, greeting="Dear {{FirstName}},"))
+        subs = [submission(raw, rcpt) for rcpt, raw in copies]
+        reports = await asyncio.gather(*(pool.analyse(remote, sub) for sub in subs))
+    finally:
+        await pool.close()
+    for sub, report in zip(subs, reports, strict=True):
+        expected = local.analyse(sub)
+        assert report.analysed
+        assert report.fingerprint == expected.fingerprint
+        assert {r: s.hits for r, s in report.scans.items()} == {
+            r: s.hits for r, s in expected.scans.items()
+        }
+    assert any(hit for hit in reports[-1].scans["merge-tags"].hits)
+    assert not any(reports[0].scans["merge-tags"].hits)
+    # The gateway's engine remembered the clean readings: the same content is recalled
+    # on the loop, with no trip to a child.
+    assert remote.recall(subs[0]) is not None
+    assert remote.recall(subs[-1]) is not None  # a finding is a clean reading too
+
+
+async def test_a_hanging_analysis_is_cut_off_and_its_child_replaced():
+    pool = await analysers(timeout=0.5, registry=misbehaving)
+    try:
+        [before] = pool.pids
+        with pytest.raises(Unanalysed, match=r"took longer than 0\.5 s"):
+            await pool.analyse(engine(), submission(subject("HANG")))
+        report = await pool.analyse(engine(), submission(subject("after the hang")))
+        [after] = pool.pids
+    finally:
+        await pool.close()
+    assert report.analysed
+    assert not report.error
+    assert after != before
+
+
+async def test_a_child_that_dies_mid_reading_holds_that_message_only():
+    pool = await analysers(registry=misbehaving)
+    try:
+        with pytest.raises(Unanalysed, match=r"analysis process exited \(3\)"):
+            await pool.analyse(engine(), submission(subject("DIE")))
+        report = await pool.analyse(engine(), submission(subject("after the crash")))
+    finally:
+        await pool.close()
+    assert report.analysed
+
+
+async def test_time_waiting_for_a_free_child_does_not_count_against_the_budget():
+    # One child, three slow readings (0.3 s of CPU each, budget 0.5 s): the third waits
+    # 0.6 s for the two before it, and must still be read.
+    pool = await analysers(timeout=0.5, registry=misbehaving)
+    try:
+        subs = [submission(subject(f"SLOW {n}")) for n in range(3)]
+        reports = await asyncio.gather(*(pool.analyse(engine(), sub) for sub in subs))
+    finally:
+        await pool.close()
+    assert all(r.analysed and not r.error for r in reports)
+
+
+async def test_no_free_child_within_the_queue_wait_is_unanalysed():
+    pool = await analysers(timeout=5.0, registry=misbehaving, queue_wait=0.2)
+    try:
+        slow = asyncio.create_task(pool.analyse(engine(), submission(subject("SLOW"))))
+        await asyncio.sleep(0)  # one step of the task: it takes the only child and sends
+        with pytest.raises(Unanalysed, match=r"no analysis process was free for 0\.2 s"):
+            await pool.analyse(engine(), submission(subject("waiting")))
+        assert (await slow).analysed
+    finally:
+        await pool.close()
+
+
+async def test_a_reloaded_policy_set_reaches_the_children(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nrules:\n  - id: only-markers\n    kind: test_markers\n"
+    )
+    registry = default_registry()
+    reloaded = Engine(load_policies(tmp_path, registry), registry=registry)
+    pool = await analysers()
+    try:
+        first = await pool.analyse(engine(), submission(subject("one")))
+        second = await pool.analyse(reloaded, submission(subject("two")))
+    finally:
+        await pool.close()
+    assert "merge-tags" in first.scans
+    assert set(second.scans) == {"only-markers"}
