@@ -1,7 +1,7 @@
 """What the gateway's child processes share: framed pickles on pipes, dying with the parent.
 
 The upstream process (`gateway.relay.upstream_process`) and the content analysis
-processes (`gateway.admission.analysis_process`) are `python -m` children of the gateway.
+processes (`gateway.policy.analysis_process`) are `python -m` children of the gateway.
 Each frame is a 4-byte length and a pickle; both ends are this package, so unpickling
 trusts its own parent or child. A child asks Linux to kill it when the gateway dies, so a
 gateway killed -9 leaves no orphan behind.

@@ -82,3 +82,7 @@ class Conflict(SendbrakeError):
 
 class IllegalTransition(SendbrakeError):
     """Code asked for a state change the transition tables forbid: a bug, never input."""
+
+
+class Unanalysed(Exception):
+    """Content could not be analysed; the message says why (it becomes the report's error)."""

@@ -299,6 +299,20 @@ class Decider(Protocol):
         ...
 
 
+class Analysers(Protocol):
+    """Runs a decider's content analysis off the event loop: threads, or child processes."""
+
+    async def open(self) -> None:
+        """Start what analyses (a no-op where nothing needs starting)."""
+
+    async def analyse(self, decider: Decider, submission: Submission) -> ContentReport:
+        """Return the report, or raise `Unanalysed` (a timeout) or the analysis's exception."""
+        ...
+
+    async def close(self) -> None:
+        """Stop; a stuck analysis is abandoned."""
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """The spool's answer once a submission is durable."""

@@ -19,7 +19,6 @@ import structlog
 from aiohttp import web
 
 from gateway.admission.admitter import Admitter
-from gateway.admission.analysis_process import ProcessAnalysers
 from gateway.audience.loader import SegmentLoader
 from gateway.errors import ConfigError, SpoolError
 from gateway.failures import FailedAttempts
@@ -40,6 +39,7 @@ from gateway.ops.preflight_api import PreflightApi
 from gateway.ops.segments_api import SegmentsApi
 from gateway.ops.throttle import ClientAddress
 from gateway.ops.webhooks_api import WebhooksApi
+from gateway.policy.analysis_process import ProcessAnalysers
 from gateway.policy.engine import Engine
 from gateway.policy.loader import PolicySet, load_policies
 from gateway.policy.registry import default_registry

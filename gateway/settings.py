@@ -32,6 +32,7 @@ from gateway.yamlfile import read_yaml
 
 ENV_PREFIX = "SENDBRAKE_"
 CHECK_BUDGET = 0.05  # seconds of CPU; campaign-level checks are counter and index look-ups
+QUEUE_WAIT = 60.0  # seconds a message may wait for a free content analyser before it is held
 SCAN_BUDGET = 0.5  # seconds of CPU; one content scanner on one message (100 KB takes ~1 ms)
 CONFIG_ENV = "SENDBRAKE_CONFIG"
 

@@ -20,6 +20,7 @@ LAYERS = {
     "yamlfile": 0,
     "log": 1,
     "failures": 1,
+    "childproc": 1,
     "metrics": 1,
     "mail": 1,
     "review": 1,

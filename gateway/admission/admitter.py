@@ -26,15 +26,16 @@ from email.utils import format_datetime
 import structlog
 
 from gateway.admission import steps
-from gateway.admission.analysers import Analysers, ThreadAnalysers, Unanalysed
+from gateway.admission.analysers import ThreadAnalysers
 from gateway.admission.resolve import DECLARATION_HEADERS, check_headers, comparable, resolve
-from gateway.errors import MessageRefused
+from gateway.errors import MessageRefused, Unanalysed
 from gateway.mail.addresses import address_hash
 from gateway.mail.content import content_key
 from gateway.mail.headers import HeaderBlock
 from gateway.metrics import Metrics
 from gateway.model import (
     Admission,
+    Analysers,
     CampaignRef,
     ContentReport,
     Decider,
@@ -191,6 +192,11 @@ class Admitter:
     def use_decider(self, decider: Decider) -> None:
         """Switch to another decider (a reloaded policy set) for later messages."""
         self._decider = decider
+
+    @property
+    def analysers(self) -> Analysers:
+        """What runs the content analysis (threads or processes)."""
+        return self._analysers
 
     async def open(self) -> None:
         """Start the content analysers (processes start here, not with the first message)."""

@@ -1,8 +1,8 @@
-"""Where content analysis runs: threads of the gateway, or processes of their own.
+"""Content analysis on threads of the gateway process (`policies.content_processes: 0`).
 
 Content analysis (MIME decoding and the content rules' scanners) is CPU work. On threads
 it shares the gateway's one Python lock with the event loop and the spool writer; in
-analysis processes (`gateway.admission.analysis_process`) it has CPUs to itself. Either
+analysis processes (`gateway.policy.analysis_process`) it has CPUs to itself. Either
 way it runs within `policies.content_timeout`, and time spent waiting for a free worker
 is backpressure, not part of the budget. A crash, a hang or a worker that never frees up
 raises, and the admitter holds the campaign (fail closed).
@@ -12,29 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
 
+from gateway.errors import Unanalysed
 from gateway.model import ContentReport, Decider, Submission
-
-QUEUE_WAIT = 60.0  # seconds a message may wait for a free worker before it is held
-
-
-class Unanalysed(Exception):
-    """The content could not be analysed; the message says why (it becomes the report's error)."""
-
-
-class Analysers(Protocol):
-    """Runs a decider's content analysis off the event loop."""
-
-    async def open(self) -> None:
-        """Start what analyses (a no-op where nothing needs starting)."""
-
-    async def analyse(self, decider: Decider, submission: Submission) -> ContentReport:
-        """Return the report, or raise `Unanalysed` (timeout) or the analysis's exception."""
-        ...
-
-    async def close(self) -> None:
-        """Stop; a stuck analysis is abandoned."""
+from gateway.settings import QUEUE_WAIT
 
 
 class ThreadAnalysers:

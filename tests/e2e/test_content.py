@@ -229,6 +229,27 @@ async def test_unrendered_merge_tag_is_caught_in_subject_html_and_quoted_printab
     assert upstream.recipients == []
 
 
+async def test_analysis_processes_hold_a_leaked_tag_and_pass_clean_mail(
+    settings_for, upstream, tmp_path
+):
+    # The default on a multi-CPU machine: content read in child processes.
+    gw_settings = settings_for(
+        upstream.port, policies={"dir": str(policies(tmp_path)), "content_processes": 2}
+    )
+    clean = "Our spring collection is here, with linen shirts and light jackets for warm days."
+    leaked = build(subject="Spring is here", text=f"Hello {{{{FirstName}}}},\n\n{clean}\n")
+    passing = build(subject="Spring is here", text=f"Hello Sam,\n\n{clean}\n")
+    async with run_gateway(gw_settings) as gw:
+        assert len(gw.gateway.admitter.analysers.pids) == 2
+        for key, raw in {"leaked": leaked, "clean": passing}.items():
+            content = raw.replace(b"Subject:", f"X-Campaign-ID: {key}\r\nSubject:".encode(), 1)
+            await gw.send("news@shop.test", recipients(3), content)
+        held = await eventually(lambda: settled(gw, "leaked"))
+        await eventually(lambda: len(upstream.recipients) == 3)
+    assert held["state"] == "held"
+    assert [f["kind"] for f in held["findings"]] == ["merge_tag"]
+
+
 def clock_at(day: datetime):
     """A clock that runs from `day` (the relay's backoff and leases keep working)."""
     offset = day.timestamp() - time.time()

@@ -49,21 +49,25 @@ async def test_serve_with_no_config_relays_to_the_capture_outbox_and_stops_clean
 
 
 @pytest.mark.slow
-async def test_the_upstream_process_dies_with_a_gateway_killed_9(tmp_path):
+async def test_the_child_processes_die_with_a_gateway_killed_9(tmp_path):
     env = {
         "PATH": os.environ.get("PATH", ""),
         **DEFAULTS,
         "SENDBRAKE_UPSTREAM__PROCESS": "separate",
+        "SENDBRAKE_POLICIES__CONTENT_PROCESSES": "2",
     }
     gateway = GatewayProcess(env, tmp_path / "gateway.log", cwd=tmp_path)
     try:
         await gateway.listening()
-        [helper] = children(gateway.proc.pid)  # started with the gateway, not on first use
+        helpers = children(gateway.proc.pid)  # started with the gateway, not on first use
+        assert len(helpers) == 3  # the upstream process and two analysis processes
         with smtplib.SMTP(*await gateway.smtp_address(), timeout=10) as client:
             client.sendmail("me@example.com", ["you@example.com"], b"Subject: hi\r\n\r\nHi.\r\n")
         await eventually(lambda: list((tmp_path / "var" / "outbox").glob("*.eml")))
-        assert children(gateway.proc.pid) == [helper]
+        assert children(gateway.proc.pid) == helpers
         gateway.proc.kill()
-        await eventually(lambda: not running(helper), message="the upstream process outlived")
+        await eventually(
+            lambda: not any(running(pid) for pid in helpers), message="a child outlived"
+        )
     finally:
         gateway.close()

@@ -4,7 +4,7 @@ Python runs one thread at a time, and personalised mail needs its content read f
 copy (MIME decoding, HTML-to-text, language detection: most of the gateway's CPU per
 message). With `policies.content_processes` above 0 (by default, one per CPU on a
 machine with more than one) the admitter hands each message that needs reading to
-`python -m gateway.admission.analysis_process`. The child holds an `Engine` per policy
+`python -m gateway.policy.analysis_process`. The child holds an `Engine` per policy
 version (the two latest) and its memos; the gateway remembers each clean report it gets
 back, so content read once is recalled on the event loop without a trip to a child.
 
@@ -29,7 +29,6 @@ from typing import BinaryIO
 import structlog
 
 from gateway import log as logging
-from gateway.admission.analysers import QUEUE_WAIT, Unanalysed
 from gateway.childproc import (
     become_child,
     frame,
@@ -38,10 +37,11 @@ from gateway.childproc import (
     read_frame_blocking,
     start_child,
 )
+from gateway.errors import Unanalysed
 from gateway.model import ContentReport, Decider, Submission
 from gateway.policy.engine import Blueprint, Engine
 from gateway.policy.registry import Registry, default_registry
-from gateway.settings import LogSettings
+from gateway.settings import QUEUE_WAIT, LogSettings
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +100,8 @@ class _Child:
             if kill and self._proc.returncode is None:
                 self._proc.kill()
             await self._proc.wait()
+        if self._pipes is not None:
+            await self._pipes[1].read()  # to its end: the pipe, then the transport, close
 
 
 class ProcessAnalysers:
@@ -167,7 +169,11 @@ class ProcessAnalysers:
 
     async def close(self) -> None:
         """Stop every child (killing those still reading) and wait for them all to exit."""
-        await asyncio.gather(*(child.stop(kill=True) for child in self._children), *self._retiring)
+        idle = set()
+        while not self._idle.empty():
+            idle.add(self._idle.get_nowait())
+        stopping = (child.stop(kill=child not in idle) for child in self._children)
+        await asyncio.gather(*stopping, *self._retiring)
 
 
 # --- the child ------------------------------------------------------------------------------
@@ -202,7 +208,7 @@ def serve(registry: Registry, requests: int, answers: BinaryIO) -> None:
 
 
 def main() -> None:
-    """Entry point of an analysis process (`python -m gateway.admission.analysis_process`)."""
+    """Entry point of an analysis process (`python -m gateway.policy.analysis_process`)."""
     become_child(parent_pid())
     start: tuple[Callable[[], Registry], LogSettings] | None = read_frame_blocking(
         sys.stdin.fileno()

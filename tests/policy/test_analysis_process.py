@@ -1,7 +1,7 @@
 """Content analysis in child processes: the same reports, and a hang or a crash still holds.
 
-Real `python -m gateway.admission.analysis_process` children, fed by `ProcessAnalysers`.
-Misbehaviour comes from `tests.admission.registries`, a registry the child imports by name.
+Real `python -m gateway.policy.analysis_process` children, fed by `ProcessAnalysers`.
+Misbehaviour comes from `tests.policy.misbehaving`, a registry the child imports by name.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.admission.analysers import Unanalysed
-from gateway.admission.analysis_process import ProcessAnalysers
+from gateway.errors import Unanalysed
 from gateway.mail.content import content_key
 from gateway.mail.headers import HeaderBlock
+from gateway.policy.analysis_process import ProcessAnalysers
 from gateway.policy.engine import Engine
 from gateway.policy.fixtures import CampaignSpec, submission_for
 from gateway.policy.loader import load_policies
 from gateway.policy.registry import default_registry
 from gateway.settings import LogSettings
-from tests.admission.registries import misbehaving
-from tests.policy.test_personalised import copy
+from tests.policy.misbehaving import misbehaving
+from tests.policy.personalised import copy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 SPEC = CampaignSpec(key="december", category="newsletter", locale="en", size=100)
@@ -110,11 +110,11 @@ async def test_a_child_that_dies_mid_reading_holds_that_message_only():
 
 
 async def test_time_waiting_for_a_free_child_does_not_count_against_the_budget():
-    # One child, three slow readings (0.3 s of CPU each, budget 0.5 s): the third waits
-    # 0.6 s for the two before it, and must still be read.
-    pool = await analysers(timeout=0.5, registry=misbehaving)
+    # One child, eight slow readings (0.3 s of CPU each, budget 1.5 s of wall time): the
+    # last waits 2.1 s for the seven before it, and must still be read.
+    pool = await analysers(timeout=1.5, registry=misbehaving)
     try:
-        subs = [submission(subject(f"SLOW {n}")) for n in range(3)]
+        subs = [submission(subject(f"SLOW {n}")) for n in range(8)]
         reports = await asyncio.gather(*(pool.analyse(engine(), sub) for sub in subs))
     finally:
         await pool.close()
