@@ -38,6 +38,7 @@ from gateway.childproc import (
     start_child,
 )
 from gateway.errors import Unanalysed
+from gateway.mail.content import content_key
 from gateway.model import ContentReport, Decider, Submission
 from gateway.policy.engine import Blueprint, Engine
 from gateway.policy.registry import Registry, default_registry
@@ -46,6 +47,11 @@ from gateway.settings import QUEUE_WAIT, LogSettings
 log = structlog.get_logger(__name__)
 
 VERSIONS = 2  # engines a child keeps: the policy set in force, and the one before a reload
+
+
+def key_of(submission: Submission) -> bytes:
+    """Return the content key the admitter set, or compute it (a submission built without)."""
+    return submission.content_key or content_key(submission.content)
 
 
 class _Child:
@@ -80,7 +86,7 @@ class _Child:
         if blueprint.version not in self._versions:
             stdin.write(frame(("policies", blueprint)))
             self._versions = [*self._versions, blueprint.version][-VERSIONS:]
-        fields, key = submission.header_fields, submission.content_key
+        fields, key = submission.header_fields, key_of(submission)
         stdin.write(frame(("read", blueprint.version, submission.content, fields, key)))
         answer = await read_frame(stdout)
         if answer is None:
@@ -156,13 +162,15 @@ class ProcessAnalysers:
             raise
         finally:
             self._idle.put_nowait(child)
-        decider.learn(submission.content_key, report)
+        decider.learn(key_of(submission), report)
         return report
 
     def _replace(self, old: _Child) -> _Child:
         """Kill `old` (its exit is awaited by `close`) and put a new child in its place."""
         log.warning("analysis_process_replaced", pid=old.pid)
-        self._retiring.add(asyncio.ensure_future(old.stop(kill=True)))
+        stopping = asyncio.ensure_future(old.stop(kill=True))
+        self._retiring.add(stopping)
+        stopping.add_done_callback(self._retiring.discard)
         new = _Child(self._start)
         self._children[self._children.index(old)] = new
         return new

@@ -147,3 +147,17 @@ async def test_a_reloaded_policy_set_reaches_the_children(tmp_path):
         await pool.close()
     assert "merge-tags" in first.scans
     assert set(second.scans) == {"only-markers"}
+
+
+async def test_submissions_without_a_content_key_are_told_apart():
+    # Built without the admitter (no header block, no key): each is keyed by its content.
+    plain = [submission_for(subject(text), SPEC) for text in ("Hello {{FirstName}}", "Hello")]
+    gateway_engine = engine()
+    pool = await analysers()
+    try:
+        tagged, clean = [await pool.analyse(gateway_engine, sub) for sub in plain]
+    finally:
+        await pool.close()
+    assert tagged.scans["merge-tags"].hits
+    assert not clean.scans["merge-tags"].hits
+    assert not gateway_engine.recall(plain[1]).scans["merge-tags"].hits
