@@ -9,6 +9,7 @@ part of the gateway but `errors`.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -496,11 +497,24 @@ class UpstreamSettings(_Section):
         return self.process == "separate"
 
 
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
 def _usable_cpus() -> int:
-    """CPUs this process may run on (its affinity, where the platform tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPUs this process may use: its affinity, capped by its cgroup's CPU quota.
+
+    A container limited to 2 CPUs on a 32-CPU node sees all 32 in its affinity; its
+    quota says 2, and `auto` must not start a child process per CPU it cannot use.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = CPU_MAX.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
 class RelaySettings(_Section):

@@ -150,8 +150,42 @@ def test_upstream_process_auto_means_separate_on_more_than_one_usable_cpu(
     monkeypatch, process, cpus, separate
 ):
     monkeypatch.setattr(settings.os, "sched_getaffinity", lambda _pid: cpus, raising=False)
+    monkeypatch.setattr(settings, "CPU_MAX", settings.Path("/nonexistent/cpu.max"))
     upstream = settings.UpstreamSettings(process=process)
     assert upstream.separate_process() is separate
+
+
+@pytest.mark.parametrize(
+    ("setting", "machine", "processes"),
+    [  # machine: usable CPUs and the cgroup's cpu.max (None: no such file)
+        ("auto", (1, None), 0),  # one CPU: threads
+        ("auto", (2, None), 2),
+        ("auto", (32, "200000 100000"), 2),  # a container limited to 2 CPUs on a big node
+        ("auto", (32, "150000 100000"), 2),  # 1.5 CPUs: round up
+        ("auto", (32, "50000 100000"), 0),  # half a CPU
+        ("auto", (4, "max 100000"), 4),  # no quota
+        (3, (1, None), 3),
+        (0, (8, None), 0),
+    ],
+)
+def test_content_processes_auto_follows_the_usable_cpus_and_the_cgroup_quota(
+    monkeypatch, tmp_path, setting, machine, processes
+):
+    cpus, cpu_max = machine
+    monkeypatch.setattr(
+        settings.os, "sched_getaffinity", lambda _pid: set(range(cpus)), raising=False
+    )
+    quota = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        quota.write_text(cpu_max + "\n")
+    monkeypatch.setattr(settings, "CPU_MAX", quota)
+    policies = settings.PolicySettings(content_processes=setting)
+    assert policies.analysis_processes() == processes
+
+
+def test_content_processes_refuses_a_negative_count():
+    with pytest.raises(ValueError, match="content_processes"):
+        settings.PolicySettings(content_processes=-1)
 
 
 def test_smtp_auth_off_from_the_environment_is_off_not_false(monkeypatch):
