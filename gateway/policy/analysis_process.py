@@ -100,14 +100,15 @@ class _Child:
 
     async def stop(self, *, kill: bool = False) -> None:
         """End its input and wait for it to exit; `kill` ends one that may be stuck at once."""
-        if self._pipes is not None:
-            self._pipes[0].close()
-        if self._proc is not None:
-            if kill and self._proc.returncode is None:
-                self._proc.kill()
-            await self._proc.wait()
-        if self._pipes is not None:
-            await self._pipes[1].read()  # to its end: the pipe, then the transport, close
+        if self._proc is None or self._pipes is None:
+            return
+        self._pipes[0].close()
+        if kill and self._proc.returncode is None:
+            self._proc.kill()
+        await self._proc.wait()
+        # asyncio's Process has no public close: without it the pipes' transport may outlive
+        # the loop. A reader still waiting on the output gets its end (and says it died).
+        self._proc._transport.close()  # type: ignore[attr-defined] # noqa: SLF001
 
 
 class ProcessAnalysers:
@@ -129,6 +130,7 @@ class ProcessAnalysers:
         self._idle: asyncio.Queue[_Child] = asyncio.Queue()
         self._children = [_Child(self._start) for _ in range(processes)]
         self._retiring: set[asyncio.Future[None]] = set()  # replaced children, being killed
+        self._closed = False
         for child in self._children:
             self._idle.put_nowait(child)
 
@@ -136,6 +138,11 @@ class ProcessAnalysers:
     def pids(self) -> list[int]:
         """The running children's process ids."""
         return [pid for child in self._children if (pid := child.pid) is not None]
+
+    @property
+    def busy(self) -> int:
+        """How many children are reading a message now."""
+        return len(self._children) - self._idle.qsize()
 
     async def open(self) -> None:
         """Start every child now, so that their start-up does not delay the first messages."""
@@ -167,16 +174,19 @@ class ProcessAnalysers:
 
     def _replace(self, old: _Child) -> _Child:
         """Kill `old` (its exit is awaited by `close`) and put a new child in its place."""
+        new = _Child(self._start)
+        self._children[self._children.index(old)] = new
+        if self._closed:  # `close` stopped it; the new one is never started
+            return new
         log.warning("analysis_process_replaced", pid=old.pid)
         stopping = asyncio.ensure_future(old.stop(kill=True))
         self._retiring.add(stopping)
         stopping.add_done_callback(self._retiring.discard)
-        new = _Child(self._start)
-        self._children[self._children.index(old)] = new
         return new
 
     async def close(self) -> None:
         """Stop every child (killing those still reading) and wait for them all to exit."""
+        self._closed = True
         idle = set()
         while not self._idle.empty():
             idle.add(self._idle.get_nowait())

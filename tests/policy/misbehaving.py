@@ -2,7 +2,8 @@
 
 The shipped kinds, with the test-marker scanner changed to misbehave on a subject that asks
 for it: `HANG` never returns (a real hang: the child must be killed), `DIE` ends the
-process at once (as a crash in a C extension would), `SLOW` takes 0.3 s of CPU.
+process at once (as a crash in a C extension would), `SLOW` takes 0.3 s (asleep, so that
+a loaded machine does not stretch it past a test's budget).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ def misbehaving() -> Registry:
         if "DIE" in document.subject:
             os._exit(3)
         if "SLOW" in document.subject:
-            until = time.thread_time() + 0.3
-            while time.thread_time() < until:
-                pass
+            time.sleep(0.3)
         return scan(rule, document, shared)
 
     return changed("test_markers", scan=scan_or_misbehave)

@@ -7,6 +7,7 @@ Misbehaviour comes from `tests.policy.misbehaving`, a registry the child imports
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from gateway.policy.fixtures import CampaignSpec, submission_for
 from gateway.policy.loader import load_policies
 from gateway.policy.registry import default_registry
 from gateway.settings import LogSettings
+from tests.helpers import eventually
 from tests.policy.misbehaving import misbehaving
 from tests.policy.personalised import copy
 
@@ -110,7 +112,7 @@ async def test_a_child_that_dies_mid_reading_holds_that_message_only():
 
 
 async def test_time_waiting_for_a_free_child_does_not_count_against_the_budget():
-    # One child, eight slow readings (0.3 s of CPU each, budget 1.5 s of wall time): the
+    # One child, eight slow readings (0.3 s each, budget 1.5 s): the
     # last waits 2.1 s for the seven before it, and must still be read.
     pool = await analysers(timeout=1.5, registry=misbehaving)
     try:
@@ -125,7 +127,7 @@ async def test_no_free_child_within_the_queue_wait_is_unanalysed():
     pool = await analysers(timeout=5.0, registry=misbehaving, queue_wait=0.2)
     try:
         slow = asyncio.create_task(pool.analyse(engine(), submission(subject("SLOW"))))
-        await asyncio.sleep(0)  # one step of the task: it takes the only child and sends
+        await eventually(lambda: pool.busy == 1)
         with pytest.raises(Unanalysed, match=r"no analysis process was free for 0\.2 s"):
             await pool.analyse(engine(), submission(subject("waiting")))
         assert (await slow).analysed
@@ -161,3 +163,16 @@ async def test_submissions_without_a_content_key_are_told_apart():
     assert tagged.scans["merge-tags"].hits
     assert not clean.scans["merge-tags"].hits
     assert not gateway_engine.recall(plain[1]).scans["merge-tags"].hits
+
+
+async def test_closing_with_a_reading_in_hand_ends_it_and_leaves_no_process():
+    pool = await analysers(registry=misbehaving)
+    [pid] = pool.pids
+    reading = asyncio.create_task(pool.analyse(engine(), submission(subject("HANG"))))
+    await eventually(lambda: pool.busy == 1)
+    await pool.close()
+    with pytest.raises(Unanalysed, match="exited"):
+        await reading
+    assert pool.pids == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
