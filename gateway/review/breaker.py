@@ -10,6 +10,7 @@ by the canary watcher, which fails the canary on its next step (`gateway.review.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 
@@ -71,7 +72,7 @@ class Breaker:
         for campaign_id in dict.fromkeys(campaign_ids):
             try:
                 verdict, held = await self._spool.transact(
-                    lambda tx, cid=campaign_id: trip(tx, cid, self._clock(), judge)
+                    functools.partial(trip, campaign_id=campaign_id, now=self._clock(), judge=judge)
                 )
             except SpoolError as exc:
                 log.warning("feedback_judge_failed", campaign=campaign_id, error=str(exc))

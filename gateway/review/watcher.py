@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 
 import structlog
@@ -64,7 +65,13 @@ class CanaryWatcher:
         judge = self._judge()  # the policies in force now
         for campaign_id in await self._spool.active_canaries():
             after = await self._spool.transact(
-                lambda tx, cid=campaign_id: canary.advance(tx, cid, self._clock(), judge, audit)
+                functools.partial(
+                    canary.advance,
+                    campaign_id=campaign_id,
+                    now=self._clock(),
+                    judge=judge,
+                    audit=audit,
+                )
             )
             if after is None:  # not due yet
                 continue
