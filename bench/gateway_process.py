@@ -200,7 +200,7 @@ class Gateway:
         return cpu_seconds(self.pid)
 
     def helpers_cpu(self) -> float:
-        """CPU seconds its running child processes (the upstream process) have used so far."""
+        """CPU seconds its running child processes (upstream, content analysis) have used so far."""
         total = 0.0
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:

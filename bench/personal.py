@@ -108,7 +108,7 @@ def measure(ctx: Context, messages: int, sessions: int, args: Any) -> dict[str, 
         print(
             f"  personal-s{sessions} run {run}: sendbrake end to end {sb['e2e_rate']:,.0f} msg/s"
             f" (accept {sb['accept_rate']:,.0f}; CPU per message gateway"
-            f" {sb['gateway_cpu_ms_per_message']:.2f} ms + upstream process"
+            f" {sb['gateway_cpu_ms_per_message']:.2f} ms + child processes"
             f" {sb['upstream_cpu_ms_per_message']:.2f} ms; p50 {sb['p50_ms']:.1f} ms,"
             f" p99 {sb['p99_ms']:.1f} ms) | Postfix {pf['e2e_rate']:,.0f} msg/s (p50"
             f" {pf['p50_ms']:.1f}, p99 {pf['p99_ms']:.1f} ms) | generator to bare aiosmtpd"
@@ -142,7 +142,7 @@ def summarise(messages: int, sessions: int, rows: list[dict[str, Any]]) -> dict[
         f" accept sendbrake {fmt(out['sendbrake_accept_rate'], ' msg/s')} vs bare aiosmtpd"
         f" {fmt(out['bare_accept_rate'], ' msg/s')} {verdict(out['accept_ratio_to_bare'], 0.7)};"
         f" generator / sendbrake {verdict(out['generator_over_sendbrake'], 2.0)};"
-        f" gateway CPU {fmt(out['gateway_cpu_ms_per_message'], ' ms', 2)} + upstream process"
+        f" gateway CPU {fmt(out['gateway_cpu_ms_per_message'], ' ms', 2)} + child processes"
         f" {fmt(out['upstream_cpu_ms_per_message'], ' ms', 2)} per message; end of DATA to 250"
         f" sendbrake p50 {fmt(out['sendbrake_p50_ms'], ' ms', 1)}, p99"
         f" {fmt(out['sendbrake_p99_ms'], ' ms', 1)}"
@@ -224,7 +224,7 @@ def busy(
         f" campaigns, {sessions} sessions, {burners} CPU burners ({hog_share:.2f} cores):"
         f" accept {out['accept_rate']:,.0f} msg/s, end to end {out['e2e_rate']:,.0f} msg/s,"
         f" worst client's p50 {out['p50_ms']:.0f} ms p99 {out['p99_ms']:.0f} ms; gateway CPU"
-        f" {gateway_cpu:.2f} + upstream {upstream_cpu:.2f} ms per message;"
+        f" {gateway_cpu:.2f} + children {upstream_cpu:.2f} ms per message;"
     )
     if failures:
         out["error"] = "; ".join(failures)

@@ -94,7 +94,7 @@ def throughput(ctx: sc.Context, args: argparse.Namespace, shape: sc.Shape) -> di
         print(
             f"  {shape.name} run {run}: sendbrake accept {sb[acc]:,.0f}, end-to-end"
             f" {sb[e2e]:,.0f} {unit} (CPU per message: gateway {sb['cpu_ms_per_message']:.2f} ms,"
-            f" upstream process {sb['upstream_process_cpu_ms_per_message']:.2f} ms;"
+            f" child processes {sb['upstream_process_cpu_ms_per_message']:.2f} ms;"
             f" ingest mean {sb['ingest_mean_ms']:.1f} ms;"
             f" {sb['transactions_at_accept_end']:,} of {sb['transactions_expected']:,}"
             f" transactions at the sink when sending ended; RSS peak"

@@ -53,23 +53,25 @@ def read_frame_blocking(fd: int) -> Any:
     return None if body is None else pickle.loads(body)  # noqa: S301 - our own parent
 
 
-def become_child(gateway: int) -> None:
-    """Set up a child: ignore Ctrl-C (the gateway stops it in order) and die with the gateway.
+def become_child() -> Any:
+    """Set up a child and return its start frame (read before any event loop runs).
 
-    `gateway` is the parent's process id (which may be 1, in a container). Elsewhere than
-    on Linux, the end of its input stops the child.
+    The child ignores Ctrl-C (the gateway stops it in order) and asks Linux to kill it when
+    the gateway dies (elsewhere, the end of its input stops it). The gateway passes its
+    process id as the argument (it may be 1, in a container). A gateway that closed before
+    it said anything ends the child.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gateway = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != gateway:  # the gateway died before the request took effect
             sys.exit(1)
-
-
-def parent_pid() -> int:
-    """Return the gateway's process id as it passed it on the command line."""
-    return int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
+    start = read_frame_blocking(sys.stdin.fileno())  # unbuffered: a loop may read on
+    if start is None:
+        sys.exit(0)
+    return start
 
 
 async def start_child(

@@ -378,7 +378,7 @@ class PolicySettings(_Section):
             "Child processes that analyse message content, each on a CPU of its own, one"
             " message at a time (a stuck one is killed and replaced); 0 analyses on"
             " `content_workers` threads of the gateway process; `auto` one per CPU the"
-            " process may run on, 0 on a single CPU."
+            " process may use (its affinity, capped by its cgroup's CPU quota), 0 on one."
         ),
     )
     check_budget: Duration = Field(

@@ -29,14 +29,7 @@ from typing import BinaryIO
 import structlog
 
 from gateway import log as logging
-from gateway.childproc import (
-    become_child,
-    frame,
-    parent_pid,
-    read_frame,
-    read_frame_blocking,
-    start_child,
-)
+from gateway.childproc import become_child, frame, read_frame, read_frame_blocking, start_child
 from gateway.errors import Unanalysed
 from gateway.mail.content import content_key
 from gateway.model import ContentReport, Decider, Submission
@@ -227,12 +220,7 @@ def serve(registry: Registry, requests: int, answers: BinaryIO) -> None:
 
 def main() -> None:
     """Entry point of an analysis process (`python -m gateway.policy.analysis_process`)."""
-    become_child(parent_pid())
-    start: tuple[Callable[[], Registry], LogSettings] | None = read_frame_blocking(
-        sys.stdin.fileno()
-    )
-    if start is None:
-        sys.exit(0)  # the gateway closed before it said anything
+    start: tuple[Callable[[], Registry], LogSettings] = become_child()
     registry, log_settings = start
     logging.configure(log_settings.format, log_settings.level, final=True)
     structlog.contextvars.bind_contextvars(process="analysis")

@@ -151,7 +151,8 @@ class Engine:
             boxes = tuple(dict.fromkeys(normalise_address(a) or a for _, a in document.senders))
             hashes = tuple(address_hash(box) for box in boxes)
             read = _Read(scans, boxes, hashes, document.fingerprint())
-            self.learn(key, read.report(0.0))
+            if self._clean(scans):
+                self._remember(key, read)
         return read.report(time.perf_counter() - started)
 
     def learn(self, key: bytes, report: ContentReport) -> None:
@@ -160,14 +161,12 @@ class Engine:
         Only a clean reading is remembered: scans that failed or ran over budget run
         again, and hold again.
         """
-        scans = report.scans
-        if (
-            report.analysed
-            and not report.error
-            and all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values())
-        ):
-            read = _Read(scans, report.senders, report.sender_hashes, report.fingerprint)
+        if report.analysed and not report.error and self._clean(report.scans):
+            read = _Read(report.scans, report.senders, report.sender_hashes, report.fingerprint)
             self._remember(key, read)
+
+    def _clean(self, scans: Mapping[str, RuleScan]) -> bool:
+        return all(s.error is None and s.elapsed <= self._scan_budget for s in scans.values())
 
     def blueprint(self) -> Blueprint:
         """Return what builds this engine again elsewhere (an analysis process), registry aside."""

@@ -8,7 +8,7 @@ to `python -m gateway.relay.upstream_process`, which runs the real upstream. Eve
 durable stays in the gateway: claims, leases, retries and settlements; the child holds
 nothing but connections, so losing it loses nothing.
 
-Frames on the child's pipes are a 4-byte length and a pickle (both ends are this module):
+Frames on the child's pipes (`gateway.childproc`: a length and a pickle):
 standard input carries the upstream settings first, then (id, mail_from, rcpts, content,
 ids) per delivery; standard output carries (id, results); end of input means close the
 connections and exit; standard error is the log. The child ignores SIGINT (a terminal's
@@ -30,14 +30,7 @@ import structlog
 import uvloop
 
 from gateway import log as logging
-from gateway.childproc import (
-    become_child,
-    frame,
-    parent_pid,
-    read_frame,
-    read_frame_blocking,
-    start_child,
-)
+from gateway.childproc import become_child, frame, read_frame, start_child
 from gateway.model import DeliveryIds, Outcome, RecipientResult
 from gateway.relay.upstream import Upstream, create_upstream
 from gateway.settings import LogSettings, RuntimeSettings, Settings, UpstreamSettings
@@ -175,11 +168,7 @@ async def _main(settings: UpstreamSettings) -> None:
 
 def main() -> None:
     """Entry point of the upstream process (`python -m gateway.relay.upstream_process`)."""
-    become_child(parent_pid())
-    start: tuple[UpstreamSettings, LogSettings, RuntimeSettings] | None
-    start = read_frame_blocking(sys.stdin.fileno())  # before the event loop runs: unbuffered
-    if start is None:
-        sys.exit(0)  # the gateway closed before it said anything
+    start: tuple[UpstreamSettings, LogSettings, RuntimeSettings] = become_child()
     settings, log_settings, runtime = start
     logging.configure(log_settings.format, log_settings.level, final=True)
     with contextlib.suppress(BrokenPipeError):  # the gateway went away first
