@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from gateway_process import DELIVERED, RECEIVED, Gateway
+from gateway_process import DELIVERED, RECEIVED, Gateway, describe_cpu
 from harness import Sink, cpu_seconds, start
 from postfix import PostfixRelay
 from scenarios import Context, _bare_server, _settled
@@ -68,7 +68,7 @@ def one(ctx: Context, target: str, messages: int, sessions: int, tmp: Path) -> d
                     from scenarios import profile  # noqa: PLC0415
 
                     profile(stack, ctx, gw, tmp, f"personal-s{sessions}")
-        cpu = (gw.cpu(), gw.helpers_cpu()) if gw else (0.0, 0.0)
+        before = gw.cpu_sample() if gw else None
         started = time.perf_counter()
         client = _client(ctx, port, messages, sessions, campaign=campaign, local="p")
         result = _finish(client, ctx.timeout)
@@ -77,7 +77,7 @@ def one(ctx: Context, target: str, messages: int, sessions: int, tmp: Path) -> d
             done = sink.wait_for(messages, ctx.timeout, alive)
             result["e2e_s"] = done - started
             result["e2e_rate"] = messages / (done - started)
-        if gw is not None:
+        if gw is not None and before is not None:
             metrics = _settled(gw, messages)
             if metrics.get(RECEIVED, 0) != messages or metrics.get(DELIVERED, 0) != messages:
                 raise RuntimeError(
@@ -85,8 +85,7 @@ def one(ctx: Context, target: str, messages: int, sessions: int, tmp: Path) -> d
                     f" {metrics.get(DELIVERED)} delivered; sent {messages}"
                 )
             gw.check()
-            result["gateway_cpu_ms_per_message"] = 1000 * (gw.cpu() - cpu[0]) / messages
-            result["upstream_cpu_ms_per_message"] = 1000 * (gw.helpers_cpu() - cpu[1]) / messages
+            result |= before.per_message(gw.cpu_sample(), messages)
             result["held_campaigns"] = metrics.get("sendbrake_held_campaigns", 0)
             result["gateway_warnings"] = len(gw.warnings())
         result["client_cpu_ms_per_message"] = 1000 * result["cpu_s"] / messages
@@ -107,9 +106,8 @@ def measure(ctx: Context, messages: int, sessions: int, args: Any) -> dict[str, 
         sb, pf, bare = row["sendbrake"], row["postfix"], row["bare"]
         print(
             f"  personal-s{sessions} run {run}: sendbrake end to end {sb['e2e_rate']:,.0f} msg/s"
-            f" (accept {sb['accept_rate']:,.0f}; CPU per message gateway"
-            f" {sb['gateway_cpu_ms_per_message']:.2f} ms + child processes"
-            f" {sb['upstream_cpu_ms_per_message']:.2f} ms; p50 {sb['p50_ms']:.1f} ms,"
+            f" (accept {sb['accept_rate']:,.0f}; CPU {describe_cpu(sb)};"
+            f" p50 {sb['p50_ms']:.1f} ms,"
             f" p99 {sb['p99_ms']:.1f} ms) | Postfix {pf['e2e_rate']:,.0f} msg/s (p50"
             f" {pf['p50_ms']:.1f}, p99 {pf['p99_ms']:.1f} ms) | generator to bare aiosmtpd"
             f" {bare['rate']:,.0f} msg/s (p50 {bare['p50_ms']:.1f} ms; client CPU"
@@ -129,8 +127,16 @@ def summarise(messages: int, sessions: int, rows: list[dict[str, Any]]) -> dict[
             out[f"{target}_{key}"] = spread(col(target, key))
     for target in ("postfix", "sendbrake"):
         out[f"{target}_e2e"] = spread(col(target, "e2e_rate"))
-    for key in ("gateway_cpu_ms_per_message", "upstream_cpu_ms_per_message"):
+    for key in ("gateway_cpu_ms_per_message", "upstream_cpu_ms_per_message", "machine_cores_busy"):
         out[key] = spread(col("sendbrake", key))
+    kinds = sorted({k for r in rows for k in r["sendbrake"]["child_cpu_ms_per_message"]})
+    out["child_cpu_ms_per_message"] = {
+        k: spread([r["sendbrake"]["child_cpu_ms_per_message"].get(k, 0.0) for r in rows])
+        for k in kinds
+    }
+    children = "".join(
+        f" + {k} {fmt(v, ' ms', 2)}" for k, v in out["child_cpu_ms_per_message"].items()
+    )
     out["e2e_ratio_to_postfix"] = ratio(col("sendbrake", "e2e_rate"), col("postfix", "e2e_rate"))
     out["accept_ratio_to_bare"] = ratio(col("sendbrake", "accept_rate"), col("bare", "rate"))
     out["generator_over_sendbrake"] = ratio(col("bare", "rate"), col("sendbrake", "e2e_rate"))
@@ -142,8 +148,8 @@ def summarise(messages: int, sessions: int, rows: list[dict[str, Any]]) -> dict[
         f" accept sendbrake {fmt(out['sendbrake_accept_rate'], ' msg/s')} vs bare aiosmtpd"
         f" {fmt(out['bare_accept_rate'], ' msg/s')} {verdict(out['accept_ratio_to_bare'], 0.7)};"
         f" generator / sendbrake {verdict(out['generator_over_sendbrake'], 2.0)};"
-        f" gateway CPU {fmt(out['gateway_cpu_ms_per_message'], ' ms', 2)} + child processes"
-        f" {fmt(out['upstream_cpu_ms_per_message'], ' ms', 2)} per message; end of DATA to 250"
+        f" CPU per message: gateway {fmt(out['gateway_cpu_ms_per_message'], ' ms', 2)}{children}"
+        f" (machine {fmt(out['machine_cores_busy'], ' cores', 2)} busy); end of DATA to 250"
         f" sendbrake p50 {fmt(out['sendbrake_p50_ms'], ' ms', 1)}, p99"
         f" {fmt(out['sendbrake_p99_ms'], ' ms', 1)}"
         + (f" (target p99 <= 50 ms: {'met' if p99 <= 50 else 'NOT met'})" if sessions >= 50 else "")
@@ -172,7 +178,7 @@ def busy(
         gw.wait_ready()
         spin = [sys.executable, "-c", "while True: pass"]
         hogs = [start(stack, spin, tmp / f"burner{i}.log") for i in range(burners)]
-        cpu = gw.cpu(), gw.helpers_cpu()
+        before = gw.cpu_sample()
         hog_cpu = sum(cpu_seconds(h.pid) for h in hogs)
         started = time.perf_counter()
         run = uuid.uuid4().hex[:8]
@@ -194,8 +200,7 @@ def busy(
         hog_share = (sum(cpu_seconds(h.pid) for h in hogs) - hog_cpu) / (done - started)
         status, page = gw.api("GET", "/campaigns?state=held&limit=100")
         held = page["items"] if status == 200 else [{"key": f"(ops API answered {status})"}]
-        gateway_cpu = 1000 * (gw.cpu() - cpu[0]) / total
-        upstream_cpu = 1000 * (gw.helpers_cpu() - cpu[1]) / total
+        cpu = before.per_message(gw.cpu_sample(), total)
         over = [w for w in gw.warnings() if "over_budget" in w or "over its" in w]
     out: dict[str, Any] = {
         "messages": total,
@@ -207,8 +212,7 @@ def busy(
         "e2e_rate": total / (done - started),
         "p50_ms": max(r["p50_ms"] for r in results),
         "p99_ms": max(r["p99_ms"] for r in results),
-        "gateway_cpu_ms_per_message": gateway_cpu,
-        "upstream_cpu_ms_per_message": upstream_cpu,
+        **cpu,
         "received": metrics.get(RECEIVED, 0),
         "delivered": metrics.get(DELIVERED, 0),
         "held": [{"key": h.get("key"), "findings": h.get("findings")} for h in held],
@@ -223,8 +227,8 @@ def busy(
         f"{'busy-s' + str(sessions):<14} {total:,} personalised in {campaigns} legitimate"
         f" campaigns, {sessions} sessions, {burners} CPU burners ({hog_share:.2f} cores):"
         f" accept {out['accept_rate']:,.0f} msg/s, end to end {out['e2e_rate']:,.0f} msg/s,"
-        f" worst client's p50 {out['p50_ms']:.0f} ms p99 {out['p99_ms']:.0f} ms; gateway CPU"
-        f" {gateway_cpu:.2f} + children {upstream_cpu:.2f} ms per message;"
+        f" worst client's p50 {out['p50_ms']:.0f} ms p99 {out['p99_ms']:.0f} ms; CPU"
+        f" {describe_cpu(cpu)};"
     )
     if failures:
         out["error"] = "; ".join(failures)

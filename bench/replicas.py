@@ -38,7 +38,7 @@ from typing import Any, Self
 
 import psycopg
 from gateway_process import DELIVERED, RECEIVED, Gateway
-from harness import Background, Load, Sink, cpu_seconds, send_all, write_message
+from harness import Background, Load, Sink, cpu_seconds, machine_cpu, send_all, write_message
 from latency_client import measure_latency
 from scenarios import Context, Shape
 from stats import fmt, ratio, spread, verdict
@@ -150,18 +150,6 @@ def server_cpu() -> float:
         fields = rest.split()
         total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """CPU seconds the whole machine has been busy so far (every process), and stolen.
-
-    From /proc/stat: user, nice, system, irq and softirq are busy; steal is time the
-    hypervisor gave to another guest while this one wanted to run.
-    """
-    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 class WaitSampler(Background):

@@ -113,7 +113,7 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
             port, alive, per_transaction = gw.smtp_port, gw.check, shape.recipients
         expected = shape.messages * math.ceil(shape.recipients / per_transaction)
         load = Load(shape.messages, shape.recipients, shape.sessions, _message(tmp, ctx, shape))
-        cpu_before = (gw.cpu(), gw.helpers_cpu()) if target == "sendbrake" else (0.0, 0.0)
+        before = gw.cpu_sample() if target == "sendbrake" else None
         started = time.perf_counter()
         accept_s = send(ctx.tools, port, load)
         at_accept = sink.count()
@@ -137,11 +137,9 @@ def relay(target: str, ctx: Context, shape: Shape, tmp: Path, run: int) -> dict[
         }
         if target == "postfix":
             result["maillog_sent"] = mta.sent()
-        else:
+        elif before is not None:
             result |= _gateway_checks(gw, shape)
-            result["cpu_ms_per_message"] = 1000 * (gw.cpu() - cpu_before[0]) / shape.messages
-            helpers = gw.helpers_cpu() - cpu_before[1]
-            result["upstream_process_cpu_ms_per_message"] = 1000 * helpers / shape.messages
+            result |= before.per_message(gw.cpu_sample(), shape.messages)
     return result
 
 

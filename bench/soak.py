@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_process import DELIVERED, RECEIVED, Gateway
-from harness import Background, Sink, cpu_seconds
-from replicas import machine_cpu
+from harness import Background, Sink, cpu_seconds, machine_cpu
 from scenarios import Context, profile
 from soak_client import SoakLoad, percentiles
 from soak_traffic import BAD, Traffic

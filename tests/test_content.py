@@ -171,3 +171,17 @@ def test_content_key_ignores_per_recipient_fields_and_keeps_what_decode_reads():
     assert len({key, *map(content_key, changed)}) == len(changed) + 1
     broken = message(b"To a@x.test", *common)
     assert decode(broken) != decode(message(b"To: a@x.test", *common))  # why it must count
+
+
+def test_content_key_counts_every_field_after_a_line_that_ends_the_header_block():
+    # To the email parser the header block ends at the first line that is not a field:
+    # what follows it, per-recipient fields too, is body a reader sees.
+    def message(name: bytes) -> bytes:
+        return (
+            b"Subject: Spring\r\nnot a field\r\nX-Greeting: Hi " + name + b",\r\n"
+            b"Content-Type: text/plain\r\n\r\nHello\r\n"
+        )
+
+    anna, leaked = message(b"Anna"), message(b"{{FirstName}}")
+    assert "{{FirstName}}" in decode(leaked).text  # the parser reads it as body
+    assert content_key(anna) != content_key(leaked)

@@ -114,13 +114,16 @@ def content_key(content: bytes | HeaderBlock) -> bytes:
 
     Fields that differ from one recipient to the next (To, Message-ID, Date, Received,
     a List-Unsubscribe token) are left out. A line the email parser would not take as a
-    field ends its header block, so such a line is always part of the key. Takes the
-    message, or its header block parsed already.
+    field ends its header block there: that line and every one after it are body to the
+    parser, so all of them are part of the key. Takes the message, or its header block
+    parsed already.
     """
     headers = content if isinstance(content, HeaderBlock) else HeaderBlock.parse(content)
     digest = hashlib.blake2b(digest_size=16)
+    body_from_here = False
     for name, raw in headers.fields:
-        if name in READ_FIELDS or not _FIELD_LINE.match(raw):
+        body_from_here = body_from_here or not _FIELD_LINE.match(raw)
+        if body_from_here or name in READ_FIELDS:
             digest.update(len(raw).to_bytes(8, "big") + raw)
     digest.update(b"\0" + headers.rest)
     return digest.digest()

@@ -24,7 +24,7 @@ from gateway.policy.loader import load_policies
 from gateway.policy.registry import default_registry
 from gateway.policy.rules import language, patterns
 from gateway.policy.rules.patterns import Patterns
-from tests.policy.personalised import SECTION, copy
+from tests.policy.personalised import HELP, NAMES, SECTION, copy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 COPIES = 2_000
@@ -113,6 +113,7 @@ def test_a_memo_keeps_at_most_its_size():
 def test_the_engines_memos_are_bounded(warm, monkeypatch):
     assert language._paragraphs.size == language.PARAGRAPH_MEMORY
     assert len(language._paragraphs) <= language.PARAGRAPH_MEMORY
+    assert len(language._texts) <= language.TEXT_MEMORY
     assert len(content_module._FIELDS) <= content_module.HEADER_MEMORY
     # Pattern hints per block: at most BLOCK_MEMORY blocks, none longer than BLOCK_CHARS.
     monkeypatch.setattr(patterns, "BLOCK_MEMORY", 50)
@@ -130,3 +131,52 @@ def test_a_hint_that_spans_blocks_is_looked_for_in_the_whole_text():
     spanning = Patterns([("two", r"end\.\n\nstart", True, ("end.\n\nstart",))])
     assert [m.group() for _, m in spanning.finditer("the end.\n\nstart again")] == ["end.\n\nstart"]
     assert list(spanning.finditer("the end.\n\nno start")) == []
+
+
+def test_copies_that_differ_in_their_greeting_share_one_language_reading(monkeypatch):
+    read: list[str] = []
+    detect = language._text
+    monkeypatch.setattr(language, "_text", lambda words: read.append(words) or detect(words))
+    language._texts.clear()
+    language._paragraphs.clear()
+    body = f"{SECTION}\n\nRead more below.\n\n{HELP}"
+
+    def reading(text: str) -> tuple:
+        found = language.detect(text)
+        return found.language, found.probability, found.reliable, found.shares
+
+    first = reading(f"Dear Ada Novak 1,\n\n{body}")
+    whole_readings = len(read)
+    for n in range(2, 50):
+        assert reading(f"Dear {NAMES[n % 5]} {n},\n\n{body}") == first
+    assert len(read) == whole_readings  # neither the whole nor a paragraph read again
+    assert first[:1] + first[2:] == ("en", True, {"en": 1.0})
+    # A name inside a paragraph of prose makes that copy's reading its own.
+    language.detect(f"Dear Ada,\n\nThank you Esther Rossi for the years. {SECTION}\n\n{HELP}")
+    assert len(read) > whole_readings
+
+
+def test_a_body_mostly_of_short_lines_is_read_whole():
+    lines = "\n\n".join(["Hola Ana,", "Rebajas de invierno", "Hasta el 50 %", "Compra ya"] * 3)
+    found = language.detect(lines)
+    compact = " ".join(language.clean(lines).split())
+    assert (found.language, found.probability) == language._text(compact)[:2]
+    assert found.shares == {}  # no paragraph of prose to share
+
+
+def test_a_spanish_template_is_held_in_every_copy_of_an_english_campaign(monkeypatch):
+    spanish = (
+        "Este mes hemos renovado por completo las pantallas de informes. Los graficos cargan\n"
+        "mas rapido, los filtros recuerdan lo que elegiste la ultima vez y cada tabla se\n"
+        "puede exportar a una hoja de calculo con un solo clic."
+    )
+    registry = default_registry()
+    engine = Engine(load_policies(POLICIES, registry), registry=registry)
+    for n in (1, 2, 3):
+        rcpt, raw = copy(n, section=spanish)
+        raw = raw.replace(
+            HELP.replace("\n", "\r\n").encode(), spanish.replace("\n", "\r\n").encode()
+        )
+        verdict = verdict_of(engine, n, raw, rcpt)
+        assert [f.kind for f in verdict.findings if f.rule == "language"] == ["language_mismatch"]
+        assert verdict.hold

@@ -11,8 +11,12 @@ Detection runs on the prose a reader sees, without links, addresses, numbers and
 tags; per paragraph as well, so a bilingual mail (English and French for Canada) reports
 the share of each language and is not held for the one it declared second. A paragraph's
 detection depends only on its text and is remembered by its digest (`PARAGRAPH_MEMORY`
-of them), so the paragraphs a personalised campaign's copies share are detected once; the
-whole text, which holds each recipient's name, is detected for every message.
+of them), so the paragraphs a personalised campaign's copies share are detected once.
+The whole text's detection reads the paragraphs of prose (`PARAGRAPH_MIN` characters or
+more) when they hold most of the letters (`PROSE_SHARE`): the short lines left out are
+where a copy differs (the greeting's name, a button, the sign-off), so the copies of a
+campaign share that reading too. A recipient's name inside a paragraph of prose makes
+its copy's reading its own, read afresh; a body mostly of short lines is read whole.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ MAX_BYTES = 4000  # how much text CLD3 reads, as its own default
 MAX_CHARS = 20_000  # of the body looked at for paragraphs; a language shows long before
 PARAGRAPH_MIN = 40  # characters a paragraph needs to be detected on its own
 PARAGRAPH_MEMORY = 8192  # paragraphs whose detection is remembered (digest + 2 fields each)
+PROSE_SHARE = 0.8  # of the letters, in paragraphs of prose, for the whole to be read from them
+TEXT_MEMORY = 1024  # whole texts whose detection is remembered (digest + 3 fields each)
 _NOISE = re.compile(
     r"https?://\S+|www\.\S+|\S+@\S+|\{\{.*?\}\}|\*\|.*?\|\*|%%.*?%%|[\d#$€£%+*/=_|<>\[\]{}()~^]+"
 )
@@ -54,6 +60,7 @@ _local = threading.local()
 # A personalised campaign repeats its template's paragraphs in every copy: each distinct
 # paragraph is detected once. What CLD3 says of a paragraph depends only on its text.
 _paragraphs: Memo[tuple[str, bool]] = Memo(PARAGRAPH_MEMORY)
+_texts: Memo[tuple[str, float, bool]] = Memo(TEXT_MEMORY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,39 +97,44 @@ def detect(text: str) -> Detected:
     """Detect the language of `text` (the whole, and the share of each paragraph's)."""
     prose = clean(text[:MAX_CHARS])
     letters = sum(map(str.isalpha, prose))
-    identifier = _identifier()
     if not letters:
         return Detected("und", 0.0, reliable=False, chars=0, shares={})
     # CLD3 reads only the first MAX_BYTES; compact whitespace so it reads words, not blanks.
     compact = " ".join(prose.split())
-    result = identifier.FindLanguage(compact)
+    paragraphs = [" ".join(p.split()) for p in _PARAGRAPHS.split(prose)]
+    long = [words for words in paragraphs if len(words) >= PARAGRAPH_MIN]
+    if sum(map(len, long)) >= PROSE_SHARE * len(compact):
+        whole = " ".join(long)  # what copies of one template share
+        language, probability, reliable = _texts.get(whole, _text)
+    else:
+        whole = compact
+        language, probability, reliable = _text(compact)
     weights: dict[str, int] = {}
-    for paragraph in _PARAGRAPHS.split(prose)[:20]:
-        words = " ".join(paragraph.split())
+    for words in paragraphs[:20]:
         if len(words) < PARAGRAPH_MIN:
             continue
         # A mail of one paragraph is common: its detection is the whole text's.
-        if words == compact:
-            code, reliable = primary(result.language), bool(result.is_reliable)
+        if words == whole:
+            code, sure = language, reliable
         else:
-            code, reliable = _paragraphs.get(words, _paragraph)
-        if reliable:
+            code, sure = _paragraphs.get(words, _paragraph)
+        if sure:
             weights[code] = weights.get(code, 0) + len(words)
     total = sum(weights.values())
     shares = {code: round(weight / total, 3) for code, weight in weights.items()} if total else {}
-    return Detected(
-        language=primary(result.language),
-        probability=round(float(result.probability), 4),
-        reliable=bool(result.is_reliable),
-        chars=letters,
-        shares=shares,
-    )
+    return Detected(language, probability, reliable=reliable, chars=letters, shares=shares)
+
+
+def _text(words: str) -> tuple[str, float, bool]:
+    """Return the language of a text, CLD3's probability, and whether it calls it reliable."""
+    found = _identifier().FindLanguage(words)
+    return primary(found.language), round(float(found.probability), 4), bool(found.is_reliable)
 
 
 def _paragraph(words: str) -> tuple[str, bool]:
     """Return the language of one paragraph and whether CLD3 calls it reliable."""
-    found = _identifier().FindLanguage(words)
-    return primary(found.language), bool(found.is_reliable)
+    language, _, reliable = _text(words)
+    return language, reliable
 
 
 class Language(Rule):
