@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import random
+import re
 from email.message import EmailMessage
 
 from gateway.mail.content import content_key, decode
-from gateway.mail.html_text import html_to_text, split_code
+from gateway.mail.html_text import html_to_text, split_code, tidy
 from tests.mail import build
 
 
@@ -185,3 +187,24 @@ def test_content_key_counts_every_field_after_a_line_that_ends_the_header_block(
     anna, leaked = message(b"Anna"), message(b"{{FirstName}}")
     assert "{{FirstName}}" in decode(leaked).text  # the parser reads it as body
     assert content_key(anna) != content_key(leaked)
+
+
+def test_tidy_collapses_blanks_as_its_plain_definition_does():
+    # The definition: every run of blanks within a line is one space, no blank at either
+    # end of a line, at most one empty line in a row, nothing around the whole.
+    def plainly(text: str) -> str:
+        text = re.sub(r"[ \t\r\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff]+", " ", text)
+        return re.sub(r"\n{3,}", "\n\n", re.sub(r" ?\n ?", "\n", text)).strip()
+
+    rnd = random.Random(18)
+    alphabet = " \t\r\f\v\u00a0\u200b\ufeff\n\nab"
+    samples = ["a \t b\u00a0\u00a0c\n \n\n\n d ", "\t", " \n \n ", "a\u00a0 b \u00a0c", "a b"]
+    samples += ["".join(rnd.choices(alphabet, k=rnd.randint(0, 40))) for _ in range(5000)]
+    assert [tidy(s) for s in samples] == [plainly(s) for s in samples]
+
+
+def test_the_text_of_several_html_parts_is_joined_with_one_empty_line():
+    parts = ["<p>  </p>", "<p>First  part</p>", "<p>Second\n\n\n\npart </p>"]
+    body = "".join(f"--b\r\nContent-Type: text/html\r\n\r\n{html}\r\n" for html in parts).encode()
+    raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + body + b"--b--\r\n"
+    assert decode(raw).html == "First part\n\nSecond\n\npart"

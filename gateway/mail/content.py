@@ -156,12 +156,12 @@ def decode(content: bytes, headers: HeaderBlock | None = None) -> Document:
     code: list[str] = []
     links: list[str] = []
     readable = 0
-    for where, part in _leaves(message, "1", 0, problems):
-        body = _text_of(part, where, problems)
+    for where, part, kind in _leaves(message, "1", 0, problems):
+        body = _text_of(part, f"part {where} ({kind})", problems)
         if body is None:
             continue
         readable += 1
-        if part.get_content_subtype() == "html":
+        if kind == "text/html":
             shown = html_to_text(body)
             htmls.append(shown.text)
             code.append(shown.code)
@@ -177,7 +177,7 @@ def decode(content: bytes, headers: HeaderBlock | None = None) -> Document:
         from_name=from_name,
         senders=tuple(dict.fromkeys(senders)),
         text=tidy("\n\n".join(texts)),
-        html=tidy("\n\n".join(htmls)),
+        html="\n\n".join(filter(None, htmls)),  # each tidy already, so the join is too
         code=tidy("\n\n".join(code)),
         links=tuple(dict.fromkeys(links)),
         problems=tuple(problems),
@@ -200,8 +200,8 @@ def _header(headers: HeaderBlock, name: str, problems: list[str]) -> str:
 
 def _leaves(
     part: Message, where: str, depth: int, problems: list[str]
-) -> Iterator[tuple[str, Message]]:
-    """Yield (part number, part) of every inline text part, in order."""
+) -> Iterator[tuple[str, Message, str]]:
+    """Yield (part number, part, content type) of every inline text/plain or HTML part."""
     problems.extend(
         f"part {where}: {_defect_name(d)}" for d in part.defects if isinstance(d, _FATAL_DEFECTS)
     )
@@ -213,11 +213,10 @@ def _leaves(
         for index, child in enumerate(children if isinstance(children, list) else [], 1):
             yield from _leaves(child, f"{where}.{index}", depth + 1, problems)
         return
-    if part.get_content_maintype() != "text" or part.get_content_disposition() == "attachment":
+    kind = part.get_content_type()  # each call parses the field's value again
+    if kind not in {"text/plain", "text/html"} or part.get_content_disposition() == "attachment":
         return
-    if part.get_content_subtype() not in {"plain", "html"}:
-        return
-    yield where, part
+    yield where, part, kind
 
 
 def _payload(part: Message, label: str, problems: list[str]) -> bytes | None:
@@ -237,9 +236,8 @@ def _payload(part: Message, label: str, problems: list[str]) -> bytes | None:
     return raw
 
 
-def _text_of(part: Message, where: str, problems: list[str]) -> str | None:
+def _text_of(part: Message, label: str, problems: list[str]) -> str | None:
     """Decode one text part's body; None (with a problem) when it cannot be read."""
-    label = f"part {where} ({part.get_content_type()})"
     raw = _payload(part, label, problems)
     if raw is None:
         return None

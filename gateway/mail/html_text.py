@@ -60,8 +60,11 @@ _BLOCK = frozenset(
         "ul",
     }
 )
-_SPACES = re.compile(r"[ \t\r\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff]+")
-_AROUND_NEWLINES = re.compile(r" ?\n ?")
+_BLANK = " \t\r\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff"  # within a line
+# Runs of blanks that are not already one plain space (most are: the one between two
+# words, which is left alone rather than replaced by itself).
+_SPACES = re.compile(f"[{_BLANK}]{{2,}}|[{_BLANK[1:]}]")
+_AROUND_NEWLINES = re.compile(r" \n ?|\n ")
 _BLANKS = re.compile(r"\n{3,}")
 # The markup is read with a few whole-text regular-expression passes rather than a parser
 # calling Python for every tag: a 100 KB newsletter has thousands of tags, and this is ten
