@@ -22,6 +22,8 @@ SESSION_CLOSES = ("max_sessions", "max_sessions_per_client", "timeout", "junk_co
 FEEDBACK_EVENTS = ("delivered", "bounced", "dropped", "complained", "unsubscribed",
                    "unattributed", "other", "duplicate")  # fmt: skip
 FORWARD_OUTCOMES = ("delivered", "retried", "dead")
+# Why a content analysis process was replaced (its message held, the next one read anew).
+ANALYSIS_REPLACED = ("timeout", "exited")
 MANUAL_RULE = "manual"  # the rule label of holds an operator made
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -44,6 +46,7 @@ class Metrics:
     feedback_events: Counter
     webhook_forwards: Counter
     throttle_waits: Counter
+    analysis_replaced: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -62,6 +65,8 @@ class Metrics:
             metrics.feedback_events.labels(event=event)
         for outcome in FORWARD_OUTCOMES:
             metrics.webhook_forwards.labels(outcome=outcome)
+        for reason in ANALYSIS_REPLACED:
+            metrics.analysis_replaced.labels(reason=reason)
         # No transaction has failed yet; an idle gateway must not look like an outage.
         metrics.upstream_up.set(1)
         return metrics
@@ -164,6 +169,13 @@ class Metrics:
                 "sendbrake_relay_throttle_waits",
                 "Recipients a relay throttle made wait (once per wait), by rule.",
                 ["rule"],
+                registry=reg,
+            ),
+            analysis_replaced=Counter(
+                "sendbrake_analysis_processes_replaced",
+                "Content analysis processes killed and replaced, by reason (timeout: over"
+                " policies.content_timeout; exited: died while reading). Each held its message.",
+                ["reason"],
                 registry=reg,
             ),
         )

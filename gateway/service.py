@@ -269,7 +269,13 @@ class Gateway:
         if not processes:
             return None
         timeout = settings.policies.content_timeout
-        return ProcessAnalysers(processes, timeout, log_settings=settings.log)
+        replaced = self.metrics.analysis_replaced
+        return ProcessAnalysers(
+            processes,
+            timeout,
+            log_settings=settings.log,
+            on_replaced=lambda reason: replaced.labels(reason=reason).inc(),
+        )
 
     def _engine(self, policies: PolicySet) -> Engine:
         """Build the decider for a policy set, with the budgets of the settings."""

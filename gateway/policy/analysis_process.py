@@ -12,7 +12,8 @@ Each child reads one message at a time, so a child that overruns `content_timeou
 nothing else in hand: it is killed (its campaign is held, as on threads) and a new one
 started, and no other message pays for it. Time spent waiting for a free child is
 backpressure, not part of the budget. A child that dies mid-reading holds that message
-only. Frames (`gateway.childproc`): standard input carries the start frame (the registry
+only; one found dead while idle is replaced before a message reaches it, holding nothing.
+Replacements are counted by reason (`on_replaced`: the service's metric). Frames (`gateway.childproc`): standard input carries the start frame (the registry
 factory and the log settings), then ("policies", blueprint) whenever the child lacks a
 version, and ("read", version, content, header fields, content key) per message;
 standard output carries "ready" once set up, then (report, error) per read. End of input stops the child.
@@ -60,6 +61,11 @@ class _Child:
     def pid(self) -> int | None:
         """The process id, once started."""
         return None if self._proc is None else self._proc.pid
+
+    @property
+    def exited(self) -> bool:
+        """Whether it was started and has exited since (killed while idle, say)."""
+        return self._proc is not None and self._proc.returncode is not None
 
     async def start(self) -> tuple[asyncio.StreamWriter, asyncio.StreamReader]:
         """Start the process, unless it runs; return its input and output."""
@@ -115,9 +121,14 @@ class ProcessAnalysers:
         log_settings: LogSettings,
         registry: Callable[[], Registry] = default_registry,
         queue_wait: float = QUEUE_WAIT,
+        on_replaced: Callable[[str], None] | None = None,
     ) -> None:
-        """`registry` is a module-level function the child imports to build its engines."""
+        """`registry` is a module-level function the child imports to build its engines.
+
+        `on_replaced` hears why a child was replaced: "timeout" or "exited" (a metric).
+        """
         self._timeout = timeout
+        self._on_replaced = on_replaced
         self._queue_wait = queue_wait
         self._start = frame((registry, log_settings))
         self._idle: asyncio.Queue[_Child] = asyncio.Queue()
@@ -149,6 +160,9 @@ class ProcessAnalysers:
             child = await asyncio.wait_for(self._idle.get(), self._queue_wait)
         except TimeoutError:
             raise Unanalysed(f"no analysis process was free for {self._queue_wait:g} s") from None
+        if child.exited:  # it died idle (the OOM killer, an operator): not this message's doing
+            child = self._replace(child)
+            self._count("exited")
         try:
             await child.start()  # a replacement's start-up is not the message's reading
             report = await asyncio.wait_for(
@@ -157,6 +171,8 @@ class ProcessAnalysers:
         except BaseException as exc:
             # Timed out, died or cancelled mid-frame: what it holds is unknown, so replace it.
             child = self._replace(child)
+            if isinstance(exc, TimeoutError | Unanalysed):  # not a cancellation: it failed
+                self._count("timeout" if isinstance(exc, TimeoutError) else "exited")
             if isinstance(exc, TimeoutError):
                 raise Unanalysed(f"content analysis took longer than {self._timeout:g} s") from None
             raise
@@ -164,6 +180,10 @@ class ProcessAnalysers:
             self._idle.put_nowait(child)
         decider.learn(key_of(submission), report)
         return report
+
+    def _count(self, reason: str | None) -> None:
+        if reason and self._on_replaced is not None and not self._closed:
+            self._on_replaced(reason)
 
     def _replace(self, old: _Child) -> _Child:
         """Kill `old` (its exit is awaited by `close`) and put a new child in its place."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,8 @@ async def test_children_read_personalised_copies_as_the_gateway_would():
 
 
 async def test_a_hanging_analysis_is_cut_off_and_its_child_replaced():
-    pool = await analysers(timeout=0.5, registry=misbehaving)
+    replaced: list[str] = []
+    pool = await analysers(timeout=0.5, registry=misbehaving, on_replaced=replaced.append)
     try:
         [before] = pool.pids
         with pytest.raises(Unanalysed, match=r"took longer than 0\.5 s"):
@@ -98,10 +100,12 @@ async def test_a_hanging_analysis_is_cut_off_and_its_child_replaced():
     assert report.analysed
     assert not report.error
     assert after != before
+    assert replaced == ["timeout"]
 
 
 async def test_a_child_that_dies_mid_reading_holds_that_message_only():
-    pool = await analysers(registry=misbehaving)
+    replaced: list[str] = []
+    pool = await analysers(registry=misbehaving, on_replaced=replaced.append)
     try:
         with pytest.raises(Unanalysed, match=r"analysis process exited \(3\)"):
             await pool.analyse(engine(), submission(subject("DIE")))
@@ -109,6 +113,24 @@ async def test_a_child_that_dies_mid_reading_holds_that_message_only():
     finally:
         await pool.close()
     assert report.analysed
+    assert replaced == ["exited"]
+
+
+async def test_a_child_that_died_idle_is_replaced_before_it_is_handed_a_message():
+    replaced: list[str] = []
+    pool = await analysers(on_replaced=replaced.append)
+    try:
+        [before] = pool.pids
+        os.kill(before, signal.SIGKILL)  # the OOM killer, say, between two messages
+        await eventually(lambda: pool._children[0].exited)
+        report = await pool.analyse(engine(), submission(subject("after the kill")))
+        [after] = pool.pids
+    finally:
+        await pool.close()
+    assert report.analysed  # not held: the child was dead before the message reached it
+    assert not report.error
+    assert after != before
+    assert replaced == ["exited"]
 
 
 async def test_time_waiting_for_a_free_child_does_not_count_against_the_budget():
