@@ -47,6 +47,7 @@ from gateway.settings import CHECK_BUDGET, SCAN_BUDGET
 log = structlog.get_logger(__name__)
 
 CONTENT_MEMORY = 1024  # contents whose reading is remembered (a digest and small hits each)
+SELECTION_MEMORY = 1024  # campaigns' (category, key, sender, client) whose rules are remembered
 DECLARATION_RULE = "declaration"  # the built-in rule of conflicting declarations
 CONTENT_RULE = "content"  # the built-in rule of content that could not be analysed
 
@@ -113,6 +114,9 @@ class Engine:
             a for a in policies.rules if self._units[a.id].throttle and a.mode == "enforce"
         ]
         self._reads: OrderedDict[bytes, _Read] = OrderedDict()  # by content key, oldest first
+        # What `when` selects depends on four fields of the campaign, and the writer asks
+        # for every message, inside the admission transaction: remembered per four.
+        self._selections: dict[tuple[str | None, str, str, str], list[ActiveRule]] = {}
         self._reads_lock = threading.Lock()  # analyse runs in several threads
 
     def rule_modes(self) -> list[tuple[str, str]]:
@@ -220,7 +224,15 @@ class Engine:
         return RuleScan(hits=hits, elapsed=used)
 
     def _selecting(self, campaign: Campaign) -> list[ActiveRule]:
-        return [a for a in self.policies.rules if a.rule.when.selects(campaign)]
+        """The rules whose `when` selects `campaign`, in declared order."""
+        key = (campaign.declared.category, campaign.key, campaign.sender, campaign.client)
+        found = self._selections.get(key)
+        if found is None:
+            found = [a for a in self.policies.rules if a.rule.when.selects(campaign)]
+            if len(self._selections) >= SELECTION_MEMORY:
+                self._selections.clear()
+            self._selections[key] = found  # a dict's item assignment is atomic under the GIL
+        return found
 
     def needs(self, campaign: Campaign) -> Needs:
         """Say what the rules that select `campaign` need looked up."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -86,6 +87,29 @@ def test_when_selects_by_category(tmp_path):
     e = engine(tmp_path, "  - {id: s, kind: declared_size, when: {category: [survey, poll]}}\n")
     assert e.decide(campaign(1000, 200, category="survey"), SUB, Facts()).hold
     assert not e.decide(campaign(1000, 200, category="newsletter"), SUB, Facts()).hold
+
+
+def test_when_selects_each_campaign_by_its_own_fields_message_after_message(tmp_path):
+    # What `when` selects is remembered per (category, key, sender, client): campaigns
+    # that differ in any one of them, in turns, are each judged by their own rules.
+    e = engine(
+        tmp_path,
+        "  - {id: s, kind: declared_size, when: {key: 'survey-*', sender: '*@research.test',"
+        " client: '10.*'}}\n",
+    )
+    base = campaign(1000, 200)
+    selected = replace(base, key="survey-q4", sender="Lab@Research.test", client="10.0.0.0/8")
+    others = [
+        replace(selected, key="spring"),
+        replace(selected, sender="news@shop.test"),
+        replace(selected, client="127.0.0.0/8"),
+        replace(selected, declared=replace(selected.declared, category="poll")),
+    ]
+    for _ in range(3):
+        assert e.decide(selected, SUB, Facts()).hold
+        for other in others[:3]:
+            assert not e.decide(other, SUB, Facts()).hold, other
+        assert e.decide(others[3], SUB, Facts()).hold  # no category in `when`: any category
 
 
 def test_a_check_that_crashes_holds_the_campaign(tmp_path):
