@@ -13,10 +13,13 @@ nothing else in hand: it is killed (its campaign is held, as on threads) and a n
 started, and no other message pays for it. Time spent waiting for a free child is
 backpressure, not part of the budget. A child that dies mid-reading holds that message
 only; one found dead while idle is replaced before a message reaches it, holding nothing.
-Replacements are counted by reason (`on_replaced`: the service's metric). Frames (`gateway.childproc`): standard input carries the start frame (the registry
+Replacements are counted by reason (`on_replaced`: the service's metric).
+
+Frames (`gateway.childproc`): standard input carries the start frame (the registry
 factory and the log settings), then ("policies", blueprint) whenever the child lacks a
 version, and ("read", version, content, header fields, content key) per message;
-standard output carries "ready" once set up, then (report, error) per read. End of input stops the child.
+standard output carries "ready" once set up, then (report, error) per read. End of input
+stops the child.
 """
 
 from __future__ import annotations

@@ -224,7 +224,7 @@ class Engine:
         return RuleScan(hits=hits, elapsed=used)
 
     def _selecting(self, campaign: Campaign) -> list[ActiveRule]:
-        """The rules whose `when` selects `campaign`, in declared order."""
+        """Return the rules whose `when` selects `campaign`, in declared order."""
         key = (campaign.declared.category, campaign.key, campaign.sender, campaign.client)
         found = self._selections.get(key)
         if found is None:
