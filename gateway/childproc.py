@@ -75,9 +75,12 @@ def become_child() -> Any:
 
 
 async def start_child(
-    module: str,
+    module: str, pass_fds: tuple[int, ...] = ()
 ) -> tuple[asyncio.subprocess.Process, asyncio.StreamWriter, asyncio.StreamReader]:
-    """Start `python -m module`; return it with its input and output (its errors: the log)."""
+    """Start `python -m module`; return it with its input and output (its errors: the log).
+
+    `pass_fds` are inherited by the child under the same numbers.
+    """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -85,6 +88,7 @@ async def start_child(
         str(os.getpid()),  # its parent, to tell whether it is already gone
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        pass_fds=pass_fds,
     )
     if proc.stdin is None or proc.stdout is None:
         raise RuntimeError(f"{module} has no pipes")

@@ -28,6 +28,7 @@ from gateway.feedback.sendgrid import Verifier, load_public_key
 from gateway.ingress.auth import SmtpAuthenticator
 from gateway.ingress.esp import ApiKey, EspIngress, start_esp
 from gateway.ingress.smtp import check_exposure, start_smtp
+from gateway.ingress.smtp_process import SmtpProcesses
 from gateway.metrics import Metrics
 from gateway.model import Campaign, Throttle
 from gateway.ops.api import OpsApi
@@ -189,6 +190,7 @@ class Gateway:
             on_release=self.relay.wake,
         )
         self.addresses: Addresses | None = None
+        self.smtp: asyncio.Server | SmtpProcesses | None = None  # the SMTP listener, once bound
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._reload_wanted = asyncio.Event()
@@ -356,6 +358,38 @@ class Gateway:
             rules=len(self.engine.policies.rules),
         )
 
+    async def _listen_smtp(self) -> tuple[str, int]:
+        """Bind SMTP here, or with `smtp.processes` ingress processes; return its address."""
+        settings = self.settings.smtp
+        check_exposure(settings, users=len(await self.spool.smtp_users()))
+        failures = FailedAttempts(settings.auth_max_failures, settings.auth_failure_window)
+        authenticator = SmtpAuthenticator(self.spool.smtp_user, failures)
+        admit = with_reports(
+            self.admitter.admit, self.intake.report, self.settings.feedback.dsn_recipients
+        )
+        if not settings.processes:
+            server = await start_smtp(settings, admit, self.metrics, authenticator)
+            self.smtp = server
+            host, port = server.sockets[0].getsockname()[:2]
+            return str(host), int(port)
+        processes = SmtpProcesses(
+            settings,
+            settings.processes,
+            admit=admit,
+            authenticator=authenticator,
+            metrics=self.metrics,
+            log_settings=self.settings.log,
+            event_loop=self.settings.runtime.event_loop,
+        )
+        self.smtp = processes
+        await processes.start()
+        return processes.address
+
+    def _close_smtp(self) -> None:
+        """Stop accepting SMTP connections (closing twice does nothing)."""
+        if self.smtp is not None:
+            self.smtp.close()
+
     async def _listen_http(self) -> tuple[web.AppRunner, web.AppRunner | None]:
         """Bind the ops API's listener, and the HTTP send API's when esp.listen is set."""
         runner = web.AppRunner(self.http_app, access_log=None)
@@ -388,20 +422,7 @@ class Gateway:
             # Child processes start before the listeners, not with the first message.
             await asyncio.gather(self.admitter.open(), self.upstream.open())
             await self._load_segment_files()
-            smtp_settings = self.settings.smtp
-            check_exposure(smtp_settings, users=len(await self.spool.smtp_users()))
-            failures = FailedAttempts(
-                smtp_settings.auth_max_failures, smtp_settings.auth_failure_window
-            )
-            admit = with_reports(
-                self.admitter.admit, self.intake.report, self.settings.feedback.dsn_recipients
-            )
-            smtp = await start_smtp(
-                smtp_settings,
-                admit,
-                self.metrics,
-                SmtpAuthenticator(self.spool.smtp_user, failures),
-            )
+            smtp_address = await self._listen_smtp()
             runner, esp = await self._listen_http()
             try:
                 async with asyncio.TaskGroup() as tasks:
@@ -411,7 +432,7 @@ class Gateway:
                     tasks.create_task(self.canaries.run(self._stop))
                     reloader = tasks.create_task(self._reloader())
                     self.addresses = Addresses(
-                        smtp=smtp.sockets[0].getsockname()[:2],
+                        smtp=smtp_address,
                         http=tuple(runner.addresses[0][:2]),
                         esp=tuple(esp.addresses[0][:2]) if esp is not None else None,
                     )
@@ -420,7 +441,7 @@ class Gateway:
                     await self._stop.wait()
                     log.info("shutdown_started")
                     reloader.cancel()
-                    smtp.close()
+                    self._close_smtp()
                     await _close(esp, runner)
                     self.forwarder.stop()  # finishes the batch in hand
                     self.relay.stop()
@@ -434,7 +455,7 @@ class Gateway:
                         )
                         relay_task.cancel()
             finally:
-                smtp.close()
+                self._close_smtp()
                 await _close(esp, runner)
                 try:
                     given_back = await self.spool.release_leases(self.relay.owner, time.time())
@@ -444,6 +465,8 @@ class Gateway:
                     if given_back:
                         log.info("leases_given_back", recipients=given_back)
         finally:
+            if isinstance(self.smtp, SmtpProcesses):  # after the relay's drain, as the loop's end
+                await self.smtp.stop()
             await self.upstream.close()
             await self.admitter.close()
             await self.spool.close()

@@ -143,6 +143,16 @@ class SmtpSettings(_Section):
             " exempt, as Postfix's mynetworks); more get 421 4.7.0."
         ),
     )
+    processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "SMTP ingress processes: 0 talks SMTP (and TLS) in the gateway process; N starts"
+            " N child processes that talk SMTP and TLS for the sessions the gateway accepts"
+            " (and counts against the limits) and hand each message back to it to admit."
+        ),
+    )
     junk_command_limit: int = Field(
         100,
         gt=0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -52,6 +53,14 @@ def password_matches(password_hash: str, password: str) -> bool:
         return _HASHER.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+class Authenticates(Protocol):
+    """What checks SMTP AUTH credentials: `SmtpAuthenticator`, or an ingress process's proxy."""
+
+    async def authenticate(self, client: str, credentials: LoginPassword) -> AuthResult:
+        """Return success with the `SmtpUser` as auth data, or the refusal to send."""
+        ...
 
 
 class SmtpAuthenticator:

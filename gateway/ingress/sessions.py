@@ -7,6 +7,8 @@ the allowed networks (the platforms) have no per-client limit, as Postfix exempt
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from gateway.settings import SmtpSettings
 
 # What a refused session is told, by the reason its metric counts it under.
@@ -14,6 +16,18 @@ REFUSALS = {
     "max_sessions": "Too many concurrent sessions",
     "max_sessions_per_client": "Too many concurrent sessions from your address",
 }
+
+
+class SessionCounter(Protocol):
+    """What counts sessions in and out: `Sessions`, or an ingress process's proxy."""
+
+    def open(self, host: str, *, exempt: bool) -> str | None:
+        """Count a new session in, or say why it may not (a `REFUSALS` key)."""
+        ...
+
+    def close(self, host: str) -> None:
+        """Count a session out."""
+        ...
 
 
 class Sessions:

@@ -27,9 +27,9 @@ import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.errors import CampaignRejected, ConfigError, MessageRefused, SpoolError
-from gateway.ingress.auth import SmtpAuthenticator, sender_allowed
+from gateway.ingress.auth import Authenticates, sender_allowed
 from gateway.ingress.data import REPLY_TOO_BIG, check_data, receive_data, unstuff
-from gateway.ingress.sessions import REFUSALS, Sessions
+from gateway.ingress.sessions import REFUSALS, SessionCounter, Sessions
 from gateway.mail.addresses import mailbox_problem
 from gateway.metrics import Metrics
 from gateway.model import Admission, Inbound, SmtpUser
@@ -71,7 +71,7 @@ class _Server(SMTP):
         handler: SmtpHandler,
         *,
         settings: SmtpSettings,
-        sessions: Sessions,
+        sessions: SessionCounter,
         metrics: Metrics,
         **kwargs: Any,
     ) -> None:
@@ -103,8 +103,7 @@ class _Server(SMTP):
         if self._handler_coroutine is not None:
             self._handler_coroutine.cancel()  # not started yet: no 220 greeting
         if isinstance(transport, asyncio.WriteTransport):
-            text = REFUSALS[refusal]
-            transport.write(f"421 4.7.0 {self.hostname} {text}; try again later\r\n".encode())
+            transport.write(refusal_reply(self.hostname, refusal))
         transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -246,7 +245,7 @@ class SmtpHandler:
         admit: Admit,
         metrics: Metrics,
         hostname: str,
-        authenticator: SmtpAuthenticator | None = None,
+        authenticator: Authenticates | None = None,
     ) -> None:
         self._settings = settings
         self._admit = admit
@@ -254,19 +253,11 @@ class SmtpHandler:
         self._hostname = hostname
         self._authenticator = authenticator
         self._auth_required = settings.auth_mode() == "required"
-        self._networks: tuple[Network, ...] = tuple(
-            ipaddress.ip_network(net) for net in settings.allowed_networks
-        )
+        self._networks = networks_of(settings)
 
     def client_network(self, peer: Any) -> str | None:
         """Return the allowed network the peer is in, or None when it may not relay."""
-        try:
-            address = ipaddress.ip_address(peer[0])
-        except (TypeError, ValueError, IndexError):
-            return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return next((str(net) for net in self._networks if address in net), None)
+        return network_of(self._networks, peer)
 
     async def handle_EHLO(
         self,
@@ -455,18 +446,50 @@ def check_exposure(settings: SmtpSettings, users: int) -> None:
         )
 
 
+def networks_of(settings: SmtpSettings) -> tuple[Network, ...]:
+    """Return the allowed networks of the settings, parsed."""
+    return tuple(ipaddress.ip_network(net) for net in settings.allowed_networks)
+
+
+def network_of(networks: tuple[Network, ...], peer: Any) -> str | None:
+    """Return the allowed network `peer` (a socket address) is in, or None."""
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return next((str(net) for net in networks if address in net), None)
+
+
+def refusal_reply(hostname: str, refusal: str) -> bytes:
+    """Return the 421 a session refused for `refusal` (a `REFUSALS` key) gets, not a 220."""
+    return f"421 4.7.0 {hostname} {REFUSALS[refusal]}; try again later\r\n".encode()
+
+
 async def start_smtp(
     settings: SmtpSettings,
     admit: Admit,
     metrics: Metrics,
-    authenticator: SmtpAuthenticator | None = None,
+    authenticator: Authenticates | None = None,
 ) -> asyncio.Server:
     """Bind the SMTP listener on the running loop and return the server."""
+    host, port = split_hostport(settings.listen)
+    factory = smtp_sessions(settings, admit, metrics, authenticator, Sessions(settings))
+    return await asyncio.get_running_loop().create_server(factory, host=host, port=port)
+
+
+def smtp_sessions(
+    settings: SmtpSettings,
+    admit: Admit,
+    metrics: Metrics,
+    authenticator: Authenticates | None,
+    sessions: SessionCounter,
+) -> Callable[[], SMTP]:
+    """Return what makes the server of each new connection (on the running loop)."""
     hostname = settings.hostname or socket.getfqdn()
     handler = SmtpHandler(settings, admit, metrics, hostname, authenticator)
-    sessions = Sessions(settings)
     loop = asyncio.get_running_loop()
-    host, port = split_hostport(settings.listen)
     context = tls_context(settings)
     mode = settings.auth_mode()
     offer_auth = authenticator is not None and context is not None and mode != "off"
@@ -492,4 +515,4 @@ async def start_smtp(
             auth_exclude_mechanism=() if offer_auth else ("PLAIN", "LOGIN"),
         )
 
-    return await loop.create_server(factory, host=host, port=port)
+    return factory

@@ -55,12 +55,13 @@ async def test_the_child_processes_die_with_a_gateway_killed_9(tmp_path):
         **DEFAULTS,
         "SENDBRAKE_UPSTREAM__PROCESS": "separate",
         "SENDBRAKE_POLICIES__CONTENT_PROCESSES": "2",
+        "SENDBRAKE_SMTP__PROCESSES": "2",
     }
     gateway = GatewayProcess(env, tmp_path / "gateway.log", cwd=tmp_path)
     try:
         await gateway.listening()
         helpers = children(gateway.proc.pid)  # started with the gateway, not on first use
-        assert len(helpers) == 3  # the upstream process and two analysis processes
+        assert len(helpers) == 5  # the upstream process, two analysis and two SMTP processes
         with smtplib.SMTP(*await gateway.smtp_address(), timeout=10) as client:
             client.sendmail("me@example.com", ["you@example.com"], b"Subject: hi\r\n\r\nHi.\r\n")
         await eventually(lambda: list((tmp_path / "var" / "outbox").glob("*.eml")))

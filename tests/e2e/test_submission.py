@@ -3,6 +3,8 @@
 Every unauthenticated path is tried (before TLS, without AUTH, bad credentials, outside
 the allowed networks, a sender domain the user may not use) and must be refused with its
 exact reply; an authenticated user's mail is its own campaign (tenants never share one).
+Each test runs twice: SMTP in the gateway process, and in two ingress processes
+(`smtp.processes`), where TLS is the child's and AUTH is checked by the gateway.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from tests.leaks import PASSWORDS
 from tests.mail import message
 
 PASSWORD = PASSWORDS["submission"]
+
+
+@pytest.fixture(params=[0, 2], ids=["in-process", "ingress-processes"])
+def processes(request) -> int:
+    """SMTP in the gateway process (0), or in that many ingress processes."""
+    return request.param
 
 
 @pytest.fixture
@@ -67,9 +75,10 @@ async def in_thread(fn, *args):
 
 
 async def test_with_auth_required_every_unauthenticated_path_is_refused(
-    settings_for, upstream, tls
+    settings_for, upstream, tls, processes
 ):
-    settings = settings_for(upstream.port, smtp={"auth": "required", "tls": tls})
+    smtp = {"auth": "required", "tls": tls, "processes": processes}
+    settings = settings_for(upstream.port, smtp=smtp)
     async with run_gateway(settings) as gw:
         await add_users(gw)
 
@@ -122,9 +131,10 @@ async def test_with_auth_required_every_unauthenticated_path_is_refused(
 
 
 async def test_a_user_authenticated_after_starttls_relays_as_its_own_tenant(
-    settings_for, upstream, tls
+    settings_for, upstream, tls, processes
 ):
-    settings = settings_for(upstream.port, smtp={"auth": "required", "tls": tls})
+    smtp = {"auth": "required", "tls": tls, "processes": processes}
+    settings = settings_for(upstream.port, smtp=smtp)
     async with run_gateway(settings) as gw:
         await add_users(gw)
 
@@ -151,9 +161,10 @@ async def test_a_user_authenticated_after_starttls_relays_as_its_own_tenant(
 
 
 async def test_outside_the_allowed_networks_only_an_authenticated_user_may_relay(
-    settings_for, upstream, tls
+    settings_for, upstream, tls, processes
 ):
     smtp = {"auth": "optional", "tls": tls, "allowed_networks": ["10.0.0.0/8"]}
+    smtp["processes"] = processes
     async with run_gateway(settings_for(upstream.port, smtp=smtp)) as gw:
         await add_users(gw)
 
@@ -174,9 +185,9 @@ async def test_outside_the_allowed_networks_only_an_authenticated_user_may_relay
 
 
 async def test_an_address_that_keeps_failing_must_wait_even_with_the_right_password(
-    settings_for, upstream, tls
+    settings_for, upstream, tls, processes
 ):
-    smtp = {"auth": "required", "tls": tls, "auth_max_failures": 3}
+    smtp = {"auth": "required", "tls": tls, "auth_max_failures": 3, "processes": processes}
     async with run_gateway(settings_for(upstream.port, smtp=smtp)) as gw:
         await add_users(gw)
 
