@@ -38,6 +38,7 @@ RECEIVED = "sendbrake_messages_received_total:smtp"
 CHILD_KINDS = {
     "gateway.relay.upstream_process": "upstream",
     "gateway.policy.analysis_process": "analysis",
+    "gateway.ingress.smtp_process": "smtp",
 }
 
 

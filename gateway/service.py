@@ -367,23 +367,24 @@ class Gateway:
         admit = with_reports(
             self.admitter.admit, self.intake.report, self.settings.feedback.dsn_recipients
         )
-        if not settings.processes:
+        processes = settings.ingress_processes()
+        if not processes:
             server = await start_smtp(settings, admit, self.metrics, authenticator)
             self.smtp = server
             host, port = server.sockets[0].getsockname()[:2]
             return str(host), int(port)
-        processes = SmtpProcesses(
+        children = SmtpProcesses(
             settings,
-            settings.processes,
+            processes,
             admit=admit,
             authenticator=authenticator,
             metrics=self.metrics,
             log_settings=self.settings.log,
             event_loop=self.settings.runtime.event_loop,
         )
-        self.smtp = processes
-        await processes.start()
-        return processes.address
+        self.smtp = children
+        await children.start()
+        return children.address
 
     def _close_smtp(self) -> None:
         """Stop accepting SMTP connections (closing twice does nothing)."""

@@ -143,14 +143,13 @@ class SmtpSettings(_Section):
             " exempt, as Postfix's mynetworks); more get 421 4.7.0."
         ),
     )
-    processes: int = Field(
-        0,
-        ge=0,
-        le=64,
+    processes: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
+        "auto",
         description=(
-            "SMTP ingress processes: 0 talks SMTP (and TLS) in the gateway process; N starts"
-            " N child processes that talk SMTP and TLS for the sessions the gateway accepts"
-            " (and counts against the limits) and hand each message back to it to admit."
+            "SMTP ingress processes: N child processes talk SMTP and TLS for the sessions the"
+            " gateway accepts (and counts against the limits) and hand each message back to"
+            " it to admit; 0 talks SMTP in the gateway process; `auto` one per CPU the"
+            " process may use (as `policies.content_processes`), 0 on one."
         ),
     )
     junk_command_limit: int = Field(
@@ -189,6 +188,13 @@ class SmtpSettings(_Section):
     auth_failure_window: Duration = Field(
         300.0, description="How long failed AUTH attempts count against a client address."
     )
+
+    def ingress_processes(self) -> int:
+        """How many SMTP ingress processes to run, `auto` resolved for this machine."""
+        if self.processes == "auto":
+            cpus = _usable_cpus()
+            return cpus if cpus > 1 else 0
+        return self.processes
 
     def auth_mode(self) -> Literal["off", "optional", "required"]:
         """Return the AUTH mode in force: `auth`, auto resolved by where the listener binds."""

@@ -56,7 +56,9 @@ def make_settings(
 ) -> settings_mod.Settings:
     """Settings for a test gateway: ports 0, spool in tmp_path, quick retries."""
     raw: dict[str, Any] = {
-        "smtp": {"listen": "127.0.0.1:0", "hostname": "gw.test"},
+        # SMTP in the gateway process: tests may talk to it with smtplib on the loop's own
+        # thread; tests of the ingress processes ask for them.
+        "smtp": {"listen": "127.0.0.1:0", "hostname": "gw.test", "processes": 0},
         # Content analysis on threads, as tests inject deciders and registries; tests of the
         # analysis processes ask for them.
         "policies": {"dir": str(POLICIES), "content_processes": 0},

@@ -181,11 +181,15 @@ def test_content_processes_auto_follows_the_usable_cpus_and_the_cgroup_quota(
     monkeypatch.setattr(settings, "CPU_MAX", quota)
     policies = settings.PolicySettings(content_processes=setting)
     assert policies.analysis_processes() == processes
+    smtp = settings.SmtpSettings(processes=setting)  # SMTP ingress processes: the same rule
+    assert smtp.ingress_processes() == processes
 
 
 def test_content_processes_refuses_a_negative_count():
     with pytest.raises(ValueError, match="content_processes"):
         settings.PolicySettings(content_processes=-1)
+    with pytest.raises(ValueError, match="processes"):
+        settings.SmtpSettings(processes=-1)
 
 
 def test_smtp_auth_off_from_the_environment_is_off_not_false(monkeypatch):

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import os
 import socket
 import sys
 from collections import Counter
@@ -90,16 +91,16 @@ class SmtpProcesses:
         self._networks = networks_of(settings)
         self._hostname = settings.hostname or socket.getfqdn()
         self._children = [_Child(self) for _ in range(processes)]
-        self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     @property
     def address(self) -> tuple[str, int]:
-        """Where the listener is bound (the port, if 0 was asked for)."""
-        if self._listener is None:
+        """Where the (first) listener is bound (the port, if 0 was asked for)."""
+        if not self._listeners:
             raise RuntimeError("the SMTP listener is not bound yet")
-        host, port = self._listener.getsockname()[:2]
+        host, port = self._listeners[0].getsockname()[:2]
         return str(host), int(port)
 
     @property
@@ -108,19 +109,26 @@ class SmtpProcesses:
         return [child.pid for child in self._children if child.pid is not None]
 
     async def start(self) -> None:
-        """Bind the listener, start every child, and accept."""
+        """Bind the listener, start the children, and accept.
+
+        A host name is bound on every address it has, as asyncio's servers are.
+        """
         host, port = split_hostport(self._settings.listen)
-        family, kind, proto, _, address = socket.getaddrinfo(
+        found = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        listener = socket.socket(family, kind, proto)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(BACKLOG)
-        listener.setblocking(False)  # noqa: FBT003 - the socket API
-        self._listener = listener
+        )
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            listener = socket.socket(family, kind, proto)
+            self._listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # its IPv4 twin, if any, is bound on its own
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+            listener.listen(BACKLOG)
+            listener.setblocking(False)  # noqa: FBT003 - the socket API
         await asyncio.gather(*(child.start() for child in self._children))
-        self._listen(listener)
+        for listener in self._listeners:
+            self._listen(listener)
 
     def _listen(self, listener: socket.socket) -> None:
         if listener.fileno() >= 0:  # not closed meanwhile
@@ -128,9 +136,10 @@ class SmtpProcesses:
 
     def close(self) -> None:
         """Stop accepting (sessions already handed over go on until `stop`)."""
-        if self._listener is not None and self._listener.fileno() >= 0:
-            asyncio.get_running_loop().remove_reader(self._listener.fileno())
-            self._listener.close()
+        for listener in self._listeners:
+            if listener.fileno() >= 0:
+                asyncio.get_running_loop().remove_reader(listener.fileno())
+                listener.close()
 
     async def stop(self) -> None:
         """Stop accepting, end every child and wait for them to exit."""
@@ -175,16 +184,18 @@ class SmtpProcesses:
     def _count_out(self, host: str) -> None:
         self._sessions.close(host)
 
-    def _request(self, child: _Child, request: tuple[Any, ...]) -> None:
-        """Act on one frame from a child."""
+    def _request(self, child: _Child, request: tuple[Any, ...], to: asyncio.StreamWriter) -> None:
+        """Act on one frame from a child; `to` is that process's input, for the answer."""
         kind = request[0]
         if kind == "admit":
             _, rid, inbound = request
-            self._spawn(child.answer(rid, self._admit(inbound)))
+            self._spawn(child.answer(rid, self._admit(inbound), to))
         elif kind == "auth":
             _, rid, client, login, password = request
             credentials = LoginPassword(login, password)
-            self._spawn(child.answer(rid, self._authenticator.authenticate(client, credentials)))
+            self._spawn(
+                child.answer(rid, self._authenticator.authenticate(client, credentials), to)
+            )
         elif kind == "closed":
             child.count_out(request[1])
         elif kind == "metric":
@@ -237,7 +248,8 @@ class _Child:
 
     async def start(self) -> None:
         """Start the process and read what it asks until it exits."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Datagrams in order: one accepted socket per message, never two run together.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         number = theirs.fileno()  # the child inherits it under the same number
         with theirs:
             proc, stdin, stdout = await start_child(__name__, pass_fds=(number,))
@@ -251,7 +263,7 @@ class _Child:
         self._proc, self._stdin, self._sockets = proc, stdin, ours
         self.ready = True
         log.info("smtp_process_started", pid=proc.pid)
-        self._serving = asyncio.create_task(self._serve(stdout))
+        self._serving = asyncio.create_task(self._serve(stdin, stdout))
 
     def hand(self, conn: socket.socket, host: str) -> bool:
         """Pass an accepted connection to the child; False if it cannot take it now."""
@@ -270,8 +282,12 @@ class _Child:
             self._hosts[host] -= 1
             self._owner._count_out(host)  # noqa: SLF001 - our owner
 
-    async def answer(self, rid: int, work: Awaitable[Any]) -> None:
-        """Send the outcome of a request: the value, or the error as the child rebuilds it."""
+    async def answer(self, rid: int, work: Awaitable[Any], to: asyncio.StreamWriter) -> None:
+        """Send the outcome of a request: the value, or the error as the child rebuilds it.
+
+        `to` is the input of the process that asked: a restarted child's ids start again,
+        so an answer to its predecessor must never reach it.
+        """
         try:
             value = await work
         except CampaignRejected as exc:
@@ -285,12 +301,13 @@ class _Child:
             answer = ("answer", rid, False, ("crashed", f"{type(exc).__name__}: {exc}"))
         else:
             answer = ("answer", rid, True, value)
-        if self._stdin is not None and not self._stdin.is_closing():
-            self._stdin.write(frame(answer))
+        if not to.is_closing():
+            to.write(frame(answer))
 
-    async def _serve(self, stdout: asyncio.StreamReader) -> None:
+    async def _serve(self, stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader) -> None:
+        """Act on what this incarnation of the child asks; count it out when it exits."""
         while (request := await read_frame(stdout)) is not None:
-            self._owner._request(self, request)  # noqa: SLF001 - our owner
+            self._owner._request(self, request, stdin)  # noqa: SLF001 - our owner
         self.ready = False
         if self._sockets is not None:
             self._sockets.close()
@@ -372,12 +389,6 @@ class _Gateway:
         if future is not None and not future.done():
             future.set_result((ok, value))
 
-    def gone(self) -> None:
-        """Answer what still waits as a spool failure: the gateway closed our input."""
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_result((False, ("spool", "the gateway is stopping")))
-
 
 class _Forwarded:
     """An instrument of the child that sends each update to the gateway's, by name."""
@@ -433,9 +444,10 @@ async def serve(settings: SmtpSettings, sockets_fd: int) -> None:
     gateway.send("ready")
     while (answer := await read_frame(reader)) is not None:
         gateway.answered(answer)
-    gateway.gone()
-    loop.remove_reader(handed.fileno())
-    handed.close()
+    # The gateway stopped us, or died: its sessions end here, as they would have with it.
+    # Nothing waiting was acknowledged; a client whose message the gateway committed but
+    # whose 250 never came sends it again, and that is recognised as a retry.
+    os._exit(0)
 
 
 def main() -> None:
