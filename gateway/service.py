@@ -3,7 +3,8 @@
 This is the only module that knows every part. Long-lived tasks run inside one TaskGroup.
 Shutdown order: close the listeners (no new mail), stop the relay from claiming and let
 in-flight deliveries finish within `relay.drain_timeout`, cancel the rest, give their
-leases back, then close the upstream and the spool.
+leases back, then stop the SMTP ingress processes (sessions still open end there, as they
+would with SMTP in this process), the upstream, the analysis processes and the spool.
 """
 
 from __future__ import annotations
