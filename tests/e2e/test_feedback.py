@@ -37,8 +37,11 @@ def signer() -> Signer:
     return Signer()
 
 
-def hook_settings(settings_for, signer: Signer, platform: FakePlatform) -> Any:
+def hook_settings(
+    settings_for, signer: Signer, platform: FakePlatform, **sections: dict[str, Any]
+) -> Any:
     return settings_for(
+        **sections,
         webhooks={
             "sendgrid": {
                 "public_key": signer.public_key,
@@ -223,11 +226,14 @@ async def test_a_batch_older_than_max_age_becomes_a_dead_letter_visible_and_retr
         ]
 
 
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "ingress-processes"])
 async def test_a_dsn_to_the_return_path_counts_a_bounce_of_its_recipient_and_is_not_relayed(
-    settings_for, signer, platform
+    settings_for, signer, platform, processes
 ):
+    # Through SMTP ingress processes too: the report is recognised by the gateway's admit.
+    settings = hook_settings(settings_for, signer, platform, smtp={"processes": processes})
     clock = ManualClock()
-    async with run_gateway(hook_settings(settings_for, signer, platform), clock=clock) as gw:
+    async with run_gateway(settings, clock=clock) as gw:
         campaign = await send_campaign(gw, "spring", RECIPIENTS)
         rows = await gw.spool.recipients(campaign_id=campaign)
         report = dsn("R5@example.org", rows[5].message_id)
