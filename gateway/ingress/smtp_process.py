@@ -36,7 +36,7 @@ import os
 import socket
 import sys
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import structlog
@@ -270,7 +270,7 @@ class _Child:
         if self._sockets is None:
             return False
         try:
-            socket.send_fds(self._sockets, [b"c"], [conn.fileno()])
+            socket.send_fds(self._sockets, [host.encode()], [conn.fileno()])
         except OSError:  # its queue is full, or it just died
             return False
         self._hosts[host] += 1
@@ -427,16 +427,16 @@ async def serve(settings: SmtpSettings, sockets_fd: int) -> None:
 
     def receive() -> None:
         try:
-            data, fds, _, _ = socket.recv_fds(handed, 64, 16)
+            data, fds, _, _ = socket.recv_fds(handed, 1024, 1)
         except BlockingIOError:
             return
         if not data:
             loop.remove_reader(handed.fileno())
             return
+        host = data.decode()  # as the gateway counted it in
         for fd in fds:
-            task = loop.create_task(
-                loop.connect_accepted_socket(sessions, sock=socket.socket(fileno=fd))
-            )
+            conn = socket.socket(fileno=fd)
+            task = loop.create_task(_serve_session(sessions, gateway, conn, host))
             serving.add(task)  # a reference until it runs; the session then runs on its own
             task.add_done_callback(serving.discard)
 
@@ -448,6 +448,18 @@ async def serve(settings: SmtpSettings, sockets_fd: int) -> None:
     # Nothing waiting was acknowledged; a client whose message the gateway committed but
     # whose 250 never came sends it again, and that is recognised as a retry.
     os._exit(0)
+
+
+async def _serve_session(
+    sessions: Callable[[], Any], gateway: _Gateway, conn: socket.socket, host: str
+) -> None:
+    """Serve one handed-over connection; one that cannot be served is counted out at once."""
+    try:
+        await asyncio.get_running_loop().connect_accepted_socket(sessions, sock=conn)
+    except OSError as exc:  # the client went away before we got to it
+        log.info("smtp_session_lost", peer=host, error=str(exc))
+        conn.close()
+        gateway.close(host)
 
 
 def main() -> None:
