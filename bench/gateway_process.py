@@ -60,7 +60,7 @@ class CpuSample:
         return {
             "gateway_cpu_ms_per_message": 1000 * (later.gateway - self.gateway) / messages,
             "child_cpu_ms_per_message": child,
-            "upstream_cpu_ms_per_message": sum(child.values()),  # all children, as before
+            "children_cpu_ms_per_message": sum(child.values()),
             "machine_cores_busy": (later.machine - self.machine) / (later.at - self.at),
         }
 

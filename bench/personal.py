@@ -127,7 +127,7 @@ def summarise(messages: int, sessions: int, rows: list[dict[str, Any]]) -> dict[
             out[f"{target}_{key}"] = spread(col(target, key))
     for target in ("postfix", "sendbrake"):
         out[f"{target}_e2e"] = spread(col(target, "e2e_rate"))
-    for key in ("gateway_cpu_ms_per_message", "upstream_cpu_ms_per_message", "machine_cores_busy"):
+    for key in ("gateway_cpu_ms_per_message", "children_cpu_ms_per_message", "machine_cores_busy"):
         out[key] = spread(col("sendbrake", key))
     kinds = sorted({k for r in rows for k in r["sendbrake"]["child_cpu_ms_per_message"]})
     out["child_cpu_ms_per_message"] = {

@@ -93,3 +93,13 @@ async def start_child(
     if proc.stdin is None or proc.stdout is None:
         raise RuntimeError(f"{module} has no pipes")
     return proc, proc.stdin, proc.stdout
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    """Wait for a child to exit and close its pipes' transport.
+
+    asyncio's Process has no public close: without it the transport may outlive the loop,
+    and a reader still waiting on the child's output gets its end (and says it died).
+    """
+    await proc.wait()
+    proc._transport.close()  # type: ignore[attr-defined] # noqa: SLF001

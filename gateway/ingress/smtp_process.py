@@ -45,7 +45,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client import CollectorRegistry
 
 from gateway import log as logging
-from gateway.childproc import become_child, frame, read_frame, start_child
+from gateway.childproc import become_child, frame, read_frame, reap, start_child
 from gateway.errors import CampaignRejected, MessageRefused, SpoolError
 from gateway.ingress.auth import Authenticates
 from gateway.ingress.sessions import Sessions
@@ -86,7 +86,7 @@ class SmtpProcesses:
         self._admit = admit
         self._authenticator = authenticator
         self._metrics = metrics
-        self._start = (settings, log_settings, event_loop)
+        self.start_frame = (settings, log_settings, event_loop)  # what every child is told
         self._sessions = Sessions(settings)
         self._networks = networks_of(settings)
         self._hostname = settings.hostname or socket.getfqdn()
@@ -181,10 +181,11 @@ class SmtpProcesses:
         with contextlib.suppress(OSError):
             conn.send(refusal_reply(self._hostname, refusal))
 
-    def _count_out(self, host: str) -> None:
+    def count_out(self, host: str) -> None:
+        """Count out a session a child served."""
         self._sessions.close(host)
 
-    def _request(self, child: _Child, request: tuple[Any, ...], to: asyncio.StreamWriter) -> None:
+    def request(self, child: _Child, request: tuple[Any, ...], to: asyncio.StreamWriter) -> None:
         """Act on one frame from a child; `to` is that process's input, for the answer."""
         kind = request[0]
         if kind == "admit":
@@ -209,7 +210,7 @@ class SmtpProcesses:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _exited(self, child: _Child) -> None:
+    def exited(self, child: _Child) -> None:
         """Restart a child that died, unless the gateway is stopping."""
         if not self._closed:
             log.warning("smtp_process_exited", pid=child.pid)
@@ -253,8 +254,7 @@ class _Child:
         number = theirs.fileno()  # the child inherits it under the same number
         with theirs:
             proc, stdin, stdout = await start_child(__name__, pass_fds=(number,))
-        settings, log_settings, event_loop = self._owner._start  # noqa: SLF001 - our owner
-        stdin.write(frame((settings, log_settings, event_loop, number)))
+        stdin.write(frame((*self._owner.start_frame, number)))
         if await read_frame(stdout) != "ready":
             ours.close()
             code = await proc.wait()
@@ -280,7 +280,7 @@ class _Child:
         """Count out a session of `host` that it served and that has ended."""
         if self._hosts[host] > 0:
             self._hosts[host] -= 1
-            self._owner._count_out(host)  # noqa: SLF001 - our owner
+            self._owner.count_out(host)
 
     async def answer(self, rid: int, work: Awaitable[Any], to: asyncio.StreamWriter) -> None:
         """Send the outcome of a request: the value, or the error as the child rebuilds it.
@@ -307,7 +307,7 @@ class _Child:
     async def _serve(self, stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader) -> None:
         """Act on what this incarnation of the child asks; count it out when it exits."""
         while (request := await read_frame(stdout)) is not None:
-            self._owner._request(self, request, stdin)  # noqa: SLF001 - our owner
+            self._owner.request(self, request, stdin)
         self.ready = False
         if self._sockets is not None:
             self._sockets.close()
@@ -317,7 +317,7 @@ class _Child:
                 self.count_out(host)
         if self._proc is not None:
             await self._proc.wait()
-        self._owner._exited(self)  # noqa: SLF001 - our owner
+        self._owner.exited(self)
 
     async def stop(self) -> None:
         """End its input and wait for it to exit."""
@@ -325,8 +325,7 @@ class _Child:
         if self._stdin is not None:
             self._stdin.close()
         if self._proc is not None:
-            await self._proc.wait()
-            self._proc._transport.close()  # type: ignore[attr-defined] # noqa: SLF001
+            await reap(self._proc)
         if self._serving is not None:
             await self._serving
 

@@ -33,7 +33,14 @@ from typing import BinaryIO
 import structlog
 
 from gateway import log as logging
-from gateway.childproc import become_child, frame, read_frame, read_frame_blocking, start_child
+from gateway.childproc import (
+    become_child,
+    frame,
+    read_frame,
+    read_frame_blocking,
+    reap,
+    start_child,
+)
 from gateway.errors import Unanalysed
 from gateway.mail.content import content_key
 from gateway.model import ContentReport, Decider, Submission
@@ -107,10 +114,7 @@ class _Child:
         self._pipes[0].close()
         if kill and self._proc.returncode is None:
             self._proc.kill()
-        await self._proc.wait()
-        # asyncio's Process has no public close: without it the pipes' transport may outlive
-        # the loop. A reader still waiting on the output gets its end (and says it died).
-        self._proc._transport.close()  # type: ignore[attr-defined] # noqa: SLF001
+        await reap(self._proc)
 
 
 class ProcessAnalysers:
